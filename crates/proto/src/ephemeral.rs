@@ -1,0 +1,399 @@
+//! Ephemeral signed messages that are not part of the log: presence, chat and reactions;
+//! plus the per-author rate limiter and the presence table. All take `now` (unix ms).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::PublicKey;
+use crate::room::RoomId;
+use crate::signed::{Signable, Verified, check_str};
+
+/// Upper bound on a signed ephemeral message on the wire.
+pub const MAX_EPHEMERAL_LEN: usize = 2048;
+/// Longest display name, in bytes.
+pub const MAX_NAME_LEN: usize = 32;
+/// Longest chat line, in bytes.
+pub const MAX_CHAT_LEN: usize = 500;
+/// Longest reaction, in bytes (an emoji or a short word).
+pub const MAX_REACTION_LEN: usize = 16;
+/// Most addresses a presence may carry.
+pub const MAX_ADDRESSES: usize = 8;
+/// Longest address, in bytes (a binary multiaddr).
+pub const MAX_ADDRESS_LEN: usize = 128;
+/// Older messages are refused as stale or replayed.
+pub const MAX_AGE_MS: u64 = 30_000;
+/// Messages dated further than this in the future are refused.
+pub const MAX_SKEW_MS: u64 = 30_000;
+/// Longest presence time-to-live.
+pub const MAX_TTL_MS: u32 = 120_000;
+
+/// A signed message about a room that is not part of its log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ephemeral {
+    /// The room.
+    pub room: RoomId,
+    /// Who signed it.
+    pub author: PublicKey,
+    /// The author's clock, unix ms.
+    pub sent_at: u64,
+    /// What it says.
+    pub body: EphemeralBody,
+}
+
+/// The kinds of ephemeral message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EphemeralBody {
+    /// "I am here": repeated before `ttl_ms` runs out.
+    Presence {
+        /// Self-chosen display name.
+        name: String,
+        /// How long this presence is valid.
+        ttl_ms: u32,
+        /// Where the author can be reached (binary multiaddrs, interpreted by the network layer).
+        addresses: Vec<Vec<u8>>,
+        /// Set on the last presence a node sends when it leaves.
+        leaving: bool,
+    },
+    /// A chat line.
+    Chat {
+        /// The text.
+        text: String,
+    },
+    /// A reaction (an emoji or a short word).
+    Reaction {
+        /// The reaction.
+        reaction: String,
+    },
+}
+
+impl Signable for Ephemeral {
+    const DOMAIN: &'static [u8] = b"ruang/ephemeral/v1";
+    const MAX_WIRE_LEN: usize = MAX_EPHEMERAL_LEN;
+
+    fn author(&self) -> &PublicKey {
+        &self.author
+    }
+
+    fn check_bounds(&self) -> Result<(), &'static str> {
+        match &self.body {
+            EphemeralBody::Presence {
+                name,
+                ttl_ms,
+                addresses,
+                ..
+            } => {
+                check_str(name, MAX_NAME_LEN, "name too long")?;
+                if *ttl_ms > MAX_TTL_MS {
+                    return Err("presence ttl too long");
+                }
+                if addresses.len() > MAX_ADDRESSES {
+                    return Err("too many addresses");
+                }
+                if addresses.iter().any(|a| a.len() > MAX_ADDRESS_LEN) {
+                    return Err("address too long");
+                }
+                Ok(())
+            }
+            EphemeralBody::Chat { text } => {
+                if text.is_empty() {
+                    return Err("empty chat line");
+                }
+                check_str(text, MAX_CHAT_LEN, "chat line too long")
+            }
+            EphemeralBody::Reaction { reaction } => {
+                if reaction.is_empty() {
+                    return Err("empty reaction");
+                }
+                check_str(reaction, MAX_REACTION_LEN, "reaction too long")
+            }
+        }
+    }
+}
+
+/// Why a message's timestamp is not acceptable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Freshness {
+    /// Older than [`MAX_AGE_MS`]: stale or replayed.
+    #[error("message is {age_ms} ms old")]
+    Stale {
+        /// How old.
+        age_ms: u64,
+    },
+    /// Dated in the future beyond [`MAX_SKEW_MS`].
+    #[error("message is dated {ahead_ms} ms in the future")]
+    Future {
+        /// How far ahead.
+        ahead_ms: u64,
+    },
+}
+
+impl Ephemeral {
+    /// Whether `sent_at` is within the accepted window around `now`.
+    pub fn check_fresh(&self, now: u64) -> Result<(), Freshness> {
+        check_fresh(self.sent_at, now)
+    }
+}
+
+/// Whether a timestamp is within [`MAX_AGE_MS`] before and [`MAX_SKEW_MS`] after `now`.
+pub fn check_fresh(sent_at: u64, now: u64) -> Result<(), Freshness> {
+    if sent_at > now.saturating_add(MAX_SKEW_MS) {
+        Err(Freshness::Future {
+            ahead_ms: sent_at - now,
+        })
+    } else if now.saturating_sub(sent_at) > MAX_AGE_MS {
+        Err(Freshness::Stale {
+            age_ms: now - sent_at,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// What [`RateLimiter::check`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    /// Within the rate.
+    Allowed,
+    /// Over the rate; drop the message. `strikes` counts denials in a row, so a caller can
+    /// disconnect a peer that keeps flooding.
+    Limited {
+        /// Consecutive denials for this key.
+        strikes: u32,
+    },
+}
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last: u64,
+    strikes: u32,
+}
+
+/// A token bucket per key: `burst` messages at once, refilled at `per_second`.
+///
+/// Holds at most `max_keys` buckets; beyond that the least recently used is forgotten (a
+/// forgotten key starts with a full bucket, which only ever favours the sender).
+pub struct RateLimiter<K> {
+    burst: f64,
+    per_ms: f64,
+    max_keys: usize,
+    buckets: HashMap<K, Bucket>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
+    /// A limiter allowing bursts of `burst` and `per_second` on average per key.
+    pub fn new(burst: u32, per_second: f64, max_keys: usize) -> Self {
+        Self {
+            burst: burst as f64,
+            per_ms: per_second / 1000.0,
+            max_keys: max_keys.max(1),
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Takes a token for `key` at `now` (ms) if there is one.
+    pub fn check(&mut self, key: &K, now: u64) -> Rate {
+        if !self.buckets.contains_key(key) && self.buckets.len() >= self.max_keys {
+            self.evict_oldest();
+        }
+        let burst = self.burst;
+        let bucket = self.buckets.entry(key.clone()).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+            strikes: 0,
+        });
+        let elapsed = now.saturating_sub(bucket.last) as f64;
+        bucket.tokens = (bucket.tokens + elapsed * self.per_ms).min(burst);
+        bucket.last = bucket.last.max(now);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            bucket.strikes = 0;
+            Rate::Allowed
+        } else {
+            bucket.strikes = bucket.strikes.saturating_add(1);
+            Rate::Limited {
+                strikes: bucket.strikes,
+            }
+        }
+    }
+
+    /// Forgets `key` (e.g. when its peer disconnects).
+    pub fn forget(&mut self, key: &K) {
+        self.buckets.remove(key);
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(oldest) = self
+            .buckets
+            .iter()
+            .min_by_key(|(_, b)| b.last)
+            .map(|(k, _)| k.clone())
+        {
+            self.buckets.remove(&oldest);
+        }
+    }
+}
+
+/// Most members a presence table tracks.
+pub const MAX_MEMBERS: usize = 50_000;
+
+/// A present member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Display name.
+    pub name: String,
+    /// Addresses from the last presence.
+    pub addresses: Vec<Vec<u8>>,
+    /// When the presence lapses (unix ms).
+    pub expires_at: u64,
+    /// `sent_at` of the newest presence seen.
+    pub last_sent_at: u64,
+}
+
+/// What inserting a presence changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PresenceChange {
+    /// A member arrived.
+    Joined,
+    /// A member's presence was refreshed (name or addresses may have changed).
+    Refreshed,
+    /// A member said it is leaving.
+    Left,
+    /// Older than what is known, from another room, or not a presence: no change.
+    Ignored,
+}
+
+/// Who is in a room right now, from presence heartbeats.
+#[derive(Default)]
+pub struct PresenceTable {
+    members: BTreeMap<PublicKey, Member>,
+}
+
+impl PresenceTable {
+    /// Records a verified presence received at `now`. The caller has checked freshness.
+    pub fn insert(&mut self, msg: &Verified<Ephemeral>, now: u64) -> PresenceChange {
+        let EphemeralBody::Presence {
+            name,
+            ttl_ms,
+            addresses,
+            leaving,
+        } = &msg.body
+        else {
+            return PresenceChange::Ignored;
+        };
+        if let Some(m) = self.members.get(&msg.author)
+            && m.last_sent_at >= msg.sent_at
+        {
+            return PresenceChange::Ignored;
+        }
+        if *leaving {
+            return if self.members.remove(&msg.author).is_some() {
+                PresenceChange::Left
+            } else {
+                PresenceChange::Ignored
+            };
+        }
+        if !self.members.contains_key(&msg.author) && self.members.len() >= MAX_MEMBERS {
+            return PresenceChange::Ignored;
+        }
+        let member = Member {
+            name: name.clone(),
+            addresses: addresses.clone(),
+            expires_at: now.saturating_add(u64::from(*ttl_ms)),
+            last_sent_at: msg.sent_at,
+        };
+        match self.members.insert(msg.author, member) {
+            None => PresenceChange::Joined,
+            Some(_) => PresenceChange::Refreshed,
+        }
+    }
+
+    /// Removes members whose presence lapsed by `now`; returns them.
+    pub fn expire(&mut self, now: u64) -> Vec<PublicKey> {
+        let gone: Vec<PublicKey> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.expires_at <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &gone {
+            self.members.remove(k);
+        }
+        gone
+    }
+
+    /// Removes `who` (kicked, banned, disconnected).
+    pub fn remove(&mut self, who: &PublicKey) -> bool {
+        self.members.remove(who).is_some()
+    }
+
+    /// Whether `who` is present.
+    pub fn contains(&self, who: &PublicKey) -> bool {
+        self.members.contains_key(who)
+    }
+
+    /// `who`'s entry.
+    pub fn get(&self, who: &PublicKey) -> Option<&Member> {
+        self.members.get(who)
+    }
+
+    /// All present members.
+    pub fn iter(&self) -> impl Iterator<Item = (&PublicKey, &Member)> {
+        self.members.iter()
+    }
+
+    /// How many are present.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether nobody is present.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limiter_allows_burst_then_refills() {
+        let mut rl = RateLimiter::new(3, 2.0, 10);
+        let k = 1u8;
+        for _ in 0..3 {
+            assert_eq!(rl.check(&k, 0), Rate::Allowed);
+        }
+        assert_eq!(rl.check(&k, 0), Rate::Limited { strikes: 1 });
+        assert_eq!(rl.check(&k, 100), Rate::Limited { strikes: 2 });
+        // 2 per second: one token after 500 ms.
+        assert_eq!(rl.check(&k, 500), Rate::Allowed);
+        assert_eq!(rl.check(&k, 500), Rate::Limited { strikes: 1 });
+        // Other keys have their own bucket.
+        assert_eq!(rl.check(&2u8, 500), Rate::Allowed);
+    }
+
+    #[test]
+    fn rate_limiter_is_bounded() {
+        let mut rl = RateLimiter::new(1, 1.0, 4);
+        for k in 0..100u32 {
+            rl.check(&k, u64::from(k));
+        }
+        assert!(rl.buckets.len() <= 4);
+    }
+
+    #[test]
+    fn freshness_window() {
+        assert!(check_fresh(1_000_000, 1_000_000).is_ok());
+        assert!(check_fresh(1_000_000 - MAX_AGE_MS, 1_000_000).is_ok());
+        assert!(matches!(
+            check_fresh(1_000_000 - MAX_AGE_MS - 1, 1_000_000),
+            Err(Freshness::Stale { .. })
+        ));
+        assert!(matches!(
+            check_fresh(1_000_000 + MAX_SKEW_MS + 1, 1_000_000),
+            Err(Freshness::Future { .. })
+        ));
+    }
+}

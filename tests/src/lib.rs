@@ -1,0 +1,1 @@
+//! Workspace-level integration tests of ruang live in `tests/`; this library is empty.
