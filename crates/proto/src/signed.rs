@@ -256,3 +256,60 @@ pub fn verify<T: Signable>(wire: &[u8]) -> Result<Verified<T>, VerifyError> {
 pub(crate) fn check_str(s: &str, max: usize, what: &'static str) -> Result<(), &'static str> {
     if s.len() > max { Err(what) } else { Ok(()) }
 }
+
+/// A `BuildHasher` for maps keyed by [`Hash`]: the keys are already uniform (SHA-256), so the
+/// hasher takes 8 of their bytes mixed with a per-process random key instead of running SipHash
+/// over all 32 — that was a fifth of the time of inserting events.
+#[derive(Clone)]
+pub(crate) struct HashKeyed {
+    key: u64,
+}
+
+impl Default for HashKeyed {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        // A random key per process (std draws it from the OS), so crafted hashes cannot be
+        // aimed at one bucket.
+        Self {
+            key: std::collections::hash_map::RandomState::new().hash_one(0u64) | 1,
+        }
+    }
+}
+
+impl std::hash::BuildHasher for HashKeyed {
+    type Hasher = HashKeyedHasher;
+    fn build_hasher(&self) -> HashKeyedHasher {
+        HashKeyedHasher {
+            key: self.key,
+            state: 0,
+        }
+    }
+}
+
+/// The hasher of [`HashKeyed`].
+pub(crate) struct HashKeyedHasher {
+    key: u64,
+    state: u64,
+}
+
+impl std::hash::Hasher for HashKeyedHasher {
+    fn finish(&self) -> u64 {
+        self.state
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // `Hash` feeds its 32-byte array (after a length prefix for slices): fold 8 bytes at a
+        // time with a multiply-xor mix.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            let v = u64::from_le_bytes(word) ^ self.key;
+            self.state = (self.state.rotate_left(23) ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+}
+
+/// A map keyed by content hashes.
+pub(crate) type HashMapOf<V> = std::collections::HashMap<Hash, V, HashKeyed>;
+/// A set of content hashes.
+pub(crate) type HashSetOf = std::collections::HashSet<Hash, HashKeyed>;

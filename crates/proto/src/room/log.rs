@@ -24,17 +24,17 @@
 //! applied in O(log n). An event concurrent with others re-runs the order from the nearest state
 //! snapshot before its parents (snapshots every [`SNAPSHOT_INTERVAL`] events).
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use rand_core::Rng;
 
 use super::event::{Event, EventBody, EventHash, Genesis, MAX_PARENTS, RoomId};
 use super::state::{Refusal, State};
 use crate::identity::{Identity, PublicKey};
-use crate::signed::{self, SignError, Verified, VerifyError};
+use crate::signed::{self, HashMapOf, HashSetOf, SignError, Verified, VerifyError};
 
 /// Events applied between two state snapshots.
-pub const SNAPSHOT_INTERVAL: usize = 64;
+pub const SNAPSHOT_INTERVAL: usize = 32;
 /// Most events kept while waiting for their parents; the oldest is dropped beyond it.
 pub const MAX_PENDING: usize = 1024;
 
@@ -126,7 +126,7 @@ struct Node {
 /// One room's log and state. See the module docs for the order and admission rules.
 pub struct Room {
     id: RoomId,
-    nodes: HashMap<EventHash, Node>,
+    nodes: HashMapOf<Node>,
     /// The linearisation; `order[0]` is the genesis.
     order: Vec<EventHash>,
     /// For each position: `None` if the event took effect, else why it was overridden.
@@ -178,7 +178,7 @@ impl Room {
         };
         let state = State::from_genesis(genesis.author, body, genesis.created_at);
         let hash = genesis.hash();
-        let mut nodes = HashMap::new();
+        let mut nodes = HashMapOf::default();
         nodes.insert(
             hash,
             Node {
@@ -286,8 +286,24 @@ impl Room {
         }
     }
 
-    /// Verifies `wire` as an event and inserts it.
+    /// Verifies `wire` as an event and inserts it. An exact duplicate is recognised by its hash
+    /// before any signature check, so gossip echoes cost almost nothing.
     pub fn insert_wire(&mut self, wire: &[u8]) -> Insert {
+        if wire.len() > signed::HEADER_LEN && wire.len() <= super::event::MAX_EVENT_LEN {
+            let hash = crate::signed::Hash::of(
+                <Event as signed::Signable>::DOMAIN,
+                &wire[signed::HEADER_LEN..],
+            );
+            let known = self
+                .nodes
+                .get(&hash)
+                .map(|n| &n.event)
+                .or_else(|| self.pending.events.get(&hash));
+            // Same bytes: a duplicate. Same payload with other signature bytes: verify (and reject).
+            if known.is_some_and(|e| e.wire() == wire) {
+                return Insert::Known;
+            }
+        }
         match signed::verify::<Event>(wire) {
             Ok(event) => self.insert(event),
             Err(e) => Insert::Rejected(Reject::Invalid(e)),
@@ -383,11 +399,12 @@ impl Room {
                 children: Vec::new(),
             },
         );
-        if parents_are_heads {
-            // Everything already placed is an ancestor: the new event comes last.
+        if parents_are_heads || self.goes_last(resume_from, &self.nodes[&hash].event, &hash) {
+            // Everything already placed is an ancestor, or the new event sorts after every
+            // event it is concurrent with: it comes last.
             self.place(hash);
         } else {
-            self.relinearise(resume_from, hash);
+            self.relinearise(resume_from, Some(hash));
         }
         Ok(())
     }
@@ -407,37 +424,153 @@ impl Room {
         }
     }
 
+    /// Recomputes the order and the state of the whole log from the genesis. The result is the
+    /// same as the incrementally maintained one; this exists to measure and check that.
+    pub fn recompute(&mut self) -> &State {
+        self.relinearise(1, None);
+        &self.state
+    }
+
     /// Re-runs the order from the snapshot at or before position `from`, with `new` added.
-    fn relinearise(&mut self, from: usize, new: EventHash) {
+    fn relinearise(&mut self, from: usize, new: Option<EventHash>) {
         let snapshot = (from - 1) / SNAPSHOT_INTERVAL;
         let base = 1 + snapshot * SNAPSHOT_INTERVAL;
-        let mut suffix: Vec<EventHash> = self.order.split_off(base);
-        suffix.push(new);
+        let mut suffix: Vec<EventHash> = self.order.split_off(base.min(self.order.len()));
+        suffix.extend(new);
         self.outcomes.truncate(base);
         self.snapshots.truncate(snapshot + 1);
         self.state = self.snapshots[snapshot].clone();
-        let in_suffix: HashSet<EventHash> = suffix.iter().copied().collect();
-        let placed = linearise(&self.nodes, &mut self.state.clone(), &suffix, |h| {
-            !in_suffix.contains(h)
-        });
-        for hash in placed {
-            self.place(hash);
+        let in_suffix: HashSetOf = suffix.iter().copied().collect();
+        let (order, outcomes, snapshots) =
+            (&mut self.order, &mut self.outcomes, &mut self.snapshots);
+        linearise(
+            &self.nodes,
+            &mut self.state,
+            &suffix,
+            |h| !in_suffix.contains(h),
+            |hash, outcome, state| {
+                order.push(hash);
+                outcomes.push(outcome);
+                if (order.len() - 1) % SNAPSHOT_INTERVAL == 0 {
+                    snapshots.push(state.clone());
+                }
+            },
+        );
+        for (pos, hash) in self.order.iter().enumerate().skip(base) {
+            if let Some(node) = self.nodes.get_mut(hash) {
+                node.pos = pos;
+            }
         }
     }
 
+    /// Whether an event whose parents are all at positions before `from` is placed last by
+    /// the order rule. Cheap when no event from `from` on can change anyone's rank: then ranks
+    /// are those of the current state all along, and the new event goes last if its key is
+    /// larger than that of every event from `from` on (Kahn would have picked it earlier at
+    /// the first place where it is smaller).
+    fn goes_last(&self, from: usize, event: &Event, hash: &EventHash) -> bool {
+        let key = |e: &Event, h: &EventHash| (self.state.rank(&e.author), e.lamport, *h);
+        let new_key = key(event, hash);
+        self.order[from..].iter().all(|h| {
+            let e = &self.nodes[h].event;
+            !changes_ranks(&e.body) && key(e, h) < new_key
+        })
+    }
+
     /// The state in which an event with these parents is judged: that of its ancestors.
+    ///
+    /// The ancestors are linearised with the same rule as the whole log. Their order agrees
+    /// with the log's order on the longest prefix of the log made only of ancestors (Kahn's
+    /// choice among a subset of the ready events is the same while the full choice lies in the
+    /// subset), so only the ancestors after the first non-ancestor need ordering, starting from
+    /// the snapshot state there. That first non-ancestor is found by walking down from the heads
+    /// and the parents together in decreasing position, until no non-ancestor remains on the
+    /// frontier: the cost follows how far back the concurrency goes, not the log's length.
     fn causal_state(&self, parents: &[EventHash]) -> State {
         let parents_are_heads =
             parents.len() == self.heads.len() && parents.iter().all(|p| self.heads.contains(p));
         if parents_are_heads {
             return self.state.clone();
         }
-        let ancestors = self.ancestors(parents);
-        let last = parents.iter().map(|p| self.nodes[p].pos).max().unwrap_or(0);
-        if ancestors.len() == last + 1 {
-            // The ancestors are exactly a prefix of the order: replay it from a snapshot.
-            return self.state_after(last + 1);
+        // Mark: true = ancestor of the new event, false = reachable only from other heads.
+        let mut mark: HashMapOf<bool> = HashMapOf::default();
+        let mut frontier: std::collections::BinaryHeap<(usize, EventHash)> = Default::default();
+        let mut others = 0usize;
+        for p in parents {
+            if let Some(node) = self.nodes.get(p) {
+                mark.insert(*p, true);
+                frontier.push((node.pos, *p));
+            }
         }
+        for h in &self.heads {
+            if !mark.contains_key(h) {
+                mark.insert(*h, false);
+                frontier.push((self.nodes[h].pos, *h));
+                others += 1;
+            }
+        }
+        let mut first_other = usize::MAX;
+        let mut ancestors_seen: Vec<(usize, EventHash)> = Vec::new();
+        while others > 0 {
+            let Some((pos, hash)) = frontier.pop() else {
+                break;
+            };
+            let is_ancestor = mark[&hash];
+            if is_ancestor {
+                ancestors_seen.push((pos, hash));
+            } else {
+                others -= 1;
+                first_other = first_other.min(pos);
+            }
+            for parent in &self.nodes[&hash].event.parents {
+                match mark.get(parent).copied() {
+                    None => {
+                        mark.insert(*parent, is_ancestor);
+                        frontier.push((self.nodes[parent].pos, *parent));
+                        if !is_ancestor {
+                            others += 1;
+                        }
+                    }
+                    Some(false) if is_ancestor => {
+                        // Reachable from the new event after all: an ancestor.
+                        mark.insert(*parent, true);
+                        others -= 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if first_other == usize::MAX {
+            // Every event in the log is an ancestor.
+            return self.state.clone();
+        }
+        let mut state = self.state_after(first_other);
+        let set: Vec<EventHash> = ancestors_seen
+            .iter()
+            .filter(|(pos, _)| *pos > first_other)
+            .map(|(_, h)| *h)
+            .collect();
+        let nodes = &self.nodes;
+        linearise(
+            nodes,
+            &mut state,
+            &set,
+            |h| nodes[h].pos < first_other,
+            |_, _, _| {},
+        );
+        // Test and debug builds check the shortcut against the definition on small logs.
+        #[cfg(debug_assertions)]
+        if self.order.len() <= 2_000 {
+            debug_assert_eq!(state, self.causal_state_by_definition(parents));
+        }
+        state
+    }
+
+    /// The causal state computed straight from its definition: all ancestors, linearised from
+    /// the genesis. O(log length); used to check [`Room::causal_state`] in debug builds.
+    #[cfg(debug_assertions)]
+    fn causal_state_by_definition(&self, parents: &[EventHash]) -> State {
+        let ancestors = self.ancestors(parents);
         let mut state = self.snapshots[0].clone();
         let set: Vec<EventHash> = self
             .order
@@ -447,10 +580,13 @@ impl Room {
             .copied()
             .collect();
         let genesis = self.order[0];
-        let in_prefix = |h: &EventHash| *h == genesis;
-        for hash in linearise(&self.nodes, &mut state.clone(), &set, in_prefix) {
-            let _ = state.apply(&self.nodes[&hash].event);
-        }
+        linearise(
+            &self.nodes,
+            &mut state,
+            &set,
+            |h| *h == genesis,
+            |_, _, _| {},
+        );
         state
     }
 
@@ -465,8 +601,8 @@ impl Room {
     }
 
     /// All ancestors of `from` (inclusive).
-    fn ancestors(&self, from: &[EventHash]) -> HashSet<EventHash> {
-        let mut seen: HashSet<EventHash> = HashSet::new();
+    fn ancestors(&self, from: &[EventHash]) -> HashSetOf {
+        let mut seen: HashSetOf = HashSetOf::default();
         let mut stack: Vec<EventHash> = from
             .iter()
             .filter(|h| self.nodes.contains_key(h))
@@ -510,12 +646,14 @@ impl Room {
 /// Kahn's algorithm over `set`, starting from `state`, where parents for which `in_prefix`
 /// holds are already placed. Returns the hashes in order; `state` ends as the result.
 fn linearise(
-    nodes: &HashMap<EventHash, Node>,
+    nodes: &HashMapOf<Node>,
     state: &mut State,
     set: &[EventHash],
     in_prefix: impl Fn(&EventHash) -> bool,
-) -> Vec<EventHash> {
-    let mut waiting: HashMap<EventHash, usize> = HashMap::with_capacity(set.len());
+    mut on_place: impl FnMut(EventHash, Option<Refusal>, &State),
+) {
+    let mut waiting: HashMapOf<usize> =
+        HashMapOf::with_capacity_and_hasher(set.len(), Default::default());
     let mut ready: Vec<EventHash> = Vec::new();
     for hash in set {
         let unplaced = nodes[hash]
@@ -530,7 +668,6 @@ fn linearise(
             waiting.insert(*hash, unplaced);
         }
     }
-    let mut out = Vec::with_capacity(set.len());
     while !ready.is_empty() {
         let (index, _) = ready
             .iter()
@@ -542,8 +679,8 @@ fn linearise(
             .min_by(|a, b| a.1.cmp(&b.1))
             .expect("ready is not empty");
         let hash = ready.swap_remove(index);
-        let _ = state.apply(&nodes[&hash].event);
-        out.push(hash);
+        let outcome = state.apply(&nodes[&hash].event).err();
+        on_place(hash, outcome, state);
         for child in &nodes[&hash].children {
             if let Some(count) = waiting.get_mut(child) {
                 *count -= 1;
@@ -554,16 +691,30 @@ fn linearise(
             }
         }
     }
-    out
+}
+
+/// Whether an event of this kind can change someone's rank (who is host or moderator).
+fn changes_ranks(body: &EventBody) -> bool {
+    matches!(
+        body,
+        EventBody::Promote { .. }
+            | EventBody::Demote { .. }
+            | EventBody::HandOff { .. }
+            | EventBody::ClaimHost
+            | EventBody::Ban { .. }
+            | EventBody::Kick { .. }
+            | EventBody::MoveToAudience { .. }
+            | EventBody::StepDown
+    )
 }
 
 /// Events whose parents have not all arrived, bounded by [`MAX_PENDING`] (oldest dropped).
 #[derive(Default)]
 struct Pending {
-    events: HashMap<EventHash, Verified<Event>>,
+    events: HashMapOf<Verified<Event>>,
     fifo: VecDeque<EventHash>,
     /// Missing parent → events waiting for it.
-    waiting: HashMap<EventHash, Vec<EventHash>>,
+    waiting: HashMapOf<Vec<EventHash>>,
 }
 
 impl Pending {

@@ -1,0 +1,70 @@
+//! Shared helpers for the ruang-proto scenario and property tests.
+#![allow(dead_code)]
+
+pub mod history;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use ruang_proto::Identity;
+use ruang_proto::room::{Event, EventBody, Genesis, Info, Room, Visibility};
+use ruang_proto::signed::{self, Verified};
+
+/// A deterministic identity for test actor `n`.
+pub fn identity(n: u64) -> Identity {
+    Identity::generate(&mut ChaCha20Rng::seed_from_u64(1_000 + n))
+}
+
+/// A genesis with this title and successors.
+pub fn genesis(title: &str, successors: Vec<ruang_proto::PublicKey>) -> Genesis {
+    Genesis {
+        info: Info {
+            title: title.into(),
+            topic: "a test room".into(),
+            tags: vec!["test".into()],
+            language: "en".into(),
+        },
+        visibility: Visibility::Public,
+        successors,
+        nonce: [0; 16],
+    }
+}
+
+/// A room hosted by `host`, with its genesis.
+pub fn room(host: &Identity, successors: Vec<ruang_proto::PublicKey>) -> (Room, Verified<Event>) {
+    Room::create(
+        host,
+        genesis("test room", successors),
+        1_000,
+        &mut ChaCha20Rng::seed_from_u64(9),
+    )
+    .unwrap()
+}
+
+/// Signs an event with explicit parents, bypassing the authoring check (to forge or to build
+/// concurrent branches by hand).
+pub fn forge(
+    room: &Room,
+    author: &Identity,
+    parents: Vec<ruang_proto::room::EventHash>,
+    body: EventBody,
+) -> Verified<Event> {
+    let lamport = 1 + parents
+        .iter()
+        .map(|p| room.get(p).map(|e| e.lamport).unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    let event = Event {
+        room: room.id(),
+        author: author.public(),
+        parents,
+        lamport,
+        created_at: 5_000,
+        body,
+    };
+    signed::sign(author, event).unwrap()
+}
+
+/// A fresh replica of `room`, from its genesis.
+pub fn replica(room: &Room) -> Room {
+    Room::from_genesis_wire(room.id(), room.genesis().wire()).unwrap()
+}

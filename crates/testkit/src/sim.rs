@@ -1,0 +1,253 @@
+//! A seeded discrete-event network simulator in virtual time.
+//!
+//! Peers are numbered `0..n`. [`Network::send`] schedules a message for delivery after a random
+//! latency, or drops it (random loss, or a partition between sender and receiver at send time).
+//! [`Network::next`] pops the earliest delivery and advances the virtual clock to it. Timers are
+//! messages a peer sends to itself. Nothing here reads the wall clock.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use rand::{Rng, RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Link behaviour.
+#[derive(Clone, Debug)]
+pub struct Links {
+    /// Smallest one-way latency, ms.
+    pub min_latency_ms: u64,
+    /// Largest one-way latency, ms (uniform between the two).
+    pub max_latency_ms: u64,
+    /// Probability that a message between two different peers is lost.
+    pub loss: f64,
+}
+
+impl Default for Links {
+    fn default() -> Self {
+        Self {
+            min_latency_ms: 5,
+            max_latency_ms: 80,
+            loss: 0.0,
+        }
+    }
+}
+
+/// Counters of what the network did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages handed to [`Network::send`].
+    pub sent: u64,
+    /// Messages delivered by [`Network::next`].
+    pub delivered: u64,
+    /// Dropped by random loss.
+    pub lost: u64,
+    /// Dropped because a partition separated the peers.
+    pub partitioned: u64,
+}
+
+/// A delivered message.
+#[derive(Debug)]
+pub struct Delivery<M> {
+    /// Virtual time of delivery, ms.
+    pub at: u64,
+    /// Sender.
+    pub from: usize,
+    /// Receiver.
+    pub to: usize,
+    /// The message.
+    pub msg: M,
+}
+
+/// The simulated network for messages of type `M`.
+pub struct Network<M> {
+    rng: ChaCha8Rng,
+    now: u64,
+    links: Links,
+    peers: usize,
+    /// Partition group of each peer; messages between groups are dropped. `None`: connected.
+    groups: Option<Vec<u32>>,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    in_flight: HashMap<u64, (usize, usize, M)>,
+    seq: u64,
+    stats: Stats,
+}
+
+impl<M> Network<M> {
+    /// A network of `peers` peers with the given links, seeded.
+    pub fn new(peers: usize, links: Links, seed: u64) -> Self {
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            now: 0,
+            links,
+            peers,
+            groups: None,
+            queue: BinaryHeap::new(),
+            in_flight: HashMap::new(),
+            seq: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Virtual now, ms.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Number of peers.
+    pub fn peers(&self) -> usize {
+        self.peers
+    }
+
+    /// What happened so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The simulator's RNG, for peers' random choices (keeps one seed for the whole run).
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+
+    /// Splits the peers: `group(peer)` names each peer's side.
+    pub fn partition(&mut self, group: impl Fn(usize) -> u32) {
+        self.groups = Some((0..self.peers).map(group).collect());
+    }
+
+    /// Ends any partition.
+    pub fn heal(&mut self) {
+        self.groups = None;
+    }
+
+    /// Whether `a` and `b` can currently reach each other.
+    pub fn connected(&self, a: usize, b: usize) -> bool {
+        self.groups.as_ref().is_none_or(|g| g[a] == g[b])
+    }
+
+    /// Sends `msg` from `from` to `to`; it may be lost. A message to oneself is a timer: never
+    /// lost, delivered after exactly `delay_ms`.
+    pub fn send(&mut self, from: usize, to: usize, msg: M) {
+        self.stats.sent += 1;
+        if from != to {
+            if !self.connected(from, to) {
+                self.stats.partitioned += 1;
+                return;
+            }
+            if self.links.loss > 0.0 && self.rng.random_bool(self.links.loss) {
+                self.stats.lost += 1;
+                return;
+            }
+        }
+        let latency = self
+            .rng
+            .random_range(self.links.min_latency_ms..=self.links.max_latency_ms);
+        self.schedule(from, to, latency, msg);
+    }
+
+    /// Schedules a timer for `peer` after `delay_ms`.
+    pub fn timer(&mut self, peer: usize, delay_ms: u64, msg: M) {
+        self.stats.sent += 1;
+        self.schedule(peer, peer, delay_ms, msg);
+    }
+
+    fn schedule(&mut self, from: usize, to: usize, delay_ms: u64, msg: M) {
+        let id = self.seq;
+        self.seq += 1;
+        self.queue.push(Reverse((self.now + delay_ms, id)));
+        self.in_flight.insert(id, (from, to, msg));
+    }
+
+    /// The next delivery, advancing virtual time; `None` when nothing is in flight or the next
+    /// delivery is after `until` (then time advances to `until`).
+    pub fn next(&mut self, until: u64) -> Option<Delivery<M>> {
+        let Reverse((at, id)) = *self.queue.peek()?;
+        if at > until {
+            self.now = self.now.max(until);
+            return None;
+        }
+        self.queue.pop();
+        self.now = at;
+        let (from, to, msg) = self
+            .in_flight
+            .remove(&id)
+            .expect("queued ids are in flight");
+        self.stats.delivered += 1;
+        Some(Delivery { at, from, to, msg })
+    }
+
+    /// Messages in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+}
+
+/// A uniformly random index below `n` from the network's RNG.
+pub fn pick<R: Rng>(rng: &mut R, n: usize) -> usize {
+    (rng.next_u64() % n as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivers_in_time_order_and_drops_at_the_configured_rate() {
+        let mut net = Network::new(
+            2,
+            Links {
+                min_latency_ms: 1,
+                max_latency_ms: 50,
+                loss: 0.1,
+            },
+            7,
+        );
+        for i in 0..10_000u32 {
+            net.send(0, 1, i);
+        }
+        let mut last = 0;
+        let mut delivered = 0;
+        while let Some(d) = net.next(u64::MAX) {
+            assert!(d.at >= last);
+            last = d.at;
+            delivered += 1;
+        }
+        let lost = net.stats().lost as f64 / 10_000.0;
+        assert!((0.08..0.12).contains(&lost), "loss {lost}");
+        assert_eq!(delivered + net.stats().lost, 10_000);
+    }
+
+    #[test]
+    fn partitions_drop_and_heal() {
+        let mut net = Network::new(4, Links::default(), 1);
+        net.partition(|p| (p % 2) as u32);
+        net.send(0, 1, ());
+        net.send(0, 2, ());
+        assert_eq!(net.stats().partitioned, 1);
+        net.heal();
+        net.send(0, 1, ());
+        assert_eq!(net.in_flight(), 2);
+    }
+
+    #[test]
+    fn same_seed_same_run() {
+        let run = |seed| {
+            let mut net = Network::new(
+                3,
+                Links {
+                    loss: 0.3,
+                    ..Links::default()
+                },
+                seed,
+            );
+            for i in 0..100u32 {
+                net.send(0, (i % 2 + 1) as usize, i);
+            }
+            let mut out = Vec::new();
+            while let Some(d) = net.next(u64::MAX) {
+                out.push((d.at, d.to, d.msg));
+            }
+            out
+        };
+        assert_eq!(run(5), run(5));
+        assert_ne!(run(5), run(6));
+    }
+}
