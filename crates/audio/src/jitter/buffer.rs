@@ -1,0 +1,467 @@
+//! The jitter buffer proper: reordering window, playout cursor and the hold/skip decisions.
+
+use super::estimator::Estimator;
+use super::{Config, Playout, Stats};
+use crate::format::ticks_to_micros;
+use crate::wire::{Flags, Frame};
+
+/// A sequence-number jump larger than this (either way) is a restarted stream, not loss.
+const RESYNC_GAP: u64 = 1_000;
+
+/// Start of the extended (64-bit) sequence and timestamp spaces, so that early reordering
+/// never goes below zero.
+const EXT_BASE: u64 = 1 << 32;
+
+/// Sequence numbers remembered behind the cursor to tell duplicates from late frames.
+const HISTORY_BITS: u64 = 64;
+
+#[derive(Clone, Debug)]
+struct Slot {
+    seq: u64,
+    ts: u64,
+    arrival_us: u64,
+    frame: Frame,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Waiting for a frame to start (or restart) playout with.
+    Idle,
+    /// Playing: one frame per pull from the cursor on.
+    Playing,
+}
+
+/// An adaptive jitter buffer for one speaker. See the [module docs](super).
+#[derive(Clone, Debug)]
+pub struct Buffer {
+    config: Config,
+    frame_us: i64,
+    frame_ticks: u64,
+    /// Slot of extended sequence number `s` is `s % capacity`; only the window
+    /// `[next, next + capacity)` is held.
+    slots: Vec<Option<Slot>>,
+    len: usize,
+    /// Extended sequence number of the next frame to play.
+    next: Option<u64>,
+    /// Extended seq / timestamp of the newest frame seen: the reference for extending.
+    seq_ref: Option<(u64, u64)>,
+    /// Predicted extended timestamp of `next` while playing.
+    cursor_ts: u64,
+    state: State,
+    /// Whether anything was played since the stream (re)started.
+    started: bool,
+    /// Bit i set: sequence number `next - 1 - i` was consumed from a packet.
+    history: u64,
+    last_flags: Flags,
+    underrun: u32,
+    /// Frames of this stream carry FEC.
+    fec_seen: bool,
+    estimator: Estimator,
+    stats: Stats,
+}
+
+impl Buffer {
+    /// An empty buffer with `config`.
+    pub fn new(config: Config) -> Buffer {
+        let capacity = config.capacity_frames.max(2);
+        let config = Config {
+            capacity_frames: capacity,
+            ..config
+        };
+        Buffer {
+            frame_us: config.frame.as_micros() as i64,
+            frame_ticks: config.frame.ticks() as u64,
+            slots: vec![None; capacity],
+            len: 0,
+            next: None,
+            seq_ref: None,
+            cursor_ts: 0,
+            state: State::Idle,
+            started: false,
+            history: 0,
+            last_flags: Flags::empty(),
+            underrun: 0,
+            fec_seen: false,
+            estimator: Estimator::new(&config),
+            stats: Stats::default(),
+            config,
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Frames held now (never more than [`capacity`](Self::capacity)).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no frame is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Most frames ever held.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether playout is running (as opposed to waiting for a talk spurt).
+    pub fn is_playing(&self) -> bool {
+        self.state == State::Playing
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> Stats {
+        let target_us = self.estimator.allowance() + self.frame_us;
+        Stats {
+            target_delay_ms: ((target_us + 999) / 1_000) as u32,
+            depth_ms: (self.len as u64 * self.config.frame.as_millis()) as u32,
+            ..self.stats
+        }
+    }
+
+    /// Forgets every frame and the stream's clock (keeps counters and the learnt jitter).
+    pub fn reset(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = None);
+        self.len = 0;
+        self.next = None;
+        self.seq_ref = None;
+        self.state = State::Idle;
+        self.started = false;
+        self.history = 0;
+        self.last_flags = Flags::empty();
+        self.underrun = 0;
+        self.estimator.reset_clock();
+    }
+
+    /// Takes a frame that arrived at `arrival_us` (the caller's monotonic clock, the same one
+    /// `pull` gets).
+    pub fn push(&mut self, frame: Frame, arrival_us: u64) {
+        self.stats.received += 1;
+        self.fec_seen |= frame.flags.contains(Flags::FEC);
+        let (seq, ts) = self.extend(frame.seq, frame.timestamp);
+        let d = arrival_us as i64 - media_us(ts);
+        let cap = self.capacity() as u64;
+
+        let Some(mut next) = self.next else {
+            self.next = Some(seq);
+            self.store(Slot {
+                seq,
+                ts,
+                arrival_us,
+                frame,
+            });
+            self.estimator.observe(d, arrival_us);
+            return;
+        };
+
+        if seq < next {
+            let newest = self.seq_ref.map_or(seq, |(s, _)| s);
+            if !self.started && newest - seq < cap {
+                // Reordered before playout began: widen the window backwards.
+                self.next = Some(seq);
+                next = seq;
+            } else {
+                let back = next - 1 - seq;
+                if back < HISTORY_BITS && self.history & (1 << back) != 0 {
+                    self.stats.duplicate += 1;
+                } else {
+                    self.stats.late += 1;
+                    let j = self.estimator.observe(d, arrival_us);
+                    self.estimator.grow_for_late(j);
+                }
+                return;
+            }
+        }
+
+        if seq >= next + cap {
+            self.advance_window(seq + 1 - cap);
+        }
+        if self.slots[(seq % cap) as usize]
+            .as_ref()
+            .is_some_and(|s| s.seq == seq)
+        {
+            self.stats.duplicate += 1;
+            return;
+        }
+        let j = self.estimator.observe(d, arrival_us);
+        if self.underrun > 0 && Some(seq) == self.next {
+            // The playout has been waiting for exactly this frame.
+            self.estimator.grow_for_late(j);
+        }
+        self.store(Slot {
+            seq,
+            ts,
+            arrival_us,
+            frame,
+        });
+    }
+
+    /// What to play for the frame period starting at `now_us`. Call exactly once per frame
+    /// period.
+    pub fn pull(&mut self, now_us: u64) -> Playout {
+        self.estimator.decay(now_us);
+        let now = now_us as i64;
+        if self.state == State::Idle && !self.try_start(now) {
+            return Playout::Silence;
+        }
+        let allowance = self.estimator.allowance();
+        let d_min = self.estimator.d_min().unwrap_or(0);
+        let mut skipped_now = false;
+        loop {
+            // Playing: `next` is set whenever the state is Playing.
+            let Some(next) = self.next else {
+                return Playout::Silence;
+            };
+            let cap = self.capacity() as u64;
+            let idx = (next % cap) as usize;
+            let present = self.slots[idx]
+                .as_ref()
+                .filter(|s| s.seq == next)
+                .map(|s| (s.ts, s.frame.flags));
+            let ts = present.map_or(self.cursor_ts, |(ts, _)| ts);
+            // How long after its fastest-path arrival this frame would be played now.
+            let wait = now - (media_us(ts) + d_min);
+            if wait < allowance {
+                // Early: the target grew. Hold one frame.
+                self.stats.stretched += 1;
+                return self.filler();
+            }
+            match present {
+                Some((ts, flags)) => {
+                    let behind = wait - (allowance + self.frame_us);
+                    let silent = !flags.contains(Flags::VOICE) || flags.contains(Flags::DTX);
+                    // Skip only onto a frame that is here, so shrinking never causes a loss.
+                    let skip = behind > self.frame_us / 4
+                        && (silent || behind > 3 * self.frame_us)
+                        && self.holds(next + 1);
+                    let slot = self.take(idx);
+                    self.advance_cursor(true, ts);
+                    if skip && !skipped_now && slot.is_some() {
+                        skipped_now = true;
+                        self.stats.skipped += 1;
+                        continue;
+                    }
+                    let Some(slot) = slot else {
+                        return Playout::Silence;
+                    };
+                    self.stats.played += 1;
+                    self.stats.delay_ms = (now_us.saturating_sub(slot.arrival_us) / 1_000) as u32;
+                    self.underrun = 0;
+                    self.last_flags = slot.frame.flags;
+                    if flags.contains(Flags::END) || flags.contains(Flags::DTX) {
+                        self.state = State::Idle;
+                    }
+                    return Playout::Packet(slot.frame);
+                }
+                None => {
+                    if let Some(playout) = self.missing(next, now_us) {
+                        return playout;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The frame at the cursor is due and missing. `None`: the cursor moved on, look again.
+    fn missing(&mut self, next: u64, now_us: u64) -> Option<Playout> {
+        let cap = self.capacity() as u64;
+        let later = (next + 1..next + cap).find(|&s| self.holds(s));
+        match later {
+            Some(s) if self.underrun > 0 => {
+                // Concealment already filled the slots of the frames we were waiting for; a
+                // later frame shows they are lost: give them up without playing more filler.
+                let give_up = (s - next).min(self.underrun as u64);
+                for _ in 0..give_up {
+                    self.stats.lost += 1;
+                    let ts = self.cursor_ts;
+                    self.advance_cursor(false, ts);
+                }
+                self.underrun = 0;
+                self.note_loss(now_us);
+                None
+            }
+            Some(s) => {
+                self.stats.lost += 1;
+                self.underrun = 0;
+                let ts = self.cursor_ts;
+                self.advance_cursor(false, ts);
+                self.note_loss(now_us);
+                let fec = (s == next + 1)
+                    .then(|| self.slots[(s % cap) as usize].as_ref())
+                    .flatten()
+                    .filter(|slot| {
+                        slot.frame.flags.contains(Flags::FEC) && !slot.frame.payload.is_empty()
+                    });
+                Some(match fec {
+                    Some(slot) => {
+                        self.stats.fec_recovered += 1;
+                        Playout::Fec(slot.frame.payload.clone())
+                    }
+                    None => {
+                        self.stats.concealed += 1;
+                        Playout::Conceal
+                    }
+                })
+            }
+            None if self.underrun < self.config.max_underrun_frames => {
+                // Nothing buffered: conceal while waiting, without giving the frame up.
+                self.underrun += 1;
+                self.stats.concealed += 1;
+                Some(Playout::Conceal)
+            }
+            None => {
+                self.state = State::Idle;
+                Some(Playout::Silence)
+            }
+        }
+    }
+
+    /// A frame was lost. With FEC in the stream, keep one frame more buffered for a while, so
+    /// the next loss finds the following packet (and its FEC copy) already here.
+    fn note_loss(&mut self, now_us: u64) {
+        if self.fec_seen {
+            self.estimator.hold_floor(self.frame_us, now_us);
+        }
+    }
+
+    /// In Idle: starts playout if a buffered frame is due. Returns whether it started.
+    fn try_start(&mut self, now: i64) -> bool {
+        let Some(next) = self.next else { return false };
+        let cap = self.capacity() as u64;
+        let Some(first) = (next..next + cap).find(|&s| self.holds(s)) else {
+            return false;
+        };
+        let ts = match &self.slots[(first % cap) as usize] {
+            Some(slot) => slot.ts,
+            None => return false,
+        };
+        let d_min = self.estimator.d_min().unwrap_or(0);
+        if now < media_us(ts) + d_min + self.estimator.allowance() {
+            return false;
+        }
+        // Sequence numbers between the last played frame and this one never came.
+        let gap = first - next;
+        if gap > 0 {
+            self.stats.lost += gap;
+            self.history = self.history.checked_shl(gap as u32).unwrap_or(0);
+        }
+        self.next = Some(first);
+        self.cursor_ts = ts;
+        self.state = State::Playing;
+        self.started = true;
+        true
+    }
+
+    /// Filler for a hold: concealment inside a talk spurt, silence outside.
+    fn filler(&mut self) -> Playout {
+        let in_voice = self.last_flags.contains(Flags::VOICE)
+            && !self.last_flags.contains(Flags::END)
+            && !self.last_flags.contains(Flags::DTX);
+        if in_voice {
+            self.stats.concealed += 1;
+            Playout::Conceal
+        } else {
+            Playout::Silence
+        }
+    }
+
+    /// Moves the cursor one frame on; `had_packet` records whether that frame was here.
+    fn advance_cursor(&mut self, had_packet: bool, ts: u64) {
+        self.history = (self.history << 1) | had_packet as u64;
+        self.cursor_ts = ts + self.frame_ticks;
+        self.next = self.next.map(|n| n + 1);
+    }
+
+    /// Drops the oldest sequence numbers until `new_next` is the first of the window.
+    fn advance_window(&mut self, new_next: u64) {
+        let Some(next) = self.next else { return };
+        let cap = self.capacity() as u64;
+        for s in next..new_next.min(next + cap) {
+            let idx = (s % cap) as usize;
+            if self.slots[idx].as_ref().is_some_and(|slot| slot.seq == s) {
+                let slot = self.take(idx);
+                self.stats.overflow += 1;
+                if let Some(slot) = slot {
+                    self.cursor_ts = slot.ts + self.frame_ticks;
+                }
+                self.history = (self.history << 1) | 1;
+            } else {
+                if self.started {
+                    self.stats.lost += 1;
+                }
+                self.cursor_ts += self.frame_ticks;
+                self.history <<= 1;
+            }
+        }
+        let beyond = new_next.saturating_sub(next + cap);
+        if beyond > 0 {
+            if self.started {
+                self.stats.lost += beyond;
+            }
+            self.history = self.history.checked_shl(beyond as u32).unwrap_or(0);
+            self.cursor_ts += beyond * self.frame_ticks;
+        }
+        self.next = Some(new_next);
+    }
+
+    fn holds(&self, seq: u64) -> bool {
+        let cap = self.capacity() as u64;
+        self.slots[(seq % cap) as usize]
+            .as_ref()
+            .is_some_and(|s| s.seq == seq)
+    }
+
+    fn store(&mut self, slot: Slot) {
+        let idx = (slot.seq % self.capacity() as u64) as usize;
+        if self.slots[idx].replace(slot).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn take(&mut self, idx: usize) -> Option<Slot> {
+        let slot = self.slots[idx].take();
+        if slot.is_some() {
+            self.len -= 1;
+        }
+        slot
+    }
+
+    /// Extends 32-bit seq/timestamp to 64 bits around the newest frame seen, detecting
+    /// restarted streams.
+    fn extend(&mut self, seq: u32, ts: u32) -> (u64, u64) {
+        let Some((ref_seq, ref_ts)) = self.seq_ref else {
+            let ext = (EXT_BASE + seq as u64, EXT_BASE + ts as u64);
+            self.seq_ref = Some(ext);
+            return ext;
+        };
+        let ds = seq.wrapping_sub(ref_seq as u32) as i32 as i64;
+        let dt = ts.wrapping_sub(ref_ts as u32) as i32 as i64;
+        let ext_seq = ref_seq as i64 + ds;
+        let jumped = ds.unsigned_abs() > RESYNC_GAP
+            || self
+                .next
+                .is_some_and(|n| ext_seq < n as i64 - RESYNC_GAP as i64);
+        if jumped || ext_seq < 0 {
+            self.stats.resets += 1;
+            self.reset();
+            let ext = (EXT_BASE + seq as u64, EXT_BASE + ts as u64);
+            self.seq_ref = Some(ext);
+            return ext;
+        }
+        let ext_ts = (ref_ts as i64 + dt).max(0) as u64;
+        let ext = (ext_seq as u64, ext_ts);
+        if ds > 0 {
+            self.seq_ref = Some(ext);
+        }
+        ext
+    }
+}
+
+/// Media time of an extended 48 kHz timestamp, in µs.
+fn media_us(ts: u64) -> i64 {
+    ticks_to_micros(ts) as i64
+}
