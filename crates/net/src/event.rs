@@ -1,0 +1,145 @@
+//! What the network layer tells the node: [`Event`] on the control plane, through [`Events`].
+
+use std::sync::Arc;
+
+use libp2p::{Multiaddr, PeerId, gossipsub::MessageId, request_response::ResponseChannel};
+use tokio::sync::mpsc;
+
+/// The node's verdict on a gossip message, reported with `Client::report_validation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: deliver and forward it to the mesh.
+    Accept,
+    /// Provably invalid (bad signature, malformed, forged authority): drop it and penalise
+    /// every peer that delivered it (their gossipsub score falls; repeat offenders are
+    /// graylisted). Use only for what every honest peer would also reject.
+    Reject,
+    /// Not forwarded, no penalty: for what depends on local view (unknown room, out-of-date
+    /// state, clock skew, local rate limit).
+    Ignore,
+}
+
+impl From<Verdict> for libp2p::gossipsub::MessageAcceptance {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Accept => Self::Accept,
+            Verdict::Reject => Self::Reject,
+            Verdict::Ignore => Self::Ignore,
+        }
+    }
+}
+
+/// The handle to answer one [`Event::SyncRequest`] with `Client::respond`. Dropping it
+/// unanswered makes the requester's call fail.
+#[derive(Debug)]
+pub struct SyncReply {
+    pub(crate) peer: PeerId,
+    pub(crate) channel: ResponseChannel<Vec<u8>>,
+}
+
+impl SyncReply {
+    /// The peer that asked.
+    pub fn peer(&self) -> PeerId {
+        self.peer
+    }
+}
+
+/// A control-plane event. Audio frames come separately, through [`crate::AudioInbox`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// We listen on a new address (also relay circuit addresses).
+    Listening {
+        /// The address, without `/p2p/<self>`.
+        addr: Multiaddr,
+    },
+    /// First connection to a peer is up.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+        /// Its address on that connection.
+        addr: Multiaddr,
+    },
+    /// The last connection to a peer closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A gossip message awaiting the node's verdict. Report it with
+    /// `Client::report_validation(id, source, verdict)` within
+    /// [`crate::limits::GOSSIP_VALIDATION_WINDOW`]; it is forwarded only on `Accept`.
+    Gossip {
+        /// The peer that delivered it to us (pass it back to `report_validation`).
+        source: PeerId,
+        /// The peer that signed and published it (gossipsub-level signature, checked).
+        author: Option<PeerId>,
+        /// Content-hash message id.
+        id: MessageId,
+        /// The topic.
+        topic: String,
+        /// The payload.
+        data: Vec<u8>,
+    },
+    /// A peer asks for sync data on `/ruang/sync/1`; answer with `Client::respond`.
+    SyncRequest {
+        /// Who asks.
+        peer: PeerId,
+        /// The request bytes (at most [`crate::limits::MAX_SYNC_REQUEST`]).
+        request: Vec<u8>,
+        /// The answer handle.
+        reply: SyncReply,
+    },
+    /// A peer opened an audio stream to us and sent its header. Frames follow in the
+    /// [`crate::AudioInbox`]. Close unwanted ones with `Client::close_audio_from`.
+    AudioStreamOpened {
+        /// The sender.
+        peer: PeerId,
+        /// The stream header, as the sender gave it to `Client::open_audio`.
+        header: Arc<[u8]>,
+    },
+    /// An inbound audio stream ended (closed by either side, or broken).
+    AudioStreamClosed {
+        /// The sender.
+        peer: PeerId,
+        /// Its header.
+        header: Arc<[u8]>,
+    },
+    /// Addresses learnt for a peer (mDNS, Kademlia, identify).
+    Discovered {
+        /// The peer.
+        peer: PeerId,
+        /// Its addresses.
+        addrs: Vec<Multiaddr>,
+    },
+    /// A relay accepted our reservation; others can reach us at `addr`.
+    RelayReservation {
+        /// The relay.
+        relay: PeerId,
+        /// Our address through it, ending in `/p2p-circuit/p2p/<self>`.
+        addr: Multiaddr,
+    },
+    /// An address of ours was confirmed reachable from outside (AutoNAT, or configured).
+    ExternalAddrConfirmed {
+        /// The address.
+        addr: Multiaddr,
+    },
+}
+
+/// The bounded stream of [`Event`]s. Read it continuously: when it is full the event loop
+/// stops reading the network (backpressure), which delays everything but audio.
+#[derive(Debug)]
+pub struct Events {
+    pub(crate) rx: mpsc::Receiver<Event>,
+}
+
+impl Events {
+    /// The next event; `None` once the network layer has shut down.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is ready.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}

@@ -1,0 +1,251 @@
+//! The [`EventLoop`]: the one task that owns the swarm. It `select!`s over commands from
+//! [`Client`](crate::Client)s (handled first), the swarm, and a housekeeping tick.
+//!
+//! - [`commands`]: what each command does;
+//! - [`dialing`]: dialling, QUIC preference and what we know of peers' addresses;
+//! - [`swarm_events`]: reacting to the swarm and its behaviours.
+
+mod commands;
+mod dialing;
+mod swarm_events;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::StreamExt;
+use libp2p::{
+    Multiaddr, PeerId, Swarm,
+    core::{ConnectedPoint, transport::ListenerId},
+    gossipsub, identify, kad, mdns, ping, relay, request_response,
+    swarm::{
+        ConnectionId, DialError, SwarmEvent,
+        dial_opts::{DialOpts, PeerCondition},
+    },
+};
+use tokio::sync::mpsc;
+
+use crate::{
+    addr_book::AddrBook,
+    audio::inbound::InboundShared,
+    behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL, topic_allowed, topic_score_params},
+    client::{Command, Reply, with_peer},
+    config::Transport,
+    error::NetError,
+    event::{Event, SyncReply},
+    limits::{
+        EVENT_OVERFLOW_CAP, GOSSIP_VALIDATION_WINDOW, MAX_GOSSIP_SIZE, MAX_SYNC_REQUEST,
+        MAX_SYNC_RESPONSE,
+    },
+    transport::{connection_rank, peer_of},
+};
+
+/// How often stale waiters (whose caller timed out) are swept.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// How long shutdown waits for connections to close cleanly.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+type Waiter = Reply<Result<(), NetError>>;
+
+/// A dial we started and someone waits for.
+struct PendingDial {
+    /// For error messages.
+    target: String,
+    waiters: Vec<Waiter>,
+    /// An opportunistic QUIC upgrade: its failure is not an error for the waiters (they are
+    /// connected already).
+    upgrade: bool,
+}
+
+/// One open connection.
+struct Conn {
+    id: ConnectionId,
+    remote: Multiaddr,
+    /// We dialled it (so we know the peer's address is reachable from here).
+    dialer: bool,
+}
+
+/// A relay reservation someone waits for.
+struct PendingRelay {
+    relay: Multiaddr,
+    relay_peer: PeerId,
+    reply: Reply<Result<Multiaddr, NetError>>,
+}
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    /// Events parked while `events` is full (bounded by EVENT_OVERFLOW_CAP).
+    overflow: VecDeque<Event>,
+    transport: Transport,
+    /// Confirm our own listen addresses as external (a relay with none configured).
+    listen_is_external: bool,
+    local_peer_id: PeerId,
+    addrs: AddrBook,
+    /// Open connections per peer.
+    connections: HashMap<PeerId, Vec<Conn>>,
+    dials: HashMap<ConnectionId, PendingDial>,
+    /// Callers waiting for any connection to a peer.
+    peer_waiters: HashMap<PeerId, Vec<Waiter>>,
+    sync_requests: HashMap<request_response::OutboundRequestId, Reply<Result<Vec<u8>, NetError>>>,
+    relays: HashMap<ListenerId, PendingRelay>,
+    /// Initial listeners not yet bound, and callers waiting for them.
+    unbound: HashMap<ListenerId, Multiaddr>,
+    listen_waiters: Vec<Reply<Result<(), NetError>>>,
+    listen_error: Option<NetError>,
+    rtt: HashMap<PeerId, Duration>,
+    /// Gossip handed to the node and not yet judged, with when (a verdict is taken once).
+    awaiting_verdict: HashMap<gossipsub::MessageId, tokio::time::Instant>,
+    inbound: Arc<InboundShared>,
+    acceptor: tokio::task::JoinHandle<()>,
+}
+
+impl EventLoop {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<Event>,
+        transport: Transport,
+        listen_is_external: bool,
+        unbound: HashMap<ListenerId, Multiaddr>,
+        inbound: Arc<InboundShared>,
+        acceptor: tokio::task::JoinHandle<()>,
+    ) -> Self {
+        let local_peer_id = *swarm.local_peer_id();
+        EventLoop {
+            swarm,
+            commands,
+            events,
+            overflow: VecDeque::new(),
+            transport,
+            listen_is_external,
+            local_peer_id,
+            addrs: AddrBook::new(transport),
+            connections: HashMap::new(),
+            dials: HashMap::new(),
+            peer_waiters: HashMap::new(),
+            sync_requests: HashMap::new(),
+            relays: HashMap::new(),
+            unbound,
+            listen_waiters: Vec::new(),
+            listen_error: None,
+            rtt: HashMap::new(),
+            awaiting_verdict: HashMap::new(),
+            inbound,
+            acceptor,
+        }
+    }
+
+    /// Runs until shutdown or until every `Client` is dropped.
+    pub(crate) async fn run(mut self) {
+        // A second handle, so waiting for room in the queue does not borrow `self`.
+        let events = self.events.clone();
+        let mut tick = tokio::time::interval(HOUSEKEEPING);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shutdown_reply = loop {
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    None => break None,
+                    Some(Command::Shutdown(reply)) => break Some(reply),
+                    Some(command) => self.on_command(command),
+                },
+                permit = events.reserve(), if !self.overflow.is_empty() => match permit {
+                    Ok(permit) => {
+                        if let Some(event) = self.overflow.pop_front() {
+                            permit.send(event);
+                        }
+                    }
+                    // The node dropped its Events: nobody to tell.
+                    Err(_) => self.overflow.clear(),
+                },
+                event = self.swarm.select_next_some(), if self.overflow.len() < EVENT_OVERFLOW_CAP => {
+                    self.on_swarm_event(event);
+                }
+                _ = tick.tick() => self.housekeeping(),
+            }
+        };
+        tracing::debug!("network event loop stopping");
+        self.acceptor.abort();
+        self.close_all().await;
+        let EventLoop { swarm, .. } = self;
+        drop(swarm);
+        if let Some(reply) = shutdown_reply {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Closes every connection and drives the swarm until they are gone (bounded by
+    /// [`SHUTDOWN_GRACE`]), so peers learn at once that we left instead of waiting for an
+    /// idle timeout (QUIC does not close on drop).
+    async fn close_all(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().cloned().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        let swarm = &mut self.swarm;
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while swarm.connected_peers().next().is_some() {
+                swarm.select_next_some().await;
+            }
+        })
+        .await;
+    }
+
+    fn emit(&mut self, event: Event) {
+        if !self.overflow.is_empty() {
+            self.overflow.push_back(event);
+            return;
+        }
+        match self.events.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => self.overflow.push_back(event),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        // Dials themselves stay until the swarm reports how they ended (it always does).
+        for d in self.dials.values_mut() {
+            d.waiters.retain(|w| !w.is_closed());
+        }
+        self.peer_waiters.retain(|_, w| {
+            w.retain(|w| !w.is_closed());
+            !w.is_empty()
+        });
+        self.sync_requests.retain(|_, r| !r.is_closed());
+        let swarm = &mut self.swarm;
+        self.relays.retain(|id, r| {
+            if r.reply.is_closed() {
+                swarm.remove_listener(*id);
+                false
+            } else {
+                true
+            }
+        });
+        self.listen_waiters.retain(|w| !w.is_closed());
+        // gossipsub has dropped these from its cache by now (GOSSIP_VALIDATION_WINDOW).
+        self.awaiting_verdict
+            .retain(|_, at| at.elapsed() <= GOSSIP_VALIDATION_WINDOW + HOUSEKEEPING);
+    }
+}
+
+pub(super) fn dial_error(target: &str, e: &DialError) -> NetError {
+    let reason = match e {
+        DialError::Denied { cause } => format!("refused locally ({cause})"),
+        DialError::Transport(errors) => errors
+            .iter()
+            .map(|(a, e)| format!("{a}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    };
+    NetError::Dial {
+        addr: target.to_string(),
+        reason,
+    }
+}

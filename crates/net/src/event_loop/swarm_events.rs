@@ -1,0 +1,348 @@
+//! Reacting to the swarm and its behaviours.
+
+use super::*;
+
+impl EventLoop {
+    pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => self.on_new_listen_addr(listener_id, address),
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                let reason = match reason {
+                    Ok(()) => "listener closed".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                self.on_listener_failed(listener_id, reason);
+            }
+            SwarmEvent::ListenerError { listener_id, error } => {
+                tracing::debug!(?listener_id, %error, "listener error");
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => self.on_established(peer_id, connection_id, endpoint, num_established.get()),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                tracing::debug!(peer = %peer_id, ?cause, "connection closed");
+                if let Some(list) = self.connections.get_mut(&peer_id) {
+                    list.retain(|c| c.id != connection_id);
+                    if list.is_empty() {
+                        self.connections.remove(&peer_id);
+                    }
+                }
+                if num_established == 0 {
+                    self.rtt.remove(&peer_id);
+                    self.emit(Event::PeerDisconnected { peer: peer_id });
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                tracing::debug!(?peer_id, %error, "outgoing connection failed");
+                if let Some(d) = self.dials.remove(&connection_id) {
+                    for w in d.waiters {
+                        let _ = w.send(if d.upgrade {
+                            Ok(())
+                        } else {
+                            Err(dial_error(&d.target, &error))
+                        });
+                    }
+                }
+                if let Some(peer) = peer_id
+                    && !self.swarm.is_connected(&peer)
+                {
+                    for w in self.peer_waiters.remove(&peer).unwrap_or_default() {
+                        let _ = w.send(Err(dial_error(&peer.to_string(), &error)));
+                    }
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                tracing::debug!(%send_back_addr, %error, "incoming connection failed");
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                self.emit(Event::ExternalAddrConfirmed { addr: address });
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_new_listen_addr(&mut self, listener_id: ListenerId, address: Multiaddr) {
+        let is_circuit = connection_rank(&address) == 0;
+        if self.unbound.remove(&listener_id).is_some() && self.unbound.is_empty() {
+            for w in self.listen_waiters.drain(..) {
+                let _ = w.send(Ok(()));
+            }
+        }
+        if let Some(pending) = self.relays.remove(&listener_id) {
+            let addr = with_peer(address.clone(), self.local_peer_id);
+            let _ = pending.reply.send(Ok(addr.clone()));
+            self.emit(Event::RelayReservation {
+                relay: pending.relay_peer,
+                addr,
+            });
+        }
+        if self.listen_is_external && !is_circuit {
+            self.swarm.add_external_address(address.clone());
+        }
+        self.emit(Event::Listening { addr: address });
+    }
+
+    pub(super) fn on_listener_failed(&mut self, listener_id: ListenerId, reason: String) {
+        if let Some(addr) = self.unbound.remove(&listener_id) {
+            let err = NetError::ListenFailed { addr, reason };
+            for w in self.listen_waiters.drain(..) {
+                let _ = w.send(Err(err.clone()));
+            }
+            self.listen_error = Some(err);
+            return;
+        }
+        if let Some(pending) = self.relays.remove(&listener_id) {
+            let _ = pending.reply.send(Err(NetError::Relay {
+                relay: pending.relay,
+                reason,
+            }));
+            return;
+        }
+        tracing::debug!(?listener_id, %reason, "listener closed");
+    }
+
+    pub(super) fn on_established(
+        &mut self,
+        peer: PeerId,
+        id: ConnectionId,
+        endpoint: ConnectedPoint,
+        num_established: u32,
+    ) {
+        let remote = endpoint.get_remote_address().clone();
+        tracing::debug!(%peer, %remote, "connection established");
+        if endpoint.is_dialer() {
+            self.learn(peer, vec![remote.clone()]);
+        }
+        self.connections.entry(peer).or_default().push(Conn {
+            id,
+            remote: remote.clone(),
+            dialer: endpoint.is_dialer(),
+        });
+        if let Some(d) = self.dials.remove(&id) {
+            for w in d.waiters {
+                let _ = w.send(Ok(()));
+            }
+        }
+        for w in self.peer_waiters.remove(&peer).unwrap_or_default() {
+            self.maybe_upgrade(peer, Some(w));
+        }
+        self.dedup(peer);
+        if num_established == 1 {
+            self.emit(Event::PeerConnected { peer, addr: remote });
+        }
+    }
+
+    /// Keeps only the best class of connection to `peer` (QUIC > other direct > relayed), so
+    /// that libp2p-stream, which picks a connection at random, opens audio streams on QUIC.
+    pub(super) fn dedup(&mut self, peer: PeerId) {
+        let Some(list) = self.connections.get(&peer) else {
+            return;
+        };
+        let best = list
+            .iter()
+            .map(|c| connection_rank(&c.remote))
+            .max()
+            .unwrap_or(0);
+        let worse: Vec<ConnectionId> = list
+            .iter()
+            .filter(|c| connection_rank(&c.remote) < best)
+            .map(|c| c.id)
+            .collect();
+        for id in worse {
+            tracing::debug!(%peer, "closing a connection now that a better one exists");
+            self.swarm.close_connection(id);
+        }
+    }
+
+    pub(super) fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                self.awaiting_verdict
+                    .insert(message_id.clone(), tokio::time::Instant::now());
+                self.emit(Event::Gossip {
+                    source: propagation_source,
+                    author: message.source,
+                    id: message_id,
+                    topic: message.topic.into_string(),
+                    data: message.data,
+                })
+            }
+            BehaviourEvent::Gossipsub(other) => {
+                tracing::trace!(event = ?other, "gossipsub");
+            }
+            BehaviourEvent::Sync(event) => self.on_sync_event(event),
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let speaks_kad = info.protocols.contains(&KAD_PROTOCOL);
+                let new = self.learn_with(peer_id, info.listen_addrs, speaks_kad);
+                if !new.is_empty() {
+                    self.emit(Event::Discovered {
+                        peer: peer_id,
+                        addrs: new,
+                    });
+                }
+                // Prefer QUIC: if we dialled this peer over TCP (or a relay) and it turns out
+                // to have a QUIC address, move over. Only the dialling side does this, so the
+                // two ends do not both dial.
+                let we_dialled = self
+                    .connections
+                    .get(&peer_id)
+                    .is_some_and(|l| l.iter().any(|c| c.dialer));
+                if we_dialled {
+                    self.maybe_upgrade(peer_id, None);
+                }
+            }
+            BehaviourEvent::Identify(_) => {}
+            BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
+                let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                for (peer, addr) in list {
+                    by_peer.entry(peer).or_default().push(addr);
+                }
+                for (peer, addrs) in by_peer {
+                    let new = self.learn(peer, addrs);
+                    if !self.swarm.is_connected(&peer) {
+                        let opts = DialOpts::peer_id(peer)
+                            .addresses(self.addrs.get(&peer))
+                            .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .build();
+                        let _ = self.swarm.dial(opts);
+                    }
+                    if !new.is_empty() {
+                        self.emit(Event::Discovered { peer, addrs: new });
+                    }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Expired(_)) => {}
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer,
+                addresses,
+                is_new_peer,
+                ..
+            }) => {
+                let mut new = Vec::new();
+                for a in addresses.iter() {
+                    if self.addrs.add(peer, a.clone()) {
+                        new.push(a.clone());
+                    }
+                }
+                if is_new_peer && !new.is_empty() {
+                    self.emit(Event::Discovered { peer, addrs: new });
+                }
+            }
+            BehaviourEvent::Kad(event) => tracing::trace!(?event, "kademlia"),
+            BehaviourEvent::Ping(ping::Event { peer, result, .. }) => {
+                if let Ok(rtt) = result {
+                    self.rtt.insert(peer, rtt);
+                }
+            }
+            BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            }) => {
+                tracing::debug!(relay = %relay_peer_id, renewal, "relay reservation accepted");
+            }
+            BehaviourEvent::RelayClient(event) => tracing::debug!(?event, "relay client"),
+            BehaviourEvent::RelayServer(event) => tracing::debug!(?event, "relay server"),
+            BehaviourEvent::Dcutr(event) => tracing::debug!(?event, "dcutr"),
+            BehaviourEvent::AutonatClient(event) => {
+                tracing::debug!(addr = %event.tested_addr, result = ?event.result, "autonat probe");
+            }
+            BehaviourEvent::AutonatServer(_) => {}
+            BehaviourEvent::BlockList(never) => match never {},
+            BehaviourEvent::Limits(never) => match never {},
+            BehaviourEvent::Stream(()) => {}
+        }
+    }
+
+    pub(super) fn on_sync_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        use request_response::{Event as E, Message as M, OutboundFailure as F};
+        match event {
+            E::Message {
+                peer,
+                message: M::Request {
+                    request, channel, ..
+                },
+                ..
+            } => self.emit(Event::SyncRequest {
+                peer,
+                request,
+                reply: SyncReply { peer, channel },
+            }),
+            E::Message {
+                message:
+                    M::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.sync_requests.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            E::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                let err = match error {
+                    F::DialFailure => NetError::NotConnected {
+                        peer,
+                        reason: "could not dial it".into(),
+                    },
+                    F::Timeout => NetError::Timeout {
+                        what: "sync request",
+                        after: crate::limits::SYNC_REQUEST_TIMEOUT,
+                    },
+                    F::ConnectionClosed => NetError::NotConnected {
+                        peer,
+                        reason: "connection closed before the response".into(),
+                    },
+                    F::UnsupportedProtocols => NetError::Unsupported {
+                        peer,
+                        protocol: "/ruang/sync/1",
+                    },
+                    F::Io(e) => NetError::Stream(e.to_string()),
+                };
+                if let Some(reply) = self.sync_requests.remove(&request_id) {
+                    let _ = reply.send(Err(err));
+                }
+            }
+            E::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound sync request failed");
+            }
+            E::ResponseSent { .. } => {}
+        }
+    }
+}

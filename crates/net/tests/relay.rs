@@ -1,0 +1,98 @@
+//! Circuit relay: R serves as a relay on loopback; L has no listen address of its own and
+//! takes a reservation on R; S, with no direct address of L, dials L's circuit address and an
+//! AudioLink S→L delivers frames through R.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use ruang_net::{Event, NetError, Transport};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_through_a_relay() -> anyhow::Result<()> {
+    init_tracing();
+    let mut relay_config = config(Transport::QuicAndTcp);
+    relay_config.relay_server = true;
+    let r = node(relay_config).await?;
+    let relay_addr = addr_of(&r.client, Some("quic-v1")).await?;
+
+    // L and S listen on nothing: the only way to L is through R, and DCUtR has no address of
+    // either to punch to, so the circuit stays the path.
+    let mut l_config = config(Transport::QuicAndTcp);
+    l_config.listen.clear();
+    let mut l = node(l_config).await?;
+    let mut s_config = config(Transport::QuicAndTcp);
+    s_config.listen.clear();
+    let s = node(s_config).await?;
+
+    let circuit = l.client.listen_via_relay(relay_addr.clone()).await?;
+    let text = circuit.to_string();
+    assert!(text.contains("/p2p-circuit/p2p/"), "{text}");
+    assert!(text.ends_with(&l.id().to_string()), "{text}");
+    let reservation = wait_for(&mut l.events, SOON, |e| match e {
+        Event::RelayReservation { relay, addr } => Some((relay, addr)),
+        _ => None,
+    })
+    .await?;
+    assert_eq!(reservation.0, r.id());
+
+    s.client.dial(circuit.clone()).await?;
+    let paths = s.client.connection_addrs(l.id()).await?;
+    assert!(
+        paths.iter().all(|p| p.to_string().contains("p2p-circuit")),
+        "S should reach L only through R: {paths:?}"
+    );
+
+    let link = s.client.open_audio(l.id(), b"via-relay".to_vec());
+    let opened = wait_for(&mut l.events, SOON, |e| match e {
+        Event::AudioStreamOpened { peer, header } => Some((peer, header)),
+        _ => None,
+    })
+    .await?;
+    assert_eq!(opened.0, s.id());
+    assert_eq!(&opened.1[..], b"via-relay");
+
+    for i in 0..100u8 {
+        link.push(Bytes::from(vec![i; 80]));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for i in 0..100u8 {
+        let f = tokio::time::timeout(SOON, l.audio.recv())
+            .await?
+            .expect("inbox open");
+        assert_eq!(f.peer, s.id());
+        assert_eq!(f.frame[0], i);
+    }
+    let stats = link.stats();
+    assert_eq!(stats.sent, 100, "{stats:?}");
+    assert_eq!(stats.reconnects, 0, "{stats:?}");
+    // Still relayed: nothing upgraded the path behind our back.
+    let paths = s.client.connection_addrs(l.id()).await?;
+    assert!(
+        paths.iter().all(|p| p.to_string().contains("p2p-circuit")),
+        "{paths:?}"
+    );
+
+    drop(link);
+
+    // A node that is not a relay refuses reservations: a clear error, not a hang.
+    let not_a_relay = addr_of(&s.client, None).await;
+    assert!(not_a_relay.is_err(), "S listens on nothing");
+    let plain = node(config(Transport::QuicOnly)).await?;
+    let refused = l
+        .client
+        .listen_via_relay(addr_of(&plain.client, None).await?)
+        .await;
+    assert!(
+        matches!(refused, Err(NetError::Relay { .. })),
+        "{refused:?}"
+    );
+    plain.client.shutdown().await;
+
+    for n in [&s, &l, &r] {
+        n.client.shutdown().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! The node's audio plane: capture → encode → links, and inbound frames → enforcement →
+//! jitter buffers → mix → sink. Real-time work runs on its own threads and tasks with bounded
+//! queues, so a slow network or a busy control task never stalls capture or playout.
+//!
+//! - [`capture`]: a thread that reads the source (pacing file and synthetic sources in real
+//!   time), encodes and pushes frames to every outbound link (drop-oldest queues in
+//!   `ruang-net`).
+//! - [`receive`]: a task that takes frames off the network and drops those from anyone the
+//!   verified room state does not allow to speak ([`Policy`]).
+//! - [`playout`]: a thread on an absolute-deadline clock that pulls every speaker's jitter
+//!   buffer once per frame, mixes, and writes to the sink.
+
+pub mod capture;
+pub mod playout;
+pub mod receive;
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use ruang_proto::PublicKey;
+use ruang_proto::room::RoomId;
+
+/// Who may be heard: the room and the speakers its verified state allows (on stage, not
+/// muted, not banned, room open). Written by the node task on every state change; read by the
+/// receive task for every frame.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// The room whose audio is accepted.
+    pub room: Option<RoomId>,
+    /// Keys that may transmit.
+    pub allowed: HashSet<PublicKey>,
+}
+
+/// Shared handle on the [`Policy`].
+pub type SharedPolicy = Arc<RwLock<Policy>>;
+
+/// Events the audio threads report to the node task (bounded; dropped when full).
+#[derive(Debug, Clone)]
+pub enum AudioEvent {
+    /// Frame 0 of the source was due at this unix µs.
+    CaptureStarted(u64),
+    /// Output sample 0 was played at this unix µs.
+    PlayoutStarted(u64),
+    /// The source has no more frames.
+    SourceEnded,
+    /// A speaker started or stopped talking (`None`: this node's own microphone).
+    Speaking(Option<PublicKey>, bool),
+    /// Per-speaker counters.
+    Stats(Vec<(PublicKey, ruang_audio::jitter::SpeakerStats)>),
+    /// A peer sends frames far above the frame rate.
+    Flooding(ruang_net::PeerId),
+    /// Something failed (device, file).
+    Error(String),
+}
+
+/// Capacity of the audio → node event queue; the audio side never waits on it.
+pub const AUDIO_EVENT_CAP: usize = 256;

@@ -1,0 +1,110 @@
+//! The receive task: frames off the network → enforcement → the speaker's jitter buffer.
+//!
+//! A frame is dropped unless its stream's header names the current room and a speaker the
+//! verified state allows to transmit ([`Policy`]), and the peer that sent it is that speaker
+//! (direct streams only, until forwarding hops exist). A peer sending far above the frame rate
+//! is rate-limited, and reported so the node can close its streams.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ruang_audio::wire::Frame;
+use ruang_net::{AudioInbox, PeerId};
+use ruang_proto::PublicKey;
+use ruang_proto::ephemeral::{Rate, RateLimiter};
+use tokio::sync::mpsc;
+
+use super::playout::SharedMixing;
+use super::{AudioEvent, SharedPolicy};
+use crate::clock::Clock;
+use crate::ids;
+use crate::wire::AudioHeader;
+
+/// Frames a peer may send in a burst before its rate is checked (a second of 10 ms frames).
+const FRAME_BURST: u32 = 100;
+/// Consecutive over-rate frames after which the peer is reported as flooding.
+const FLOOD_STRIKES: u32 = 200;
+/// Peers tracked by the frame rate limiter.
+const MAX_TRACKED_PEERS: usize = 1_024;
+
+/// Counters of the receive path.
+#[derive(Debug, Default)]
+pub struct ReceiveCounters {
+    /// Frames accepted into a jitter buffer.
+    pub accepted: AtomicU64,
+    /// Frames dropped because their speaker may not transmit (muted, banned, not on stage).
+    pub refused: AtomicU64,
+    /// Frames dropped as malformed (bad header or frame).
+    pub malformed: AtomicU64,
+    /// Frames dropped by the rate limit.
+    pub limited: AtomicU64,
+}
+
+/// Runs until the inbox closes. `frame_rate` is the expected frames per second of one speaker;
+/// with `decode` off, accepted frames are counted but not buffered.
+pub async fn run(
+    mut inbox: AudioInbox,
+    policy: SharedPolicy,
+    mixing: SharedMixing,
+    clock: Clock,
+    frame_rate: u32,
+    decode: bool,
+    events: mpsc::Sender<AudioEvent>,
+    counters: Arc<ReceiveCounters>,
+) {
+    let mut headers: HashMap<Arc<[u8]>, Option<AudioHeader>> = HashMap::new();
+    let mut speakers: HashMap<PeerId, Option<PublicKey>> = HashMap::new();
+    // Twice the nominal rate on average: a speaker's own rate never trips it.
+    let mut limiter = RateLimiter::new(FRAME_BURST, f64::from(frame_rate) * 2.0, MAX_TRACKED_PEERS);
+    while let Some(input) = inbox.recv().await {
+        let now_ms = clock.now_us() / 1_000;
+        let verdict = 'verdict: {
+            if let Rate::Limited { strikes } = limiter.check(&input.peer, now_ms) {
+                if strikes == FLOOD_STRIKES {
+                    let _ = events.try_send(AudioEvent::Flooding(input.peer));
+                }
+                break 'verdict Verdict::Limited;
+            }
+            if headers.len() > 256 {
+                headers.clear();
+            }
+            let header = headers.entry(input.header.clone()).or_insert_with(|| AudioHeader::decode(&input.header).ok());
+            let Some(header) = header.clone() else { break 'verdict Verdict::Malformed };
+            if speakers.len() > MAX_TRACKED_PEERS {
+                speakers.clear();
+            }
+            let sender = *speakers.entry(input.peer).or_insert_with(|| ids::public_key(&input.peer));
+            if sender != Some(header.speaker) {
+                // Only direct streams exist today: the sending peer must be the speaker.
+                break 'verdict Verdict::Refused;
+            }
+            {
+                let p = policy.read().unwrap_or_else(|e| e.into_inner());
+                if p.room != Some(header.room) || !p.allowed.contains(&header.speaker) {
+                    break 'verdict Verdict::Refused;
+                }
+            }
+            let Ok(frame) = Frame::decode(&input.frame) else { break 'verdict Verdict::Malformed };
+            if decode {
+                let arrival = clock.at(input.received_at);
+                mixing.lock().unwrap_or_else(|e| e.into_inner()).push(header.speaker, frame, arrival);
+            }
+            Verdict::Accepted
+        };
+        let counter = match verdict {
+            Verdict::Accepted => &counters.accepted,
+            Verdict::Refused => &counters.refused,
+            Verdict::Malformed => &counters.malformed,
+            Verdict::Limited => &counters.limited,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+enum Verdict {
+    Accepted,
+    Refused,
+    Malformed,
+    Limited,
+}

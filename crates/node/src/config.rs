@@ -1,0 +1,176 @@
+//! How a node is set up: [`Config`] and its builder.
+
+use std::time::Duration;
+
+use ruang_audio::format::FrameDuration;
+use ruang_net::{Multiaddr, Transport};
+use ruang_proto::Identity;
+
+/// Default number of listeners a speaker streams to directly.
+pub const DEFAULT_FANOUT: usize = 64;
+/// Default Opus bitrate.
+pub const DEFAULT_BITRATE_BPS: u32 = 32_000;
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The user's identity: signs events, and is the libp2p key.
+    pub identity: Identity,
+    /// Display name (at most 32 bytes; longer is cut).
+    pub name: String,
+    /// Listen addresses; empty means the network layer's defaults (QUIC and TCP, any port).
+    pub listen: Vec<Multiaddr>,
+    /// Bootstrap peers (with `/p2p/<id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Relays to reserve a circuit on, so peers that cannot reach us directly can.
+    pub relays: Vec<Multiaddr>,
+    /// Local discovery with mDNS.
+    pub mdns: bool,
+    /// Serve as a circuit relay for others.
+    pub relay_server: bool,
+    /// Transports.
+    pub transport: Transport,
+    /// Listeners a speaker streams to directly, at most.
+    pub fanout: usize,
+    /// Audio frame duration.
+    pub frame: FrameDuration,
+    /// Opus bitrate.
+    pub bitrate_bps: u32,
+    /// Whether to decode and mix received audio (a relay or benchmark node may not).
+    pub decode_audio: bool,
+    /// Presence heartbeat interval; presence lasts three intervals.
+    pub presence_interval: Duration,
+    /// Directory re-announcement interval.
+    pub announce_interval: Duration,
+    /// Anti-entropy sync interval (ask a member for events we may lack).
+    pub sync_interval: Duration,
+}
+
+impl Config {
+    /// Defaults for `identity`.
+    pub fn new(identity: Identity) -> Config {
+        Config {
+            identity,
+            name: String::new(),
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            relays: Vec::new(),
+            mdns: true,
+            relay_server: false,
+            transport: Transport::default(),
+            fanout: DEFAULT_FANOUT,
+            frame: FrameDuration::Ms20,
+            bitrate_bps: DEFAULT_BITRATE_BPS,
+            decode_audio: true,
+            presence_interval: Duration::from_secs(2),
+            announce_interval: Duration::from_millis(ruang_proto::directory::ANNOUNCE_INTERVAL_MS),
+            sync_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Builds and starts a node: `Node::builder(identity).name("ana").spawn().await`.
+#[must_use]
+pub struct Builder {
+    config: Config,
+}
+
+impl Builder {
+    /// A builder with the defaults of [`Config::new`].
+    pub fn new(identity: Identity) -> Builder {
+        Builder { config: Config::new(identity) }
+    }
+
+    /// From a full configuration.
+    pub fn from_config(config: Config) -> Builder {
+        Builder { config }
+    }
+
+    /// Display name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Adds a listen address.
+    pub fn listen(mut self, addr: Multiaddr) -> Self {
+        self.config.listen.push(addr);
+        self
+    }
+
+    /// Adds a bootstrap peer.
+    pub fn bootstrap(mut self, addr: Multiaddr) -> Self {
+        self.config.bootstrap.push(addr);
+        self
+    }
+
+    /// Adds a relay to be reachable through.
+    pub fn relay(mut self, addr: Multiaddr) -> Self {
+        self.config.relays.push(addr);
+        self
+    }
+
+    /// mDNS on or off.
+    pub fn mdns(mut self, on: bool) -> Self {
+        self.config.mdns = on;
+        self
+    }
+
+    /// Serve as a relay.
+    pub fn relay_server(mut self, on: bool) -> Self {
+        self.config.relay_server = on;
+        self
+    }
+
+    /// Transports.
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.config.transport = transport;
+        self
+    }
+
+    /// Direct listeners per speaker.
+    pub fn fanout(mut self, fanout: usize) -> Self {
+        self.config.fanout = fanout;
+        self
+    }
+
+    /// Audio frame duration.
+    pub fn frame(mut self, frame: FrameDuration) -> Self {
+        self.config.frame = frame;
+        self
+    }
+
+    /// Opus bitrate in bits per second.
+    pub fn bitrate(mut self, bps: u32) -> Self {
+        self.config.bitrate_bps = bps;
+        self
+    }
+
+    /// Whether received audio is decoded and mixed.
+    pub fn decode_audio(mut self, on: bool) -> Self {
+        self.config.decode_audio = on;
+        self
+    }
+
+    /// Presence heartbeat interval.
+    pub fn presence_interval(mut self, every: Duration) -> Self {
+        self.config.presence_interval = every;
+        self
+    }
+
+    /// Directory re-announcement interval.
+    pub fn announce_interval(mut self, every: Duration) -> Self {
+        self.config.announce_interval = every;
+        self
+    }
+
+    /// The configuration so far.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Starts the node on the current tokio runtime.
+    pub async fn spawn(self) -> Result<crate::NodeHandle, crate::NodeError> {
+        crate::task::spawn(self.config).await
+    }
+}

@@ -1,0 +1,249 @@
+//! What a node tells its users ([`NodeEvent`]), and the views of room state it sends.
+
+use serde::Serialize;
+
+use ruang_proto::PublicKey;
+use ruang_proto::room::{Role, State};
+
+/// Someone in the room, as the UI shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Person {
+    /// Their key (hex), which is also their peer id's key.
+    pub key: String,
+    /// Self-chosen display name ("" if not yet known).
+    pub name: String,
+    /// Short fingerprint telling two people of the same name apart.
+    pub fingerprint: String,
+    /// Their role.
+    pub role: Role,
+    /// Muted by a moderator.
+    pub muted: bool,
+    /// Present (recent presence heartbeat).
+    pub present: bool,
+}
+
+/// The room as the UI shows it: roles, hands, mutes, bans, info.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RoomView {
+    /// The room id (hex).
+    pub room_id: String,
+    /// Title.
+    pub title: String,
+    /// Topic.
+    pub topic: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Language.
+    pub language: String,
+    /// Private (ticket-only) room.
+    pub private: bool,
+    /// Host, moderators and speakers, in that order.
+    pub stage: Vec<Person>,
+    /// Present listeners.
+    pub audience: Vec<Person>,
+    /// Raised hands, oldest first (keys, hex).
+    pub hands: Vec<Person>,
+    /// Invited, not yet accepted (keys, hex).
+    pub invited: Vec<String>,
+    /// Muted (keys, hex).
+    pub muted: Vec<String>,
+    /// Banned (keys, hex).
+    pub banned: Vec<String>,
+    /// Who says they are recording (keys, hex).
+    pub recording: Vec<String>,
+    /// Whether the host ended the room.
+    pub ended: bool,
+    /// This node's own role.
+    pub my_role: Role,
+    /// Number of events in the room's log.
+    pub log_len: usize,
+}
+
+impl RoomView {
+    /// Builds the view from the verified state and the present members.
+    pub fn new(
+        room_id: String,
+        state: &State,
+        me: &PublicKey,
+        log_len: usize,
+        name_of: impl Fn(&PublicKey) -> Option<String>,
+        present: impl Fn(&PublicKey) -> bool,
+        present_keys: impl Iterator<Item = PublicKey>,
+    ) -> RoomView {
+        let person = |key: &PublicKey| Person {
+            key: key.to_hex(),
+            name: name_of(key).unwrap_or_default(),
+            fingerprint: key.fingerprint().to_string(),
+            role: state.role(key),
+            muted: state.muted.contains(key),
+            present: present(key) || key == me,
+        };
+        let stage: Vec<Person> = state.stage().iter().map(person).collect();
+        let audience: Vec<Person> = present_keys
+            .filter(|k| state.role(k) == Role::Listener)
+            .map(|k| person(&k))
+            .collect();
+        let hex = |set: &std::collections::BTreeSet<PublicKey>| set.iter().map(|k| k.to_hex()).collect();
+        RoomView {
+            room_id,
+            title: state.info.title.clone(),
+            topic: state.info.topic.clone(),
+            tags: state.info.tags.clone(),
+            language: state.info.language.clone(),
+            private: state.visibility == ruang_proto::room::Visibility::Private,
+            stage,
+            audience,
+            hands: state.hands.iter().map(person).collect(),
+            invited: hex(&state.invited),
+            muted: hex(&state.muted),
+            banned: hex(&state.banned),
+            recording: hex(&state.recording),
+            ended: state.ended,
+            my_role: state.role(me),
+            log_len,
+        }
+    }
+}
+
+/// Receive counters of one remote speaker, as the node measures them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SpeakerStats {
+    /// The speaker's key (hex).
+    pub key: String,
+    /// Their display name.
+    pub name: String,
+    /// Frames received.
+    pub received: u64,
+    /// Frames played from their own packet.
+    pub played: u64,
+    /// Frames that arrived after their playout slot.
+    pub late: u64,
+    /// Sequence numbers that never arrived in time.
+    pub lost: u64,
+    /// Lost frames rebuilt from FEC.
+    pub fec: u64,
+    /// Frames concealed.
+    pub concealed: u64,
+    /// The jitter buffer's current target delay, ms.
+    pub jitter_ms: u32,
+    /// Audio buffered now, ms.
+    pub depth_ms: u32,
+}
+
+/// A directory listing, as the UI shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Listing {
+    /// The room id (hex): `ruang join <room id>` works with it.
+    pub room_id: String,
+    /// Title.
+    pub title: String,
+    /// Topic.
+    pub topic: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Language.
+    pub language: String,
+    /// Host's name.
+    pub host_name: String,
+    /// Host's fingerprint.
+    pub host_fingerprint: String,
+    /// Speakers' names.
+    pub speakers: Vec<String>,
+    /// Listeners now.
+    pub listeners: u32,
+    /// Unix ms when it started.
+    pub started_at: u64,
+    /// Unix ms when it is scheduled, if it has not started.
+    pub scheduled_for: Option<u64>,
+}
+
+/// Something that happened, for UIs, bots and tests. Sent on a bounded broadcast channel: a
+/// subscriber that falls far behind loses the oldest events (and is told how many).
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum NodeEvent {
+    /// The node joined or opened a room.
+    Joined {
+        /// Room id (hex).
+        room_id: String,
+        /// A ticket others can join with.
+        ticket: String,
+    },
+    /// The room's state or membership changed.
+    State(RoomView),
+    /// Someone started or stopped talking (from the levels of the audio actually played, or
+    /// for oneself from the microphone).
+    Speaking {
+        /// Their key (hex).
+        peer_id: String,
+        /// Their name.
+        name: String,
+        /// Talking now?
+        active: bool,
+    },
+    /// A chat line.
+    Chat {
+        /// Author key (hex).
+        from: String,
+        /// Author name.
+        name: String,
+        /// The text.
+        text: String,
+    },
+    /// A reaction.
+    Reaction {
+        /// Author key (hex).
+        from: String,
+        /// Author name.
+        name: String,
+        /// The reaction.
+        reaction: String,
+    },
+    /// Frame 0 of the audio source was due at this unix time (µs).
+    CaptureStarted {
+        /// Unix microseconds.
+        unix_us: u64,
+    },
+    /// Sample 0 of the output was played at this unix time (µs).
+    PlayoutStarted {
+        /// Unix microseconds.
+        unix_us: u64,
+    },
+    /// The audio source ended (end of a WAV file).
+    SourceEnded,
+    /// Receive statistics, about once a second.
+    Stats {
+        /// One entry per remote speaker heard.
+        speakers: Vec<SpeakerStats>,
+        /// Peers connected.
+        peers: usize,
+        /// Frames this node sent (all links).
+        frames_sent: u64,
+        /// Frames this node dropped on slow links.
+        frames_dropped: u64,
+        /// Listeners this node streams to directly.
+        listeners_served: usize,
+    },
+    /// Something went wrong that the user should know; the node keeps running.
+    Error {
+        /// What, in one line.
+        message: String,
+    },
+    /// A notice worth showing (a successor took over, someone was banned, ...).
+    Notice {
+        /// What happened, in one line.
+        message: String,
+    },
+    /// The room ended.
+    Ended,
+    /// This node left the room (asked to, kicked or banned).
+    Left {
+        /// Why.
+        reason: String,
+    },
+    /// The subscriber fell behind and missed this many events.
+    Lagged {
+        /// Events missed.
+        missed: u64,
+    },
+}

@@ -1,0 +1,131 @@
+//! One room as this node lives it: the verified log, who is present, the rate limiters, and
+//! the bookkeeping of timers. Owned by the node task; no I/O here.
+
+use std::collections::{HashMap, HashSet};
+
+use ruang_net::{Multiaddr, PeerId};
+use ruang_proto::PublicKey;
+use ruang_proto::ephemeral::{PresenceTable, RateLimiter};
+use ruang_proto::room::{Role, Room};
+
+use crate::event::RoomView;
+use crate::ids;
+
+/// Chat lines and reactions an author may send in a burst.
+pub const CHAT_BURST: u32 = 10;
+/// Chat lines and reactions per second an author may send on average.
+pub const CHAT_PER_SECOND: f64 = 2.0;
+/// Presence messages per second an author may send on average (heartbeats are every 2 s).
+pub const PRESENCE_PER_SECOND: f64 = 2.0;
+/// Consecutive over-rate messages from a directly connected author before it is disconnected.
+pub const FLOOD_STRIKES: u32 = 50;
+/// Authors tracked by each rate limiter.
+pub const MAX_RATE_KEYS: usize = 10_000;
+
+/// The gossip topic of a room.
+pub fn topic(room: &ruang_proto::room::RoomId) -> String {
+    format!("ruang/room/{}", room.to_hex())
+}
+
+/// A room this node is in.
+pub struct Session {
+    /// The verified log and its state.
+    pub room: Room,
+    /// Its gossip topic.
+    pub topic: String,
+    /// Who is present.
+    pub presence: PresenceTable,
+    /// Display names seen in presence (kept after people leave, for the log's names).
+    pub names: HashMap<PublicKey, String>,
+    /// Chat and reaction rate limit per author.
+    pub chat_limiter: RateLimiter<PublicKey>,
+    /// Presence rate limit per author.
+    pub presence_limiter: RateLimiter<PublicKey>,
+    /// Not in the directory.
+    pub private: bool,
+    /// When this node's last presence went out (unix ms).
+    pub last_presence: u64,
+    /// When it last announced the room (unix ms).
+    pub last_announce: u64,
+    /// When it last asked a member for missing events (unix ms).
+    pub last_sync: u64,
+    /// When it joined (unix ms).
+    pub joined_at: u64,
+    /// Since when the host has not been present (unix ms).
+    pub host_missing_since: Option<u64>,
+    /// When the room ended, if it did (unix ms): the node leaves shortly after.
+    pub ended_at: Option<u64>,
+    /// Addresses already told to the network layer, per peer.
+    pub known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Peers streaming audio to us now.
+    pub streams_from: HashSet<PeerId>,
+    /// Whether the "speakers are at their fan-out limit" notice was given.
+    pub fanout_notice_given: bool,
+    /// Whether the membership changed since the last state event.
+    pub dirty: bool,
+}
+
+impl Session {
+    /// A session for `room`, joined at `now`.
+    pub fn new(room: Room, private: bool, now: u64) -> Session {
+        Session {
+            topic: topic(&room.id()),
+            room,
+            presence: PresenceTable::default(),
+            names: HashMap::new(),
+            chat_limiter: RateLimiter::new(CHAT_BURST, CHAT_PER_SECOND, MAX_RATE_KEYS),
+            presence_limiter: RateLimiter::new(5, PRESENCE_PER_SECOND, MAX_RATE_KEYS),
+            private,
+            last_presence: 0,
+            last_announce: 0,
+            last_sync: now,
+            joined_at: now,
+            host_missing_since: None,
+            ended_at: None,
+            known_addrs: HashMap::new(),
+            streams_from: HashSet::new(),
+            fanout_notice_given: false,
+            dirty: true,
+        }
+    }
+
+    /// Whether `who` is present (or is `me`).
+    pub fn present(&self, who: &PublicKey, me: &PublicKey) -> bool {
+        who == me || self.presence.contains(who)
+    }
+
+    /// The peers this node should stream its audio to, stage first, at most `fanout`; and how
+    /// many present members there are besides this node.
+    pub fn audio_targets(&self, me: &PublicKey, fanout: usize) -> (Vec<PeerId>, usize) {
+        let state = self.room.state();
+        let mut members: Vec<(u8, PublicKey)> = self
+            .presence
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| k != me && state.role(k) != Role::Banned && !state.kicked.contains_key(k))
+            .map(|k| (if state.on_stage(&k) { 0 } else { 1 }, k))
+            .collect();
+        members.sort();
+        let total = members.len();
+        let targets = members.into_iter().take(fanout).filter_map(|(_, k)| ids::peer_id(&k)).collect();
+        (targets, total)
+    }
+
+    /// The UI's view of the room.
+    pub fn view(&self, me: &PublicKey, my_name: &str) -> RoomView {
+        RoomView::new(
+            self.room.id().to_hex(),
+            self.room.state(),
+            me,
+            self.room.len(),
+            |k| if k == me { Some(my_name.to_string()) } else { self.names.get(k).cloned() },
+            |k| self.presence.contains(k),
+            self.presence.iter().map(|(k, _)| *k).chain(std::iter::once(*me)),
+        )
+    }
+
+    /// A display name for `who`.
+    pub fn name_of(&self, who: &PublicKey) -> String {
+        self.names.get(who).cloned().unwrap_or_else(|| who.fingerprint().to_string())
+    }
+}

@@ -1,0 +1,1234 @@
+//! The node task: one task owns the room state and drives the network. It `select!`s over
+//! local commands (first), results of its own background work, network events, audio events
+//! and a timer; anything that waits on the network (dialling, syncing) runs in a spawned task
+//! that reports back, so the loop always keeps reading network events.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use ruang_audio::codec::EncoderConfig;
+use ruang_audio::send::Sender;
+use ruang_net::{Client, Event, Events, Multiaddr, NetError, PeerId, SyncReply, Verdict};
+use ruang_proto::directory::{self, Announcement, Directory, SpeakerPreview};
+use ruang_proto::ephemeral::{Ephemeral, EphemeralBody, PresenceChange, Rate};
+use ruang_proto::room::{EventBody, Genesis, Insert, Role, Room, RoomId, State, Visibility};
+use ruang_proto::signed::{self, Verified};
+use ruang_proto::{Identity, PublicKey, Ticket};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, info, warn};
+
+use crate::audio::capture::{Capture, Outbound, Pacing};
+use crate::audio::playout::{Mixing, Playout, SharedMixing};
+use crate::audio::receive::{self, ReceiveCounters};
+use crate::audio::{AUDIO_EVENT_CAP, AudioEvent, Policy, SharedPolicy};
+use crate::clock::{self, Clock};
+use crate::config::Config;
+use crate::error::NodeError;
+use crate::event::{Listing, NodeEvent, SpeakerStats};
+use crate::handle::{COMMAND_QUEUE_CAP, Command, HostOptions, JoinTarget, Joined, NodeHandle, Reply, Status};
+use crate::ids;
+use crate::session::{FLOOD_STRIKES, Session};
+use crate::wire::{AudioHeader, MAX_DIRECTORY_ANSWER, MAX_SYNC_HEADS, RoomMessage, SYNC_PAGE_EVENTS, SyncRequest, SyncResponse};
+
+/// The directory's gossip topic.
+pub const DIRECTORY_TOPIC: &str = "ruang/directory/1";
+/// Capacity of the node's event broadcast; a subscriber this far behind loses the oldest.
+pub const EVENT_BROADCAST_CAP: usize = 1_024;
+/// Capacity of the queue of results from the node's background tasks.
+const INTERNAL_CAP: usize = 64;
+/// How often the node task checks its timers.
+const TICK: Duration = Duration::from_millis(200);
+/// Most pages a join or a sync asks for from one peer.
+const MAX_SYNC_PAGES: usize = 10_000;
+/// How long to keep a flooding peer blocked.
+const FLOOD_BLOCK: Duration = Duration::from_secs(60);
+/// How long after EndRoom a node stays subscribed (so the event spreads) before leaving.
+const END_GRACE_MS: u64 = 2_000;
+/// Addresses put in tickets, presence and announcements.
+const MAX_SHARED_ADDRS: usize = 6;
+/// Peers asked for their directory when they connect (the first few are enough).
+const DIRECTORY_SYNC_PEERS: usize = 8;
+
+enum Internal {
+    /// A join's dial and initial sync finished.
+    Joined(Result<(Room, PeerId), NodeError>, bool),
+    /// Events from a sync answer.
+    SyncPage { from: PeerId, room: RoomId, events: Vec<Vec<u8>>, more: bool },
+    /// Announcements from a directory answer.
+    DirectoryPage(Vec<Vec<u8>>),
+    /// Unblock a peer blocked for flooding.
+    Unblock(PeerId),
+}
+
+pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
+    let keypair = ids::keypair(&config.identity);
+    let mut net_config = ruang_net::Config::new(keypair).with_transport(config.transport);
+    if !config.listen.is_empty() {
+        net_config.listen = config.listen.clone();
+    }
+    net_config.bootstrap = config.bootstrap.clone();
+    net_config.mdns = config.mdns;
+    net_config.relay_server = config.relay_server;
+    let (client, net_events, inbox) = ruang_net::spawn(net_config).await?;
+    client.subscribe(DIRECTORY_TOPIC).await?;
+
+    let (events, _) = broadcast::channel(EVENT_BROADCAST_CAP);
+    let mut relay_addrs = Vec::new();
+    for relay in &config.relays {
+        match client.listen_via_relay(relay.clone()).await {
+            Ok(addr) => relay_addrs.push(addr),
+            Err(e) => warn!(%relay, error = %e, "relay reservation failed"),
+        }
+    }
+
+    let clock = Clock::new();
+    let (audio_tx, audio_rx) = mpsc::channel(AUDIO_EVENT_CAP);
+    let (internal_tx, internal_rx) = mpsc::channel(INTERNAL_CAP);
+    let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE_CAP);
+    let policy: SharedPolicy = Arc::new(RwLock::new(Policy::default()));
+    let mixing = Mixing::new(config.frame);
+    let counters = Arc::new(ReceiveCounters::default());
+    let frame_rate = (1_000 / config.frame.as_millis()) as u32;
+    tokio::spawn(receive::run(
+        inbox,
+        policy.clone(),
+        mixing.clone(),
+        clock,
+        frame_rate,
+        config.decode_audio,
+        audio_tx.clone(),
+        counters.clone(),
+    ));
+
+    let me = config.identity.public();
+    let peer_id = client.local_peer_id();
+    let handle = NodeHandle { commands: command_tx, events: events.clone(), peer_id, key: me };
+    let mut task = Task {
+        identity: config.identity.clone(),
+        me,
+        config,
+        client,
+        net_events,
+        commands: command_rx,
+        events,
+        audio_rx,
+        audio_tx,
+        internal_rx,
+        internal_tx,
+        directory: Directory::new(),
+        session: None,
+        rng: StdRng::from_rng(&mut rand::rng()),
+        clock,
+        outbound: Arc::new(Outbound::default()),
+        policy,
+        mixing,
+        counters,
+        capture: None,
+        playout: None,
+        connected: HashSet::new(),
+        addrs: Vec::new(),
+        relay_addrs,
+        pending_join: None,
+        directory_synced: 0,
+        blocked: HashSet::new(),
+        joining: false,
+    };
+    task.refresh_addrs().await;
+    tokio::spawn(task.run());
+    Ok(handle)
+}
+
+struct Task {
+    identity: Identity,
+    me: PublicKey,
+    config: Config,
+    client: Client,
+    net_events: Events,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<NodeEvent>,
+    audio_rx: mpsc::Receiver<AudioEvent>,
+    audio_tx: mpsc::Sender<AudioEvent>,
+    internal_rx: mpsc::Receiver<Internal>,
+    internal_tx: mpsc::Sender<Internal>,
+    directory: Directory,
+    session: Option<Session>,
+    rng: StdRng,
+    clock: Clock,
+    outbound: Arc<Outbound>,
+    policy: SharedPolicy,
+    mixing: SharedMixing,
+    counters: Arc<ReceiveCounters>,
+    capture: Option<Capture>,
+    playout: Option<Playout>,
+    connected: HashSet<PeerId>,
+    /// Our addresses with `/p2p/<self>`, best first.
+    addrs: Vec<Multiaddr>,
+    relay_addrs: Vec<Multiaddr>,
+    pending_join: Option<Reply<Joined>>,
+    directory_synced: usize,
+    /// Peers blocked for flooding (unblocked after [`FLOOD_BLOCK`]).
+    blocked: HashSet<PeerId>,
+    joining: bool,
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => if self.command(cmd).await == Flow::Stop { break },
+                    // Every handle dropped: nobody can use the node any more.
+                    None => break,
+                },
+                Some(internal) = self.internal_rx.recv() => self.internal(internal).await,
+                ev = self.net_events.recv() => match ev {
+                    Some(ev) => self.net_event(ev).await,
+                    None => {
+                        self.emit(NodeEvent::Error { message: "the network layer stopped".into() });
+                        break;
+                    }
+                },
+                Some(ev) = self.audio_rx.recv() => self.audio_event(ev).await,
+                _ = tick.tick() => self.tick().await,
+            }
+        }
+        self.leave_room("node shut down").await;
+        self.capture = None;
+        if let Some(p) = self.playout.take() {
+            p.finish();
+        }
+        self.client.shutdown().await;
+    }
+
+    fn emit(&self, event: NodeEvent) {
+        // No subscriber is fine.
+        let _ = self.events.send(event);
+    }
+
+    fn now(&self) -> u64 {
+        clock::unix_ms()
+    }
+
+    // ----- commands ---------------------------------------------------------------------
+
+    async fn command(&mut self, cmd: Command) -> Flow {
+        match cmd {
+            Command::Host(options, reply) => {
+                let result = self.host(options).await;
+                let _ = reply.send(result);
+            }
+            Command::Join(target, reply) => self.join(target, reply),
+            Command::Leave(reply) => {
+                let result = if self.session.is_some() {
+                    self.leave_room("left").await;
+                    Ok(())
+                } else {
+                    Err(NodeError::NotInRoom)
+                };
+                let _ = reply.send(result);
+            }
+            Command::Act(body, reply) => {
+                let result = self.act(body).await;
+                let _ = reply.send(result);
+            }
+            Command::Chat(text, reply) => {
+                let result = self.ephemeral(EphemeralBody::Chat { text }).await;
+                let _ = reply.send(result);
+            }
+            Command::React(reaction, reply) => {
+                let result = self.ephemeral(EphemeralBody::Reaction { reaction }).await;
+                let _ = reply.send(result);
+            }
+            Command::Speak(source, pacing, reply) => {
+                let _ = reply.send(self.speak(source, pacing));
+            }
+            Command::StopSpeaking(reply) => {
+                self.capture = None;
+                self.refresh_links();
+                let _ = reply.send(Ok(()));
+            }
+            Command::Listen(sink, reply) => {
+                if let Some(old) = self.playout.take() {
+                    old.finish();
+                }
+                let result = Playout::spawn(sink, self.mixing.clone(), self.clock, self.audio_tx.clone())
+                    .map(|p| self.playout = Some(p))
+                    .map_err(|e| NodeError::Audio(e.to_string()));
+                let _ = reply.send(result);
+            }
+            Command::StopListening(reply) => {
+                if let Some(p) = self.playout.take() {
+                    p.finish();
+                }
+                let _ = reply.send(Ok(()));
+            }
+            Command::SelfMute(on, reply) => {
+                self.outbound.self_muted.store(on, Ordering::Relaxed);
+                let _ = reply.send(Ok(()));
+            }
+            Command::Rooms(reply) => {
+                let now = self.now();
+                self.directory.expire(now);
+                let listings = self.directory.list().into_iter().map(|a| listing(a)).collect();
+                let _ = reply.send(Ok(listings));
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(Ok(self.status()));
+            }
+            Command::Shutdown(reply) => {
+                self.leave_room("node shut down").await;
+                self.capture = None;
+                if let Some(p) = self.playout.take() {
+                    p.finish();
+                }
+                let _ = reply.send(Ok(()));
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            peer_id: self.client.local_peer_id(),
+            addrs: self.addrs.clone(),
+            peers: self.connected.len(),
+            room: self.session.as_ref().map(|s| s.view(&self.me, &self.config.name)),
+            ticket: self.session.as_ref().map(|s| self.ticket(s)),
+            self_muted: self.outbound.self_muted.load(Ordering::Relaxed),
+            transmitting: self.capture.is_some() && self.outbound.allowed.load(Ordering::Relaxed),
+            listeners_served: self.outbound.links.lock().map(|l| l.len()).unwrap_or(0),
+            frames_accepted: self.counters.accepted.load(Ordering::Relaxed),
+            frames_refused: self.counters.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn host(&mut self, options: HostOptions) -> Result<Joined, NodeError> {
+        if self.session.is_some() || self.joining {
+            return Err(NodeError::AlreadyInRoom);
+        }
+        let genesis = Genesis {
+            info: options.info,
+            visibility: if options.private { Visibility::Private } else { Visibility::Public },
+            successors: options.successors,
+            nonce: [0; 16],
+        };
+        let (room, _) = Room::create(&self.identity, genesis, self.now(), &mut self.rng)
+            .map_err(|e| NodeError::Invalid(e.to_string()))?;
+        info!(room = %room.id(), "hosting a room");
+        let joined = self.enter(room, options.private).await;
+        Ok(joined)
+    }
+
+    fn join(&mut self, target: JoinTarget, reply: Reply<Joined>) {
+        if self.session.is_some() || self.joining {
+            let _ = reply.send(Err(NodeError::AlreadyInRoom));
+            return;
+        }
+        let (room, host, addrs, private) = match target {
+            JoinTarget::Ticket(t) => {
+                let addrs = t.addresses.iter().filter_map(|a| Multiaddr::try_from(a.clone()).ok()).collect();
+                (t.room, t.host, addrs, t.room_key.is_some())
+            }
+            JoinTarget::Room(id) => {
+                self.directory.expire(self.now());
+                let Some(ann) = self.directory.get(&id) else {
+                    let _ = reply.send(Err(NodeError::NotListed(id.to_hex())));
+                    return;
+                };
+                let addrs = ann.addresses.iter().filter_map(|a| Multiaddr::try_from(a.clone()).ok()).collect();
+                (id, ann.author, addrs, false)
+            }
+        };
+        self.joining = true;
+        self.pending_join = Some(reply);
+        let client = self.client.clone();
+        let internal = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let result = fetch_room(&client, room, host, addrs).await;
+            let _ = internal.send(Internal::Joined(result, private)).await;
+        });
+    }
+
+    /// Makes `room` the node's room: subscribe, announce presence, set up audio.
+    async fn enter(&mut self, room: Room, private: bool) -> Joined {
+        let now = self.now();
+        let session = Session::new(room, private, now);
+        if let Err(e) = self.client.subscribe(&session.topic).await {
+            self.emit(NodeEvent::Error { message: format!("cannot subscribe to the room: {e}") });
+        }
+        let id = session.room.id();
+        self.session = Some(session);
+        self.apply_state_effects(None).await;
+        self.send_presence(false).await;
+        if let Some(s) = self.session.as_mut() {
+            s.last_presence = now;
+        }
+        self.maybe_announce(true).await;
+        let ticket = self.ticket(self.session.as_ref().expect("just set"));
+        self.emit(NodeEvent::Joined { room_id: id.to_hex(), ticket: ticket.to_string() });
+        Joined { room: id, ticket }
+    }
+
+    async fn leave_room(&mut self, reason: &str) {
+        let Some(session) = self.session.as_ref() else { return };
+        let ended = session.room.state().ended;
+        if !ended {
+            self.send_presence(true).await;
+        }
+        let Some(session) = self.session.as_ref() else { return };
+        let topic = session.topic.clone();
+        let _ = self.client.unsubscribe(&topic).await;
+        for peer in session.streams_from.iter().copied().collect::<Vec<_>>() {
+            self.client.close_audio_from(peer);
+        }
+        self.session = None;
+        self.outbound.allowed.store(false, Ordering::Relaxed);
+        self.outbound.links.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        {
+            let mut p = self.policy.write().unwrap_or_else(|e| e.into_inner());
+            p.room = None;
+            p.allowed.clear();
+        }
+        self.mixing.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.emit(NodeEvent::Left { reason: reason.to_string() });
+    }
+
+    async fn act(&mut self, body: EventBody) -> Result<(), NodeError> {
+        let now = self.now();
+        let Some(session) = self.session.as_mut() else { return Err(NodeError::NotInRoom) };
+        let before = session.room.state().clone();
+        let event = session.room.author(&self.identity, body, now).map_err(|e| match e {
+            ruang_proto::room::AuthorError::Refused(r) => NodeError::Refused(r),
+            other => NodeError::Invalid(other.to_string()),
+        })?;
+        let topic = session.topic.clone();
+        self.publish(&topic, RoomMessage::Event(event.wire().to_vec()).encode()).await;
+        self.apply_state_effects(Some(before)).await;
+        Ok(())
+    }
+
+    async fn ephemeral(&mut self, body: EphemeralBody) -> Result<(), NodeError> {
+        let Some(session) = self.session.as_ref() else { return Err(NodeError::NotInRoom) };
+        if session.room.state().banned.contains(&self.me) {
+            return Err(NodeError::Banned);
+        }
+        let msg = Ephemeral { room: session.room.id(), author: self.me, sent_at: self.now(), body };
+        let signed = signed::sign(&self.identity, msg).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        let topic = session.topic.clone();
+        self.publish(&topic, RoomMessage::Ephemeral(signed.wire().to_vec()).encode()).await;
+        // Show our own chat and reactions too.
+        self.ephemeral_effects(&signed);
+        Ok(())
+    }
+
+    fn speak(&mut self, source: Box<dyn ruang_audio::source::Source + Send>, pacing: Pacing) -> Result<(), NodeError> {
+        if source.frame_duration() != self.config.frame {
+            return Err(NodeError::Invalid(format!(
+                "the source makes {} ms frames but the node uses {} ms",
+                source.frame_duration().as_millis(),
+                self.config.frame.as_millis()
+            )));
+        }
+        self.capture = None;
+        let encoder = EncoderConfig { frame: self.config.frame, bitrate_bps: self.config.bitrate_bps, ..EncoderConfig::default() };
+        let mut speaker = [0u8; 8];
+        speaker.copy_from_slice(&self.me.as_bytes()[..8]);
+        let sender = Sender::new(u64::from_be_bytes(speaker), encoder, self.rng.random(), self.rng.random())
+            .map_err(|e| NodeError::Audio(e.to_string()))?;
+        let capture = Capture::spawn(source, pacing, sender, self.outbound.clone(), self.clock, self.audio_tx.clone())
+            .map_err(|e| NodeError::Audio(e.to_string()))?;
+        self.capture = Some(capture);
+        self.refresh_links();
+        Ok(())
+    }
+
+    // ----- background results -----------------------------------------------------------
+
+    async fn internal(&mut self, internal: Internal) {
+        match internal {
+            Internal::Joined(result, private) => {
+                self.joining = false;
+                let reply = self.pending_join.take();
+                let result = match result {
+                    Ok((room, _from)) => {
+                        let state = room.state();
+                        if state.banned.contains(&self.me) {
+                            Err(NodeError::Banned)
+                        } else if state.ended {
+                            Err(NodeError::Ended)
+                        } else {
+                            Ok(self.enter(room, private).await)
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+            Internal::SyncPage { from, room, events, more } => {
+                let Some(session) = self.session.as_mut() else { return };
+                if session.room.id() != room {
+                    return;
+                }
+                let before = session.room.state().clone();
+                let mut added = 0;
+                for wire in &events {
+                    if let Insert::New { released } = session.room.insert_wire(wire) {
+                        added += 1 + released;
+                    }
+                }
+                if added > 0 {
+                    debug!(added, %from, "sync added events");
+                    self.apply_state_effects(Some(before)).await;
+                }
+                if more && added > 0 {
+                    self.request_sync(from);
+                }
+            }
+            Internal::DirectoryPage(wires) => {
+                let now = self.now();
+                for wire in wires.iter().take(MAX_DIRECTORY_ANSWER) {
+                    let _ = self.directory.insert(wire, now);
+                }
+            }
+            Internal::Unblock(peer) => {
+                if self.blocked.remove(&peer) {
+                    let banned = self
+                        .session
+                        .as_ref()
+                        .and_then(|s| ids::public_key(&peer).map(|k| s.room.state().banned.contains(&k)))
+                        .unwrap_or(false);
+                    if !banned {
+                        let _ = self.client.unblock(peer).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks `peer` for the room's events we lack (in the background).
+    fn request_sync(&mut self, peer: PeerId) {
+        let Some(session) = self.session.as_mut() else { return };
+        session.last_sync = clock::unix_ms();
+        let room = session.room.id();
+        let heads: Vec<_> = session.room.heads().into_iter().take(MAX_SYNC_HEADS).collect();
+        let client = self.client.clone();
+        let internal = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let request = SyncRequest::Room { room, heads }.encode();
+            match client.sync_request(peer, request).await.map(|b| SyncResponse::decode(&b)) {
+                Ok(Ok(SyncResponse::Room { events, more })) => {
+                    let _ = internal.send(Internal::SyncPage { from: peer, room, events, more }).await;
+                }
+                Ok(Ok(_)) | Ok(Err(_)) => debug!(%peer, "unexpected sync answer"),
+                Err(e) => debug!(%peer, error = %e, "sync request failed"),
+            }
+        });
+    }
+
+    // ----- network events ---------------------------------------------------------------
+
+    async fn net_event(&mut self, event: Event) {
+        match event {
+            Event::Gossip { source, id, topic, data, .. } => {
+                let verdict = self.gossip(source, &topic, &data).await;
+                if let Err(e) = self.client.report_validation(id, source, verdict).await {
+                    debug!(error = %e, "could not report a validation result");
+                }
+            }
+            Event::SyncRequest { peer, request, reply } => self.serve_sync(peer, &request, reply).await,
+            Event::PeerConnected { peer, .. } => {
+                self.connected.insert(peer);
+                if self.directory_synced < DIRECTORY_SYNC_PEERS {
+                    self.directory_synced += 1;
+                    let client = self.client.clone();
+                    let internal = self.internal_tx.clone();
+                    tokio::spawn(async move {
+                        if let Ok(bytes) = client.sync_request(peer, SyncRequest::Directory.encode()).await
+                            && let Ok(SyncResponse::Directory { announcements }) = SyncResponse::decode(&bytes)
+                        {
+                            let _ = internal.send(Internal::DirectoryPage(announcements)).await;
+                        }
+                    });
+                }
+            }
+            Event::PeerDisconnected { peer } => {
+                self.connected.remove(&peer);
+            }
+            Event::AudioStreamOpened { peer, header } => {
+                let Some(session) = self.session.as_mut() else {
+                    self.client.close_audio_from(peer);
+                    return;
+                };
+                let banned = ids::public_key(&peer).is_some_and(|k| session.room.state().banned.contains(&k));
+                let ours = AudioHeader::decode(&header).is_ok_and(|h| h.room == session.room.id());
+                if banned || !ours {
+                    self.client.close_audio_from(peer);
+                } else {
+                    session.streams_from.insert(peer);
+                }
+            }
+            Event::AudioStreamClosed { peer, .. } => {
+                if let Some(s) = self.session.as_mut() {
+                    s.streams_from.remove(&peer);
+                }
+            }
+            Event::Listening { .. } | Event::RelayReservation { .. } | Event::ExternalAddrConfirmed { .. } => {
+                self.refresh_addrs().await;
+            }
+            Event::Discovered { .. } => {}
+            _ => {}
+        }
+    }
+
+    async fn refresh_addrs(&mut self) {
+        let Ok(mut addrs) = self.client.p2p_addrs().await else { return };
+        for a in &self.relay_addrs {
+            if !addrs.contains(a) {
+                addrs.push(a.clone());
+            }
+        }
+        addrs.retain(|a| !is_unspecified(a));
+        // Reachable-from-elsewhere first, QUIC before TCP, loopback last.
+        addrs.sort_by_key(|a| (is_loopback(a), !is_quic(a)));
+        self.addrs = addrs;
+    }
+
+    async fn gossip(&mut self, source: PeerId, topic: &str, data: &[u8]) -> Verdict {
+        if topic == DIRECTORY_TOPIC {
+            return match self.directory.insert(data, self.now()) {
+                Ok(_) => Verdict::Accept,
+                Err(directory::AnnounceError::Invalid(_) | directory::AnnounceError::BadGenesis | directory::AnnounceError::NotHost) => {
+                    Verdict::Reject
+                }
+                Err(_) => Verdict::Ignore,
+            };
+        }
+        let Some(session) = self.session.as_mut() else { return Verdict::Ignore };
+        if session.topic != topic {
+            return Verdict::Ignore;
+        }
+        let Ok(message) = RoomMessage::decode(data) else { return Verdict::Reject };
+        match message {
+            RoomMessage::Event(wire) => {
+                let before = session.room.state().clone();
+                match session.room.insert_wire(&wire) {
+                    Insert::New { .. } => {
+                        self.apply_state_effects(Some(before)).await;
+                        Verdict::Accept
+                    }
+                    Insert::Known => Verdict::Ignore,
+                    Insert::Pending { .. } => {
+                        self.request_sync(source);
+                        Verdict::Ignore
+                    }
+                    Insert::Rejected(reason) => {
+                        // Forged, tampered, malformed or unauthorised at its causal point:
+                        // every honest node rejects it too.
+                        debug!(%source, %reason, "rejected a room event");
+                        Verdict::Reject
+                    }
+                }
+            }
+            RoomMessage::Ephemeral(wire) => self.ephemeral_gossip(source, &wire).await,
+        }
+    }
+
+    async fn ephemeral_gossip(&mut self, source: PeerId, wire: &[u8]) -> Verdict {
+        let now = self.now();
+        let Ok(msg) = signed::verify::<Ephemeral>(wire) else { return Verdict::Reject };
+        let Some(session) = self.session.as_mut() else { return Verdict::Ignore };
+        if msg.room != session.room.id() {
+            return Verdict::Reject;
+        }
+        if msg.check_fresh(now).is_err() || msg.author == self.me {
+            return Verdict::Ignore;
+        }
+        if session.room.state().banned.contains(&msg.author) {
+            return Verdict::Ignore;
+        }
+        let limiter = match msg.body {
+            EphemeralBody::Presence { .. } => &mut session.presence_limiter,
+            _ => &mut session.chat_limiter,
+        };
+        if let Rate::Limited { strikes } = limiter.check(&msg.author, now) {
+            if strikes >= FLOOD_STRIKES && ids::peer_id(&msg.author) == Some(source) {
+                self.punish_flooder(source, "chat").await;
+            }
+            return Verdict::Ignore;
+        }
+        if let EphemeralBody::Presence { name, addresses, .. } = &msg.body {
+            let change = session.presence.insert(&msg, now);
+            if !name.is_empty() {
+                session.names.insert(msg.author, name.clone());
+            }
+            if let Some(peer) = ids::peer_id(&msg.author) {
+                let addrs: Vec<Multiaddr> =
+                    addresses.iter().filter_map(|a| Multiaddr::try_from(a.clone()).ok()).collect();
+                if session.known_addrs.get(&peer) != Some(&addrs) {
+                    session.known_addrs.insert(peer, addrs.clone());
+                    for a in addrs {
+                        let _ = self.client.add_address(peer, a).await;
+                    }
+                }
+            }
+            if matches!(change, PresenceChange::Joined | PresenceChange::Left) {
+                self.membership_changed();
+            }
+        } else {
+            self.ephemeral_effects(&msg);
+        }
+        Verdict::Accept
+    }
+
+    fn ephemeral_effects(&self, msg: &Verified<Ephemeral>) {
+        let Some(session) = self.session.as_ref() else { return };
+        let name = if msg.author == self.me { self.config.name.clone() } else { session.name_of(&msg.author) };
+        match &msg.body {
+            EphemeralBody::Chat { text } => {
+                self.emit(NodeEvent::Chat { from: msg.author.to_hex(), name, text: text.clone() });
+            }
+            EphemeralBody::Reaction { reaction } => {
+                self.emit(NodeEvent::Reaction { from: msg.author.to_hex(), name, reaction: reaction.clone() });
+            }
+            EphemeralBody::Presence { .. } => {}
+        }
+    }
+
+    async fn punish_flooder(&mut self, peer: PeerId, what: &str) {
+        if !self.blocked.insert(peer) {
+            return;
+        }
+        warn!(%peer, what, "peer floods; disconnecting it for a while");
+        self.emit(NodeEvent::Notice { message: format!("peer {peer} was flooding {what}; disconnected for {} s", FLOOD_BLOCK.as_secs()) });
+        self.client.close_audio_from(peer);
+        let _ = self.client.block(peer).await;
+        let internal = self.internal_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(FLOOD_BLOCK).await;
+            let _ = internal.send(Internal::Unblock(peer)).await;
+        });
+    }
+
+    async fn serve_sync(&mut self, peer: PeerId, request: &[u8], reply: SyncReply) {
+        let response = match SyncRequest::decode(request) {
+            Err(e) => SyncResponse::Refused(format!("bad request: {e}")),
+            Ok(SyncRequest::Directory) => {
+                self.directory.expire(self.now());
+                let announcements =
+                    self.directory.list().into_iter().take(MAX_DIRECTORY_ANSWER).map(|a| a.wire().to_vec()).collect();
+                SyncResponse::Directory { announcements }
+            }
+            Ok(SyncRequest::Room { room, heads }) => match self.session.as_ref() {
+                Some(s) if s.room.id() == room => {
+                    if ids::public_key(&peer).is_some_and(|k| s.room.state().banned.contains(&k)) {
+                        SyncResponse::Refused("you are banned from this room".into())
+                    } else {
+                        let events: Vec<Vec<u8>> =
+                            s.room.missing_for(&heads, SYNC_PAGE_EVENTS).into_iter().map(|e| e.wire().to_vec()).collect();
+                        let more = events.len() == SYNC_PAGE_EVENTS;
+                        SyncResponse::Room { events, more }
+                    }
+                }
+                _ => SyncResponse::Refused("this node is not in that room".into()),
+            },
+        };
+        if let Err(e) = self.client.respond(reply, response.encode()).await {
+            debug!(%peer, error = %e, "could not answer a sync request");
+        }
+    }
+
+    // ----- state changes ----------------------------------------------------------------
+
+    /// Everything that follows from the room state, after it changed from `before` (or was
+    /// just entered, `None`): audio policy, links, bans, leaving, events.
+    async fn apply_state_effects(&mut self, before: Option<State>) {
+        let me = self.me;
+        let Some(session) = self.session.as_mut() else { return };
+        let state = session.room.state().clone();
+        let room_id = session.room.id();
+        if before.as_ref() == Some(&state) {
+            return;
+        }
+        // Who may be heard.
+        {
+            let mut p = self.policy.write().unwrap_or_else(|e| e.into_inner());
+            p.room = Some(room_id);
+            p.allowed = state.stage().into_iter().filter(|k| state.may_transmit(k) && *k != me).collect();
+        }
+        {
+            let mut m = self.mixing.lock().unwrap_or_else(|e| e.into_inner());
+            m.retain(|k| state.may_transmit(k));
+        }
+        self.outbound.allowed.store(state.may_transmit(&me), Ordering::Relaxed);
+
+        // Bans: close and refuse connections; lifts: allow again.
+        let old_banned = before.as_ref().map(|b| b.banned.clone()).unwrap_or_default();
+        let newly_banned: Vec<PublicKey> = state.banned.difference(&old_banned).copied().filter(|k| *k != me).collect();
+        let unbanned: Vec<PublicKey> = old_banned.difference(&state.banned).copied().collect();
+        let old_kicked = before.as_ref().map(|b| b.kicked.clone()).unwrap_or_default();
+        let newly_kicked: Vec<PublicKey> = state
+            .kicked
+            .iter()
+            .filter(|(k, at)| old_kicked.get(k) != Some(at) && before.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in newly_banned.iter().chain(&newly_kicked) {
+            session.presence.remove(key);
+        }
+        for key in &newly_banned {
+            if let Some(peer) = ids::peer_id(key) {
+                self.client.close_audio_from(peer);
+                let _ = self.client.block(peer).await;
+            }
+        }
+        for key in &unbanned {
+            if let Some(peer) = ids::peer_id(key) {
+                let _ = self.client.unblock(peer).await;
+            }
+        }
+        for key in newly_kicked.iter().filter(|k| **k != me) {
+            if let Some(peer) = ids::peer_id(key) {
+                self.client.close_audio_from(peer);
+            }
+        }
+
+        // Host changes: announce as the new host.
+        if let Some(b) = &before
+            && b.host != state.host
+        {
+            let name = session.name_of(&state.host);
+            let _ = self.events.send(NodeEvent::Notice { message: format!("{name} is now the host") });
+        }
+        if before.as_ref().is_some_and(|b| !b.ended) && state.ended {
+            session.ended_at = Some(clock::unix_ms());
+            self.outbound.allowed.store(false, Ordering::Relaxed);
+            let _ = self.events.send(NodeEvent::Ended);
+        }
+        let view = session.view(&me, &self.config.name);
+        session.dirty = false;
+        self.emit(NodeEvent::State(view));
+        self.refresh_links();
+        if state.banned.contains(&me) {
+            self.leave_room("banned").await;
+            return;
+        }
+        if newly_kicked.contains(&me) {
+            self.leave_room("kicked").await;
+            return;
+        }
+        if before.as_ref().is_some_and(|b| b.host != state.host) && state.host == me {
+            self.maybe_announce(true).await;
+        }
+        if state.ended && before.is_some() {
+            self.maybe_announce(true).await;
+        }
+    }
+
+    fn membership_changed(&mut self) {
+        if let Some(s) = self.session.as_mut() {
+            s.dirty = true;
+        }
+        self.refresh_links();
+    }
+
+    /// Opens and closes audio links to match who should hear this node.
+    fn refresh_links(&mut self) {
+        let sending = self.capture.is_some() && self.outbound.allowed.load(Ordering::Relaxed);
+        let (targets, header) = match self.session.as_ref() {
+            Some(s) if sending => {
+                let (targets, _) = s.audio_targets(&self.me, self.config.fanout);
+                let header = AudioHeader { room: s.room.id(), speaker: self.me, frame_ms: self.config.frame.as_millis() as u8 };
+                (targets, Some(header.encode()))
+            }
+            _ => (Vec::new(), None),
+        };
+        let mut links = self.outbound.links.lock().unwrap_or_else(|p| p.into_inner());
+        links.retain(|l| targets.contains(&l.peer()));
+        if let Some(header) = header {
+            for peer in targets {
+                if !links.iter().any(|l| l.peer() == peer) {
+                    links.push(self.client.open_audio(peer, header.clone()));
+                }
+            }
+        }
+    }
+
+    // ----- timers -----------------------------------------------------------------------
+
+    async fn tick(&mut self) {
+        let now = self.now();
+        self.directory.expire(now);
+        let interval = self.config.presence_interval.as_millis() as u64;
+        let Some(session) = self.session.as_mut() else { return };
+        if let Some(ended) = session.ended_at {
+            if now >= ended + END_GRACE_MS {
+                self.leave_room("the room has ended").await;
+            }
+            return;
+        }
+        let gone = session.presence.expire(now);
+        if !gone.is_empty() {
+            self.membership_changed();
+        }
+        let session = self.session.as_mut().expect("checked above");
+        if now >= session.last_presence + interval {
+            session.last_presence = now;
+            self.send_presence(false).await;
+        }
+        self.maybe_announce(false).await;
+        self.check_succession(now).await;
+        self.maybe_sync(now);
+        self.check_fanout_notice(now);
+        let dirty = self.session.as_ref().is_some_and(|s| s.dirty);
+        if dirty && let Some(s) = self.session.as_mut() {
+            s.dirty = false;
+            let view = s.view(&self.me, &self.config.name);
+            self.emit(NodeEvent::State(view));
+        }
+    }
+
+    fn maybe_sync(&mut self, now: u64) {
+        let every = self.config.sync_interval.as_millis() as u64;
+        let Some(session) = self.session.as_ref() else { return };
+        if now < session.last_sync + every {
+            return;
+        }
+        let candidates: Vec<PeerId> = session
+            .presence
+            .iter()
+            .filter_map(|(k, _)| ids::peer_id(k))
+            .filter(|p| self.connected.contains(p))
+            .collect();
+        if candidates.is_empty() {
+            if let Some(s) = self.session.as_mut() {
+                s.last_sync = now;
+            }
+            return;
+        }
+        let peer = candidates[self.rng.random_range(0..candidates.len())];
+        self.request_sync(peer);
+    }
+
+    async fn check_succession(&mut self, now: u64) {
+        let me = self.me;
+        let timeout = 3 * self.config.presence_interval.as_millis() as u64;
+        let Some(session) = self.session.as_mut() else { return };
+        let state = session.room.state();
+        if state.host == me || session.presence.contains(&state.host) {
+            session.host_missing_since = None;
+            return;
+        }
+        // Give a newly joined node time to hear the host's presence.
+        if now < session.joined_at + timeout {
+            return;
+        }
+        let since = *session.host_missing_since.get_or_insert(now);
+        if now < since + self.config.presence_interval.as_millis() as u64 {
+            return;
+        }
+        let presence = &session.presence;
+        if session.room.next_host(|k| *k == me || presence.contains(k)) == Some(me) {
+            info!("the host is gone; taking over as its first present successor");
+            if self.act(EventBody::ClaimHost).await.is_ok() {
+                self.emit(NodeEvent::Notice { message: "the host is gone: you are now the host".into() });
+            }
+        }
+    }
+
+    fn check_fanout_notice(&mut self, now: u64) {
+        let fanout = self.config.fanout;
+        let me = self.me;
+        let Some(session) = self.session.as_mut() else { return };
+        if session.fanout_notice_given || now < session.joined_at + 10_000 || session.presence.len() < fanout {
+            return;
+        }
+        let state = session.room.state();
+        let unheard: Vec<String> = state
+            .stage()
+            .into_iter()
+            .filter(|k| *k != me && state.may_transmit(k) && session.presence.contains(k))
+            .filter(|k| ids::peer_id(k).is_none_or(|p| !session.streams_from.contains(&p)))
+            .map(|k| session.name_of(&k))
+            .collect();
+        if !unheard.is_empty() {
+            session.fanout_notice_given = true;
+            let message = format!(
+                "no audio from {}: speakers stream to at most {fanout} listeners directly and this room has more; \
+                 large-room forwarding is not available yet",
+                unheard.join(", ")
+            );
+            self.emit(NodeEvent::Error { message });
+        }
+    }
+
+    async fn send_presence(&mut self, leaving: bool) {
+        let Some(session) = self.session.as_ref() else { return };
+        let addresses = self.addrs.iter().take(MAX_SHARED_ADDRS).map(|a| a.to_vec()).collect();
+        let mut name = self.config.name.clone();
+        truncate_utf8(&mut name, ruang_proto::ephemeral::MAX_NAME_LEN);
+        let ttl_ms = (3 * self.config.presence_interval.as_millis()).min(u128::from(ruang_proto::ephemeral::MAX_TTL_MS)) as u32;
+        let msg = Ephemeral {
+            room: session.room.id(),
+            author: self.me,
+            sent_at: self.now(),
+            body: EphemeralBody::Presence { name, ttl_ms, addresses, leaving },
+        };
+        let Ok(signed) = signed::sign(&self.identity, msg) else { return };
+        let topic = session.topic.clone();
+        self.publish(&topic, RoomMessage::Ephemeral(signed.wire().to_vec()).encode()).await;
+    }
+
+    async fn maybe_announce(&mut self, now_please: bool) {
+        let me = self.me;
+        let now = self.now();
+        let every = self.config.announce_interval.as_millis() as u64;
+        let Some(session) = self.session.as_mut() else { return };
+        let state = session.room.state();
+        if session.private || state.host != me {
+            return;
+        }
+        let genesis = session.room.genesis();
+        let may_announce = genesis.author == me || state.successors.contains(&me);
+        if !may_announce || (!now_please && now < session.last_announce + every) {
+            return;
+        }
+        session.last_announce = now;
+        let listeners = session.presence.iter().filter(|(k, _)| state.role(k) == Role::Listener).count();
+        let speakers = state
+            .stage()
+            .into_iter()
+            .take(directory::MAX_PREVIEW_SPEAKERS)
+            .map(|k| SpeakerPreview { name: if k == me { self.config.name.clone() } else { session.name_of(&k) }, key: k })
+            .map(|mut p| {
+                truncate_utf8(&mut p.name, ruang_proto::ephemeral::MAX_NAME_LEN);
+                p
+            })
+            .collect();
+        let mut host_name = self.config.name.clone();
+        truncate_utf8(&mut host_name, ruang_proto::ephemeral::MAX_NAME_LEN);
+        let ann = Announcement {
+            room: session.room.id(),
+            author: me,
+            genesis: genesis.wire().to_vec(),
+            info: state.info.clone(),
+            host: state.host,
+            host_name,
+            speakers,
+            listener_count: listeners as u32,
+            addresses: self.addrs.iter().take(MAX_SHARED_ADDRS).map(|a| a.to_vec()).collect(),
+            started_at: state.started_at,
+            scheduled_for: None,
+            issued_at: now,
+            expires_at: now + if state.ended { 30_000 } else { directory::DEFAULT_ANNOUNCEMENT_TTL_MS },
+            ended: state.ended,
+        };
+        match signed::sign(&self.identity, ann) {
+            Ok(signed) => {
+                let _ = self.directory.insert_verified(signed.clone());
+                self.publish(DIRECTORY_TOPIC, signed.wire().to_vec()).await;
+            }
+            Err(e) => warn!(error = %e, "could not sign the room's announcement"),
+        }
+    }
+
+    async fn publish(&self, topic: &str, data: Vec<u8>) {
+        match self.client.publish(topic, data).await {
+            Ok(()) | Err(NetError::InsufficientPeers { .. }) | Err(NetError::Duplicate { .. }) => {}
+            Err(e) => debug!(topic, error = %e, "publish failed"),
+        }
+    }
+
+    fn ticket(&self, session: &Session) -> Ticket {
+        Ticket {
+            room: session.room.id(),
+            host: session.room.state().host,
+            addresses: self.addrs.iter().take(ruang_proto::ticket::MAX_TICKET_ADDRESSES).map(|a| a.to_vec()).collect(),
+            room_key: None,
+        }
+    }
+
+    // ----- audio events -----------------------------------------------------------------
+
+    async fn audio_event(&mut self, event: AudioEvent) {
+        match event {
+            AudioEvent::CaptureStarted(unix_us) => self.emit(NodeEvent::CaptureStarted { unix_us }),
+            AudioEvent::PlayoutStarted(unix_us) => self.emit(NodeEvent::PlayoutStarted { unix_us }),
+            AudioEvent::SourceEnded => self.emit(NodeEvent::SourceEnded),
+            AudioEvent::Error(message) => self.emit(NodeEvent::Error { message }),
+            AudioEvent::Speaking(who, active) => {
+                let key = who.unwrap_or(self.me);
+                let name = match &self.session {
+                    _ if key == self.me => self.config.name.clone(),
+                    Some(s) => s.name_of(&key),
+                    None => key.fingerprint().to_string(),
+                };
+                self.emit(NodeEvent::Speaking { peer_id: key.to_hex(), name, active });
+            }
+            AudioEvent::Stats(list) => {
+                let speakers = list
+                    .into_iter()
+                    .map(|(key, s)| SpeakerStats {
+                        key: key.to_hex(),
+                        name: self.session.as_ref().map(|ss| ss.name_of(&key)).unwrap_or_default(),
+                        received: s.jitter.received,
+                        played: s.jitter.played,
+                        late: s.jitter.late,
+                        lost: s.jitter.lost,
+                        fec: s.jitter.fec_recovered,
+                        concealed: s.jitter.concealed,
+                        jitter_ms: s.jitter.target_delay_ms,
+                        depth_ms: s.jitter.depth_ms,
+                    })
+                    .collect();
+                let (served, dropped) = {
+                    let links = self.outbound.links.lock().unwrap_or_else(|p| p.into_inner());
+                    (links.len(), links.iter().map(|l| l.stats().dropped).sum())
+                };
+                self.emit(NodeEvent::Stats {
+                    speakers,
+                    peers: self.connected.len(),
+                    frames_sent: self.outbound.frames.load(Ordering::Relaxed),
+                    frames_dropped: dropped,
+                    listeners_served: served,
+                });
+            }
+            AudioEvent::Flooding(peer) => self.punish_flooder(peer, "audio frames").await,
+        }
+    }
+}
+
+/// Dials the room's addresses and pulls its whole log from the first member that answers.
+async fn fetch_room(
+    client: &Client,
+    room: RoomId,
+    host: PublicKey,
+    addrs: Vec<Multiaddr>,
+) -> Result<(Room, PeerId), NodeError> {
+    if addrs.is_empty() {
+        return Err(NodeError::Unreachable("the ticket has no addresses".into()));
+    }
+    let host_peer = ids::peer_id(&host);
+    let mut last_error = String::from("no address answered");
+    let mut peer = None;
+    // QUIC first (the order the host listed them in), one at a time so the first that works
+    // is used and the rest are not dialled for nothing.
+    for addr in &addrs {
+        let target = peer_of(addr).or(host_peer);
+        let Some(target) = target else { continue };
+        if let Some(hp) = host_peer
+            && peer_of(addr).is_none()
+        {
+            let _ = client.add_address(hp, addr.clone()).await;
+        }
+        match client.dial(addr.clone()).await {
+            Ok(()) => {
+                peer = Some(target);
+                break;
+            }
+            Err(e) => last_error = format!("{addr}: {e}"),
+        }
+    }
+    let Some(peer) = peer else { return Err(NodeError::Unreachable(last_error)) };
+    let mut replica: Option<Room> = None;
+    for _ in 0..MAX_SYNC_PAGES {
+        let heads = replica.as_ref().map(|r| r.heads().into_iter().take(MAX_SYNC_HEADS).collect()).unwrap_or_default();
+        let bytes = client.sync_request(peer, SyncRequest::Room { room, heads }.encode()).await?;
+        let bad = |reason: String| NodeError::BadLog { peer: peer.to_string(), reason };
+        let (events, more) = match SyncResponse::decode(&bytes).map_err(|e| bad(e.to_string()))? {
+            SyncResponse::Room { events, more } => (events, more),
+            SyncResponse::Refused(reason) if reason.contains("banned") => return Err(NodeError::Banned),
+            SyncResponse::Refused(reason) => return Err(NodeError::Unreachable(reason)),
+            SyncResponse::Directory { .. } => return Err(bad("answered with a directory".into())),
+        };
+        let mut added = 0;
+        for wire in &events {
+            match replica.as_mut() {
+                None => {
+                    let r = Room::from_genesis_wire(room, wire).map_err(|e| bad(e.to_string()))?;
+                    replica = Some(r);
+                    added += 1;
+                }
+                Some(r) => {
+                    if let Insert::New { released } = r.insert_wire(wire) {
+                        added += 1 + released;
+                    }
+                }
+            }
+        }
+        if !more || added == 0 {
+            break;
+        }
+    }
+    let room = replica.ok_or_else(|| NodeError::BadLog { peer: peer.to_string(), reason: "no genesis".into() })?;
+    Ok((room, peer))
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().filter_map(|p| match p {
+        ruang_net::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    }).last()
+}
+
+fn is_quic(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, ruang_net::multiaddr::Protocol::QuicV1))
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        ruang_net::multiaddr::Protocol::Ip4(ip) => ip.is_loopback(),
+        ruang_net::multiaddr::Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        ruang_net::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
+        ruang_net::multiaddr::Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+fn listing(ann: &Verified<Announcement>) -> Listing {
+    Listing {
+        room_id: ann.room.to_hex(),
+        title: ann.info.title.clone(),
+        topic: ann.info.topic.clone(),
+        tags: ann.info.tags.clone(),
+        language: ann.info.language.clone(),
+        host_name: ann.host_name.clone(),
+        host_fingerprint: ann.host.fingerprint().to_string(),
+        speakers: ann.speakers.iter().map(|s| s.name.clone()).collect(),
+        listeners: ann.listener_count,
+        started_at: ann.started_at,
+        scheduled_for: ann.scheduled_for,
+    }
+}
+

@@ -1,0 +1,200 @@
+//! The node's own messages between peers: what rides on the room's gossip topic, on the sync
+//! request-response protocol and at the head of an audio stream. `ruang-net` carries them as
+//! opaque bytes; everything here is bounded when decoded.
+
+use serde::{Deserialize, Serialize};
+
+use ruang_proto::PublicKey;
+use ruang_proto::room::{EventHash, RoomId};
+
+/// Most events in one sync answer (a page; the asker comes back for more).
+pub const SYNC_PAGE_EVENTS: usize = 256;
+/// Most heads a sync request names.
+pub const MAX_SYNC_HEADS: usize = 64;
+/// Most announcements in one directory answer.
+pub const MAX_DIRECTORY_ANSWER: usize = 512;
+/// Upper bound on a decoded sync request.
+pub const MAX_SYNC_REQUEST_LEN: usize = 64 * 1024;
+/// Upper bound on a decoded sync response.
+pub const MAX_SYNC_RESPONSE_LEN: usize = 4 * 1024 * 1024;
+/// Upper bound on an audio stream header.
+pub const MAX_AUDIO_HEADER_LEN: usize = 256;
+/// Version of the node-level messages.
+pub const WIRE_VERSION: u8 = 1;
+
+/// Why bytes from a peer could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Larger than the bound for its kind.
+    #[error("message too large: {len} bytes, at most {max}")]
+    TooLarge {
+        /// Bytes received.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// Not a valid encoding.
+    #[error("malformed message")]
+    Malformed,
+    /// A version this node does not speak.
+    #[error("unsupported message version {0}")]
+    Version(u8),
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![WIRE_VERSION];
+    // Plain data into a Vec: serialisation cannot fail.
+    out.extend(postcard::to_allocvec(value).expect("postcard encoding into a Vec"));
+    out
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], max: usize) -> Result<T, WireError> {
+    if bytes.len() > max {
+        return Err(WireError::TooLarge { len: bytes.len(), max });
+    }
+    let (&version, rest) = bytes.split_first().ok_or(WireError::Malformed)?;
+    if version != WIRE_VERSION {
+        return Err(WireError::Version(version));
+    }
+    postcard::from_bytes(rest).map_err(|_| WireError::Malformed)
+}
+
+/// A message on a room's gossip topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomMessage {
+    /// A signed log event (`ruang_proto::room::Event`).
+    Event(Vec<u8>),
+    /// A signed ephemeral message (`ruang_proto::ephemeral::Ephemeral`).
+    Ephemeral(Vec<u8>),
+}
+
+impl RoomMessage {
+    /// Encodes for gossip.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes gossip bytes, bounded.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        // Both kinds carry one signed envelope; the envelope bound is checked again by proto.
+        decode(bytes, 16 * 1024)
+    }
+}
+
+/// A request on `/ruang/sync/1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncRequest {
+    /// "Send me the events of `room` that these heads lack" (empty heads: from the genesis).
+    Room {
+        /// The room.
+        room: RoomId,
+        /// The asker's heads.
+        heads: Vec<EventHash>,
+    },
+    /// "Send me your directory listing."
+    Directory,
+}
+
+impl SyncRequest {
+    /// Encodes for the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes, bounded.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let req: SyncRequest = decode(bytes, MAX_SYNC_REQUEST_LEN)?;
+        if let SyncRequest::Room { heads, .. } = &req
+            && heads.len() > MAX_SYNC_HEADS
+        {
+            return Err(WireError::Malformed);
+        }
+        Ok(req)
+    }
+}
+
+/// An answer on `/ruang/sync/1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncResponse {
+    /// Signed events, parents first; `more` when the page was full.
+    Room {
+        /// Signed event envelopes.
+        events: Vec<Vec<u8>>,
+        /// Ask again with the new heads for the rest.
+        more: bool,
+    },
+    /// Signed announcements.
+    Directory {
+        /// Signed announcement envelopes.
+        announcements: Vec<Vec<u8>>,
+    },
+    /// The peer will not answer, and says why (not in that room, banned, ...).
+    Refused(String),
+}
+
+impl SyncResponse {
+    /// Encodes for the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes, bounded.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        decode(bytes, MAX_SYNC_RESPONSE_LEN)
+    }
+}
+
+/// The first message on an audio stream: whose audio, for which room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AudioHeader {
+    /// The room.
+    pub room: RoomId,
+    /// The speaker whose frames follow (today always the sending peer; a forwarding hop will
+    /// carry others' frames on their own streams).
+    pub speaker: PublicKey,
+    /// Frame duration in ms (10 or 20).
+    pub frame_ms: u8,
+}
+
+impl AudioHeader {
+    /// Encodes for the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes, bounded.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        decode(bytes, MAX_AUDIO_HEADER_LEN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use ruang_proto::Hash;
+
+    #[test]
+    fn round_trips() {
+        let room = RoomId(Hash([3; 32]));
+        let r = SyncRequest::Room { room, heads: vec![Hash([1; 32])] };
+        assert_eq!(SyncRequest::decode(&r.encode()).unwrap(), r);
+        let a = AudioHeader { room, speaker: PublicKey([2; 32]), frame_ms: 20 };
+        assert_eq!(AudioHeader::decode(&a.encode()).unwrap(), a);
+        let m = RoomMessage::Event(vec![1, 2, 3]);
+        assert_eq!(RoomMessage::decode(&m.encode()).unwrap(), m);
+        let s = SyncResponse::Room { events: vec![vec![9; 10]], more: true };
+        assert_eq!(SyncResponse::decode(&s.encode()).unwrap(), s);
+        assert_eq!(SyncRequest::decode(&[2, 0]), Err(WireError::Version(2)));
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let _ = RoomMessage::decode(&bytes);
+            let _ = SyncRequest::decode(&bytes);
+            let _ = SyncResponse::decode(&bytes);
+            let _ = AudioHeader::decode(&bytes);
+        }
+    }
+}
