@@ -37,6 +37,15 @@
 //! - `/ruang/audio/1` over libp2p-stream: one long-lived stream per (speaker, hop), see
 //!   [`AudioLink`] and the [`audio`] module doc for the wire format.
 //!
+//! # Threads and blocking
+//!
+//! Everything runs on the tokio runtime [`spawn`] was called on: the event loop, one task per
+//! [`AudioLink`], one acceptor task and one reader task per inbound audio stream. No call
+//! blocks a thread. `Client` methods are `async` and bounded by [`limits::CALL_TIMEOUT`] (or
+//! the operation's own timeout); [`AudioLink::push`], [`Client::open_audio`],
+//! [`Client::close_audio_from`] and the stats getters are synchronous and return at once, so
+//! they can be used from audio threads.
+//!
 //! # Time
 //!
 //! Real time (tokio). Timeouts are constants in [`limits`]. Tests run real nodes on

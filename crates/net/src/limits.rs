@@ -14,7 +14,7 @@ pub const COMMAND_QUEUE_CAP: usize = 256;
 pub const EVENT_QUEUE_CAP: usize = 1024;
 /// Events parked inside the event loop while [`EVENT_QUEUE_CAP`] is full.
 pub const EVENT_OVERFLOW_CAP: usize = 256;
-/// Audio frames waiting for the node: about one second of 20 ms frames from 50 speakers. When
+/// Audio frames waiting for the node: 2048 frames of 20 ms, i.e. a second of 40 streams. When
 /// full, new frames are dropped and counted ([`crate::AudioInStats::dropped`]); audio never
 /// waits behind the node.
 pub const AUDIO_INBOX_CAP: usize = 2048;
@@ -46,7 +46,7 @@ pub const GOSSIP_HEARTBEAT: Duration = Duration::from_millis(500);
 pub const GOSSIP_HISTORY_LENGTH: usize = 12;
 /// The time the node has to report a verdict on a gossip message.
 pub const GOSSIP_VALIDATION_WINDOW: Duration =
-    Duration::from_millis(500 * GOSSIP_HISTORY_LENGTH as u64);
+    Duration::from_millis(GOSSIP_HEARTBEAT.as_millis() as u64 * GOSSIP_HISTORY_LENGTH as u64);
 /// Topics a peer may be subscribed to, as we track it (more is treated as abuse).
 pub const MAX_TOPICS_PER_PEER: usize = 1024;
 /// Topics must start with this prefix; others are refused locally and ignored from peers.

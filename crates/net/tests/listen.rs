@@ -56,10 +56,11 @@ async fn addresses_and_listen_errors() -> anyhow::Result<()> {
     let mut c = config(Transport::QuicOnly);
     c.listen = vec![quic.clone()];
     let err = ruang_net::spawn(c).await.expect_err("UDP port in use");
-    assert!(
-        matches!(&err, NetError::ListenFailed { addr, reason } if addr == &quic && reason.contains("in use")),
-        "{err:?}"
+    let in_use = matches!(
+        &err,
+        NetError::ListenFailed { addr, reason } if addr == &quic && reason.contains("in use")
     );
+    assert!(in_use, "{err:?}");
     println!("{err}");
 
     // A QUIC address on a TCP-only node.

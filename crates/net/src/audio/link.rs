@@ -95,9 +95,10 @@ impl AudioLink {
         self.peer
     }
 
-    /// Queues a frame. Never blocks: if [`AUDIO_LINK_QUEUE`] frames are waiting, the oldest is
-    /// dropped (and counted). Empty frames and frames over [`MAX_AUDIO_FRAME_LEN`] are dropped
-    /// and counted.
+    /// Queues a frame. Never blocks and never awaits (a short uncontended mutex and a notify),
+    /// so it may be called from a real-time audio thread outside tokio. If
+    /// [`AUDIO_LINK_QUEUE`] frames are waiting, the oldest is dropped (and counted). Empty
+    /// frames and frames over [`MAX_AUDIO_FRAME_LEN`] are dropped and counted.
     pub fn push(&self, frame: Bytes) {
         if frame.is_empty() || frame.len() > MAX_AUDIO_FRAME_LEN {
             bump(&self.shared.dropped, 1);
@@ -157,11 +158,18 @@ async fn run(
     let mut opened_before = false;
 
     loop {
+        let attempt = tokio::time::timeout(
+            AUDIO_OPEN_TIMEOUT,
+            open(&client, &mut control, peer, &hello),
+        );
         let opened = tokio::select! {
             _ = stop.changed() => return,
-            r = tokio::time::timeout(AUDIO_OPEN_TIMEOUT, open(&client, &mut control, peer, &hello)) => {
-                r.unwrap_or_else(|_| Err(NetError::Timeout { what: "opening an audio stream", after: AUDIO_OPEN_TIMEOUT }))
-            }
+            r = attempt => r.unwrap_or_else(|_| {
+                Err(NetError::Timeout {
+                    what: "opening an audio stream",
+                    after: AUDIO_OPEN_TIMEOUT,
+                })
+            }),
         };
         let end = match opened {
             Ok(mut stream) => {

@@ -7,10 +7,10 @@
 //! frame_len:  u16 BE | frame  (1..=MAX_AUDIO_FRAME_LEN)      repeated
 //! ```
 //!
-//! - Outbound: [`AudioLink`] (see [`link`]) owns a task with a drop-oldest queue.
+//! - Outbound: [`AudioLink`] owns a task with a drop-oldest queue.
 //! - Inbound: an acceptor task takes every stream, bounded by
-//!   [`MAX_INBOUND_AUDIO_STREAMS`](crate::limits::MAX_INBOUND_AUDIO_STREAMS), and one reader task per stream `try_send`s each frame
-//!   to the [`AudioInbox`] (see [`inbound`]).
+//!   [`MAX_INBOUND_AUDIO_STREAMS`](crate::limits::MAX_INBOUND_AUDIO_STREAMS), and one reader
+//!   task per stream `try_send`s each frame to the [`AudioInbox`].
 
 pub(crate) mod inbound;
 pub(crate) mod link;
@@ -58,7 +58,8 @@ pub struct AudioInStats {
     pub dropped: u64,
     /// Streams closed for a malformed header or frame (bad or oversized length).
     pub malformed: u64,
-    /// Streams refused because [`MAX_INBOUND_AUDIO_STREAMS`](crate::limits::MAX_INBOUND_AUDIO_STREAMS) were open.
+    /// Streams refused because
+    /// [`MAX_INBOUND_AUDIO_STREAMS`](crate::limits::MAX_INBOUND_AUDIO_STREAMS) were open.
     pub refused: u64,
     /// Inbound streams open now.
     pub open_streams: u64,

@@ -163,6 +163,7 @@ impl EventLoop {
                     // The node dropped its Events: nobody to tell.
                     Err(_) => self.overflow.clear(),
                 },
+                // Stop reading the network while the node is this far behind.
                 event = self.swarm.select_next_some(), if self.overflow.len() < EVENT_OVERFLOW_CAP => {
                     self.on_swarm_event(event);
                 }
