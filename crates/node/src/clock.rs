@@ -10,7 +10,10 @@ pub fn unix_ms() -> u64 {
 
 /// Unix time in microseconds.
 pub fn unix_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 /// A monotonic clock counting microseconds from its creation, with the unix time it started
@@ -30,7 +33,10 @@ impl Default for Clock {
 impl Clock {
     /// A clock starting now.
     pub fn new() -> Clock {
-        Clock { epoch: Instant::now(), epoch_unix_us: unix_us() }
+        Clock {
+            epoch: Instant::now(),
+            epoch_unix_us: unix_us(),
+        }
     }
 
     /// Microseconds since the clock started.

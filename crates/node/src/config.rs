@@ -78,7 +78,9 @@ pub struct Builder {
 impl Builder {
     /// A builder with the defaults of [`Config::new`].
     pub fn new(identity: Identity) -> Builder {
-        Builder { config: Config::new(identity) }
+        Builder {
+            config: Config::new(identity),
+        }
     }
 
     /// From a full configuration.

@@ -21,7 +21,9 @@ pub enum NodeError {
     #[error("could not reach the room: {0}")]
     Unreachable(String),
     /// The room is not in the directory.
-    #[error("room {0} is not in the directory (it may have ended, or not reached this node yet); use its ticket")]
+    #[error(
+        "room {0} is not in the directory (it may have ended, or not reached this node yet); use its ticket"
+    )]
     NotListed(String),
     /// This identity is banned from the room.
     #[error("you are banned from this room")]

@@ -83,7 +83,8 @@ impl RoomView {
             .filter(|k| state.role(k) == Role::Listener)
             .map(|k| person(&k))
             .collect();
-        let hex = |set: &std::collections::BTreeSet<PublicKey>| set.iter().map(|k| k.to_hex()).collect();
+        let hex =
+            |set: &std::collections::BTreeSet<PublicKey>| set.iter().map(|k| k.to_hex()).collect();
         RoomView {
             room_id,
             title: state.info.title.clone(),

@@ -100,7 +100,10 @@ pub struct NodeHandle {
 impl NodeHandle {
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NodeError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(make(tx)).await.map_err(|_| NodeError::Shutdown)?;
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Shutdown)?;
         rx.await.map_err(|_| NodeError::Shutdown)?
     }
 
@@ -154,7 +157,11 @@ impl NodeHandle {
 
     /// Speaks from `source` (replacing any previous one). Audio is sent only while the room's
     /// state allows this node to transmit and it is not self-muted.
-    pub async fn speak(&self, source: Box<dyn Source + Send>, pacing: Pacing) -> Result<(), NodeError> {
+    pub async fn speak(
+        &self,
+        source: Box<dyn Source + Send>,
+        pacing: Pacing,
+    ) -> Result<(), NodeError> {
         self.call(|r| Command::Speak(source, pacing, r)).await
     }
 

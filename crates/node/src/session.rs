@@ -107,7 +107,11 @@ impl Session {
             .collect();
         members.sort();
         let total = members.len();
-        let targets = members.into_iter().take(fanout).filter_map(|(_, k)| ids::peer_id(&k)).collect();
+        let targets = members
+            .into_iter()
+            .take(fanout)
+            .filter_map(|(_, k)| ids::peer_id(&k))
+            .collect();
         (targets, total)
     }
 
@@ -118,14 +122,26 @@ impl Session {
             self.room.state(),
             me,
             self.room.len(),
-            |k| if k == me { Some(my_name.to_string()) } else { self.names.get(k).cloned() },
+            |k| {
+                if k == me {
+                    Some(my_name.to_string())
+                } else {
+                    self.names.get(k).cloned()
+                }
+            },
             |k| self.presence.contains(k),
-            self.presence.iter().map(|(k, _)| *k).chain(std::iter::once(*me)),
+            self.presence
+                .iter()
+                .map(|(k, _)| *k)
+                .chain(std::iter::once(*me)),
         )
     }
 
     /// A display name for `who`.
     pub fn name_of(&self, who: &PublicKey) -> String {
-        self.names.get(who).cloned().unwrap_or_else(|| who.fingerprint().to_string())
+        self.names
+            .get(who)
+            .cloned()
+            .unwrap_or_else(|| who.fingerprint().to_string())
     }
 }

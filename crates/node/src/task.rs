@@ -29,10 +29,15 @@ use crate::clock::{self, Clock};
 use crate::config::Config;
 use crate::error::NodeError;
 use crate::event::{Listing, NodeEvent, SpeakerStats};
-use crate::handle::{COMMAND_QUEUE_CAP, Command, HostOptions, JoinTarget, Joined, NodeHandle, Reply, Status};
+use crate::handle::{
+    COMMAND_QUEUE_CAP, Command, HostOptions, JoinTarget, Joined, NodeHandle, Reply, Status,
+};
 use crate::ids;
 use crate::session::{FLOOD_STRIKES, Session};
-use crate::wire::{AudioHeader, MAX_DIRECTORY_ANSWER, MAX_SYNC_HEADS, RoomMessage, SYNC_PAGE_EVENTS, SyncRequest, SyncResponse};
+use crate::wire::{
+    AudioHeader, MAX_DIRECTORY_ANSWER, MAX_SYNC_HEADS, RoomMessage, SYNC_PAGE_EVENTS, SyncRequest,
+    SyncResponse,
+};
 
 /// The directory's gossip topic.
 pub const DIRECTORY_TOPIC: &str = "ruang/directory/1";
@@ -57,7 +62,12 @@ enum Internal {
     /// A join's dial and initial sync finished.
     Joined(Result<(Room, PeerId), NodeError>, bool),
     /// Events from a sync answer.
-    SyncPage { from: PeerId, room: RoomId, events: Vec<Vec<u8>>, more: bool },
+    SyncPage {
+        from: PeerId,
+        room: RoomId,
+        events: Vec<Vec<u8>>,
+        more: bool,
+    },
     /// Announcements from a directory answer.
     DirectoryPage(Vec<Vec<u8>>),
     /// Unblock a peer blocked for flooding.
@@ -106,7 +116,12 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
 
     let me = config.identity.public();
     let peer_id = client.local_peer_id();
-    let handle = NodeHandle { commands: command_tx, events: events.clone(), peer_id, key: me };
+    let handle = NodeHandle {
+        commands: command_tx,
+        events: events.clone(),
+        peer_id,
+        key: me,
+    };
     let mut task = Task {
         identity: config.identity.clone(),
         me,
@@ -136,6 +151,7 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
         directory_synced: 0,
         blocked: HashSet::new(),
         joining: false,
+        banned_from: HashSet::new(),
     };
     task.refresh_addrs().await;
     tokio::spawn(task.run());
@@ -173,6 +189,8 @@ struct Task {
     /// Peers blocked for flooding (unblocked after [`FLOOD_BLOCK`]).
     blocked: HashSet<PeerId>,
     joining: bool,
+    /// Rooms this identity was banned from (their nodes refuse us; say so at once).
+    banned_from: HashSet<RoomId>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -264,9 +282,10 @@ impl Task {
                 if let Some(old) = self.playout.take() {
                     old.finish();
                 }
-                let result = Playout::spawn(sink, self.mixing.clone(), self.clock, self.audio_tx.clone())
-                    .map(|p| self.playout = Some(p))
-                    .map_err(|e| NodeError::Audio(e.to_string()));
+                let result =
+                    Playout::spawn(sink, self.mixing.clone(), self.clock, self.audio_tx.clone())
+                        .map(|p| self.playout = Some(p))
+                        .map_err(|e| NodeError::Audio(e.to_string()));
                 let _ = reply.send(result);
             }
             Command::StopListening(reply) => {
@@ -282,7 +301,12 @@ impl Task {
             Command::Rooms(reply) => {
                 let now = self.now();
                 self.directory.expire(now);
-                let listings = self.directory.list().into_iter().map(|a| listing(a)).collect();
+                let listings = self
+                    .directory
+                    .list()
+                    .into_iter()
+                    .map(|a| listing(a))
+                    .collect();
                 let _ = reply.send(Ok(listings));
             }
             Command::Status(reply) => {
@@ -306,7 +330,10 @@ impl Task {
             peer_id: self.client.local_peer_id(),
             addrs: self.addrs.clone(),
             peers: self.connected.len(),
-            room: self.session.as_ref().map(|s| s.view(&self.me, &self.config.name)),
+            room: self
+                .session
+                .as_ref()
+                .map(|s| s.view(&self.me, &self.config.name)),
             ticket: self.session.as_ref().map(|s| self.ticket(s)),
             self_muted: self.outbound.self_muted.load(Ordering::Relaxed),
             transmitting: self.capture.is_some() && self.outbound.allowed.load(Ordering::Relaxed),
@@ -322,7 +349,11 @@ impl Task {
         }
         let genesis = Genesis {
             info: options.info,
-            visibility: if options.private { Visibility::Private } else { Visibility::Public },
+            visibility: if options.private {
+                Visibility::Private
+            } else {
+                Visibility::Public
+            },
             successors: options.successors,
             nonce: [0; 16],
         };
@@ -340,7 +371,11 @@ impl Task {
         }
         let (room, host, addrs, private) = match target {
             JoinTarget::Ticket(t) => {
-                let addrs = t.addresses.iter().filter_map(|a| Multiaddr::try_from(a.clone()).ok()).collect();
+                let addrs = t
+                    .addresses
+                    .iter()
+                    .filter_map(|a| Multiaddr::try_from(a.clone()).ok())
+                    .collect();
                 (t.room, t.host, addrs, t.room_key.is_some())
             }
             JoinTarget::Room(id) => {
@@ -349,10 +384,18 @@ impl Task {
                     let _ = reply.send(Err(NodeError::NotListed(id.to_hex())));
                     return;
                 };
-                let addrs = ann.addresses.iter().filter_map(|a| Multiaddr::try_from(a.clone()).ok()).collect();
+                let addrs = ann
+                    .addresses
+                    .iter()
+                    .filter_map(|a| Multiaddr::try_from(a.clone()).ok())
+                    .collect();
                 (id, ann.author, addrs, false)
             }
         };
+        if self.banned_from.contains(&room) {
+            let _ = reply.send(Err(NodeError::Banned));
+            return;
+        }
         self.joining = true;
         self.pending_join = Some(reply);
         let client = self.client.clone();
@@ -368,7 +411,9 @@ impl Task {
         let now = self.now();
         let session = Session::new(room, private, now);
         if let Err(e) = self.client.subscribe(&session.topic).await {
-            self.emit(NodeEvent::Error { message: format!("cannot subscribe to the room: {e}") });
+            self.emit(NodeEvent::Error {
+                message: format!("cannot subscribe to the room: {e}"),
+            });
         }
         let id = session.room.id();
         self.session = Some(session);
@@ -379,17 +424,24 @@ impl Task {
         }
         self.maybe_announce(true).await;
         let ticket = self.ticket(self.session.as_ref().expect("just set"));
-        self.emit(NodeEvent::Joined { room_id: id.to_hex(), ticket: ticket.to_string() });
+        self.emit(NodeEvent::Joined {
+            room_id: id.to_hex(),
+            ticket: ticket.to_string(),
+        });
         Joined { room: id, ticket }
     }
 
     async fn leave_room(&mut self, reason: &str) {
-        let Some(session) = self.session.as_ref() else { return };
+        let Some(session) = self.session.as_ref() else {
+            return;
+        };
         let ended = session.room.state().ended;
         if !ended {
             self.send_presence(true).await;
         }
-        let Some(session) = self.session.as_ref() else { return };
+        let Some(session) = self.session.as_ref() else {
+            return;
+        };
         let topic = session.topic.clone();
         let _ = self.client.unsubscribe(&topic).await;
         for peer in session.streams_from.iter().copied().collect::<Vec<_>>() {
@@ -397,45 +449,76 @@ impl Task {
         }
         self.session = None;
         self.outbound.allowed.store(false, Ordering::Relaxed);
-        self.outbound.links.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.outbound
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         {
             let mut p = self.policy.write().unwrap_or_else(|e| e.into_inner());
             p.room = None;
             p.allowed.clear();
         }
-        self.mixing.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.emit(NodeEvent::Left { reason: reason.to_string() });
+        self.mixing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.emit(NodeEvent::Left {
+            reason: reason.to_string(),
+        });
     }
 
     async fn act(&mut self, body: EventBody) -> Result<(), NodeError> {
         let now = self.now();
-        let Some(session) = self.session.as_mut() else { return Err(NodeError::NotInRoom) };
+        let Some(session) = self.session.as_mut() else {
+            return Err(NodeError::NotInRoom);
+        };
         let before = session.room.state().clone();
-        let event = session.room.author(&self.identity, body, now).map_err(|e| match e {
-            ruang_proto::room::AuthorError::Refused(r) => NodeError::Refused(r),
-            other => NodeError::Invalid(other.to_string()),
-        })?;
+        let event = session
+            .room
+            .author(&self.identity, body, now)
+            .map_err(|e| match e {
+                ruang_proto::room::AuthorError::Refused(r) => NodeError::Refused(r),
+                other => NodeError::Invalid(other.to_string()),
+            })?;
         let topic = session.topic.clone();
-        self.publish(&topic, RoomMessage::Event(event.wire().to_vec()).encode()).await;
+        self.publish(&topic, RoomMessage::Event(event.wire().to_vec()).encode())
+            .await;
         self.apply_state_effects(Some(before)).await;
         Ok(())
     }
 
     async fn ephemeral(&mut self, body: EphemeralBody) -> Result<(), NodeError> {
-        let Some(session) = self.session.as_ref() else { return Err(NodeError::NotInRoom) };
+        let Some(session) = self.session.as_ref() else {
+            return Err(NodeError::NotInRoom);
+        };
         if session.room.state().banned.contains(&self.me) {
             return Err(NodeError::Banned);
         }
-        let msg = Ephemeral { room: session.room.id(), author: self.me, sent_at: self.now(), body };
-        let signed = signed::sign(&self.identity, msg).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        let msg = Ephemeral {
+            room: session.room.id(),
+            author: self.me,
+            sent_at: self.now(),
+            body,
+        };
+        let signed =
+            signed::sign(&self.identity, msg).map_err(|e| NodeError::Invalid(e.to_string()))?;
         let topic = session.topic.clone();
-        self.publish(&topic, RoomMessage::Ephemeral(signed.wire().to_vec()).encode()).await;
+        self.publish(
+            &topic,
+            RoomMessage::Ephemeral(signed.wire().to_vec()).encode(),
+        )
+        .await;
         // Show our own chat and reactions too.
         self.ephemeral_effects(&signed);
         Ok(())
     }
 
-    fn speak(&mut self, source: Box<dyn ruang_audio::source::Source + Send>, pacing: Pacing) -> Result<(), NodeError> {
+    fn speak(
+        &mut self,
+        source: Box<dyn ruang_audio::source::Source + Send>,
+        pacing: Pacing,
+    ) -> Result<(), NodeError> {
         if source.frame_duration() != self.config.frame {
             return Err(NodeError::Invalid(format!(
                 "the source makes {} ms frames but the node uses {} ms",
@@ -444,13 +527,29 @@ impl Task {
             )));
         }
         self.capture = None;
-        let encoder = EncoderConfig { frame: self.config.frame, bitrate_bps: self.config.bitrate_bps, ..EncoderConfig::default() };
+        let encoder = EncoderConfig {
+            frame: self.config.frame,
+            bitrate_bps: self.config.bitrate_bps,
+            ..EncoderConfig::default()
+        };
         let mut speaker = [0u8; 8];
         speaker.copy_from_slice(&self.me.as_bytes()[..8]);
-        let sender = Sender::new(u64::from_be_bytes(speaker), encoder, self.rng.random(), self.rng.random())
-            .map_err(|e| NodeError::Audio(e.to_string()))?;
-        let capture = Capture::spawn(source, pacing, sender, self.outbound.clone(), self.clock, self.audio_tx.clone())
-            .map_err(|e| NodeError::Audio(e.to_string()))?;
+        let sender = Sender::new(
+            u64::from_be_bytes(speaker),
+            encoder,
+            self.rng.random(),
+            self.rng.random(),
+        )
+        .map_err(|e| NodeError::Audio(e.to_string()))?;
+        let capture = Capture::spawn(
+            source,
+            pacing,
+            sender,
+            self.outbound.clone(),
+            self.clock,
+            self.audio_tx.clone(),
+        )
+        .map_err(|e| NodeError::Audio(e.to_string()))?;
         self.capture = Some(capture);
         self.refresh_links();
         Ok(())
@@ -480,8 +579,15 @@ impl Task {
                     let _ = reply.send(result);
                 }
             }
-            Internal::SyncPage { from, room, events, more } => {
-                let Some(session) = self.session.as_mut() else { return };
+            Internal::SyncPage {
+                from,
+                room,
+                events,
+                more,
+            } => {
+                let Some(session) = self.session.as_mut() else {
+                    return;
+                };
                 if session.room.id() != room {
                     return;
                 }
@@ -511,7 +617,9 @@ impl Task {
                     let banned = self
                         .session
                         .as_ref()
-                        .and_then(|s| ids::public_key(&peer).map(|k| s.room.state().banned.contains(&k)))
+                        .and_then(|s| {
+                            ids::public_key(&peer).map(|k| s.room.state().banned.contains(&k))
+                        })
                         .unwrap_or(false);
                     if !banned {
                         let _ = self.client.unblock(peer).await;
@@ -523,17 +631,35 @@ impl Task {
 
     /// Asks `peer` for the room's events we lack (in the background).
     fn request_sync(&mut self, peer: PeerId) {
-        let Some(session) = self.session.as_mut() else { return };
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         session.last_sync = clock::unix_ms();
         let room = session.room.id();
-        let heads: Vec<_> = session.room.heads().into_iter().take(MAX_SYNC_HEADS).collect();
+        let heads: Vec<_> = session
+            .room
+            .heads()
+            .into_iter()
+            .take(MAX_SYNC_HEADS)
+            .collect();
         let client = self.client.clone();
         let internal = self.internal_tx.clone();
         tokio::spawn(async move {
             let request = SyncRequest::Room { room, heads }.encode();
-            match client.sync_request(peer, request).await.map(|b| SyncResponse::decode(&b)) {
+            match client
+                .sync_request(peer, request)
+                .await
+                .map(|b| SyncResponse::decode(&b))
+            {
                 Ok(Ok(SyncResponse::Room { events, more })) => {
-                    let _ = internal.send(Internal::SyncPage { from: peer, room, events, more }).await;
+                    let _ = internal
+                        .send(Internal::SyncPage {
+                            from: peer,
+                            room,
+                            events,
+                            more,
+                        })
+                        .await;
                 }
                 Ok(Ok(_)) | Ok(Err(_)) => debug!(%peer, "unexpected sync answer"),
                 Err(e) => debug!(%peer, error = %e, "sync request failed"),
@@ -545,13 +671,23 @@ impl Task {
 
     async fn net_event(&mut self, event: Event) {
         match event {
-            Event::Gossip { source, id, topic, data, .. } => {
+            Event::Gossip {
+                source,
+                id,
+                topic,
+                data,
+                ..
+            } => {
                 let verdict = self.gossip(source, &topic, &data).await;
                 if let Err(e) = self.client.report_validation(id, source, verdict).await {
                     debug!(error = %e, "could not report a validation result");
                 }
             }
-            Event::SyncRequest { peer, request, reply } => self.serve_sync(peer, &request, reply).await,
+            Event::SyncRequest {
+                peer,
+                request,
+                reply,
+            } => self.serve_sync(peer, &request, reply).await,
             Event::PeerConnected { peer, .. } => {
                 self.connected.insert(peer);
                 if self.directory_synced < DIRECTORY_SYNC_PEERS {
@@ -559,8 +695,11 @@ impl Task {
                     let client = self.client.clone();
                     let internal = self.internal_tx.clone();
                     tokio::spawn(async move {
-                        if let Ok(bytes) = client.sync_request(peer, SyncRequest::Directory.encode()).await
-                            && let Ok(SyncResponse::Directory { announcements }) = SyncResponse::decode(&bytes)
+                        if let Ok(bytes) = client
+                            .sync_request(peer, SyncRequest::Directory.encode())
+                            .await
+                            && let Ok(SyncResponse::Directory { announcements }) =
+                                SyncResponse::decode(&bytes)
                         {
                             let _ = internal.send(Internal::DirectoryPage(announcements)).await;
                         }
@@ -575,7 +714,8 @@ impl Task {
                     self.client.close_audio_from(peer);
                     return;
                 };
-                let banned = ids::public_key(&peer).is_some_and(|k| session.room.state().banned.contains(&k));
+                let banned = ids::public_key(&peer)
+                    .is_some_and(|k| session.room.state().banned.contains(&k));
                 let ours = AudioHeader::decode(&header).is_ok_and(|h| h.room == session.room.id());
                 if banned || !ours {
                     self.client.close_audio_from(peer);
@@ -588,7 +728,9 @@ impl Task {
                     s.streams_from.remove(&peer);
                 }
             }
-            Event::Listening { .. } | Event::RelayReservation { .. } | Event::ExternalAddrConfirmed { .. } => {
+            Event::Listening { .. }
+            | Event::RelayReservation { .. }
+            | Event::ExternalAddrConfirmed { .. } => {
                 self.refresh_addrs().await;
             }
             Event::Discovered { .. } => {}
@@ -597,7 +739,9 @@ impl Task {
     }
 
     async fn refresh_addrs(&mut self) {
-        let Ok(mut addrs) = self.client.p2p_addrs().await else { return };
+        let Ok(mut addrs) = self.client.p2p_addrs().await else {
+            return;
+        };
         for a in &self.relay_addrs {
             if !addrs.contains(a) {
                 addrs.push(a.clone());
@@ -613,17 +757,23 @@ impl Task {
         if topic == DIRECTORY_TOPIC {
             return match self.directory.insert(data, self.now()) {
                 Ok(_) => Verdict::Accept,
-                Err(directory::AnnounceError::Invalid(_) | directory::AnnounceError::BadGenesis | directory::AnnounceError::NotHost) => {
-                    Verdict::Reject
-                }
+                Err(
+                    directory::AnnounceError::Invalid(_)
+                    | directory::AnnounceError::BadGenesis
+                    | directory::AnnounceError::NotHost,
+                ) => Verdict::Reject,
                 Err(_) => Verdict::Ignore,
             };
         }
-        let Some(session) = self.session.as_mut() else { return Verdict::Ignore };
+        let Some(session) = self.session.as_mut() else {
+            return Verdict::Ignore;
+        };
         if session.topic != topic {
             return Verdict::Ignore;
         }
-        let Ok(message) = RoomMessage::decode(data) else { return Verdict::Reject };
+        let Ok(message) = RoomMessage::decode(data) else {
+            return Verdict::Reject;
+        };
         match message {
             RoomMessage::Event(wire) => {
                 let before = session.room.state().clone();
@@ -651,8 +801,12 @@ impl Task {
 
     async fn ephemeral_gossip(&mut self, source: PeerId, wire: &[u8]) -> Verdict {
         let now = self.now();
-        let Ok(msg) = signed::verify::<Ephemeral>(wire) else { return Verdict::Reject };
-        let Some(session) = self.session.as_mut() else { return Verdict::Ignore };
+        let Ok(msg) = signed::verify::<Ephemeral>(wire) else {
+            return Verdict::Reject;
+        };
+        let Some(session) = self.session.as_mut() else {
+            return Verdict::Ignore;
+        };
         if msg.room != session.room.id() {
             return Verdict::Reject;
         }
@@ -672,14 +826,19 @@ impl Task {
             }
             return Verdict::Ignore;
         }
-        if let EphemeralBody::Presence { name, addresses, .. } = &msg.body {
+        if let EphemeralBody::Presence {
+            name, addresses, ..
+        } = &msg.body
+        {
             let change = session.presence.insert(&msg, now);
             if !name.is_empty() {
                 session.names.insert(msg.author, name.clone());
             }
             if let Some(peer) = ids::peer_id(&msg.author) {
-                let addrs: Vec<Multiaddr> =
-                    addresses.iter().filter_map(|a| Multiaddr::try_from(a.clone()).ok()).collect();
+                let addrs: Vec<Multiaddr> = addresses
+                    .iter()
+                    .filter_map(|a| Multiaddr::try_from(a.clone()).ok())
+                    .collect();
                 if session.known_addrs.get(&peer) != Some(&addrs) {
                     session.known_addrs.insert(peer, addrs.clone());
                     for a in addrs {
@@ -697,14 +856,28 @@ impl Task {
     }
 
     fn ephemeral_effects(&self, msg: &Verified<Ephemeral>) {
-        let Some(session) = self.session.as_ref() else { return };
-        let name = if msg.author == self.me { self.config.name.clone() } else { session.name_of(&msg.author) };
+        let Some(session) = self.session.as_ref() else {
+            return;
+        };
+        let name = if msg.author == self.me {
+            self.config.name.clone()
+        } else {
+            session.name_of(&msg.author)
+        };
         match &msg.body {
             EphemeralBody::Chat { text } => {
-                self.emit(NodeEvent::Chat { from: msg.author.to_hex(), name, text: text.clone() });
+                self.emit(NodeEvent::Chat {
+                    from: msg.author.to_hex(),
+                    name,
+                    text: text.clone(),
+                });
             }
             EphemeralBody::Reaction { reaction } => {
-                self.emit(NodeEvent::Reaction { from: msg.author.to_hex(), name, reaction: reaction.clone() });
+                self.emit(NodeEvent::Reaction {
+                    from: msg.author.to_hex(),
+                    name,
+                    reaction: reaction.clone(),
+                });
             }
             EphemeralBody::Presence { .. } => {}
         }
@@ -715,7 +888,12 @@ impl Task {
             return;
         }
         warn!(%peer, what, "peer floods; disconnecting it for a while");
-        self.emit(NodeEvent::Notice { message: format!("peer {peer} was flooding {what}; disconnected for {} s", FLOOD_BLOCK.as_secs()) });
+        self.emit(NodeEvent::Notice {
+            message: format!(
+                "peer {peer} was flooding {what}; disconnected for {} s",
+                FLOOD_BLOCK.as_secs()
+            ),
+        });
         self.client.close_audio_from(peer);
         let _ = self.client.block(peer).await;
         let internal = self.internal_tx.clone();
@@ -730,8 +908,13 @@ impl Task {
             Err(e) => SyncResponse::Refused(format!("bad request: {e}")),
             Ok(SyncRequest::Directory) => {
                 self.directory.expire(self.now());
-                let announcements =
-                    self.directory.list().into_iter().take(MAX_DIRECTORY_ANSWER).map(|a| a.wire().to_vec()).collect();
+                let announcements = self
+                    .directory
+                    .list()
+                    .into_iter()
+                    .take(MAX_DIRECTORY_ANSWER)
+                    .map(|a| a.wire().to_vec())
+                    .collect();
                 SyncResponse::Directory { announcements }
             }
             Ok(SyncRequest::Room { room, heads }) => match self.session.as_ref() {
@@ -739,8 +922,12 @@ impl Task {
                     if ids::public_key(&peer).is_some_and(|k| s.room.state().banned.contains(&k)) {
                         SyncResponse::Refused("you are banned from this room".into())
                     } else {
-                        let events: Vec<Vec<u8>> =
-                            s.room.missing_for(&heads, SYNC_PAGE_EVENTS).into_iter().map(|e| e.wire().to_vec()).collect();
+                        let events: Vec<Vec<u8>> = s
+                            .room
+                            .missing_for(&heads, SYNC_PAGE_EVENTS)
+                            .into_iter()
+                            .map(|e| e.wire().to_vec())
+                            .collect();
                         let more = events.len() == SYNC_PAGE_EVENTS;
                         SyncResponse::Room { events, more }
                     }
@@ -759,7 +946,9 @@ impl Task {
     /// just entered, `None`): audio policy, links, bans, leaving, events.
     async fn apply_state_effects(&mut self, before: Option<State>) {
         let me = self.me;
-        let Some(session) = self.session.as_mut() else { return };
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         let state = session.room.state().clone();
         let room_id = session.room.id();
         if before.as_ref() == Some(&state) {
@@ -769,19 +958,36 @@ impl Task {
         {
             let mut p = self.policy.write().unwrap_or_else(|e| e.into_inner());
             p.room = Some(room_id);
-            p.allowed = state.stage().into_iter().filter(|k| state.may_transmit(k) && *k != me).collect();
+            p.allowed = state
+                .stage()
+                .into_iter()
+                .filter(|k| state.may_transmit(k) && *k != me)
+                .collect();
         }
         {
             let mut m = self.mixing.lock().unwrap_or_else(|e| e.into_inner());
             m.retain(|k| state.may_transmit(k));
         }
-        self.outbound.allowed.store(state.may_transmit(&me), Ordering::Relaxed);
+        self.outbound
+            .allowed
+            .store(state.may_transmit(&me), Ordering::Relaxed);
 
         // Bans: close and refuse connections; lifts: allow again.
-        let old_banned = before.as_ref().map(|b| b.banned.clone()).unwrap_or_default();
-        let newly_banned: Vec<PublicKey> = state.banned.difference(&old_banned).copied().filter(|k| *k != me).collect();
+        let old_banned = before
+            .as_ref()
+            .map(|b| b.banned.clone())
+            .unwrap_or_default();
+        let newly_banned: Vec<PublicKey> = state
+            .banned
+            .difference(&old_banned)
+            .copied()
+            .filter(|k| *k != me)
+            .collect();
         let unbanned: Vec<PublicKey> = old_banned.difference(&state.banned).copied().collect();
-        let old_kicked = before.as_ref().map(|b| b.kicked.clone()).unwrap_or_default();
+        let old_kicked = before
+            .as_ref()
+            .map(|b| b.kicked.clone())
+            .unwrap_or_default();
         let newly_kicked: Vec<PublicKey> = state
             .kicked
             .iter()
@@ -813,7 +1019,9 @@ impl Task {
             && b.host != state.host
         {
             let name = session.name_of(&state.host);
-            let _ = self.events.send(NodeEvent::Notice { message: format!("{name} is now the host") });
+            let _ = self.events.send(NodeEvent::Notice {
+                message: format!("{name} is now the host"),
+            });
         }
         if before.as_ref().is_some_and(|b| !b.ended) && state.ended {
             session.ended_at = Some(clock::unix_ms());
@@ -825,6 +1033,7 @@ impl Task {
         self.emit(NodeEvent::State(view));
         self.refresh_links();
         if state.banned.contains(&me) {
+            self.banned_from.insert(room_id);
             self.leave_room("banned").await;
             return;
         }
@@ -853,12 +1062,20 @@ impl Task {
         let (targets, header) = match self.session.as_ref() {
             Some(s) if sending => {
                 let (targets, _) = s.audio_targets(&self.me, self.config.fanout);
-                let header = AudioHeader { room: s.room.id(), speaker: self.me, frame_ms: self.config.frame.as_millis() as u8 };
+                let header = AudioHeader {
+                    room: s.room.id(),
+                    speaker: self.me,
+                    frame_ms: self.config.frame.as_millis() as u8,
+                };
                 (targets, Some(header.encode()))
             }
             _ => (Vec::new(), None),
         };
-        let mut links = self.outbound.links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut links = self
+            .outbound
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         links.retain(|l| targets.contains(&l.peer()));
         if let Some(header) = header {
             for peer in targets {
@@ -875,7 +1092,9 @@ impl Task {
         let now = self.now();
         self.directory.expire(now);
         let interval = self.config.presence_interval.as_millis() as u64;
-        let Some(session) = self.session.as_mut() else { return };
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         if let Some(ended) = session.ended_at {
             if now >= ended + END_GRACE_MS {
                 self.leave_room("the room has ended").await;
@@ -905,7 +1124,9 @@ impl Task {
 
     fn maybe_sync(&mut self, now: u64) {
         let every = self.config.sync_interval.as_millis() as u64;
-        let Some(session) = self.session.as_ref() else { return };
+        let Some(session) = self.session.as_ref() else {
+            return;
+        };
         if now < session.last_sync + every {
             return;
         }
@@ -928,7 +1149,9 @@ impl Task {
     async fn check_succession(&mut self, now: u64) {
         let me = self.me;
         let timeout = 3 * self.config.presence_interval.as_millis() as u64;
-        let Some(session) = self.session.as_mut() else { return };
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         let state = session.room.state();
         if state.host == me || session.presence.contains(&state.host) {
             session.host_missing_since = None;
@@ -946,7 +1169,9 @@ impl Task {
         if session.room.next_host(|k| *k == me || presence.contains(k)) == Some(me) {
             info!("the host is gone; taking over as its first present successor");
             if self.act(EventBody::ClaimHost).await.is_ok() {
-                self.emit(NodeEvent::Notice { message: "the host is gone: you are now the host".into() });
+                self.emit(NodeEvent::Notice {
+                    message: "the host is gone: you are now the host".into(),
+                });
             }
         }
     }
@@ -954,8 +1179,13 @@ impl Task {
     fn check_fanout_notice(&mut self, now: u64) {
         let fanout = self.config.fanout;
         let me = self.me;
-        let Some(session) = self.session.as_mut() else { return };
-        if session.fanout_notice_given || now < session.joined_at + 10_000 || session.presence.len() < fanout {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        if session.fanout_notice_given
+            || now < session.joined_at + 10_000
+            || session.presence.len() < fanout
+        {
             return;
         }
         let state = session.room.state();
@@ -978,27 +1208,48 @@ impl Task {
     }
 
     async fn send_presence(&mut self, leaving: bool) {
-        let Some(session) = self.session.as_ref() else { return };
-        let addresses = self.addrs.iter().take(MAX_SHARED_ADDRS).map(|a| a.to_vec()).collect();
+        let Some(session) = self.session.as_ref() else {
+            return;
+        };
+        let addresses = self
+            .addrs
+            .iter()
+            .take(MAX_SHARED_ADDRS)
+            .map(|a| a.to_vec())
+            .collect();
         let mut name = self.config.name.clone();
         truncate_utf8(&mut name, ruang_proto::ephemeral::MAX_NAME_LEN);
-        let ttl_ms = (3 * self.config.presence_interval.as_millis()).min(u128::from(ruang_proto::ephemeral::MAX_TTL_MS)) as u32;
+        let ttl_ms = (3 * self.config.presence_interval.as_millis())
+            .min(u128::from(ruang_proto::ephemeral::MAX_TTL_MS)) as u32;
         let msg = Ephemeral {
             room: session.room.id(),
             author: self.me,
             sent_at: self.now(),
-            body: EphemeralBody::Presence { name, ttl_ms, addresses, leaving },
+            body: EphemeralBody::Presence {
+                name,
+                ttl_ms,
+                addresses,
+                leaving,
+            },
         };
-        let Ok(signed) = signed::sign(&self.identity, msg) else { return };
+        let Ok(signed) = signed::sign(&self.identity, msg) else {
+            return;
+        };
         let topic = session.topic.clone();
-        self.publish(&topic, RoomMessage::Ephemeral(signed.wire().to_vec()).encode()).await;
+        self.publish(
+            &topic,
+            RoomMessage::Ephemeral(signed.wire().to_vec()).encode(),
+        )
+        .await;
     }
 
     async fn maybe_announce(&mut self, now_please: bool) {
         let me = self.me;
         let now = self.now();
         let every = self.config.announce_interval.as_millis() as u64;
-        let Some(session) = self.session.as_mut() else { return };
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         let state = session.room.state();
         if session.private || state.host != me {
             return;
@@ -1009,12 +1260,23 @@ impl Task {
             return;
         }
         session.last_announce = now;
-        let listeners = session.presence.iter().filter(|(k, _)| state.role(k) == Role::Listener).count();
+        let listeners = session
+            .presence
+            .iter()
+            .filter(|(k, _)| state.role(k) == Role::Listener)
+            .count();
         let speakers = state
             .stage()
             .into_iter()
             .take(directory::MAX_PREVIEW_SPEAKERS)
-            .map(|k| SpeakerPreview { name: if k == me { self.config.name.clone() } else { session.name_of(&k) }, key: k })
+            .map(|k| SpeakerPreview {
+                name: if k == me {
+                    self.config.name.clone()
+                } else {
+                    session.name_of(&k)
+                },
+                key: k,
+            })
             .map(|mut p| {
                 truncate_utf8(&mut p.name, ruang_proto::ephemeral::MAX_NAME_LEN);
                 p
@@ -1031,11 +1293,21 @@ impl Task {
             host_name,
             speakers,
             listener_count: listeners as u32,
-            addresses: self.addrs.iter().take(MAX_SHARED_ADDRS).map(|a| a.to_vec()).collect(),
+            addresses: self
+                .addrs
+                .iter()
+                .take(MAX_SHARED_ADDRS)
+                .map(|a| a.to_vec())
+                .collect(),
             started_at: state.started_at,
             scheduled_for: None,
             issued_at: now,
-            expires_at: now + if state.ended { 30_000 } else { directory::DEFAULT_ANNOUNCEMENT_TTL_MS },
+            expires_at: now
+                + if state.ended {
+                    30_000
+                } else {
+                    directory::DEFAULT_ANNOUNCEMENT_TTL_MS
+                },
             ended: state.ended,
         };
         match signed::sign(&self.identity, ann) {
@@ -1058,7 +1330,12 @@ impl Task {
         Ticket {
             room: session.room.id(),
             host: session.room.state().host,
-            addresses: self.addrs.iter().take(ruang_proto::ticket::MAX_TICKET_ADDRESSES).map(|a| a.to_vec()).collect(),
+            addresses: self
+                .addrs
+                .iter()
+                .take(ruang_proto::ticket::MAX_TICKET_ADDRESSES)
+                .map(|a| a.to_vec())
+                .collect(),
             room_key: None,
         }
     }
@@ -1078,14 +1355,22 @@ impl Task {
                     Some(s) => s.name_of(&key),
                     None => key.fingerprint().to_string(),
                 };
-                self.emit(NodeEvent::Speaking { peer_id: key.to_hex(), name, active });
+                self.emit(NodeEvent::Speaking {
+                    peer_id: key.to_hex(),
+                    name,
+                    active,
+                });
             }
             AudioEvent::Stats(list) => {
                 let speakers = list
                     .into_iter()
                     .map(|(key, s)| SpeakerStats {
                         key: key.to_hex(),
-                        name: self.session.as_ref().map(|ss| ss.name_of(&key)).unwrap_or_default(),
+                        name: self
+                            .session
+                            .as_ref()
+                            .map(|ss| ss.name_of(&key))
+                            .unwrap_or_default(),
                         received: s.jitter.received,
                         played: s.jitter.played,
                         late: s.jitter.late,
@@ -1097,7 +1382,11 @@ impl Task {
                     })
                     .collect();
                 let (served, dropped) = {
-                    let links = self.outbound.links.lock().unwrap_or_else(|p| p.into_inner());
+                    let links = self
+                        .outbound
+                        .links
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
                     (links.len(), links.iter().map(|l| l.stats().dropped).sum())
                 };
                 self.emit(NodeEvent::Stats {
@@ -1144,15 +1433,27 @@ async fn fetch_room(
             Err(e) => last_error = format!("{addr}: {e}"),
         }
     }
-    let Some(peer) = peer else { return Err(NodeError::Unreachable(last_error)) };
+    let Some(peer) = peer else {
+        return Err(NodeError::Unreachable(last_error));
+    };
     let mut replica: Option<Room> = None;
     for _ in 0..MAX_SYNC_PAGES {
-        let heads = replica.as_ref().map(|r| r.heads().into_iter().take(MAX_SYNC_HEADS).collect()).unwrap_or_default();
-        let bytes = client.sync_request(peer, SyncRequest::Room { room, heads }.encode()).await?;
-        let bad = |reason: String| NodeError::BadLog { peer: peer.to_string(), reason };
+        let heads = replica
+            .as_ref()
+            .map(|r| r.heads().into_iter().take(MAX_SYNC_HEADS).collect())
+            .unwrap_or_default();
+        let bytes = client
+            .sync_request(peer, SyncRequest::Room { room, heads }.encode())
+            .await?;
+        let bad = |reason: String| NodeError::BadLog {
+            peer: peer.to_string(),
+            reason,
+        };
         let (events, more) = match SyncResponse::decode(&bytes).map_err(|e| bad(e.to_string()))? {
             SyncResponse::Room { events, more } => (events, more),
-            SyncResponse::Refused(reason) if reason.contains("banned") => return Err(NodeError::Banned),
+            SyncResponse::Refused(reason) if reason.contains("banned") => {
+                return Err(NodeError::Banned);
+            }
             SyncResponse::Refused(reason) => return Err(NodeError::Unreachable(reason)),
             SyncResponse::Directory { .. } => return Err(bad("answered with a directory".into())),
         };
@@ -1175,19 +1476,25 @@ async fn fetch_room(
             break;
         }
     }
-    let room = replica.ok_or_else(|| NodeError::BadLog { peer: peer.to_string(), reason: "no genesis".into() })?;
+    let room = replica.ok_or_else(|| NodeError::BadLog {
+        peer: peer.to_string(),
+        reason: "no genesis".into(),
+    })?;
     Ok((room, peer))
 }
 
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().filter_map(|p| match p {
-        ruang_net::multiaddr::Protocol::P2p(id) => Some(id),
-        _ => None,
-    }).last()
+    addr.iter()
+        .filter_map(|p| match p {
+            ruang_net::multiaddr::Protocol::P2p(id) => Some(id),
+            _ => None,
+        })
+        .last()
 }
 
 fn is_quic(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| matches!(p, ruang_net::multiaddr::Protocol::QuicV1))
+    addr.iter()
+        .any(|p| matches!(p, ruang_net::multiaddr::Protocol::QuicV1))
 }
 
 fn is_loopback(addr: &Multiaddr) -> bool {
@@ -1231,4 +1538,3 @@ fn listing(ann: &Verified<Announcement>) -> Listing {
         scheduled_for: ann.scheduled_for,
     }
 }
-

@@ -50,7 +50,10 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], max: usize) -> Result<T, WireError> {
     if bytes.len() > max {
-        return Err(WireError::TooLarge { len: bytes.len(), max });
+        return Err(WireError::TooLarge {
+            len: bytes.len(),
+            max,
+        });
     }
     let (&version, rest) = bytes.split_first().ok_or(WireError::Malformed)?;
     if version != WIRE_VERSION {
@@ -177,13 +180,23 @@ mod tests {
     #[test]
     fn round_trips() {
         let room = RoomId(Hash([3; 32]));
-        let r = SyncRequest::Room { room, heads: vec![Hash([1; 32])] };
+        let r = SyncRequest::Room {
+            room,
+            heads: vec![Hash([1; 32])],
+        };
         assert_eq!(SyncRequest::decode(&r.encode()).unwrap(), r);
-        let a = AudioHeader { room, speaker: PublicKey([2; 32]), frame_ms: 20 };
+        let a = AudioHeader {
+            room,
+            speaker: PublicKey([2; 32]),
+            frame_ms: 20,
+        };
         assert_eq!(AudioHeader::decode(&a.encode()).unwrap(), a);
         let m = RoomMessage::Event(vec![1, 2, 3]);
         assert_eq!(RoomMessage::decode(&m.encode()).unwrap(), m);
-        let s = SyncResponse::Room { events: vec![vec![9; 10]], more: true };
+        let s = SyncResponse::Room {
+            events: vec![vec![9; 10]],
+            more: true,
+        };
         assert_eq!(SyncResponse::decode(&s.encode()).unwrap(), s);
         assert_eq!(SyncRequest::decode(&[2, 0]), Err(WireError::Version(2)));
     }

@@ -72,68 +72,73 @@ impl Capture {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let frame = source.frame_duration();
-        let thread = std::thread::Builder::new().name("ruang-capture".into()).spawn(move || {
-            let mut pcm = vec![0.0f32; frame.samples()];
-            let frame_us = frame.as_micros();
-            let t0 = clock.now_us();
-            let mut was_sending = false;
-            let mut was_talking = false;
-            for i in 0u64.. {
-                if stopping.load(Ordering::Relaxed) {
-                    break;
-                }
-                if pacing == Pacing::RealTime {
-                    clock.sleep_until(t0 + (i + 1) * frame_us);
-                }
-                let more = match source.next_frame(&mut pcm) {
-                    Ok(more) => more,
-                    Err(e) => {
-                        let _ = events.try_send(AudioEvent::Error(format!("audio input: {e}")));
-                        false
+        let thread = std::thread::Builder::new()
+            .name("ruang-capture".into())
+            .spawn(move || {
+                let mut pcm = vec![0.0f32; frame.samples()];
+                let frame_us = frame.as_micros();
+                let t0 = clock.now_us();
+                let mut was_sending = false;
+                let mut was_talking = false;
+                for i in 0u64.. {
+                    if stopping.load(Ordering::Relaxed) {
+                        break;
                     }
-                };
-                if i == 0 {
-                    // Frame 0's first sample was spoken one frame before it was complete.
-                    let started = match pacing {
-                        Pacing::RealTime => t0,
-                        Pacing::Device => clock.now_us().saturating_sub(frame_us),
-                    };
-                    let _ = events.try_send(AudioEvent::CaptureStarted(clock.unix_us(started)));
-                }
-                if !more {
-                    if was_sending && let Ok(last) = sender.encode_last(&pcm) {
-                        outbound.send(Bytes::from(last.encode()));
+                    if pacing == Pacing::RealTime {
+                        clock.sleep_until(t0 + (i + 1) * frame_us);
                     }
-                    let _ = events.try_send(AudioEvent::SourceEnded);
-                    break;
-                }
-                let sending = outbound.transmitting();
-                if sending {
-                    match sender.encode(&pcm) {
-                        Ok(Some(frame)) => outbound.send(Bytes::from(frame.encode())),
-                        Ok(None) => {}
+                    let more = match source.next_frame(&mut pcm) {
+                        Ok(more) => more,
                         Err(e) => {
-                            let _ = events.try_send(AudioEvent::Error(format!("encoder: {e}")));
+                            let _ = events.try_send(AudioEvent::Error(format!("audio input: {e}")));
+                            false
                         }
+                    };
+                    if i == 0 {
+                        // Frame 0's first sample was spoken one frame before it was complete.
+                        let started = match pacing {
+                            Pacing::RealTime => t0,
+                            Pacing::Device => clock.now_us().saturating_sub(frame_us),
+                        };
+                        let _ = events.try_send(AudioEvent::CaptureStarted(clock.unix_us(started)));
                     }
-                } else if was_sending {
-                    // Stopped (muted, stepped down): one END frame so listeners go quiet
-                    // without concealing.
-                    if let Ok(last) = sender.encode_last(&pcm) {
-                        outbound.send(Bytes::from(last.encode()));
+                    if !more {
+                        if was_sending && let Ok(last) = sender.encode_last(&pcm) {
+                            outbound.send(Bytes::from(last.encode()));
+                        }
+                        let _ = events.try_send(AudioEvent::SourceEnded);
+                        break;
                     }
-                } else {
-                    sender.skip(1);
+                    let sending = outbound.transmitting();
+                    if sending {
+                        match sender.encode(&pcm) {
+                            Ok(Some(frame)) => outbound.send(Bytes::from(frame.encode())),
+                            Ok(None) => {}
+                            Err(e) => {
+                                let _ = events.try_send(AudioEvent::Error(format!("encoder: {e}")));
+                            }
+                        }
+                    } else if was_sending {
+                        // Stopped (muted, stepped down): one END frame so listeners go quiet
+                        // without concealing.
+                        if let Ok(last) = sender.encode_last(&pcm) {
+                            outbound.send(Bytes::from(last.encode()));
+                        }
+                    } else {
+                        sender.skip(1);
+                    }
+                    let talking = sending && sender.activity().active;
+                    if talking != was_talking {
+                        let _ = events.try_send(AudioEvent::Speaking(None, talking));
+                        was_talking = talking;
+                    }
+                    was_sending = sending;
                 }
-                let talking = sending && sender.activity().active;
-                if talking != was_talking {
-                    let _ = events.try_send(AudioEvent::Speaking(None, talking));
-                    was_talking = talking;
-                }
-                was_sending = sending;
-            }
-        })?;
-        Ok(Capture { stop, thread: Some(thread) })
+            })?;
+        Ok(Capture {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

@@ -41,7 +41,10 @@ pub type SharedMixing = Arc<Mutex<Mixing>>;
 impl Mixing {
     /// Empty, for streams of `frame` duration.
     pub fn new(frame: FrameDuration) -> SharedMixing {
-        Arc::new(Mutex::new(Mixing { frame, speakers: HashMap::new() }))
+        Arc::new(Mutex::new(Mixing {
+            frame,
+            speakers: HashMap::new(),
+        }))
     }
 
     /// Buffers a frame of `speaker` that arrived at `arrival_us` (node clock).
@@ -50,8 +53,16 @@ impl Mixing {
             if self.speakers.len() >= MAX_SPEAKERS {
                 return;
             }
-            let Ok(stream) = SpeakerStream::new(jitter::Config::new(self.frame)) else { return };
-            self.speakers.insert(speaker, Slot { stream, talking: false });
+            let Ok(stream) = SpeakerStream::new(jitter::Config::new(self.frame)) else {
+                return;
+            };
+            self.speakers.insert(
+                speaker,
+                Slot {
+                    stream,
+                    talking: false,
+                },
+            );
         }
         if let Some(slot) = self.speakers.get_mut(&speaker) {
             slot.stream.push(frame, arrival_us);
@@ -91,57 +102,66 @@ impl Playout {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let frame = mixing.lock().unwrap_or_else(|p| p.into_inner()).frame;
-        let thread = std::thread::Builder::new().name("ruang-playout".into()).spawn(move || {
-            let frame_us = frame.as_micros();
-            let stats_every = (STATS_EVERY_MS * 1_000 / frame_us).max(1);
-            let mut mixer = Mixer::new(frame);
-            let mut out = vec![0.0f32; frame.samples()];
-            let mut pcm: Vec<Vec<f32>> = Vec::new();
-            let mut changes: Vec<(PublicKey, bool)> = Vec::new();
-            let t0 = clock.now_us();
-            for i in 0u64.. {
-                if stopping.load(Ordering::Relaxed) {
-                    break;
-                }
-                let due = t0 + i * frame_us;
-                clock.sleep_until(due);
-                let now = clock.now_us().max(due);
-                {
-                    let mut m = mixing.lock().unwrap_or_else(|p| p.into_inner());
-                    let n = m.speakers.len();
-                    if pcm.len() < n {
-                        pcm.resize_with(n, || vec![0.0; frame.samples()]);
+        let thread = std::thread::Builder::new()
+            .name("ruang-playout".into())
+            .spawn(move || {
+                let frame_us = frame.as_micros();
+                let stats_every = (STATS_EVERY_MS * 1_000 / frame_us).max(1);
+                let mut mixer = Mixer::new(frame);
+                let mut out = vec![0.0f32; frame.samples()];
+                let mut pcm: Vec<Vec<f32>> = Vec::new();
+                let mut changes: Vec<(PublicKey, bool)> = Vec::new();
+                let t0 = clock.now_us();
+                for i in 0u64.. {
+                    if stopping.load(Ordering::Relaxed) {
+                        break;
                     }
-                    for (index, (key, slot)) in m.speakers.iter_mut().enumerate() {
-                        let pulled = slot.stream.pull(now);
-                        pcm[index].copy_from_slice(pulled.pcm);
-                        if pulled.activity.active != slot.talking {
-                            slot.talking = pulled.activity.active;
-                            changes.push((*key, slot.talking));
+                    let due = t0 + i * frame_us;
+                    clock.sleep_until(due);
+                    let now = clock.now_us().max(due);
+                    {
+                        let mut m = mixing.lock().unwrap_or_else(|p| p.into_inner());
+                        let n = m.speakers.len();
+                        if pcm.len() < n {
+                            pcm.resize_with(n, || vec![0.0; frame.samples()]);
+                        }
+                        for (index, (key, slot)) in m.speakers.iter_mut().enumerate() {
+                            let pulled = slot.stream.pull(now);
+                            pcm[index].copy_from_slice(pulled.pcm);
+                            if pulled.activity.active != slot.talking {
+                                slot.talking = pulled.activity.active;
+                                changes.push((*key, slot.talking));
+                            }
+                        }
+                        mixer.mix(pcm[..n].iter().map(|v| v.as_slice()), &mut out);
+                        if i % stats_every == stats_every - 1 {
+                            let stats = m
+                                .speakers
+                                .iter()
+                                .map(|(k, s)| (*k, s.stream.stats()))
+                                .collect();
+                            let _ = events.try_send(AudioEvent::Stats(stats));
                         }
                     }
-                    mixer.mix(pcm[..n].iter().map(|v| v.as_slice()), &mut out);
-                    if i % stats_every == stats_every - 1 {
-                        let stats = m.speakers.iter().map(|(k, s)| (*k, s.stream.stats())).collect();
-                        let _ = events.try_send(AudioEvent::Stats(stats));
+                    if let Err(e) = sink.push_frame(&out) {
+                        let _ = events.try_send(AudioEvent::Error(format!("audio output: {e}")));
+                        break;
+                    }
+                    if i == 0 {
+                        let _ = events.try_send(AudioEvent::PlayoutStarted(clock.unix_us(due)));
+                    }
+                    for (key, active) in changes.drain(..) {
+                        let _ = events.try_send(AudioEvent::Speaking(Some(key), active));
                     }
                 }
-                if let Err(e) = sink.push_frame(&out) {
+                if let Err(e) = sink.finish() {
                     let _ = events.try_send(AudioEvent::Error(format!("audio output: {e}")));
-                    break;
                 }
-                if i == 0 {
-                    let _ = events.try_send(AudioEvent::PlayoutStarted(clock.unix_us(due)));
-                }
-                for (key, active) in changes.drain(..) {
-                    let _ = events.try_send(AudioEvent::Speaking(Some(key), active));
-                }
-            }
-            if let Err(e) = sink.finish() {
-                let _ = events.try_send(AudioEvent::Error(format!("audio output: {e}")));
-            }
-        })?;
-        Ok(Playout { stop, thread: Some(thread) })
+            })?;
+        Ok(Playout {
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// Stops the thread and waits until the sink is finished (a WAV or Ogg file is complete

@@ -69,12 +69,18 @@ pub async fn run(
             if headers.len() > 256 {
                 headers.clear();
             }
-            let header = headers.entry(input.header.clone()).or_insert_with(|| AudioHeader::decode(&input.header).ok());
-            let Some(header) = header.clone() else { break 'verdict Verdict::Malformed };
+            let header = headers
+                .entry(input.header.clone())
+                .or_insert_with(|| AudioHeader::decode(&input.header).ok());
+            let Some(header) = header.clone() else {
+                break 'verdict Verdict::Malformed;
+            };
             if speakers.len() > MAX_TRACKED_PEERS {
                 speakers.clear();
             }
-            let sender = *speakers.entry(input.peer).or_insert_with(|| ids::public_key(&input.peer));
+            let sender = *speakers
+                .entry(input.peer)
+                .or_insert_with(|| ids::public_key(&input.peer));
             if sender != Some(header.speaker) {
                 // Only direct streams exist today: the sending peer must be the speaker.
                 break 'verdict Verdict::Refused;
@@ -85,10 +91,16 @@ pub async fn run(
                     break 'verdict Verdict::Refused;
                 }
             }
-            let Ok(frame) = Frame::decode(&input.frame) else { break 'verdict Verdict::Malformed };
+            let Ok(frame) = Frame::decode(&input.frame) else {
+                break 'verdict Verdict::Malformed;
+            };
             if decode {
                 let arrival = clock.at(input.received_at);
-                mixing.lock().unwrap_or_else(|e| e.into_inner()).push(header.speaker, frame, arrival);
+                mixing.lock().unwrap_or_else(|e| e.into_inner()).push(
+                    header.speaker,
+                    frame,
+                    arrival,
+                );
             }
             Verdict::Accepted
         };

@@ -36,13 +36,21 @@ pub async fn node_with(
         .listen(listen.parse()?)
         .presence_interval(Duration::from_millis(500))
         .announce_interval(Duration::from_secs(2));
-    let handle = tokio::time::timeout(Duration::from_secs(10), extra(builder).spawn()).await.context("spawn timed out")??;
+    let handle = tokio::time::timeout(Duration::from_secs(10), extra(builder).spawn())
+        .await
+        .context("spawn timed out")??;
     Ok(handle)
 }
 
 /// Options for a public room titled `title`.
 pub fn room(title: &str) -> HostOptions {
-    HostOptions { info: Info { title: title.into(), ..Info::default() }, ..HostOptions::default() }
+    HostOptions {
+        info: Info {
+            title: title.into(),
+            ..Info::default()
+        },
+        ..HostOptions::default()
+    }
 }
 
 /// Waits for an event matching `pred`, up to `timeout`.
@@ -126,7 +134,13 @@ pub fn voice_samples(seed: u64, seconds: f32) -> Vec<f32> {
 /// The best normalised cross-correlation of `heard` against `reference` over lags in
 /// `0..max_lag` samples (heard lags behind), computed on `window` samples of the reference
 /// starting at `start`.
-pub fn best_correlation(reference: &[f32], heard: &[f32], start: usize, window: usize, max_lag: usize) -> (f64, usize) {
+pub fn best_correlation(
+    reference: &[f32],
+    heard: &[f32],
+    start: usize,
+    window: usize,
+    max_lag: usize,
+) -> (f64, usize) {
     let r = &reference[start..start + window];
     let mut best = (f64::MIN, 0);
     let step = 8;
@@ -162,5 +176,9 @@ pub fn correlation(a: &[f32], b: &[f32]) -> f64 {
         aa += x * x;
         bb += y * y;
     }
-    if aa == 0.0 || bb == 0.0 { 0.0 } else { ab / (aa.sqrt() * bb.sqrt()) }
+    if aa == 0.0 || bb == 0.0 {
+        0.0
+    } else {
+        ab / (aa.sqrt() * bb.sqrt())
+    }
 }

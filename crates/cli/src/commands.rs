@@ -1,0 +1,315 @@
+//! One function per command.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ruang_node::{HostOptions, JoinTarget, NodeEvent};
+use ruang_proto::Ticket;
+use ruang_proto::room::{EventBody, Info, RoomId};
+use serde_json::json;
+
+use crate::args::{Cli, Command};
+use crate::audio_io::Output;
+use crate::room;
+use crate::settings::{self, Settings};
+
+/// Runs the command `cli` names.
+pub async fn run(cli: Cli, tui_mode: bool) -> Result<ExitCode> {
+    if let Command::Demo {
+        nodes,
+        seconds,
+        out,
+    } = &cli.command
+    {
+        return crate::demo::run(*nodes, *seconds, out).await;
+    }
+    if let Command::Devices = &cli.command {
+        return devices();
+    }
+    let settings = Settings::load(&cli)?;
+    match cli.command {
+        Command::Id { json } => id(&settings, json),
+        Command::Rooms { json, wait } => rooms(&settings, json, wait).await,
+        Command::Node { relay, json } => node(&settings, relay, json).await,
+        Command::Host {
+            title,
+            topic,
+            tags,
+            language,
+            successors,
+            private,
+            room,
+        } => {
+            let successors = successors
+                .iter()
+                .map(|s| settings::parse_person(s))
+                .collect::<Result<Vec<_>>>()
+                .context("--successor")?;
+            let info = Info {
+                title,
+                topic,
+                tags,
+                language,
+            };
+            if let Err(reason) = info.check_bounds() {
+                bail!("invalid room info: {reason}");
+            }
+            let options = HostOptions {
+                info,
+                successors,
+                private,
+            };
+            room::run(&settings, &room, room::Enter::Host(options), tui_mode).await
+        }
+        Command::Join { target, room } => {
+            let target = parse_target(&target)?;
+            room::run(&settings, &room, room::Enter::Join(target), tui_mode).await
+        }
+        Command::Record {
+            ticket,
+            output,
+            duration,
+            name,
+        } => record(&settings, &ticket, output, duration, name).await,
+        Command::Demo { .. } | Command::Devices => unreachable!("handled above"),
+    }
+}
+
+/// A ticket, or a room id to look up in the directory.
+pub fn parse_target(text: &str) -> Result<JoinTarget> {
+    let text = text.trim();
+    if text.len() == 64
+        && let Some(id) = RoomId::from_hex(text)
+    {
+        return Ok(JoinTarget::Room(id));
+    }
+    Ok(JoinTarget::Ticket(Ticket::parse(text)?))
+}
+
+fn id(settings: &Settings, json: bool) -> Result<ExitCode> {
+    let key = settings.identity.public();
+    let peer = ruang_node::ids::peer_id(&key).context("identity is not an ed25519 key")?;
+    let name = settings.name(None);
+    if json {
+        let v = json!({
+            "peer_id": peer.to_string(),
+            "key": key.to_hex(),
+            "fingerprint": key.fingerprint().to_string(),
+            "name": name,
+            "key_file": settings.identity_path.display().to_string(),
+            "created": settings.created,
+        });
+        println!("{v}");
+    } else {
+        if settings.created {
+            println!("Created a new identity.");
+        }
+        println!("name:        {name}");
+        println!("fingerprint: {}", key.fingerprint());
+        println!("key:         {}", key.to_hex());
+        println!("peer id:     {peer}");
+        println!("key file:    {}", settings.identity_path.display());
+        println!("\nSet your name with `name = \"...\"` in the config file, or --name in a room.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn devices() -> Result<ExitCode> {
+    let devices = ruang_device::list_devices()?;
+    if devices.is_empty() {
+        println!("No audio devices found: this machine may have no sound card.");
+        println!(
+            "You can still take part: --input FILE.wav or --input voice, --output FILE.wav or --output null."
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for d in devices {
+        let mut kinds = Vec::new();
+        if d.is_input {
+            kinds.push(if d.default_input {
+                "input (default)"
+            } else {
+                "input"
+            });
+        }
+        if d.is_output {
+            kinds.push(if d.default_output {
+                "output (default)"
+            } else {
+                "output"
+            });
+        }
+        println!("{:<40} {}", d.name, kinds.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rooms(settings: &Settings, json: bool, wait: u64) -> Result<ExitCode> {
+    let node = settings.node_builder(settings.name(None)).spawn().await?;
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let rooms = node.rooms().await?;
+    let peers = node.status().await?.peers;
+    node.shutdown().await?;
+    if json {
+        for r in &rooms {
+            println!("{}", serde_json::to_string(r)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rooms.is_empty() {
+        if peers == 0 {
+            println!(
+                "No rooms found, and no peers reached: pass --bootstrap MULTIADDR (a `ruang node` address), or use a LAN where mDNS works."
+            );
+        } else {
+            println!(
+                "No rooms announced right now ({peers} peers reached). Try --wait 10, or host one: ruang host --title \"...\""
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = ruang_node::clock::unix_ms();
+    for r in rooms {
+        println!("{}", r.title);
+        if !r.topic.is_empty() {
+            println!("  {}", r.topic);
+        }
+        let mut facts = vec![format!("host {} [{}]", r.host_name, r.host_fingerprint)];
+        if !r.speakers.is_empty() {
+            facts.push(format!("speakers: {}", r.speakers.join(", ")));
+        }
+        facts.push(format!("{} listening", r.listeners));
+        if !r.language.is_empty() {
+            facts.push(format!("language {}", r.language));
+        }
+        if !r.tags.is_empty() {
+            facts.push(format!("#{}", r.tags.join(" #")));
+        }
+        let minutes = now.saturating_sub(r.started_at) / 60_000;
+        facts.push(format!("started {minutes} min ago"));
+        println!("  {}", facts.join(" · "));
+        println!("  ruang join {}\n", r.room_id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn node(settings: &Settings, relay: bool, json: bool) -> Result<ExitCode> {
+    let node = settings
+        .node_builder(settings.name(None))
+        .relay_server(relay)
+        .spawn()
+        .await?;
+    // Give the listeners a moment to report their addresses.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = node.status().await?;
+    if json {
+        let listen: Vec<String> = status.addrs.iter().map(|a| a.to_string()).collect();
+        println!(
+            "{}",
+            json!({"event": "ready", "peer_id": status.peer_id.to_string(), "listen": listen, "relay": relay})
+        );
+    } else {
+        println!(
+            "ruang node {} is running{}.",
+            status.peer_id,
+            if relay { " as a relay" } else { "" }
+        );
+        println!("Others can bootstrap from (or relay via) one of:");
+        for a in &status.addrs {
+            println!("  --bootstrap {a}");
+        }
+        println!("Ctrl-C stops it.");
+    }
+    wait_for_signal().await;
+    node.shutdown().await?;
+    if json {
+        println!("{}", json!({"event": "stopped"}));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn record(
+    settings: &Settings,
+    ticket: &str,
+    output: std::path::PathBuf,
+    duration: Option<u64>,
+    name: Option<String>,
+) -> Result<ExitCode> {
+    let ticket = Ticket::parse(ticket)?;
+    let name = name.unwrap_or_else(|| format!("{} (recorder)", settings.name(None)));
+    let node = settings.node_builder(name).spawn().await?;
+    let out = Output::Opus(output.clone());
+    if !matches!(Output::parse(&output.to_string_lossy())?, Output::Opus(_)) {
+        bail!(
+            "the recording must be a .opus file, got {}",
+            output.display()
+        );
+    }
+    let mut events = node.subscribe();
+    let joined = node.join(JoinTarget::Ticket(ticket)).await?;
+    let title = node
+        .status()
+        .await?
+        .room
+        .map(|r| r.title)
+        .unwrap_or_default();
+    node.listen(out.open(ruang_audio::format::FrameDuration::Ms20, None, &title)?)
+        .await?;
+    // Everyone sees that this room is being recorded.
+    node.act(EventBody::Recording { on: true }).await?;
+    eprintln!(
+        "Recording \"{title}\" ({}) to {} — Ctrl-C stops.",
+        joined.room,
+        output.display()
+    );
+    let limit = async {
+        match duration {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let ended = async {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Ended | NodeEvent::Left { .. })
+                | Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                _ => {}
+            }
+        }
+    };
+    tokio::select! {
+        _ = limit => {}
+        _ = ended => eprintln!("The room ended."),
+        _ = wait_for_signal() => {}
+    }
+    let _ = node.act(EventBody::Recording { on: false }).await;
+    node.stop_listening().await?;
+    let _ = node.leave().await;
+    node.shutdown().await?;
+    eprintln!("Saved {}.", output.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,170 @@
+//! Being in a room: open the audio, host or join, then hand over to the terminal UI, the JSON
+//! protocol or plain text output until the user leaves or the room ends.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use ruang_node::{HostOptions, JoinTarget, NodeEvent, NodeHandle};
+use tokio::sync::broadcast;
+use tracing::warn;
+
+use crate::args::RoomOptions;
+use crate::audio_io::NullSink;
+use crate::settings::{self, Settings};
+
+/// How to get into the room.
+pub enum Enter {
+    /// Open it.
+    Host(HostOptions),
+    /// Join it.
+    Join(JoinTarget),
+}
+
+/// How a stay in a room ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The user left (or stdin closed).
+    Left,
+    /// The host ended the room.
+    Ended,
+    /// A moderator removed this node (kicked or banned).
+    Removed(String),
+}
+
+impl Outcome {
+    /// The exit code and the message the user sees.
+    pub fn finish(&self) -> ExitCode {
+        match self {
+            Outcome::Left => ExitCode::SUCCESS,
+            Outcome::Ended => {
+                eprintln!("The room has ended.");
+                ExitCode::SUCCESS
+            }
+            Outcome::Removed(reason) => {
+                eprintln!("error: you were removed from the room ({reason})");
+                ExitCode::from(3)
+            }
+        }
+    }
+}
+
+/// Runs `ruang host` / `ruang join` until the stay ends.
+pub async fn run(
+    settings: &Settings,
+    opts: &RoomOptions,
+    enter: Enter,
+    tui_mode: bool,
+) -> Result<ExitCode> {
+    let room = settings::Room::resolve(settings, opts)?;
+    let device_in = settings.file.input_device.as_deref();
+    let device_out = settings.file.output_device.as_deref();
+    let title = match &enter {
+        Enter::Host(o) => o.info.title.clone(),
+        Enter::Join(_) => String::new(),
+    };
+    // Audio first: a missing file or device fails before anything goes on the network.
+    let sink = match room.output.open(room.frame, device_out, &title) {
+        Ok(s) => s,
+        Err(e) if !room.output_explicit => {
+            warn!("no speaker ({e:#}); continuing without sound output");
+            eprintln!(
+                "warning: no speaker ({e:#}); you will not hear the room. Use --output FILE.wav to record it."
+            );
+            Box::new(NullSink)
+        }
+        Err(e) => return Err(e),
+    };
+    let source = match room.input.open(room.frame, device_in) {
+        Ok(s) => Some(s),
+        Err(e) if !room.input_explicit => {
+            warn!("no microphone ({e:#}); listening only");
+            eprintln!(
+                "warning: no microphone ({e:#}); you can listen but not speak. Use --input FILE.wav or --input voice to speak."
+            );
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let node = settings
+        .node_builder(room.name.clone())
+        .frame(room.frame)
+        .bitrate(room.bitrate_bps)
+        .spawn()
+        .await?;
+    let events = node.subscribe();
+    let result = stay(&node, events, sink, source, enter, room.json, tui_mode).await;
+    let _ = node.stop_listening().await;
+    let _ = node.leave().await;
+    let _ = node.shutdown().await;
+    Ok(result?.finish())
+}
+
+async fn stay(
+    node: &NodeHandle,
+    events: broadcast::Receiver<NodeEvent>,
+    sink: Box<dyn ruang_audio::sink::Sink + Send>,
+    source: Option<(
+        Box<dyn ruang_audio::source::Source + Send>,
+        ruang_node::Pacing,
+    )>,
+    enter: Enter,
+    json: bool,
+    tui_mode: bool,
+) -> Result<Outcome> {
+    node.listen(sink).await?;
+    let joined = match enter {
+        Enter::Host(options) => node.host(options).await?,
+        Enter::Join(target) => node.join(target).await?,
+    };
+    if let Some((source, pacing)) = source {
+        node.speak(source, pacing).await?;
+    }
+    if json {
+        crate::json::run(node, events, &joined).await
+    } else if tui_mode {
+        Ok(match crate::tui::run(node.clone()).await? {
+            crate::tui::Exit::Left => Outcome::Left,
+            crate::tui::Exit::Ended => Outcome::Ended,
+            crate::tui::Exit::Removed(r) => Outcome::Removed(r),
+        })
+    } else {
+        plain(node, events, &joined).await
+    }
+}
+
+/// Without a terminal and without `--json`: readable lines on stdout until Ctrl-C.
+async fn plain(
+    node: &NodeHandle,
+    mut events: broadcast::Receiver<NodeEvent>,
+    joined: &ruang_node::Joined,
+) -> Result<Outcome> {
+    let status = node.status().await?;
+    let title = status
+        .room
+        .as_ref()
+        .map(|r| r.title.clone())
+        .unwrap_or_default();
+    println!("In room \"{title}\" ({}).", joined.room);
+    println!(
+        "Ticket (others join with `ruang join <ticket>`):\n{}",
+        joined.ticket
+    );
+    loop {
+        tokio::select! {
+            _ = crate::commands::wait_for_signal() => return Ok(Outcome::Left),
+            ev = events.recv() => match ev {
+                Ok(NodeEvent::Chat { name, text, .. }) => println!("<{name}> {text}"),
+                Ok(NodeEvent::Notice { message }) => println!("* {message}"),
+                Ok(NodeEvent::Error { message }) => eprintln!("error: {message}"),
+                Ok(NodeEvent::Speaking { name, active: true, .. }) => println!("* {name} is talking"),
+                Ok(NodeEvent::Ended) => return Ok(Outcome::Ended),
+                Ok(NodeEvent::Left { reason }) => {
+                    return Ok(if reason == "banned" || reason == "kicked" { Outcome::Removed(reason) } else { Outcome::Ended });
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return Ok(Outcome::Left),
+            },
+        }
+    }
+}

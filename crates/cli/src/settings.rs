@@ -1,0 +1,162 @@
+//! Flags and configuration file merged into what a command needs (flags win).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use ruang_audio::format::FrameDuration;
+use ruang_net::Multiaddr;
+use ruang_node::Builder;
+use ruang_proto::{Identity, PublicKey};
+
+use crate::args::{Cli, RoomOptions};
+use crate::audio_io::{Input, Output};
+use crate::config::{self, FileConfig};
+
+/// The settings shared by every command.
+pub struct Settings {
+    /// The user's identity.
+    pub identity: Identity,
+    /// Where it is stored.
+    pub identity_path: PathBuf,
+    /// Whether the key file was created by this run.
+    pub created: bool,
+    /// The configuration file's contents.
+    pub file: FileConfig,
+    listen: Vec<Multiaddr>,
+    bootstrap: Vec<Multiaddr>,
+    relays: Vec<Multiaddr>,
+    mdns: bool,
+}
+
+fn parse_addrs(list: &[String], what: &str) -> Result<Vec<Multiaddr>> {
+    list.iter()
+        .map(|s| {
+            s.parse::<Multiaddr>()
+                .with_context(|| format!("{what} {s:?} in the config file is not a multiaddr"))
+        })
+        .collect()
+}
+
+impl Settings {
+    /// Loads the identity (creating it on first use) and the configuration file.
+    pub fn load(cli: &Cli) -> Result<Settings> {
+        let file = config::load(cli.config.as_deref())?;
+        let identity_path = match &cli.identity {
+            Some(p) => p.clone(),
+            None => config::config_dir()
+                .context(
+                    "cannot find a configuration folder (is $HOME set?); pass --identity PATH",
+                )?
+                .join("identity.key"),
+        };
+        let (identity, created) =
+            ruang_proto::keyfile::load_or_create(&identity_path, &mut rand::rng())?;
+        let pick = |flags: &[Multiaddr], from_file: &[String], what| -> Result<Vec<Multiaddr>> {
+            if flags.is_empty() {
+                parse_addrs(from_file, what)
+            } else {
+                Ok(flags.to_vec())
+            }
+        };
+        Ok(Settings {
+            listen: pick(&cli.listen, &file.listen, "listen address")?,
+            bootstrap: pick(&cli.bootstrap, &file.bootstrap, "bootstrap peer")?,
+            relays: pick(&cli.via_relay, &file.relays, "relay")?,
+            mdns: !cli.no_mdns && file.mdns.unwrap_or(true),
+            identity,
+            identity_path,
+            created,
+            file,
+        })
+    }
+
+    /// The display name: `--name`, else the config file's, else "anonymous".
+    pub fn name(&self, flag: Option<&str>) -> String {
+        flag.map(str::to_string)
+            .or_else(|| self.file.name.clone())
+            .unwrap_or_else(|| "anonymous".into())
+    }
+
+    /// A node builder with the network settings.
+    pub fn node_builder(&self, name: String) -> Builder {
+        let mut b = ruang_node::Node::builder(self.identity.clone())
+            .name(name)
+            .mdns(self.mdns);
+        for a in &self.listen {
+            b = b.listen(a.clone());
+        }
+        for a in &self.bootstrap {
+            b = b.bootstrap(a.clone());
+        }
+        for a in &self.relays {
+            b = b.relay(a.clone());
+        }
+        b
+    }
+}
+
+/// In-room settings, resolved.
+pub struct Room {
+    /// Display name.
+    pub name: String,
+    /// What to speak from.
+    pub input: Input,
+    /// Whether `--input` was given (a failing default microphone is only a warning).
+    pub input_explicit: bool,
+    /// What to play into.
+    pub output: Output,
+    /// Whether `--output` was given.
+    pub output_explicit: bool,
+    /// Frame duration.
+    pub frame: FrameDuration,
+    /// Opus bitrate, bits per second.
+    pub bitrate_bps: u32,
+    /// JSON-lines mode.
+    pub json: bool,
+}
+
+impl Room {
+    /// Resolves `--input`, `--output`, `--frame-ms`, `--bitrate` against the config file.
+    pub fn resolve(settings: &Settings, opts: &RoomOptions) -> Result<Room> {
+        let input_text = opts.input.clone().or_else(|| settings.file.input.clone());
+        let output_text = opts.output.clone().or_else(|| settings.file.output.clone());
+        let frame_ms: u32 = match &opts.frame_ms {
+            Some(s) => s.parse().context("--frame-ms")?,
+            None => settings.file.frame_ms.unwrap_or(20),
+        };
+        let frame = match frame_ms {
+            10 => FrameDuration::Ms10,
+            20 => FrameDuration::Ms20,
+            other => bail!("frame length {other} ms is not supported: use 10 or 20"),
+        };
+        let kbps = opts.bitrate.or(settings.file.bitrate).unwrap_or(32);
+        if !(6..=128).contains(&kbps) {
+            bail!("bitrate {kbps} kbit/s is out of range: use 6 to 128");
+        }
+        Ok(Room {
+            name: settings.name(opts.name.as_deref()),
+            input: Input::parse(input_text.as_deref().unwrap_or("mic"))?,
+            input_explicit: input_text.is_some(),
+            output: Output::parse(output_text.as_deref().unwrap_or("speaker"))?,
+            output_explicit: output_text.is_some(),
+            frame,
+            bitrate_bps: kbps * 1_000,
+            json: opts.json,
+        })
+    }
+}
+
+/// Parses a person named on the command line or in a JSON command: a key in hex (as `ruang id`
+/// prints it) or a peer id (12D3KooW...).
+pub fn parse_person(text: &str) -> Result<PublicKey> {
+    let text = text.trim();
+    if let Some(key) = PublicKey::from_hex(text) {
+        return Ok(key);
+    }
+    if let Ok(peer) = text.parse::<ruang_net::PeerId>()
+        && let Some(key) = ruang_node::ids::public_key(&peer)
+    {
+        return Ok(key);
+    }
+    bail!("{text:?} is not a person's key (64 hex digits) or peer id (12D3KooW...)")
+}

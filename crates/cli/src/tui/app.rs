@@ -1,0 +1,427 @@
+//! The terminal UI's state: what the node has told it ([`App::apply`]) and what the user is
+//! doing (selection, input mode, the outcome of the last action). No I/O happens here, so all
+//! of it is testable without a terminal or a node.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use ruang_node::{NodeEvent, Person, RoomView, SpeakerStats, Status};
+use ruang_proto::PublicKey;
+use ruang_proto::room::{EventBody, Role};
+
+use super::Exit;
+use super::keys::Action;
+
+/// Chat lines (and notices, reactions, errors) kept for the chat pane; older ones are dropped.
+pub const CHAT_HISTORY_CAP: usize = 200;
+
+/// The node's `Left` reason when the user (or another handle) asked to leave.
+const LEFT_ON_REQUEST: &str = "left";
+/// The node's `Left` reason after the room ended and its grace period ran out.
+const LEFT_ROOM_ENDED: &str = "the room has ended";
+
+/// What the keyboard is doing now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum InputMode {
+    /// Keys are commands.
+    #[default]
+    Normal,
+    /// Typing a chat line (the text so far).
+    Chat(String),
+    /// Asked "end the room for everyone?"; `y` confirms, any other key cancels.
+    ConfirmEnd,
+}
+
+/// What a line of the chat pane is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineKind {
+    /// Someone said something.
+    Chat,
+    /// Someone reacted.
+    Reaction,
+    /// Something the node wants the user to know.
+    Notice,
+    /// Something went wrong (the node keeps running).
+    Error,
+}
+
+/// One line of the chat pane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// What kind of line it is.
+    pub kind: LineKind,
+    /// The author's name (empty for notices and errors).
+    pub name: String,
+    /// Whether this node wrote it.
+    pub mine: bool,
+    /// The text (or reaction).
+    pub text: String,
+}
+
+/// The one-line outcome of the last thing the user did (or the last error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusLine {
+    /// What to show.
+    pub text: String,
+    /// Shown as an error (a refusal, a failure).
+    pub error: bool,
+}
+
+/// Connection and audio health, from the latest `Stats` event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Whether any `Stats` event has arrived yet.
+    pub measured: bool,
+    /// Peers connected.
+    pub peers: usize,
+    /// One entry per remote speaker heard.
+    pub speakers: Vec<SpeakerStats>,
+    /// Frames this node sent.
+    pub frames_sent: u64,
+    /// Frames this node dropped on slow links.
+    pub frames_dropped: u64,
+    /// Listeners this node streams to directly.
+    pub listeners_served: usize,
+}
+
+/// Everything the screen shows, built from an initial [`Status`] and the node's events.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// This node's key (hex).
+    pub me: String,
+    /// The room, as the node last described it.
+    pub room: Option<RoomView>,
+    /// Keys (hex) of those talking now, from `Speaking` events.
+    pub talking: BTreeSet<String>,
+    /// Connection and audio health.
+    pub health: Health,
+    /// Whether this node is self-muted (mic off).
+    pub self_muted: bool,
+    /// The selected person's key (hex), for moderation keys.
+    pub selected: Option<String>,
+    /// What the keyboard is doing.
+    pub mode: InputMode,
+    /// Chat pane scroll, in lines up from the newest.
+    pub scroll: usize,
+    /// The outcome of the last action, or the last error.
+    pub status: Option<StatusLine>,
+    /// The user asked to leave: a `Left` event now means [`Exit::Left`].
+    pub leaving: bool,
+    /// Index of the selection in [`App::selectable`], to land near it if that person goes.
+    selected_index: usize,
+    /// Chat pane lines, oldest first, at most [`CHAT_HISTORY_CAP`].
+    log: VecDeque<LogLine>,
+}
+
+impl App {
+    /// An empty app for the node with key `me` (hex), before any room state.
+    pub fn new(me: impl Into<String>) -> Self {
+        App {
+            me: me.into(),
+            room: None,
+            talking: BTreeSet::new(),
+            health: Health::default(),
+            self_muted: false,
+            selected: None,
+            mode: InputMode::Normal,
+            scroll: 0,
+            status: None,
+            leaving: false,
+            selected_index: 0,
+            log: VecDeque::new(),
+        }
+    }
+
+    /// The app for node `me` from a snapshot of it.
+    pub fn from_status(me: &PublicKey, status: &Status) -> Self {
+        let mut app = App::new(me.to_hex());
+        app.self_muted = status.self_muted;
+        app.health.peers = status.peers;
+        if let Some(room) = &status.room {
+            app.set_room(room.clone());
+        }
+        app
+    }
+
+    /// Takes in one event from the node. Returns how the UI should end, if it should.
+    pub fn apply(&mut self, event: NodeEvent) -> Option<Exit> {
+        match event {
+            NodeEvent::State(view) => {
+                let ended = view.ended;
+                self.set_room(view);
+                if ended {
+                    return Some(Exit::Ended);
+                }
+            }
+            NodeEvent::Speaking {
+                peer_id, active, ..
+            } => {
+                if active {
+                    self.talking.insert(peer_id);
+                } else {
+                    self.talking.remove(&peer_id);
+                }
+            }
+            NodeEvent::Chat { from, name, text } => {
+                let mine = from == self.me;
+                self.push_line(LogLine {
+                    kind: LineKind::Chat,
+                    name,
+                    mine,
+                    text,
+                });
+            }
+            NodeEvent::Reaction {
+                from,
+                name,
+                reaction,
+            } => {
+                let mine = from == self.me;
+                self.push_line(LogLine {
+                    kind: LineKind::Reaction,
+                    name,
+                    mine,
+                    text: reaction,
+                });
+            }
+            NodeEvent::Stats {
+                speakers,
+                peers,
+                frames_sent,
+                frames_dropped,
+                listeners_served,
+            } => {
+                self.health = Health {
+                    measured: true,
+                    peers,
+                    speakers,
+                    frames_sent,
+                    frames_dropped,
+                    listeners_served,
+                };
+            }
+            NodeEvent::Error { message } => {
+                self.set_status(message.clone(), true);
+                self.push_system(LineKind::Error, message);
+            }
+            NodeEvent::Notice { message } => self.push_system(LineKind::Notice, message),
+            NodeEvent::SourceEnded => {
+                self.push_system(LineKind::Notice, "your audio source ended".into());
+            }
+            NodeEvent::Lagged { missed } => {
+                self.push_system(
+                    LineKind::Notice,
+                    format!("missed {missed} updates; caught up"),
+                );
+            }
+            NodeEvent::Ended => return Some(Exit::Ended),
+            NodeEvent::Left { reason } => {
+                return Some(if self.leaving || reason == LEFT_ON_REQUEST {
+                    Exit::Left
+                } else if reason == LEFT_ROOM_ENDED {
+                    Exit::Ended
+                } else {
+                    Exit::Removed(reason)
+                });
+            }
+            NodeEvent::Joined { .. }
+            | NodeEvent::CaptureStarted { .. }
+            | NodeEvent::PlayoutStarted { .. } => {}
+        }
+        None
+    }
+
+    /// Replaces the room view, keeping the selection on the same person where they still are.
+    pub fn set_room(&mut self, view: RoomView) {
+        // Only people on stage can be talking; forget the rest so the set stays bounded.
+        self.talking
+            .retain(|k| view.stage.iter().any(|p| &p.key == k));
+        self.room = Some(view);
+        let keys = self.selectable_keys();
+        match self
+            .selected
+            .as_ref()
+            .and_then(|s| keys.iter().position(|k| k == s))
+        {
+            Some(i) => self.selected_index = i,
+            None if self.selected.is_some() && !keys.is_empty() => {
+                self.selected_index = self.selected_index.min(keys.len() - 1);
+                self.selected = Some(keys[self.selected_index].clone());
+            }
+            None => self.selected = None,
+        }
+    }
+
+    /// Chat pane lines, oldest first.
+    pub fn log(&self) -> impl DoubleEndedIterator<Item = &LogLine> + ExactSizeIterator {
+        self.log.iter()
+    }
+
+    /// Adds a chat pane line, dropping the oldest past [`CHAT_HISTORY_CAP`].
+    pub fn push_line(&mut self, line: LogLine) {
+        if self.log.len() >= CHAT_HISTORY_CAP {
+            self.log.pop_front();
+        }
+        self.log.push_back(line);
+        if self.scroll > 0 {
+            // Keep the lines the user scrolled to where they are.
+            self.scroll = (self.scroll + 1).min(self.log.len().saturating_sub(1));
+        }
+    }
+
+    fn push_system(&mut self, kind: LineKind, text: String) {
+        self.push_line(LogLine {
+            kind,
+            name: String::new(),
+            mine: false,
+            text,
+        });
+    }
+
+    /// Sets the status line.
+    pub fn set_status(&mut self, text: impl Into<String>, error: bool) {
+        self.status = Some(StatusLine {
+            text: text.into(),
+            error,
+        });
+    }
+
+    /// This node's role (a listener when there is no room state yet).
+    pub fn my_role(&self) -> Role {
+        self.room.as_ref().map_or(Role::Listener, |r| r.my_role)
+    }
+
+    /// Whether this node's hand is raised.
+    pub fn hand_raised(&self) -> bool {
+        self.room
+            .as_ref()
+            .is_some_and(|r| r.hands.iter().any(|p| p.key == self.me))
+    }
+
+    /// Whether this node has been invited to speak and has not accepted yet.
+    pub fn invited(&self) -> bool {
+        self.room
+            .as_ref()
+            .is_some_and(|r| r.invited.contains(&self.me))
+    }
+
+    /// Whether this node may use the moderation keys.
+    pub fn is_moderator(&self) -> bool {
+        matches!(self.my_role(), Role::Host | Role::Moderator)
+    }
+
+    /// Whether this node is on stage.
+    pub fn on_stage(&self) -> bool {
+        matches!(self.my_role(), Role::Host | Role::Moderator | Role::Speaker)
+    }
+
+    /// The people the selection moves across, in screen order: the stage, then raised hands,
+    /// then the rest of the audience. Everyone appears once.
+    pub fn selectable(&self) -> Vec<&Person> {
+        let Some(room) = &self.room else {
+            return Vec::new();
+        };
+        let mut seen = BTreeSet::new();
+        room.stage
+            .iter()
+            .chain(&room.hands)
+            .chain(&room.audience)
+            .filter(|p| seen.insert(p.key.as_str()))
+            .collect()
+    }
+
+    fn selectable_keys(&self) -> Vec<String> {
+        self.selectable()
+            .into_iter()
+            .map(|p| p.key.clone())
+            .collect()
+    }
+
+    /// The selected person, if they are still in the room.
+    pub fn selected_person(&self) -> Option<&Person> {
+        let key = self.selected.as_ref()?;
+        self.selectable().into_iter().find(|p| &p.key == key)
+    }
+
+    /// Moves the selection `delta` places (negative: up), stopping at the ends.
+    pub fn move_selection(&mut self, delta: isize) {
+        let keys = self.selectable_keys();
+        if keys.is_empty() {
+            self.selected = None;
+            return;
+        }
+        let last = keys.len() - 1;
+        let current = self
+            .selected
+            .as_ref()
+            .and_then(|s| keys.iter().position(|k| k == s));
+        let next = match current {
+            None if delta < 0 => last,
+            None => 0,
+            Some(i) => i.saturating_add_signed(delta).min(last),
+        };
+        self.selected_index = next;
+        self.selected = Some(keys[next].clone());
+    }
+
+    /// A person's display name: their name, else their fingerprint, else a short key.
+    pub fn name_of(&self, key: &str) -> String {
+        let person = self.room.as_ref().and_then(|r| {
+            r.stage
+                .iter()
+                .chain(&r.hands)
+                .chain(&r.audience)
+                .find(|p| p.key == key)
+        });
+        match person {
+            Some(p) if !p.name.is_empty() => p.name.clone(),
+            Some(p) => p.fingerprint.clone(),
+            None => key.chars().take(8).collect(),
+        }
+    }
+
+    /// What `action` does, in a few words, for the status line.
+    pub fn describe(&self, action: &Action) -> String {
+        let name = |who: &PublicKey| self.name_of(&who.to_hex());
+        match action {
+            Action::Chat(_) => "chat".into(),
+            Action::SelfMute(true) => "turn your mic off".into(),
+            Action::SelfMute(false) => "turn your mic on".into(),
+            Action::Leave => "leave".into(),
+            Action::Act(body) => match body {
+                EventBody::RaiseHand => "raise your hand".into(),
+                EventBody::LowerHand => "lower your hand".into(),
+                EventBody::AcceptInvite => "accept the invitation to speak".into(),
+                EventBody::StepDown => "step down to the audience".into(),
+                EventBody::InviteSpeaker { who } => format!("invite {} to speak", name(who)),
+                EventBody::MoveToAudience { who } => {
+                    format!("move {} to the audience", name(who))
+                }
+                EventBody::Mute { who } => format!("mute {}", name(who)),
+                EventBody::Unmute { who } => format!("unmute {}", name(who)),
+                EventBody::Promote { who } => format!("make {} a moderator", name(who)),
+                EventBody::Demote { who } => format!("make {} a plain speaker", name(who)),
+                EventBody::Kick { who } => format!("kick {}", name(who)),
+                EventBody::Ban { who } => format!("ban {}", name(who)),
+                EventBody::Unban { who } => format!("unban {}", name(who)),
+                EventBody::EndRoom => "end the room".into(),
+                other => other.name().replace('_', " "),
+            },
+        }
+    }
+
+    /// Records how an action the user asked for went (`what` from [`App::describe`], `result`
+    /// with the node's error message, e.g. its refusal, on failure).
+    pub fn on_result(&mut self, action: &Action, what: &str, result: Result<(), String>) {
+        match result {
+            Ok(()) => {
+                if let Action::SelfMute(on) = action {
+                    self.self_muted = *on;
+                }
+                if !matches!(action, Action::Chat(_)) {
+                    self.set_status(format!("done: {what}"), false);
+                }
+            }
+            Err(e) => self.set_status(format!("could not {what}: {e}"), true),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Keys to actions: [`App::handle_key`] turns a key press into an [`Action`] for the node (or
+//! just changes the selection or the input mode). It does no I/O and never panics.
+//!
+//! Moderation keys act on the selected person. They are pre-checked against the role this
+//! node has in the last room state, so a listener pressing `B` hears "only the host or a
+//! moderator can do that" at once; everything else is left to the node, whose refusal is
+//! shown in the status line when the action fails.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ruang_proto::PublicKey;
+use ruang_proto::ephemeral::MAX_CHAT_LEN;
+use ruang_proto::room::{EventBody, Refusal, Role};
+
+use super::app::{App, InputMode};
+
+/// Something the user asked the node to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Author a room event (raise a hand, invite, mute, ban, end the room, ...).
+    Act(EventBody),
+    /// Send a chat line.
+    Chat(String),
+    /// Turn one's own mic off (`true`) or on.
+    SelfMute(bool),
+    /// Leave the room and end the UI.
+    Leave,
+}
+
+/// Lines PageUp/PageDown scroll the chat pane by.
+const SCROLL_STEP: usize = 5;
+
+impl App {
+    /// Handles one key event. Returns the action to run, if the key asks for one.
+    pub fn handle_key(&mut self, key: KeyEvent) -> Option<Action> {
+        if key.kind == KeyEventKind::Release {
+            return None;
+        }
+        if key.modifiers.contains(KeyModifiers::CONTROL)
+            && matches!(key.code, KeyCode::Char('c' | 'C'))
+        {
+            return Some(Action::Leave);
+        }
+        match std::mem::take(&mut self.mode) {
+            InputMode::Chat(text) => self.chat_key(key, text),
+            InputMode::ConfirmEnd => self.confirm_end_key(key),
+            InputMode::Normal => self.normal_key(key),
+        }
+    }
+
+    fn chat_key(&mut self, key: KeyEvent, mut text: String) -> Option<Action> {
+        match key.code {
+            KeyCode::Esc => return None,
+            KeyCode::Enter => {
+                let line = text.trim();
+                return (!line.is_empty()).then(|| Action::Chat(line.to_string()));
+            }
+            KeyCode::Backspace => {
+                text.pop();
+            }
+            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => text.clear(),
+            KeyCode::Char(c)
+                if !key
+                    .modifiers
+                    .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+                    && !c.is_control() =>
+            {
+                if text.len() + c.len_utf8() <= MAX_CHAT_LEN {
+                    text.push(c);
+                } else {
+                    self.set_status(
+                        format!("a chat line holds at most {MAX_CHAT_LEN} bytes"),
+                        true,
+                    );
+                }
+            }
+            _ => {}
+        }
+        self.mode = InputMode::Chat(text);
+        None
+    }
+
+    fn confirm_end_key(&mut self, key: KeyEvent) -> Option<Action> {
+        if matches!(key.code, KeyCode::Char('y' | 'Y')) {
+            Some(Action::Act(EventBody::EndRoom))
+        } else {
+            self.set_status("the room stays open", false);
+            None
+        }
+    }
+
+    fn normal_key(&mut self, key: KeyEvent) -> Option<Action> {
+        if key
+            .modifiers
+            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+        {
+            return None;
+        }
+        match key.code {
+            KeyCode::Char('q') => Some(Action::Leave),
+            KeyCode::Enter | KeyCode::Char('c') => {
+                self.mode = InputMode::Chat(String::new());
+                None
+            }
+            KeyCode::Esc => {
+                self.status = None;
+                None
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.move_selection(-1);
+                None
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.move_selection(1);
+                None
+            }
+            KeyCode::PageUp => {
+                let lines = self.log().len();
+                self.scroll = (self.scroll + SCROLL_STEP).min(lines.saturating_sub(1));
+                None
+            }
+            KeyCode::PageDown => {
+                self.scroll = self.scroll.saturating_sub(SCROLL_STEP);
+                None
+            }
+            KeyCode::End => {
+                self.scroll = 0;
+                None
+            }
+            KeyCode::Char('h') => Some(Action::Act(if self.hand_raised() {
+                EventBody::LowerHand
+            } else {
+                EventBody::RaiseHand
+            })),
+            KeyCode::Char('m') => Some(Action::SelfMute(!self.self_muted)),
+            KeyCode::Char('a') => Some(Action::Act(EventBody::AcceptInvite)),
+            KeyCode::Char('s') => Some(Action::Act(EventBody::StepDown)),
+            KeyCode::Char('i') => self.moderate(false, |who| EventBody::InviteSpeaker { who }),
+            KeyCode::Char('x') => self.moderate(false, |who| EventBody::MoveToAudience { who }),
+            KeyCode::Char('u') => {
+                let muted = self.selected_person().is_some_and(|p| p.muted);
+                if muted {
+                    self.moderate(false, |who| EventBody::Unmute { who })
+                } else {
+                    self.moderate(false, |who| EventBody::Mute { who })
+                }
+            }
+            KeyCode::Char('K') => self.moderate(false, |who| EventBody::Kick { who }),
+            KeyCode::Char('B') => self.moderate(false, |who| EventBody::Ban { who }),
+            KeyCode::Char('p') => self.moderate(true, |who| EventBody::Promote { who }),
+            KeyCode::Char('d') => self.moderate(true, |who| EventBody::Demote { who }),
+            KeyCode::Char('E') => {
+                if self.my_role() == Role::Host {
+                    self.mode = InputMode::ConfirmEnd;
+                    self.set_status(
+                        "end the room for everyone? y: yes, any other key: no",
+                        false,
+                    );
+                } else {
+                    self.refuse(Refusal::NotHost);
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// A moderation action on the selected person, after the role pre-check.
+    fn moderate(
+        &mut self,
+        host_only: bool,
+        make: impl FnOnce(PublicKey) -> EventBody,
+    ) -> Option<Action> {
+        if host_only && self.my_role() != Role::Host {
+            self.refuse(Refusal::NotHost);
+            return None;
+        }
+        if !self.is_moderator() {
+            self.refuse(Refusal::NotModerator);
+            return None;
+        }
+        let Some(person) = self.selected_person() else {
+            self.set_status("select someone first with ↑/↓ (or j/k)", true);
+            return None;
+        };
+        match PublicKey::from_hex(&person.key) {
+            Some(who) => Some(Action::Act(make(who))),
+            None => {
+                let text = format!("cannot act on {}: their key is unreadable", person.key);
+                self.set_status(text, true);
+                None
+            }
+        }
+    }
+
+    fn refuse(&mut self, why: Refusal) {
+        self.set_status(format!("not allowed: {why}"), true);
+    }
+}

@@ -1,0 +1,556 @@
+//! Tests of the terminal UI without a terminal: rendering into ratatui's `TestBackend`, keys
+//! to actions, and events to state.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::Modifier;
+use ruang_node::{NodeError, NodeEvent, Person, RoomView, SpeakerStats};
+use ruang_proto::PublicKey;
+use ruang_proto::room::{EventBody, Refusal, Role};
+
+use super::app::{App, CHAT_HISTORY_CAP, InputMode};
+use super::{Action, Exit, draw};
+
+const ANA: u8 = 1; // host
+const BO: u8 = 2; // moderator
+const CY: u8 = 3; // speaker, muted
+const DEE: u8 = 4; // speaker, talking
+const EVE: u8 = 5; // listener, first raised hand
+const FAY: u8 = 6; // listener, second raised hand
+const GUS: u8 = 7; // listener
+
+fn key(n: u8) -> PublicKey {
+    PublicKey([n; 32])
+}
+
+fn hex(n: u8) -> String {
+    key(n).to_hex()
+}
+
+fn person(n: u8, name: &str, role: Role) -> Person {
+    Person {
+        key: hex(n),
+        name: name.into(),
+        fingerprint: key(n).fingerprint().to_string(),
+        role,
+        muted: false,
+        present: true,
+    }
+}
+
+/// A room: ana hosts, bo moderates, cy (muted) and dee speak; eve and fay have raised hands
+/// (in that order); gus listens. `me` is the viewer.
+fn room(me: u8) -> RoomView {
+    let mut cy = person(CY, "cy", Role::Speaker);
+    cy.muted = true;
+    let stage = vec![
+        person(ANA, "ana", Role::Host),
+        person(BO, "bo", Role::Moderator),
+        cy,
+        person(DEE, "dee", Role::Speaker),
+    ];
+    let audience = vec![
+        person(EVE, "eve", Role::Listener),
+        person(FAY, "fay", Role::Listener),
+        person(GUS, "gus", Role::Listener),
+    ];
+    let my_role = stage
+        .iter()
+        .chain(&audience)
+        .find(|p| p.key == hex(me))
+        .unwrap()
+        .role;
+    RoomView {
+        room_id: "00ff".into(),
+        title: "Morning news".into(),
+        topic: "what happened overnight".into(),
+        tags: vec!["news".into()],
+        language: "en".into(),
+        private: false,
+        stage,
+        hands: vec![audience[0].clone(), audience[1].clone()],
+        audience,
+        invited: Vec::new(),
+        muted: vec![hex(CY)],
+        banned: Vec::new(),
+        recording: Vec::new(),
+        ended: false,
+        my_role,
+        log_len: 12,
+    }
+}
+
+fn app_as(me: u8) -> App {
+    let mut app = App::new(hex(me));
+    app.set_room(room(me));
+    app
+}
+
+fn press(app: &mut App, code: KeyCode) -> Option<Action> {
+    app.handle_key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn ch(app: &mut App, c: char) -> Option<Action> {
+    let modifiers = if c.is_uppercase() {
+        KeyModifiers::SHIFT
+    } else {
+        KeyModifiers::NONE
+    };
+    app.handle_key(KeyEvent::new(KeyCode::Char(c), modifiers))
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        assert_eq!(ch(app, c), None, "typing {c:?} must not act");
+    }
+}
+
+/// Renders `app` on a `width`×`height` test terminal.
+fn render_buffer(app: &App, width: u16, height: u16) -> Buffer {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| draw(frame, app)).unwrap();
+    terminal.backend().buffer().clone()
+}
+
+/// Renders `app` on a `width`×`height` test terminal and returns the screen's rows.
+fn render(app: &App, width: u16, height: u16) -> Vec<String> {
+    let buffer = render_buffer(app, width, height);
+    (0..height)
+        .map(|y| {
+            (0..width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect()
+}
+
+fn row_with<'a>(rows: &'a [String], needle: &str) -> (usize, &'a String) {
+    rows.iter()
+        .enumerate()
+        .find(|(_, r)| r.contains(needle))
+        .unwrap_or_else(|| panic!("no row contains {needle:?}:\n{}", rows.join("\n")))
+}
+
+// ----- rendering ------------------------------------------------------------------------
+
+/// A populated room seen by its host: stage with one talking and one muted speaker, raised
+/// hands in order, audience, chat, health and the key help.
+#[test]
+fn renders_stage_hands_audience_chat_health_and_keys() {
+    let mut app = app_as(ANA);
+    app.apply(NodeEvent::Speaking {
+        peer_id: hex(DEE),
+        name: "dee".into(),
+        active: true,
+    });
+    app.apply(NodeEvent::Chat {
+        from: hex(BO),
+        name: "bo".into(),
+        text: "hello everyone".into(),
+    });
+    app.apply(NodeEvent::Chat {
+        from: hex(ANA),
+        name: "ana".into(),
+        text: "welcome!".into(),
+    });
+    app.apply(NodeEvent::Notice {
+        message: "gus joined".into(),
+    });
+    app.apply(NodeEvent::Stats {
+        speakers: vec![SpeakerStats {
+            key: hex(DEE),
+            name: "dee".into(),
+            received: 995,
+            lost: 5,
+            jitter_ms: 60,
+            ..SpeakerStats::default()
+        }],
+        peers: 6,
+        frames_sent: 1200,
+        frames_dropped: 0,
+        listeners_served: 5,
+    });
+    app.selected = Some(hex(GUS));
+    let buffer = render_buffer(&app, 110, 32);
+    let rows = render(&app, 110, 32);
+    let screen = rows.join("\n");
+
+    // Title, topic, own role.
+    assert!(screen.contains("Morning news"), "{screen}");
+    assert!(screen.contains("what happened overnight"), "{screen}");
+    assert!(screen.contains("#news"), "{screen}");
+    assert!(screen.contains("you: ana (host)"), "{screen}");
+
+    // The stage, with role marks, the talking indicator and the muted mark.
+    assert!(screen.contains("Stage (4)"), "{screen}");
+    let (_, ana) = row_with(&rows, "ana (you)");
+    assert!(ana.contains("host"), "{ana}");
+    assert!(row_with(&rows, "bo ").1.contains("mod"));
+    let (_, dee) = row_with(&rows, "◉ dee");
+    assert!(dee.contains("talking") && dee.contains("speaker"), "{dee}");
+    let (_, cy) = row_with(&rows, "○ cy");
+    assert!(cy.contains("muted") && !cy.contains("talking"), "{cy}");
+
+    // Raised hands in order, and the audience with its count and hand marks.
+    assert!(screen.contains("Raised hands (2)"), "{screen}");
+    let (first, _) = row_with(&rows, "1. eve");
+    let (second, _) = row_with(&rows, "2. fay");
+    assert!(first < second);
+    assert!(screen.contains("Audience (3)"), "{screen}");
+    let (_, gus) = rows
+        .iter()
+        .enumerate()
+        .rfind(|(_, r)| r.contains("gus "))
+        .unwrap();
+    assert!(!gus.contains("hand"), "{gus}");
+    let (eve_row, eve) = rows
+        .iter()
+        .enumerate()
+        .rfind(|(_, r)| r.contains("eve"))
+        .unwrap();
+    assert!(eve_row > second && eve.contains("hand"), "{eve}");
+
+    // The selected person (gus) is highlighted for the host; nobody else is.
+    let (gus_row, _) = rows
+        .iter()
+        .enumerate()
+        .rfind(|(_, r)| r.contains("gus "))
+        .unwrap();
+    let reversed = |y: usize| buffer[(1, y as u16)].modifier.contains(Modifier::REVERSED);
+    assert!(reversed(gus_row), "the selection is not highlighted");
+    assert!(!reversed(eve_row) && !reversed(first));
+
+    // Chat, notices, health.
+    assert!(screen.contains("bo: hello everyone"), "{screen}");
+    assert!(screen.contains("ana: welcome!"), "{screen}");
+    assert!(screen.contains("* gus joined"), "{screen}");
+    assert!(screen.contains("peers 6"), "{screen}");
+    assert!(screen.contains("jitter buffer 60 ms"), "{screen}");
+    assert!(screen.contains("loss 0.5%"), "{screen}");
+
+    // Key help for a host.
+    for help in [
+        "m  mic off",
+        "Enter/c  chat",
+        "q  leave",
+        "B  ban",
+        "K  kick",
+        "i  invite",
+        "E  end room",
+    ] {
+        assert!(screen.contains(help), "missing {help:?} in\n{screen}");
+    }
+}
+
+#[test]
+fn listener_sees_hand_keys_and_invitation() {
+    let mut app = app_as(GUS);
+    let rows = render(&app, 100, 30);
+    let screen = rows.join("\n");
+    assert!(screen.contains("you: gus (listener)"), "{screen}");
+    assert!(screen.contains("h  raise hand"), "{screen}");
+    assert!(!screen.contains("B  ban"), "{screen}");
+
+    let mut view = room(GUS);
+    view.invited = vec![hex(GUS)];
+    app.set_room(view);
+    let screen = render(&app, 100, 30).join("\n");
+    assert!(screen.contains("a  accept invite"), "{screen}");
+    assert!(screen.contains("invited to speak"), "{screen}");
+}
+
+#[test]
+fn chat_mode_shows_typed_text_and_its_keys() {
+    let mut app = app_as(EVE);
+    ch(&mut app, 'c');
+    type_text(&mut app, "is this on?");
+    let screen = render(&app, 100, 30).join("\n");
+    assert!(screen.contains("> is this on?"), "{screen}");
+    assert!(
+        screen.contains("Enter  send") && screen.contains("Esc  cancel"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn long_chat_lines_wrap_and_tiny_terminals_do_not_panic() {
+    let mut app = app_as(EVE);
+    let long = format!("{}END", "word ".repeat(40));
+    app.apply(NodeEvent::Chat {
+        from: hex(BO),
+        name: "bo".into(),
+        text: long,
+    });
+    app.apply(NodeEvent::Chat {
+        from: hex(BO),
+        name: "bo".into(),
+        text: "a\nnew\x1b[2Jline".into(),
+    });
+    let screen = render(&app, 100, 30).join("\n");
+    assert!(screen.contains("bo: word word"), "{screen}");
+    assert!(screen.contains("END"), "{screen}");
+    assert!(screen.contains("bo: a new [2Jline"), "{screen}");
+    for (w, h) in [(1, 1), (10, 5), (30, 8), (0, 0)] {
+        render(&app, w, h);
+    }
+}
+
+// ----- keys -----------------------------------------------------------------------------
+
+#[test]
+fn h_raises_then_lowers_the_hand() {
+    let mut app = app_as(GUS);
+    assert_eq!(ch(&mut app, 'h'), Some(Action::Act(EventBody::RaiseHand)));
+    let app = &mut app_as(EVE); // eve's hand is up
+    assert_eq!(ch(app, 'h'), Some(Action::Act(EventBody::LowerHand)));
+}
+
+#[test]
+fn moderator_bans_the_selected_listener() {
+    let mut app = app_as(BO);
+    // Stage (4), then hands (eve, fay), then the rest of the audience (gus).
+    for _ in 0..7 {
+        ch(&mut app, 'j');
+    }
+    assert_eq!(app.selected_person().map(|p| p.name.as_str()), Some("gus"));
+    ch(&mut app, 'j'); // stops at the end
+    assert_eq!(app.selected_person().map(|p| p.name.as_str()), Some("gus"));
+    assert_eq!(
+        ch(&mut app, 'B'),
+        Some(Action::Act(EventBody::Ban { who: key(GUS) }))
+    );
+    assert_eq!(
+        ch(&mut app, 'K'),
+        Some(Action::Act(EventBody::Kick { who: key(GUS) }))
+    );
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.selected_person().map(|p| p.name.as_str()), Some("fay"));
+    assert_eq!(
+        ch(&mut app, 'i'),
+        Some(Action::Act(EventBody::InviteSpeaker { who: key(FAY) }))
+    );
+}
+
+#[test]
+fn u_mutes_or_unmutes_the_selected_speaker() {
+    let mut app = app_as(ANA);
+    app.selected = Some(hex(CY));
+    assert_eq!(
+        ch(&mut app, 'u'),
+        Some(Action::Act(EventBody::Unmute { who: key(CY) }))
+    );
+    app.selected = Some(hex(DEE));
+    assert_eq!(
+        ch(&mut app, 'u'),
+        Some(Action::Act(EventBody::Mute { who: key(DEE) }))
+    );
+    assert_eq!(
+        ch(&mut app, 'x'),
+        Some(Action::Act(EventBody::MoveToAudience { who: key(DEE) }))
+    );
+    assert_eq!(
+        ch(&mut app, 'p'),
+        Some(Action::Act(EventBody::Promote { who: key(DEE) }))
+    );
+    app.selected = Some(hex(BO));
+    assert_eq!(
+        ch(&mut app, 'd'),
+        Some(Action::Act(EventBody::Demote { who: key(BO) }))
+    );
+}
+
+#[test]
+fn moderation_keys_say_why_they_are_not_allowed() {
+    let mut listener = app_as(GUS);
+    listener.selected = Some(hex(EVE));
+    assert_eq!(ch(&mut listener, 'B'), None);
+    let status = listener.status.clone().unwrap();
+    assert!(
+        status.error
+            && status
+                .text
+                .contains("only the host or a moderator can do that")
+    );
+
+    let mut moderator = app_as(BO);
+    moderator.selected = Some(hex(DEE));
+    assert_eq!(ch(&mut moderator, 'p'), None);
+    assert!(
+        moderator
+            .status
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("only the host can do that")
+    );
+    assert_eq!(ch(&mut moderator, 'E'), None);
+    assert_eq!(moderator.mode, InputMode::Normal);
+
+    let mut host = app_as(ANA);
+    assert_eq!(ch(&mut host, 'B'), None, "nobody selected");
+    assert!(
+        host.status
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("select someone")
+    );
+
+    // What the node refuses is shown as the node says it.
+    let action = Action::Act(EventBody::Ban { who: key(BO) });
+    let what = host.describe(&action);
+    let refusal = NodeError::Refused(Refusal::TargetIsModerator).to_string();
+    host.on_result(&action, &what, Err(refusal));
+    let status = host.status.clone().unwrap();
+    assert!(status.error, "{status:?}");
+    assert!(status.text.contains("ban bo"), "{status:?}");
+    assert!(
+        status
+            .text
+            .contains("a moderator cannot do that to a moderator"),
+        "{status:?}"
+    );
+    let screen = render(&host, 100, 30).join("\n");
+    assert!(
+        screen.contains("a moderator cannot do that to a moderator"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn end_room_asks_for_confirmation() {
+    let mut app = app_as(ANA);
+    assert_eq!(ch(&mut app, 'E'), None);
+    assert_eq!(app.mode, InputMode::ConfirmEnd);
+    assert_eq!(ch(&mut app, 'n'), None);
+    assert_eq!(app.mode, InputMode::Normal);
+    ch(&mut app, 'E');
+    assert_eq!(ch(&mut app, 'y'), Some(Action::Act(EventBody::EndRoom)));
+    assert_eq!(app.mode, InputMode::Normal);
+}
+
+#[test]
+fn chat_typing_enter_sends_and_esc_cancels() {
+    let mut app = app_as(GUS);
+    assert_eq!(press(&mut app, KeyCode::Enter), None);
+    type_text(&mut app, "hqm B, Kq!"); // command letters are text while typing
+    press(&mut app, KeyCode::Backspace);
+    assert_eq!(
+        press(&mut app, KeyCode::Enter),
+        Some(Action::Chat("hqm B, Kq".into()))
+    );
+    assert_eq!(app.mode, InputMode::Normal);
+
+    ch(&mut app, 'c');
+    type_text(&mut app, "never mind");
+    assert_eq!(press(&mut app, KeyCode::Esc), None);
+    assert_eq!(app.mode, InputMode::Normal);
+    assert_eq!(ch(&mut app, 'h'), Some(Action::Act(EventBody::RaiseHand)));
+
+    // An empty line sends nothing; a long one stops at the protocol's limit.
+    ch(&mut app, 'c');
+    assert_eq!(press(&mut app, KeyCode::Enter), None);
+    ch(&mut app, 'c');
+    for _ in 0..600 {
+        ch(&mut app, 'é');
+    }
+    let Some(Action::Chat(text)) = press(&mut app, KeyCode::Enter) else {
+        panic!("no chat")
+    };
+    assert!(text.len() <= ruang_proto::ephemeral::MAX_CHAT_LEN && text.len() >= 498);
+}
+
+#[test]
+fn leave_mute_and_other_self_keys() {
+    let mut app = app_as(DEE);
+    assert_eq!(ch(&mut app, 'q'), Some(Action::Leave));
+    assert_eq!(ch(&mut app, 'm'), Some(Action::SelfMute(true)));
+    app.on_result(&Action::SelfMute(true), "turn your mic off", Ok(()));
+    assert!(app.self_muted);
+    assert_eq!(ch(&mut app, 'm'), Some(Action::SelfMute(false)));
+    assert_eq!(ch(&mut app, 's'), Some(Action::Act(EventBody::StepDown)));
+    assert_eq!(
+        ch(&mut app, 'a'),
+        Some(Action::Act(EventBody::AcceptInvite))
+    );
+
+    ch(&mut app, 'c');
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(
+        app.handle_key(ctrl_c),
+        Some(Action::Leave),
+        "Ctrl-C leaves even while typing"
+    );
+
+    let mut release = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE);
+    release.kind = KeyEventKind::Release;
+    assert_eq!(app.handle_key(release), None);
+    for code in [
+        KeyCode::F(5),
+        KeyCode::Tab,
+        KeyCode::Null,
+        KeyCode::PageUp,
+        KeyCode::End,
+    ] {
+        assert_eq!(press(&mut app, code), None);
+    }
+}
+
+// ----- events ---------------------------------------------------------------------------
+
+#[test]
+fn events_update_talking_chat_and_exit() {
+    let mut app = app_as(GUS);
+    app.apply(NodeEvent::Speaking {
+        peer_id: hex(DEE),
+        name: "dee".into(),
+        active: true,
+    });
+    assert!(app.talking.contains(&hex(DEE)));
+    app.apply(NodeEvent::Speaking {
+        peer_id: hex(DEE),
+        name: "dee".into(),
+        active: false,
+    });
+    assert!(app.talking.is_empty());
+
+    for i in 0..CHAT_HISTORY_CAP + 50 {
+        app.apply(NodeEvent::Chat {
+            from: hex(BO),
+            name: "bo".into(),
+            text: format!("line {i}"),
+        });
+    }
+    assert_eq!(app.log().len(), CHAT_HISTORY_CAP);
+    assert_eq!(app.log().next().unwrap().text, "line 50");
+
+    assert_eq!(app.apply(NodeEvent::Ended), Some(Exit::Ended));
+    let banned = NodeEvent::Left {
+        reason: "banned".into(),
+    };
+    assert_eq!(app.apply(banned), Some(Exit::Removed("banned".into())));
+    let ended = NodeEvent::Left {
+        reason: "the room has ended".into(),
+    };
+    assert_eq!(app.apply(ended), Some(Exit::Ended));
+    app.leaving = true;
+    let left = NodeEvent::Left {
+        reason: "kicked".into(),
+    };
+    assert_eq!(app.apply(left), Some(Exit::Left));
+}
+
+#[test]
+fn selection_follows_the_person_across_state_changes() {
+    let mut app = app_as(ANA);
+    app.selected = Some(hex(GUS));
+    let mut view = room(ANA);
+    view.stage.remove(2); // cy leaves the stage
+    app.apply(NodeEvent::State(view.clone()));
+    assert_eq!(app.selected_person().map(|p| p.name.as_str()), Some("gus"));
+    view.audience.retain(|p| p.key != hex(GUS)); // gus leaves: land on a neighbour
+    app.apply(NodeEvent::State(view));
+    assert_eq!(app.selected_person().map(|p| p.name.as_str()), Some("fay"));
+}

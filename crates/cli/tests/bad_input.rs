@@ -1,0 +1,149 @@
+//! What a person or a script gets wrong: malformed JSON, unknown commands, a forbidden action,
+//! a corrupt ticket, a missing WAV file. Each gives a clear error; a running room survives.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use common::*;
+
+const T: Duration = Duration::from_secs(15);
+
+#[test]
+fn bad_json_lines_and_forbidden_actions_are_reported_and_survived() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut host = Proc::start(
+        dir.path(),
+        "host",
+        &[
+            "host",
+            "--title",
+            "bad input",
+            "--json",
+            "--input",
+            "silence",
+            "--output",
+            "null",
+        ],
+    )?;
+    let ticket = host.wait_event(T, "ready")?["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut guest = Proc::start(
+        dir.path(),
+        "guest",
+        &[
+            "join", &ticket, "--json", "--input", "silence", "--output", "null",
+        ],
+    )?;
+    guest.wait_event(T, "ready")?;
+
+    guest.send("{this is not json")?;
+    let e = guest.wait_event(T, "error")?;
+    assert!(
+        e["message"].as_str().unwrap().starts_with("malformed JSON"),
+        "{e}"
+    );
+
+    guest.send(r#"{"cmd":"dance"}"#)?;
+    let e = guest.wait_event(T, "error")?;
+    assert_eq!(e["message"], "unknown command \"dance\"");
+
+    guest.send(r#"{"cmd":"mute"}"#)?;
+    let e = guest.wait_event(T, "error")?;
+    assert!(e["message"].as_str().unwrap().contains("peer"), "{e}");
+
+    // A listener may not end the room or ban the host.
+    guest.send(r#"{"cmd":"end"}"#)?;
+    let e = guest.wait_event(T, "error")?;
+    assert_eq!(e["message"], "not allowed: only the host can do that");
+    guest.send(r#"{"cmd":"ban","peer":"not-a-key"}"#)?;
+    let e = guest.wait_event(T, "error")?;
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a person's key"),
+        "{e}"
+    );
+
+    // Still alive and in the room: a chat line reaches the host.
+    guest.send(r#"{"cmd":"chat","text":"still here"}"#)?;
+    host.wait(T, "the chat line", |v| {
+        (v["event"] == "chat" && v["text"] == "still here").then_some(())
+    })?;
+
+    guest.close_stdin();
+    assert!(guest.exit(T)?.success());
+    host.close_stdin();
+    assert!(host.exit(T)?.success());
+    Ok(())
+}
+
+#[test]
+fn a_corrupt_ticket_is_one_clear_line_and_a_nonzero_exit() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ticket = ruang_proto::Ticket {
+        room: ruang_proto::room::RoomId(ruang_proto::Hash([1; 32])),
+        host: ruang_proto::PublicKey([2; 32]),
+        addresses: vec![],
+        room_key: None,
+    }
+    .to_string();
+    // One mistyped character.
+    let mut typo: Vec<char> = ticket.chars().collect();
+    typo[30] = if typo[30] == 'q' { 'r' } else { 'q' };
+    let typo: String = typo.into_iter().collect();
+    let out = ruang()
+        .args(["join", &typo, "--json", "--no-mdns"])
+        .arg("--identity")
+        .arg(dir.path().join("id.key"))
+        .env("XDG_CONFIG_HOME", dir.path())
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error: the ticket is damaged"), "{stderr}");
+    assert!(stderr.contains("hint: copy the whole ticket"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let out = ruang()
+        .args(["join", "hello", "--no-mdns"])
+        .arg("--identity")
+        .arg(dir.path().join("id.key"))
+        .env("XDG_CONFIG_HOME", dir.path())
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a ruang ticket"));
+    Ok(())
+}
+
+#[test]
+fn a_missing_wav_file_fails_before_joining() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = ruang()
+        .args([
+            "host",
+            "--title",
+            "x",
+            "--json",
+            "--no-mdns",
+            "--output",
+            "null",
+            "--input",
+            "/nonexistent/speech.wav",
+        ])
+        .arg("--identity")
+        .arg(dir.path().join("id.key"))
+        .env("XDG_CONFIG_HOME", dir.path())
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/speech.wav"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).is_empty(),
+        "nothing on stdout: no room was opened"
+    );
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! Driving real `ruang` processes through `--json`: spawn, send commands, wait for events.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// The `ruang` binary under test.
+pub fn ruang() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ruang"))
+}
+
+/// A `ruang` process in `--json` mode.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    events: Receiver<Value>,
+    /// Every event seen so far.
+    pub seen: Vec<Value>,
+}
+
+impl Proc {
+    /// Starts `ruang <args>` with its own identity and config folder under `dir`, on loopback
+    /// QUIC, mDNS off.
+    pub fn start(dir: &Path, name: &str, args: &[&str]) -> Result<Proc> {
+        let home = dir.join(name);
+        std::fs::create_dir_all(&home)?;
+        let mut child = ruang()
+            .args(args)
+            .args([
+                "--name",
+                name,
+                "--no-mdns",
+                "--listen",
+                "/ip4/127.0.0.1/udp/0/quic-v1",
+            ])
+            .arg("--identity")
+            .arg(home.join("identity.key"))
+            .env("XDG_CONFIG_HOME", &home)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting ruang")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, rx) = sync_channel(4096);
+        let who = name.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => eprintln!("[{who}] non-JSON line on stdout: {line}"),
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Ok(Proc {
+            name: name.to_string(),
+            child,
+            stdin,
+            events: rx,
+            seen: Vec::new(),
+        })
+    }
+
+    /// Sends one command line.
+    pub fn send(&mut self, line: &str) -> Result<()> {
+        let stdin = self.stdin.as_mut().context("stdin closed")?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// Closes stdin (the process should leave the room and exit).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for an event for which `pred` returns `Some`.
+    pub fn wait<T>(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut pred: impl FnMut(&Value) -> Option<T>,
+    ) -> Result<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if let Some(t) = pred(&v) {
+                        return Ok(t);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => bail!(
+                    "[{}] timed out after {timeout:?} waiting for {what}",
+                    self.name
+                ),
+                Err(RecvTimeoutError::Disconnected) => {
+                    bail!("[{}] exited while waiting for {what}", self.name)
+                }
+            }
+        }
+    }
+
+    /// Waits for an event named `name`.
+    pub fn wait_event(&mut self, timeout: Duration, name: &str) -> Result<Value> {
+        self.wait(timeout, name, |v| (v["event"] == name).then(|| v.clone()))
+    }
+
+    /// Waits for the process to exit, up to `timeout`; kills it after.
+    pub fn exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("[{}] did not exit within {timeout:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Frames received from `key` in a `stats` event, if listed.
+pub fn received_from(stats: &Value, key: &str) -> Option<u64> {
+    stats["speakers"]
+        .as_array()?
+        .iter()
+        .find(|s| s["key"] == key)
+        .and_then(|s| s["received"].as_u64())
+}
+
+/// Reads a 48 kHz mono WAV (16-bit or float) into floats.
+pub fn read_wav(path: &Path) -> Result<Vec<f32>> {
+    let mut reader =
+        hound::WavReader::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let spec = reader.spec();
+    if spec.sample_rate != 48_000 || spec.channels != 1 {
+        bail!("{}: expected 48 kHz mono, got {spec:?}", path.display());
+    }
+    Ok(match spec.sample_format {
+        hound::SampleFormat::Float => reader.samples::<f32>().collect::<Result<_, _>>()?,
+        hound::SampleFormat::Int => reader
+            .samples::<i16>()
+            .map(|s| s.map(|v| v as f32 / 32768.0))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// Writes `seconds` of a seeded synthetic voice to a WAV file and returns its samples.
+pub fn write_voice(path: &PathBuf, seed: u64, seconds: f32) -> Result<Vec<f32>> {
+    use ruang_audio::format::FrameDuration;
+    use ruang_audio::source::{Source, VoiceSource};
+    let frame = FrameDuration::Ms20;
+    let mut src = VoiceSource::new(seed, frame);
+    let mut samples = Vec::new();
+    let mut buf = vec![0.0; frame.samples()];
+    while (samples.len() as f32) < seconds * 48_000.0 {
+        src.next_frame(&mut buf)?;
+        samples.extend_from_slice(&buf);
+    }
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec)?;
+    for s in &samples {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)?;
+    }
+    w.finalize()?;
+    Ok(samples)
+}
+
+/// The best normalised correlation of `window` samples of `reference` (from `start`) against
+/// `heard` at any lag in `0..max_lag`.
+pub fn best_correlation(
+    reference: &[f32],
+    heard: &[f32],
+    start: usize,
+    window: usize,
+    max_lag: usize,
+) -> (f64, usize) {
+    let r = &reference[start..start + window];
+    let corr = |h: &[f32]| {
+        let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+        for (x, y) in r.iter().zip(h) {
+            ab += (*x as f64) * (*y as f64);
+            aa += (*x as f64) * (*x as f64);
+            bb += (*y as f64) * (*y as f64);
+        }
+        if aa == 0.0 || bb == 0.0 {
+            0.0
+        } else {
+            ab / (aa.sqrt() * bb.sqrt())
+        }
+    };
+    let mut best = (f64::MIN, 0);
+    let mut lag = 0;
+    while lag < max_lag && lag + window <= heard.len() {
+        let c = corr(&heard[lag..lag + window]);
+        if c > best.0 {
+            best = (c, lag);
+        }
+        lag += 8;
+    }
+    for lag in best.1.saturating_sub(8)..=best.1 + 8 {
+        if lag + window <= heard.len() {
+            let c = corr(&heard[lag..lag + window]);
+            if c > best.0 {
+                best = (c, lag);
+            }
+        }
+    }
+    best
+}
