@@ -62,7 +62,10 @@ fn init_logging(cli: &Cli, tui_mode: bool) -> anyhow::Result<()> {
         (_, 2) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Kademlia warns on every bootstrap attempt of a node that has no peers yet: routine for
+    // a first node, noise for the user.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},libp2p_kad=error")));
     let file = match (&cli.log_file, tui_mode) {
         (Some(p), _) => Some(p.clone()),
         (None, true) => Some(config::default_log_file()),

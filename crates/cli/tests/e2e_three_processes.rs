@@ -15,6 +15,8 @@ const T: Duration = Duration::from_secs(15);
 
 #[test]
 fn host_listener_and_a_banned_third_process() -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let step = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
     let dir = tempfile::tempdir()?;
     let source = dir.path().join("host.wav");
     let reference = write_voice(&source, 11, 30.0)?;
@@ -59,11 +61,13 @@ fn host_listener_and_a_banned_third_process() -> Result<()> {
         (v["event"] == "playout_started").then_some(())
     })?;
 
+    step("listener playing");
     // The listener hears the host.
     listener.wait(T, "frames from the host", |v| {
         (v["event"] == "stats" && received_from(v, &host_key).unwrap_or(0) > 150).then_some(())
     })?;
 
+    step("listener hears the host");
     // The host invites the listener; it accepts and speaks its tone; the host hears it.
     host.wait(T, "the listener in the audience", |v| {
         (v["event"] == "state"
@@ -85,6 +89,7 @@ fn host_listener_and_a_banned_third_process() -> Result<()> {
         (v["event"] == "stats" && received_from(v, &listener_key).unwrap_or(0) > 50).then_some(())
     })?;
 
+    step("host hears the new speaker");
     // A third process gets on stage, speaks, and is banned: its audio stops at the host.
     let mut third = Proc::start(
         dir.path(),
@@ -117,6 +122,7 @@ fn host_listener_and_a_banned_third_process() -> Result<()> {
     host.wait(T, "frames from the third", |v| {
         (v["event"] == "stats" && received_from(v, &third_key).unwrap_or(0) > 50).then_some(())
     })?;
+    step("host hears the third");
     host.send(&format!(r#"{{"cmd":"ban","peer":"{third_key}"}}"#))?;
     third.wait(T, "being banned", |v| {
         (v["event"] == "left" && v["reason"] == "banned").then_some(())
@@ -127,6 +133,7 @@ fn host_listener_and_a_banned_third_process() -> Result<()> {
         Some(3),
         "a banned process exits with code 3"
     );
+    step("third exited");
     // One second for the ban to take effect, then two more in which nothing arrives.
     std::thread::sleep(Duration::from_secs(1));
     let counts: Vec<u64> = (0..3)
@@ -140,24 +147,22 @@ fn host_listener_and_a_banned_third_process() -> Result<()> {
         counts.windows(2).all(|w| w[0] == w[1]),
         "the third's audio stopped at the host: {counts:?}"
     );
-    let state: Value = host
-        .wait(T, "state", |v| (v["event"] == "state").then(|| v.clone()))
-        .or_else(|_| {
-            host.send(r#"{"cmd":"status"}"#)?;
-            host.wait(T, "state", |v| (v["event"] == "state").then(|| v.clone()))
-        })?;
+    host.send(r#"{"cmd":"status"}"#)?;
+    let state: Value = host.wait(T, "state", |v| (v["event"] == "state").then(|| v.clone()))?;
     assert!(
         state["banned"]
             .as_array()
             .is_some_and(|a| a.iter().any(|k| k == third_key.as_str()))
     );
 
+    step("third's audio stopped");
     // EOF on stdin: the listener leaves cleanly and its WAV is complete.
     listener.close_stdin();
     assert!(listener.exit(T)?.success());
     host.close_stdin();
     assert!(host.exit(T)?.success());
 
+    step("both exited");
     let heard = read_wav(&heard_path)?;
     assert!(
         heard.len() > 48_000 * 5,

@@ -51,6 +51,8 @@ const TICK: Duration = Duration::from_millis(200);
 const MAX_SYNC_PAGES: usize = 10_000;
 /// How long to keep a flooding peer blocked.
 const FLOOD_BLOCK: Duration = Duration::from_secs(60);
+/// How long a banned peer stays connected so the ban reaches it (its audio is refused at once).
+const BAN_GRACE: Duration = Duration::from_secs(2);
 /// How long after EndRoom a node stays subscribed (so the event spreads) before leaving.
 const END_GRACE_MS: u64 = 2_000;
 /// Addresses put in tickets, presence and announcements.
@@ -72,6 +74,8 @@ enum Internal {
     DirectoryPage(Vec<Vec<u8>>),
     /// Unblock a peer blocked for flooding.
     Unblock(PeerId),
+    /// Block a banned peer, once the ban had time to reach it.
+    BlockBanned(PeerId),
 }
 
 pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
@@ -612,6 +616,16 @@ impl Task {
                     let _ = self.directory.insert(wire, now);
                 }
             }
+            Internal::BlockBanned(peer) => {
+                let still_banned = self
+                    .session
+                    .as_ref()
+                    .and_then(|s| ids::public_key(&peer).map(|k| s.room.state().banned.contains(&k)))
+                    .unwrap_or(true);
+                if still_banned {
+                    let _ = self.client.block(peer).await;
+                }
+            }
             Internal::Unblock(peer) => {
                 if self.blocked.remove(&peer) {
                     let banned = self
@@ -999,8 +1013,14 @@ impl Task {
         }
         for key in &newly_banned {
             if let Some(peer) = ids::peer_id(key) {
+                // Its audio stops now; its connections close once the ban has reached it, so
+                // its own node learns it is banned and leaves.
                 self.client.close_audio_from(peer);
-                let _ = self.client.block(peer).await;
+                let internal = self.internal_tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(BAN_GRACE).await;
+                    let _ = internal.send(Internal::BlockBanned(peer)).await;
+                });
             }
         }
         for key in &unbanned {

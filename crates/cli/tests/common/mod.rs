@@ -197,18 +197,18 @@ pub fn write_voice(path: &PathBuf, seed: u64, seconds: f32) -> Result<Vec<f32>> 
 }
 
 /// The best normalised correlation of `window` samples of `reference` (from `start`) against
-/// `heard` at any lag in `0..max_lag`.
+/// `heard` at any position in `0..max_pos` (returned with it): a coarse search on signals
+/// averaged over 8 samples, then a fine search around the best coarse position.
 pub fn best_correlation(
     reference: &[f32],
     heard: &[f32],
     start: usize,
     window: usize,
-    max_lag: usize,
+    max_pos: usize,
 ) -> (f64, usize) {
-    let r = &reference[start..start + window];
-    let corr = |h: &[f32]| {
+    fn corr(a: &[f32], b: &[f32]) -> f64 {
         let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
-        for (x, y) in r.iter().zip(h) {
+        for (x, y) in a.iter().zip(b) {
             ab += (*x as f64) * (*y as f64);
             aa += (*x as f64) * (*x as f64);
             bb += (*y as f64) * (*y as f64);
@@ -218,21 +218,30 @@ pub fn best_correlation(
         } else {
             ab / (aa.sqrt() * bb.sqrt())
         }
-    };
-    let mut best = (f64::MIN, 0);
-    let mut lag = 0;
-    while lag < max_lag && lag + window <= heard.len() {
-        let c = corr(&heard[lag..lag + window]);
-        if c > best.0 {
-            best = (c, lag);
-        }
-        lag += 8;
     }
-    for lag in best.1.saturating_sub(8)..=best.1 + 8 {
-        if lag + window <= heard.len() {
-            let c = corr(&heard[lag..lag + window]);
+    const D: usize = 8;
+    let down = |s: &[f32]| -> Vec<f32> {
+        s.chunks(D)
+            .map(|c| c.iter().sum::<f32>() / c.len() as f32)
+            .collect()
+    };
+    let r = &reference[start..start + window];
+    let (rd, hd) = (down(r), down(heard));
+    let mut coarse = (f64::MIN, 0);
+    let mut pos = 0;
+    while pos * D < max_pos && pos + rd.len() <= hd.len() {
+        let c = corr(&rd, &hd[pos..pos + rd.len()]);
+        if c > coarse.0 {
+            coarse = (c, pos * D);
+        }
+        pos += 1;
+    }
+    let mut best = (f64::MIN, 0);
+    for pos in coarse.1.saturating_sub(2 * D)..=coarse.1 + 2 * D {
+        if pos + window <= heard.len() {
+            let c = corr(r, &heard[pos..pos + window]);
             if c > best.0 {
-                best = (c, lag);
+                best = (c, pos);
             }
         }
     }
