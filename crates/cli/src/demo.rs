@@ -126,7 +126,7 @@ async fn spawn_member(name: &'static str, frame: FrameDuration) -> Result<Member
                         }
                     }
                 }
-                Ok(NodeEvent::State(view)) => *v.lock().unwrap() = Some(view),
+                Ok(NodeEvent::State(view)) => *v.lock().unwrap() = Some(*view),
                 Ok(NodeEvent::Left { reason }) => *l.lock().unwrap() = Some(reason),
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => break,

@@ -147,7 +147,7 @@ pub async fn run(
         "listen": listen,
     }));
     if let Some(view) = status.room {
-        print(serde_json::to_value(NodeEvent::State(view))?);
+        print(serde_json::to_value(NodeEvent::State(Box::new(view)))?);
     }
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
@@ -213,7 +213,10 @@ async fn command(node: &NodeHandle, line: &str) -> Option<Outcome> {
             match node.status().await {
                 Ok(s) => {
                     if let Some(view) = s.room {
-                        print(serde_json::to_value(NodeEvent::State(view)).unwrap_or_default());
+                        print(
+                            serde_json::to_value(NodeEvent::State(Box::new(view)))
+                                .unwrap_or_default(),
+                        );
                     }
                     print(
                         json!({"event": "status", "peers": s.peers, "self_muted": s.self_muted,

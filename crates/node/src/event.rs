@@ -171,7 +171,7 @@ pub enum NodeEvent {
         ticket: String,
     },
     /// The room's state or membership changed.
-    State(RoomView),
+    State(Box<RoomView>),
     /// Someone started or stopped talking (from the levels of the audio actually played, or
     /// for oneself from the microphone).
     Speaking {

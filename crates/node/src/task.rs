@@ -62,7 +62,7 @@ const DIRECTORY_SYNC_PEERS: usize = 8;
 
 enum Internal {
     /// A join's dial and initial sync finished.
-    Joined(Result<(Room, PeerId), NodeError>, bool),
+    Joined(Result<(Box<Room>, PeerId), NodeError>, bool),
     /// Events from a sync answer.
     SyncPage {
         from: PeerId,
@@ -109,13 +109,15 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
     let frame_rate = (1_000 / config.frame.as_millis()) as u32;
     tokio::spawn(receive::run(
         inbox,
-        policy.clone(),
-        mixing.clone(),
-        clock,
-        frame_rate,
-        config.decode_audio,
-        audio_tx.clone(),
-        counters.clone(),
+        receive::Receiver {
+            policy: policy.clone(),
+            mixing: mixing.clone(),
+            clock,
+            frame_rate,
+            decode: config.decode_audio,
+            events: audio_tx.clone(),
+            counters: counters.clone(),
+        },
     ));
 
     let me = config.identity.public();
@@ -305,12 +307,7 @@ impl Task {
             Command::Rooms(reply) => {
                 let now = self.now();
                 self.directory.expire(now);
-                let listings = self
-                    .directory
-                    .list()
-                    .into_iter()
-                    .map(|a| listing(a))
-                    .collect();
+                let listings = self.directory.list().into_iter().map(listing).collect();
                 let _ = reply.send(Ok(listings));
             }
             Command::Status(reply) => {
@@ -405,7 +402,9 @@ impl Task {
         let client = self.client.clone();
         let internal = self.internal_tx.clone();
         tokio::spawn(async move {
-            let result = fetch_room(&client, room, host, addrs).await;
+            let result = fetch_room(&client, room, host, addrs)
+                .await
+                .map(|(r, p)| (Box::new(r), p));
             let _ = internal.send(Internal::Joined(result, private)).await;
         });
     }
@@ -574,7 +573,7 @@ impl Task {
                         } else if state.ended {
                             Err(NodeError::Ended)
                         } else {
-                            Ok(self.enter(room, private).await)
+                            Ok(self.enter(*room, private).await)
                         }
                     }
                     Err(e) => Err(e),
@@ -620,7 +619,9 @@ impl Task {
                 let still_banned = self
                     .session
                     .as_ref()
-                    .and_then(|s| ids::public_key(&peer).map(|k| s.room.state().banned.contains(&k)))
+                    .and_then(|s| {
+                        ids::public_key(&peer).map(|k| s.room.state().banned.contains(&k))
+                    })
                     .unwrap_or(true);
                 if still_banned {
                     let _ = self.client.block(peer).await;
@@ -1050,7 +1051,7 @@ impl Task {
         }
         let view = session.view(&me, &self.config.name);
         session.dirty = false;
-        self.emit(NodeEvent::State(view));
+        self.emit(NodeEvent::State(Box::new(view)));
         self.refresh_links();
         if state.banned.contains(&me) {
             self.banned_from.insert(room_id);
@@ -1138,7 +1139,7 @@ impl Task {
         if dirty && let Some(s) = self.session.as_mut() {
             s.dirty = false;
             let view = s.view(&self.me, &self.config.name);
-            self.emit(NodeEvent::State(view));
+            self.emit(NodeEvent::State(Box::new(view)));
         }
     }
 

@@ -216,15 +216,15 @@ impl Directory {
             self.tombstones.insert(ann.room, ann.expires_at);
             return Ok(Listing::Ended);
         }
-        if !self.rooms.contains_key(&ann.room) && self.rooms.len() >= MAX_ROOMS {
-            if let Some(soonest) = self
+        if !self.rooms.contains_key(&ann.room)
+            && self.rooms.len() >= MAX_ROOMS
+            && let Some(soonest) = self
                 .rooms
                 .iter()
                 .min_by_key(|(_, e)| e.ann.expires_at)
                 .map(|(k, _)| *k)
-            {
-                self.rooms.remove(&soonest);
-            }
+        {
+            self.rooms.remove(&soonest);
         }
         match self.rooms.insert(ann.room, Entry { ann }) {
             None => Ok(Listing::Added),

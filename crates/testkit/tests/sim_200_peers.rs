@@ -118,9 +118,9 @@ fn two_hundred_peers_converge_through_loss_and_a_healed_partition() {
     };
     let (mut origin, genesis) = Room::create(&identities[0], genesis, 0, &mut key_rng).unwrap();
     // The host promotes moderators before the room opens up, on both sides of the coming split.
-    for m in 1..=MODERATORS {
+    for moderator in &everyone[1..=MODERATORS] {
         origin
-            .author(&identities[0], EventBody::Promote { who: everyone[m] }, 1)
+            .author(&identities[0], EventBody::Promote { who: *moderator }, 1)
             .unwrap();
     }
     let opening: Vec<Vec<u8>> = origin

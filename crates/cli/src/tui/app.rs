@@ -147,7 +147,7 @@ impl App {
         match event {
             NodeEvent::State(view) => {
                 let ended = view.ended;
-                self.set_room(view);
+                self.set_room(*view);
                 if ended {
                     return Some(Exit::Ended);
                 }

@@ -548,9 +548,9 @@ fn selection_follows_the_person_across_state_changes() {
     app.selected = Some(hex(GUS));
     let mut view = room(ANA);
     view.stage.remove(2); // cy leaves the stage
-    app.apply(NodeEvent::State(view.clone()));
+    app.apply(NodeEvent::State(Box::new(view.clone())));
     assert_eq!(app.selected_person().map(|p| p.name.as_str()), Some("gus"));
     view.audience.retain(|p| p.key != hex(GUS)); // gus leaves: land on a neighbour
-    app.apply(NodeEvent::State(view));
+    app.apply(NodeEvent::State(Box::new(view)));
     assert_eq!(app.selected_person().map(|p| p.name.as_str()), Some("fay"));
 }

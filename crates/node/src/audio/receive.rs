@@ -41,18 +41,35 @@ pub struct ReceiveCounters {
     pub limited: AtomicU64,
 }
 
-/// Runs until the inbox closes. `frame_rate` is the expected frames per second of one speaker;
-/// with `decode` off, accepted frames are counted but not buffered.
-pub async fn run(
-    mut inbox: AudioInbox,
-    policy: SharedPolicy,
-    mixing: SharedMixing,
-    clock: Clock,
-    frame_rate: u32,
-    decode: bool,
-    events: mpsc::Sender<AudioEvent>,
-    counters: Arc<ReceiveCounters>,
-) {
+/// What the receive task works with.
+pub struct Receiver {
+    /// Who may be heard.
+    pub policy: SharedPolicy,
+    /// Where accepted frames go.
+    pub mixing: SharedMixing,
+    /// The node's clock (arrival times).
+    pub clock: Clock,
+    /// Frames per second one speaker sends.
+    pub frame_rate: u32,
+    /// With `decode` off, accepted frames are counted but not buffered.
+    pub decode: bool,
+    /// Where to report floods.
+    pub events: mpsc::Sender<AudioEvent>,
+    /// Counters, read by the node task.
+    pub counters: Arc<ReceiveCounters>,
+}
+
+/// Runs until the inbox closes.
+pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
+    let Receiver {
+        policy,
+        mixing,
+        clock,
+        frame_rate,
+        decode,
+        events,
+        counters,
+    } = receiver;
     let mut headers: HashMap<Arc<[u8]>, Option<AudioHeader>> = HashMap::new();
     let mut speakers: HashMap<PeerId, Option<PublicKey>> = HashMap::new();
     // Twice the nominal rate on average: a speaker's own rate never trips it.

@@ -8,9 +8,10 @@ use anyhow::{Context, Result, bail};
 use ruang_audio::format::FrameDuration;
 use ruang_audio::sink::{Sink, SinkError};
 use ruang_net::Transport;
-use ruang_node::{HostOptions, Node, NodeEvent, NodeHandle};
-use ruang_proto::Identity;
-use ruang_proto::room::Info;
+use ruang_node::wire::{SyncRequest, SyncResponse};
+use ruang_node::{HostOptions, JoinTarget, Node, NodeEvent, NodeHandle, RoomView, SpeakerStats};
+use ruang_proto::room::{EventBody, Info, Room, RoomId};
+use ruang_proto::{Identity, PublicKey, Ticket};
 use tokio::sync::broadcast;
 
 /// A node listening on loopback QUIC with mDNS off.
@@ -24,7 +25,19 @@ pub async fn node_with(
     transport: Transport,
     extra: impl FnOnce(ruang_node::Builder) -> ruang_node::Builder,
 ) -> Result<NodeHandle> {
+    // The thread-local RNG is not `Send`: done with it before the first await.
     let identity = Identity::generate(&mut rand::rng());
+    node_with_identity(identity, name, transport, extra).await
+}
+
+/// A node with a given identity (so the test can also sign as it), a transport choice and
+/// extra builder settings.
+pub async fn node_with_identity(
+    identity: Identity,
+    name: &str,
+    transport: Transport,
+    extra: impl FnOnce(ruang_node::Builder) -> ruang_node::Builder,
+) -> Result<NodeHandle> {
     let listen = match transport {
         Transport::TcpOnly => "/ip4/127.0.0.1/tcp/0",
         _ => "/ip4/127.0.0.1/udp/0/quic-v1",
@@ -181,4 +194,440 @@ pub fn correlation(a: &[f32], b: &[f32]) -> f64 {
     } else {
         ab / (aa.sqrt() * bb.sqrt())
     }
+}
+
+// ----- more helpers for the issue-4 scenarios ------------------------------------------------
+
+/// Upper bound for "should happen about now" waits.
+pub const SOON: Duration = Duration::from_secs(10);
+
+/// Logs to the test output at `RUST_LOG` (default: warnings).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Spawns `n` nodes named `{prefix}{i}` on loopback QUIC.
+pub async fn nodes(prefix: &str, n: usize) -> Result<Vec<NodeHandle>> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(node(&format!("{prefix}{i}")).await?);
+    }
+    Ok(out)
+}
+
+/// Shuts every node down (bounded).
+pub async fn shutdown_all(nodes: &[&NodeHandle]) {
+    for n in nodes {
+        let _ = tokio::time::timeout(SOON, n.shutdown()).await;
+    }
+}
+
+/// Joins `node` to the room of `ticket`, bounded.
+pub async fn join(node: &NodeHandle, ticket: &Ticket) -> Result<ruang_node::Joined> {
+    let joined = tokio::time::timeout(SOON, node.join(JoinTarget::Ticket(ticket.clone())))
+        .await
+        .context("join timed out")??;
+    Ok(joined)
+}
+
+/// How many people `view` shows as present (on stage and present, plus the audience).
+pub fn present_count(view: &RoomView) -> usize {
+    view.stage.iter().filter(|p| p.present).count() + view.audience.len()
+}
+
+/// Waits until every node in `nodes` sees `n` people present in its room.
+pub async fn wait_present(nodes: &[&NodeHandle], n: usize) -> Result<()> {
+    for (i, node) in nodes.iter().enumerate() {
+        eventually(SOON, &format!("node {i} sees {n} present"), || async {
+            node.status()
+                .await
+                .ok()
+                .and_then(|s| s.room)
+                .is_some_and(|r| present_count(&r) >= n)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// The host invites `who` on stage and `who` accepts (once the invitation reached it).
+pub async fn bring_on_stage(host: &NodeHandle, who: &NodeHandle) -> Result<()> {
+    host.act(EventBody::InviteSpeaker { who: who.key() })
+        .await?;
+    eventually(SOON, "the invitation is accepted", || async {
+        who.act(EventBody::AcceptInvite).await.is_ok()
+    })
+    .await
+}
+
+/// Waits until every node in `nodes` has a room state for which `pred` holds.
+pub async fn wait_state(
+    nodes: &[&NodeHandle],
+    what: &str,
+    pred: impl Fn(&RoomView) -> bool,
+) -> Result<()> {
+    for (i, node) in nodes.iter().enumerate() {
+        eventually(SOON, &format!("node {i}: {what}"), || async {
+            node.status()
+                .await
+                .ok()
+                .and_then(|s| s.room)
+                .is_some_and(|r| pred(&r))
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// The last receive statistics of a node, with when they came.
+#[derive(Clone, Debug)]
+pub struct StatsSnapshot {
+    /// Per remote speaker.
+    pub speakers: Vec<SpeakerStats>,
+    /// Frames this node sent.
+    pub frames_sent: u64,
+    /// When the event was seen.
+    pub at: tokio::time::Instant,
+}
+
+/// What a [`Recorder`] saw of a node's events.
+#[derive(Clone, Debug, Default)]
+pub struct Recorded {
+    /// The last `Stats` event.
+    pub stats: Option<StatsSnapshot>,
+    /// Chat lines seen.
+    pub chats: u64,
+    /// Unix µs of frame 0 of our source.
+    pub capture_started_us: Option<u64>,
+    /// Unix µs of sample 0 of our sink.
+    pub playout_started_us: Option<u64>,
+    /// When the source ended.
+    pub source_ended: Option<tokio::time::Instant>,
+    /// Why the node left its room, if it did.
+    pub left: Option<String>,
+    /// Notices and errors, the last 64.
+    pub notices: Vec<String>,
+}
+
+/// Records a node's events in the background (stats, chat counts, audio start times...).
+#[derive(Clone)]
+pub struct Recorder(Arc<Mutex<Recorded>>);
+
+impl Recorder {
+    /// Starts recording `node`'s events from now on.
+    pub fn start(node: &NodeHandle) -> Recorder {
+        let shared = Arc::new(Mutex::new(Recorded::default()));
+        let mut events = node.subscribe();
+        let rec = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let ev = match events.recv().await {
+                    Ok(ev) => ev,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                let mut r = rec.lock().unwrap();
+                match ev {
+                    NodeEvent::Stats {
+                        speakers,
+                        frames_sent,
+                        ..
+                    } => {
+                        r.stats = Some(StatsSnapshot {
+                            speakers,
+                            frames_sent,
+                            at: tokio::time::Instant::now(),
+                        })
+                    }
+                    NodeEvent::Chat { .. } => r.chats += 1,
+                    NodeEvent::CaptureStarted { unix_us } => r.capture_started_us = Some(unix_us),
+                    NodeEvent::PlayoutStarted { unix_us } => r.playout_started_us = Some(unix_us),
+                    NodeEvent::SourceEnded => r.source_ended = Some(tokio::time::Instant::now()),
+                    NodeEvent::Left { reason } => r.left = Some(reason),
+                    NodeEvent::Notice { message } | NodeEvent::Error { message } => {
+                        if r.notices.len() >= 64 {
+                            r.notices.remove(0);
+                        }
+                        r.notices.push(message);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Recorder(shared)
+    }
+
+    /// A copy of what was recorded so far.
+    pub fn get(&self) -> Recorded {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The last stats of `speaker` (by key), if it was heard.
+    pub fn speaker(&self, speaker: &PublicKey) -> Option<SpeakerStats> {
+        let hex = speaker.to_hex();
+        self.0
+            .lock()
+            .unwrap()
+            .stats
+            .as_ref()?
+            .speakers
+            .iter()
+            .find(|s| s.key == hex)
+            .cloned()
+    }
+
+    /// Frames received from `speaker` so far (0 if never heard).
+    pub fn received(&self, speaker: &PublicKey) -> u64 {
+        self.speaker(speaker).map(|s| s.received).unwrap_or(0)
+    }
+
+    /// Waits for a `Stats` event that came after `after`, and returns it.
+    pub async fn stats_after(&self, after: tokio::time::Instant) -> Result<StatsSnapshot> {
+        let mut out = None;
+        eventually(SOON, "a fresh Stats event", || {
+            let s = self.get().stats.filter(|s| s.at > after);
+            let found = s.is_some();
+            out = s;
+            async move { found }
+        })
+        .await?;
+        Ok(out.expect("set when eventually returned Ok"))
+    }
+}
+
+/// The amplitude of the `freq` Hz component of `samples` (48 kHz), by the Goertzel algorithm:
+/// a full-scale sine of amplitude A at `freq` over a whole number of cycles gives about A.
+pub fn tone_amplitude(samples: &[f32], freq: f32) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let w = std::f64::consts::TAU * f64::from(freq) / 48_000.0;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for x in samples {
+        let s = f64::from(*x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    2.0 * power.max(0.0).sqrt() / samples.len() as f64
+}
+
+/// RMS of `samples`.
+pub fn rms(samples: &[f32]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    (samples
+        .iter()
+        .map(|x| f64::from(*x) * f64::from(*x))
+        .sum::<f64>()
+        / samples.len() as f64)
+        .sqrt()
+}
+
+/// Correlation of what a listener heard with what the speaker said, aligned with the audio
+/// start times the two nodes reported (`CaptureStarted` at the speaker, `PlayoutStarted` at
+/// the listener; both unix µs on one machine). Searches network + jitter-buffer delays of
+/// 0..`max_delay_ms` over a `window_s` window starting `from_s` into the speech. Returns the
+/// correlation and the mouth-to-ear delay it was found at, in ms.
+pub fn aligned_correlation(
+    reference: &[f32],
+    heard: &[f32],
+    capture_started_us: u64,
+    playout_started_us: u64,
+    from_s: f32,
+    window_s: f32,
+    max_delay_ms: u64,
+) -> (f64, f64) {
+    let start = (from_s * 48_000.0) as usize;
+    let window = (window_s * 48_000.0) as usize;
+    let r = &reference[start..start + window];
+    // Sink index of the speaker's sample 0 if the path had no delay.
+    let offset = (capture_started_us as i64 - playout_started_us as i64) * 48 / 1_000;
+    let max_lag = (max_delay_ms * 48) as i64;
+    let at = |lag: i64| -> Option<&[f32]> {
+        let i = offset + start as i64 + lag;
+        (i >= 0 && i as usize + window <= heard.len())
+            .then(|| &heard[i as usize..i as usize + window])
+    };
+    let mut best = (f64::MIN, 0i64);
+    let mut lag = 0;
+    while lag <= max_lag {
+        if let Some(h) = at(lag) {
+            let c = correlation(r, h);
+            if c > best.0 {
+                best = (c, lag);
+            }
+        }
+        lag += 16;
+    }
+    for lag in (best.1 - 16).max(0)..=best.1 + 16 {
+        if let Some(h) = at(lag) {
+            let c = correlation(r, h);
+            if c > best.0 {
+                best = (c, lag);
+            }
+        }
+    }
+    (best.0, best.1 as f64 / 48.0)
+}
+
+/// A bare `ruang_net` peer (no ruang node on top) for attacks: it can publish anything on any
+/// topic and open raw audio streams. It records every gossip message it receives (and
+/// accepts it, so validation never stalls), and refuses sync requests.
+pub struct RawPeer {
+    /// Its network client.
+    pub client: ruang_net::Client,
+    /// Its identity (also its libp2p key).
+    pub identity: Identity,
+    /// Gossip received: (delivering peer, topic, payload).
+    pub seen: Arc<Mutex<Vec<(ruang_net::PeerId, String, Vec<u8>)>>>,
+}
+
+/// Starts a [`RawPeer`] on loopback QUIC.
+pub async fn raw_peer(identity: Identity) -> Result<RawPeer> {
+    let mut secret = *identity.secret_bytes();
+    let keypair = ruang_net::Keypair::ed25519_from_bytes(&mut secret)?;
+    let mut config = ruang_net::Config::new(keypair).with_transport(Transport::QuicOnly);
+    config.mdns = false;
+    config.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse()?];
+    let (client, mut events, _audio) = tokio::time::timeout(SOON, ruang_net::spawn(config))
+        .await
+        .context("raw peer spawn timed out")??;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (c, s) = (client.clone(), seen.clone());
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                ruang_net::Event::Gossip {
+                    source,
+                    id,
+                    topic,
+                    data,
+                    ..
+                } => {
+                    let _ = c
+                        .report_validation(id, source, ruang_net::Verdict::Accept)
+                        .await;
+                    let mut s = s.lock().unwrap();
+                    if s.len() < 100_000 {
+                        s.push((source, topic, data));
+                    }
+                }
+                ruang_net::Event::SyncRequest { reply, .. } => {
+                    let _ = c
+                        .respond(
+                            reply,
+                            SyncResponse::Refused("raw test peer".into()).encode(),
+                        )
+                        .await;
+                }
+                _ => {}
+            }
+        }
+    });
+    Ok(RawPeer {
+        client,
+        identity,
+        seen,
+    })
+}
+
+impl RawPeer {
+    /// Its peer id.
+    pub fn peer_id(&self) -> ruang_net::PeerId {
+        self.client.local_peer_id()
+    }
+
+    /// Gossip payloads received on `topic`.
+    pub fn seen_on(&self, topic: &str) -> Vec<Vec<u8>> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t, _)| t == topic)
+            .map(|(_, _, d)| d.clone())
+            .collect()
+    }
+
+    /// Pulls the whole log of `room` from `peer` over `/ruang/sync/1`, as a joining node does.
+    pub async fn fetch_log(&self, peer: ruang_net::PeerId, room: RoomId) -> Result<Room> {
+        let mut replica: Option<Room> = None;
+        for _ in 0..100 {
+            let heads = replica.as_ref().map(|r| r.heads()).unwrap_or_default();
+            let bytes = self
+                .client
+                .sync_request(peer, SyncRequest::Room { room, heads }.encode())
+                .await?;
+            let SyncResponse::Room { events, more } = SyncResponse::decode(&bytes)? else {
+                bail!("sync refused");
+            };
+            for wire in &events {
+                match replica.as_mut() {
+                    None => replica = Some(Room::from_genesis_wire(room, wire)?),
+                    Some(r) => {
+                        r.insert_wire(wire);
+                    }
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        replica.context("no genesis in the sync answer")
+    }
+}
+
+/// An address of `node` (with `/p2p/`) whose text contains `pattern`.
+pub async fn addr_of(node: &NodeHandle, pattern: &str) -> Result<ruang_net::Multiaddr> {
+    let addrs = node.status().await?.addrs;
+    addrs
+        .iter()
+        .find(|a| a.to_string().contains(pattern))
+        .cloned()
+        .with_context(|| format!("no address with {pattern:?} among {addrs:?}"))
+}
+
+/// [`aligned_correlation`] over consecutive `window_s` windows from `from_s` to `to_s` into the
+/// speech, each aligned on its own: the jitter buffer may stretch or skip a frame now and then,
+/// which shifts everything after it by a frame, so one alignment for a long stretch of audio
+/// would measure the buffer's adaptation rather than what was heard. Returns the correlation
+/// and delay (ms) of each window.
+pub fn windowed_correlations(
+    reference: &[f32],
+    heard: &[f32],
+    capture_started_us: u64,
+    playout_started_us: u64,
+    (from_s, to_s, window_s): (f32, f32, f32),
+    max_delay_ms: u64,
+) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    let mut at = from_s;
+    while at + window_s <= to_s + 1e-3 {
+        out.push(aligned_correlation(
+            reference,
+            heard,
+            capture_started_us,
+            playout_started_us,
+            at,
+            window_s,
+            max_delay_ms,
+        ));
+        at += window_s;
+    }
+    out
+}
+
+/// The median of `values` (0 when empty).
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }

@@ -419,7 +419,7 @@ impl Room {
         let outcome = self.state.apply(&node.event).err();
         self.order.push(hash);
         self.outcomes.push(outcome);
-        if (self.order.len() - 1) % SNAPSHOT_INTERVAL == 0 {
+        if (self.order.len() - 1).is_multiple_of(SNAPSHOT_INTERVAL) {
             self.snapshots.push(self.state.clone());
         }
     }

@@ -39,7 +39,7 @@ fn random_body(rng: &mut ChaCha8Rng, actors: &[Identity]) -> EventBody {
         31..=32 => EventBody::Ban { who },
         33 => EventBody::Unban { who },
         34 => EventBody::Recording {
-            on: rng.next_u32() % 2 == 0,
+            on: rng.next_u32().is_multiple_of(2),
         },
         35 => EventBody::UpdateInfo(Info {
             title: format!("title {}", rng.next_u32() % 100),
@@ -49,7 +49,7 @@ fn random_body(rng: &mut ChaCha8Rng, actors: &[Identity]) -> EventBody {
         37 => EventBody::ClaimHost,
         38 => EventBody::Kick { who },
         _ => {
-            if rng.next_u32() % 8 == 0 {
+            if rng.next_u32().is_multiple_of(8) {
                 EventBody::EndRoom
             } else {
                 EventBody::RaiseHand
