@@ -14,14 +14,49 @@ use ruang_proto::room::{Event, EventBody, Genesis, Info, Insert, Role, Room, Vis
 use ruang_proto::signed::{self, Verified};
 
 const EVENTS: usize = 10_000;
-const USERS: usize = 200;
-const WRITERS: usize = 4;
 
-/// Builds a log of `EVENTS` events authored on `WRITERS` replicas. After each event a random
+/// CPU time of this thread (from /proc/thread-self/schedstat), so the figures are "on one core"
+/// even when other processes compete for the machine; wall-clock time where that is unreadable.
+struct CpuTimer {
+    cpu_ns: Option<u64>,
+    wall: Instant,
+}
+
+impl CpuTimer {
+    fn read() -> Option<u64> {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    fn start() -> CpuTimer {
+        CpuTimer {
+            cpu_ns: Self::read(),
+            wall: Instant::now(),
+        }
+    }
+
+    fn elapsed(&self) -> std::time::Duration {
+        match (self.cpu_ns, Self::read()) {
+            (Some(a), Some(b)) => std::time::Duration::from_nanos(b.saturating_sub(a)),
+            _ => self.wall.elapsed(),
+        }
+    }
+}
+const USERS: usize = 200;
+
+/// Builds a log of `EVENTS` events authored on `replicas` replicas. After each event a random
 /// pair of replicas syncs (one way) with probability `sync_chance`: 0.5 gives the shallow
 /// concurrency of a live room (gossip spreads an event in about a hundred milliseconds), 0.125
 /// the deep divergence of replicas that were cut off from each other for a while.
-fn build_log(rng: &mut ChaCha8Rng, sync_chance: f64) -> (Room, Vec<Verified<Event>>) {
+fn build_log(
+    rng: &mut ChaCha8Rng,
+    replicas: usize,
+    sync_chance: f64,
+) -> (Room, Vec<Verified<Event>>) {
     let host = Identity::generate(rng);
     let users: Vec<Identity> = (0..USERS).map(|_| Identity::generate(rng)).collect();
     let genesis = Genesis {
@@ -34,14 +69,14 @@ fn build_log(rng: &mut ChaCha8Rng, sync_chance: f64) -> (Room, Vec<Verified<Even
         nonce: [0; 16],
     };
     let (origin, _) = Room::create(&host, genesis, 0, rng).expect("genesis");
-    let mut writers: Vec<Room> = (0..WRITERS)
+    let mut writers: Vec<Room> = (0..replicas)
         .map(|_| Room::from_genesis(origin.genesis().clone()).expect("genesis"))
         .collect();
     let mut events = Vec::with_capacity(EVENTS);
     let mut t = 1;
     while events.len() < EVENTS {
         t += 1;
-        let w = (rng.next_u32() as usize) % WRITERS;
+        let w = (rng.next_u32() as usize) % replicas;
         let u = &users[(rng.next_u32() as usize) % USERS];
         let state = writers[w].state();
         let (author, body) = match state.role(&u.public()) {
@@ -70,8 +105,8 @@ fn build_log(rng: &mut ChaCha8Rng, sync_chance: f64) -> (Room, Vec<Verified<Even
         }
         if (rng.next_u32() as f64) < sync_chance * u32::MAX as f64 {
             let (a, b) = (
-                (rng.next_u32() as usize) % WRITERS,
-                (rng.next_u32() as usize) % WRITERS,
+                (rng.next_u32() as usize) % replicas,
+                (rng.next_u32() as usize) % replicas,
             );
             if a != b {
                 let missing: Vec<_> = writers[a]
@@ -90,22 +125,29 @@ fn build_log(rng: &mut ChaCha8Rng, sync_chance: f64) -> (Room, Vec<Verified<Even
 
 fn main() {
     let only = std::env::var("BENCH_ONLY").ok();
-    for (name, sync_chance) in [
-        ("live room (shallow concurrency)", 0.5),
-        ("after partitions (deep concurrency)", 0.125),
-    ] {
+    println!("(times are this thread's CPU time: one core's worth of work)\n");
+    let scenarios = [
+        ("one writer: a linear log", 1, 1.0),
+        ("four writers, shallow concurrency", 4, 0.5),
+        (
+            "four writers, deep concurrency (after partitions)",
+            4,
+            0.125,
+        ),
+    ];
+    for (name, replicas, sync_chance) in scenarios {
         if only.as_deref().is_some_and(|o| !name.starts_with(o)) {
             continue;
         }
         println!("== {name}");
-        run(sync_chance);
+        run(replicas, sync_chance);
     }
 }
 
-fn run(sync_chance: f64) {
+fn run(replicas: usize, sync_chance: f64) {
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let started = Instant::now();
-    let (origin, events) = build_log(&mut rng, sync_chance);
+    let (origin, events) = build_log(&mut rng, replicas, sync_chance);
     let merges = events.iter().filter(|e| e.parents.len() > 1).count();
     println!(
         "built a log of {} events ({merges} merges of concurrent branches) in {:.2?}",
@@ -115,7 +157,7 @@ fn run(sync_chance: f64) {
     let wires: Vec<Vec<u8>> = events.iter().map(|e| e.wire().to_vec()).collect();
 
     // 1. Signature + decoding only.
-    let started = Instant::now();
+    let started = CpuTimer::start();
     for w in &wires {
         signed::verify::<Event>(w).expect("valid");
     }
@@ -144,7 +186,7 @@ fn run(sync_chance: f64) {
         .skip(1)
         .map(|(e, _)| by_hash[&e.hash()])
         .collect();
-    let started = Instant::now();
+    let started = CpuTimer::start();
     let mut r = Room::from_genesis(origin.genesis().clone()).expect("genesis");
     for w in &ordered {
         assert!(matches!(r.insert_wire(w), Insert::New { .. }));
@@ -158,7 +200,7 @@ fn run(sync_chance: f64) {
     assert_eq!(r.state(), reference.state());
 
     // 3. Verify + apply in authoring order (concurrent branches interleaved, as gossip delivers).
-    let started = Instant::now();
+    let started = CpuTimer::start();
     let mut r = Room::from_genesis(origin.genesis().clone()).expect("genesis");
     for w in &wires {
         r.insert_wire(w);
@@ -174,7 +216,7 @@ fn run(sync_chance: f64) {
     // 4. The state of the whole 10,000-event log, computed from scratch (order + apply).
     let mut times = Vec::new();
     for _ in 0..5 {
-        let started = Instant::now();
+        let started = CpuTimer::start();
         let state = r.recompute().clone();
         times.push(started.elapsed());
         assert_eq!(&state, reference.state());

@@ -264,11 +264,11 @@ impl Signable for Event {
         if self.parents.len() > MAX_PARENTS {
             return Err("too many parents");
         }
-        let mut sorted = self.parents.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        if sorted.len() != self.parents.len() {
-            return Err("duplicate parent");
+        // At most MAX_PARENTS: a quadratic check beats sorting a copy.
+        for (i, p) in self.parents.iter().enumerate() {
+            if self.parents[..i].contains(p) {
+                return Err("duplicate parent");
+            }
         }
         match &self.body {
             EventBody::Genesis(g) => {

@@ -24,6 +24,7 @@
 //! applied in O(log n). An event concurrent with others re-runs the order from the nearest state
 //! snapshot before its parents (snapshots every [`SNAPSHOT_INTERVAL`] events).
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, VecDeque};
 
 use rand_core::Rng;
@@ -486,11 +487,11 @@ impl Room {
     /// the snapshot state there. That first non-ancestor is found by walking down from the heads
     /// and the parents together in decreasing position, until no non-ancestor remains on the
     /// frontier: the cost follows how far back the concurrency goes, not the log's length.
-    fn causal_state(&self, parents: &[EventHash]) -> State {
+    fn causal_state(&self, parents: &[EventHash]) -> Cow<'_, State> {
         let parents_are_heads =
             parents.len() == self.heads.len() && parents.iter().all(|p| self.heads.contains(p));
         if parents_are_heads {
-            return self.state.clone();
+            return Cow::Borrowed(&self.state);
         }
         // Mark: true = ancestor of the new event, false = reachable only from other heads.
         let mut mark: HashMapOf<bool> = HashMapOf::default();
@@ -542,7 +543,7 @@ impl Room {
         }
         if first_other == usize::MAX {
             // Every event in the log is an ancestor.
-            return self.state.clone();
+            return Cow::Borrowed(&self.state);
         }
         let mut state = self.state_after(first_other);
         let set: Vec<EventHash> = ancestors_seen
@@ -563,7 +564,7 @@ impl Room {
         if self.order.len() <= 2_000 {
             debug_assert_eq!(state, self.causal_state_by_definition(parents));
         }
-        state
+        Cow::Owned(state)
     }
 
     /// The causal state computed straight from its definition: all ancestors, linearised from
