@@ -2,19 +2,26 @@
 //! else, so a `TestBackend` shows exactly what a terminal would.
 //!
 //! ```text
-//! ┌ ruang · title ───────────────────────────────────────────────────────┐
-//! │ topic · #tags · language                                            │
-//! │ you: ana (speaker) · mic on                                         │
-//! └─────────────────────────────────────────────────────────────────────┘
-//! ┌ Stage (3) ───────────────┐┌ Chat ───────────────────────────────────┐
-//! │◉ ana (you)  host talking ││ bo: hello                               │
-//! ├ Raised hands (1) ────────┤│ * cy was banned                         │
-//! ├ Audience (4) ────────────┤└─────────────────────────────────────────┘
-//! │dee  hand                 │┌ say something ──────────────────────────┐
-//! └──────────────────────────┘└─────────────────────────────────────────┘
-//! peers 3 · jitter buffer 60 ms · loss 0.4% (bo 60 ms 0.2%)
-//! done: invite dee to speak
-//! h raise hand  Enter/c chat  q leave  ...
+//! ┌ ruang · Morning news ─────────────────────────────────────────────┐
+//! │what happened overnight · #news · en                               │
+//! │you: bo (moderator) · mic on                                       │
+//! └───────────────────────────────────────────────────────────────────┘
+//! ┌ Stage (4) ──────────────────────┐┌ Chat ──────────────────────────┐
+//! │○ ana l3b7-6v2u host             ││bo: hello everyone              │
+//! │○ bo (you) pygd-7rjh mod         ││* gus joined                    │
+//! │○ cy fiop-qgi7 speaker muted     ││! audio: device gone            │
+//! │◉ dee skua-4ad3 speaker talking  ││                                │
+//! └─────────────────────────────────┘│                                │
+//! ┌ Raised hands (2) ───────────────┐│                                │
+//! │1. eve 4dq5-4m3h                 ││                                │
+//! │2. fay ihtu-njgy                 │└────────────────────────────────┘
+//! └─────────────────────────────────┘┌────────────────────────────────┐
+//! ┌ Audience (3) ───────────────────┐│press Enter or c to chat        │
+//! │eve 4dq5-4m3h hand               │└────────────────────────────────┘
+//! peers 6 · sent 1200 to 5 listeners · jitter buffer 60 ms · loss 0.3% (dee 60 ms 0.5%)
+//! done: invite eve to speak
+//!  m  mic off   s  step down   Enter/c  chat   PgUp/PgDn  scroll   q  leave
+//!  ↑↓/jk  select   i  invite   x  to audience   u  mute/unmute   K  kick   B  ban
 //! ```
 
 use ratatui::Frame;
@@ -26,13 +33,13 @@ use ruang_node::Person;
 use ruang_proto::room::Role;
 
 use super::app::{App, InputMode, LineKind};
+use super::bars::{health_line, help_rows};
+use super::text::{clean, join, role_name, wrap};
 
 /// Most stage rows given room before the raised hands and the audience get theirs.
 const STAGE_ROWS_MAX: usize = 12;
 /// Most raised-hand rows shown before the list scrolls.
 const HAND_ROWS_MAX: usize = 6;
-/// Most rows the key help may take (it is cut on very narrow terminals).
-const HELP_ROWS_MAX: usize = 4;
 
 /// Draws the whole screen for `app`.
 pub fn draw(frame: &mut Frame<'_>, app: &App) {
@@ -338,224 +345,4 @@ fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect) {
             frame.render_widget(Paragraph::new(text).block(Block::bordered()), area);
         }
     }
-}
-
-/// Peers, jitter-buffer delay and loss, overall and per speaker.
-fn health_line(app: &App) -> Line<'static> {
-    let h = &app.health;
-    let mut spans = vec![format!("peers {}", h.peers).into()];
-    if app.on_stage() {
-        spans.push(
-            format!(
-                " · sent {} to {} listeners",
-                h.frames_sent, h.listeners_served
-            )
-            .into(),
-        );
-        if h.frames_dropped > 0 {
-            spans.push(format!(" ({} dropped)", h.frames_dropped).yellow());
-        }
-    }
-    if !h.measured {
-        spans.push(" · audio: no stats yet".dim());
-        return Line::from(spans);
-    }
-    if h.speakers.is_empty() {
-        spans.push(" · audio: no remote speaker now".dim());
-        return Line::from(spans);
-    }
-    let jitter = h.speakers.iter().map(|s| s.jitter_ms).max().unwrap_or(0);
-    let lost: u64 = h.speakers.iter().map(|s| s.lost).sum();
-    let received: u64 = h.speakers.iter().map(|s| s.received).sum();
-    let loss = loss_percent(lost, received);
-    let loss_style = if loss >= 5.0 {
-        Style::new().fg(Color::Red)
-    } else {
-        Style::new()
-    };
-    spans.push(format!(" · jitter buffer {jitter} ms · ").into());
-    spans.push(Span::styled(format!("loss {loss:.1}%"), loss_style));
-    let each: Vec<String> = h
-        .speakers
-        .iter()
-        .map(|s| {
-            let name = if s.name.is_empty() {
-                app.name_of(&s.key)
-            } else {
-                s.name.clone()
-            };
-            let loss = loss_percent(s.lost, s.received);
-            format!("{} {} ms {loss:.1}%", clean(&name), s.jitter_ms)
-        })
-        .collect();
-    spans.push(format!(" ({})", each.join(", ")).dim());
-    Line::from(spans)
-}
-
-/// Frames lost as a share of frames expected (received plus lost), in percent.
-fn loss_percent(lost: u64, received: u64) -> f64 {
-    let expected = lost.saturating_add(received);
-    if expected == 0 {
-        0.0
-    } else {
-        lost as f64 * 100.0 / expected as f64
-    }
-}
-
-/// The keys that do something now, for the help bar.
-fn help_keys(app: &App) -> Vec<(&'static str, &'static str)> {
-    let mut keys = Vec::new();
-    match &app.mode {
-        InputMode::Chat(_) => {
-            keys.extend([("Enter", "send"), ("Esc", "cancel"), ("Ctrl-U", "clear")]);
-        }
-        InputMode::ConfirmEnd => {
-            keys.extend([("y", "end the room for everyone"), ("other keys", "cancel")]);
-        }
-        InputMode::Normal => {
-            let role = app.my_role();
-            if app.on_stage() {
-                keys.push(("m", if app.self_muted { "mic on" } else { "mic off" }));
-                if role != Role::Host {
-                    keys.push(("s", "step down"));
-                }
-            } else {
-                keys.push((
-                    "h",
-                    if app.hand_raised() {
-                        "lower hand"
-                    } else {
-                        "raise hand"
-                    },
-                ));
-                if app.invited() {
-                    keys.push(("a", "accept invite"));
-                }
-            }
-            keys.extend([("Enter/c", "chat"), ("PgUp/PgDn", "scroll"), ("q", "leave")]);
-            if app.is_moderator() {
-                keys.extend([
-                    ("↑↓/jk", "select"),
-                    ("i", "invite"),
-                    ("x", "to audience"),
-                    ("u", "mute/unmute"),
-                    ("K", "kick"),
-                    ("B", "ban"),
-                ]);
-            }
-            if role == Role::Host {
-                keys.extend([("p", "promote"), ("d", "demote"), ("E", "end room")]);
-            }
-        }
-    }
-    keys
-}
-
-/// The help bar laid out in rows of `width` columns; a key and what it does stay together.
-fn help_rows(app: &App, width: u16) -> Vec<Line<'static>> {
-    let width = usize::from(width);
-    let mut rows = Vec::new();
-    let mut row: Vec<Span<'static>> = Vec::new();
-    let mut used = 0;
-    for (key, what) in help_keys(app) {
-        let key = format!(" {key} ").black().on_gray();
-        let what = Span::raw(format!(" {what}  "));
-        let w = key.width() + what.width();
-        if used + w > width && !row.is_empty() {
-            rows.push(Line::from(std::mem::take(&mut row)));
-            used = 0;
-        }
-        row.extend([key, what]);
-        used += w;
-    }
-    if !row.is_empty() {
-        rows.push(Line::from(row));
-    }
-    rows.truncate(HELP_ROWS_MAX);
-    rows
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Host => "host",
-        Role::Moderator => "moderator",
-        Role::Speaker => "speaker",
-        Role::Listener => "listener",
-        Role::Banned => "banned",
-    }
-}
-
-/// Text from peers without control characters (newlines, escapes) that would break the layout.
-fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
-fn join(parts: Vec<Span<'static>>, sep: &'static str) -> Vec<Span<'static>> {
-    let mut out = Vec::with_capacity(parts.len() * 2);
-    for (i, part) in parts.into_iter().enumerate() {
-        if i > 0 {
-            out.push(Span::raw(sep));
-        }
-        out.push(part);
-    }
-    out
-}
-
-/// Breaks styled text into rows of at most `width` columns, after a space where it can and
-/// inside a word only when the word is wider than a row.
-fn wrap(spans: &[Span<'static>], width: usize) -> Vec<Line<'static>> {
-    let width = width.max(1);
-    // Every character with its style and width; rows are cut from this by index.
-    let mut cells: Vec<(char, Style, usize)> = Vec::new();
-    for span in spans {
-        for c in span.content.chars() {
-            let mut buf = [0u8; 4];
-            cells.push((c, span.style, Span::raw(&*c.encode_utf8(&mut buf)).width()));
-        }
-    }
-    let mut rows = Vec::new();
-    let (mut start, mut used, mut last_break) = (0, 0, None);
-    let mut i = 0;
-    while i < cells.len() {
-        let (c, _, w) = cells[i];
-        if used + w > width && i > start {
-            let cut = last_break.filter(|&b| b > start).unwrap_or(i);
-            rows.push(row_of(&cells[start..cut]));
-            (start, used, last_break) = (cut, 0, None);
-            i = cut;
-            continue;
-        }
-        used += w;
-        i += 1;
-        if c == ' ' {
-            last_break = Some(i);
-        }
-    }
-    if start < cells.len() || rows.is_empty() {
-        rows.push(row_of(&cells[start..]));
-    }
-    rows
-}
-
-/// One row from characters, joining neighbours of the same style into one span.
-fn row_of(cells: &[(char, Style, usize)]) -> Line<'static> {
-    let mut spans: Vec<Span<'static>> = Vec::new();
-    let mut text = String::new();
-    let mut style = None;
-    for &(c, s, _) in cells {
-        if style.is_some_and(|current| current != s) {
-            spans.push(Span::styled(
-                std::mem::take(&mut text),
-                style.unwrap_or_default(),
-            ));
-        }
-        style = Some(s);
-        text.push(c);
-    }
-    if !text.is_empty() {
-        spans.push(Span::styled(text, style.unwrap_or_default()));
-    }
-    Line::from(spans)
 }

@@ -6,7 +6,8 @@
 //! - [`app`]: [`App`], the state the screen shows, built from an initial `node.status()` and
 //!   the node's events. Pure.
 //! - [`keys`]: [`App::handle_key`] maps a key to an [`Action`]. Pure.
-//! - [`draw`](mod@draw): [`draw()`] paints an [`App`] into a ratatui frame. Pure.
+//! - [`draw`](mod@draw): [`draw()`] paints an [`App`] into a ratatui frame (with `bars`: the
+//!   health line and key help, and `text`: wrapping and cleaning peers' text). Pure.
 //! - here: [`run`], the loop that wires them to a terminal and a [`NodeHandle`].
 //!
 //! # Run loop
@@ -19,8 +20,10 @@
 //! panic hook). Nothing is printed to stdout or stderr while the UI is up.
 
 pub mod app;
+mod bars;
 pub mod draw;
 pub mod keys;
+mod text;
 
 use std::io::{self, Stdout};
 use std::sync::Once;
