@@ -7,6 +7,7 @@ use ruang_net::{Multiaddr, PeerId};
 use ruang_proto::PublicKey;
 use ruang_proto::ephemeral::{PresenceTable, RateLimiter};
 use ruang_proto::room::{Role, Room};
+use ruang_proto::seal::{Purpose, RoomKey};
 
 use crate::event::RoomView;
 use crate::ids;
@@ -22,9 +23,13 @@ pub const FLOOD_STRIKES: u32 = 50;
 /// Authors tracked by each rate limiter.
 pub const MAX_RATE_KEYS: usize = 10_000;
 
-/// The gossip topic of a room.
-pub fn topic(room: &ruang_proto::room::RoomId) -> String {
-    format!("ruang/room/{}", room.to_hex())
+/// The gossip topic of a room: named by its id, or for a private room by a hash of its key
+/// (so peers outside the room do not learn which room it is).
+pub fn topic(room: &ruang_proto::room::RoomId, key: Option<&RoomKey>) -> String {
+    match key {
+        Some(k) => format!("ruang/private/{}", k.topic_id().to_hex()),
+        None => format!("ruang/room/{}", room.to_hex()),
+    }
 }
 
 /// A room this node is in.
@@ -41,8 +46,8 @@ pub struct Session {
     pub chat_limiter: RateLimiter<PublicKey>,
     /// Presence rate limit per author.
     pub presence_limiter: RateLimiter<PublicKey>,
-    /// Not in the directory.
-    pub private: bool,
+    /// A private room's key: its payloads are sealed, and it is not in the directory.
+    pub key: Option<RoomKey>,
     /// When this node's last presence went out (unix ms).
     pub last_presence: u64,
     /// When it last announced the room (unix ms).
@@ -66,16 +71,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session for `room`, joined at `now`.
-    pub fn new(room: Room, private: bool, now: u64) -> Session {
+    /// A session for `room`, joined at `now`; `key` for a private room.
+    pub fn new(room: Room, key: Option<RoomKey>, now: u64) -> Session {
         Session {
-            topic: topic(&room.id()),
+            topic: topic(&room.id(), key.as_ref()),
             room,
             presence: PresenceTable::default(),
             names: HashMap::new(),
             chat_limiter: RateLimiter::new(CHAT_BURST, CHAT_PER_SECOND, MAX_RATE_KEYS),
             presence_limiter: RateLimiter::new(5, PRESENCE_PER_SECOND, MAX_RATE_KEYS),
-            private,
+            key,
             last_presence: 0,
             last_announce: 0,
             last_sync: now,
@@ -86,6 +91,27 @@ impl Session {
             streams_from: HashSet::new(),
             fanout_notice_given: false,
             dirty: true,
+        }
+    }
+
+    /// Whether the room is private (sealed, unlisted).
+    pub fn private(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Seals a payload for `purpose` if the room is private.
+    pub fn seal(&self, purpose: Purpose, payload: Vec<u8>) -> Vec<u8> {
+        match &self.key {
+            Some(k) => k.seal(&self.room.id().0.0, purpose, &payload, &mut rand::rng()),
+            None => payload,
+        }
+    }
+
+    /// Opens a payload sealed for `purpose` if the room is private.
+    pub fn open(&self, purpose: Purpose, payload: &[u8]) -> Option<Vec<u8>> {
+        match &self.key {
+            Some(k) => k.open(&self.room.id().0.0, purpose, payload).ok(),
+            None => Some(payload.to_vec()),
         }
     }
 

@@ -16,6 +16,7 @@ use ruang_net::{Client, Event, Events, Multiaddr, NetError, PeerId, SyncReply, V
 use ruang_proto::directory::{self, Announcement, Directory, SpeakerPreview};
 use ruang_proto::ephemeral::{Ephemeral, EphemeralBody, PresenceChange, Rate};
 use ruang_proto::room::{EventBody, Genesis, Insert, Role, Room, RoomId, State, Visibility};
+use ruang_proto::seal::{Purpose, RoomKey};
 use ruang_proto::signed::{self, Verified};
 use ruang_proto::{Identity, PublicKey, Ticket};
 use tokio::sync::{broadcast, mpsc};
@@ -62,7 +63,7 @@ const DIRECTORY_SYNC_PEERS: usize = 8;
 
 enum Internal {
     /// A join's dial and initial sync finished.
-    Joined(Result<(Box<Room>, PeerId), NodeError>, bool),
+    Joined(Result<(Box<Room>, PeerId), NodeError>, Option<RoomKey>),
     /// Events from a sync answer.
     SyncPage {
         from: PeerId,
@@ -361,7 +362,8 @@ impl Task {
         let (room, _) = Room::create(&self.identity, genesis, self.now(), &mut self.rng)
             .map_err(|e| NodeError::Invalid(e.to_string()))?;
         info!(room = %room.id(), "hosting a room");
-        let joined = self.enter(room, options.private).await;
+        let key = options.private.then(|| RoomKey::generate(&mut self.rng));
+        let joined = self.enter(room, key).await;
         Ok(joined)
     }
 
@@ -370,14 +372,14 @@ impl Task {
             let _ = reply.send(Err(NodeError::AlreadyInRoom));
             return;
         }
-        let (room, host, addrs, private) = match target {
+        let (room, host, addrs, key) = match target {
             JoinTarget::Ticket(t) => {
                 let addrs = t
                     .addresses
                     .iter()
                     .filter_map(|a| Multiaddr::try_from(a.clone()).ok())
                     .collect();
-                (t.room, t.host, addrs, t.room_key.is_some())
+                (t.room, t.host, addrs, t.room_key.map(RoomKey::from_bytes))
             }
             JoinTarget::Room(id) => {
                 self.directory.expire(self.now());
@@ -390,7 +392,7 @@ impl Task {
                     .iter()
                     .filter_map(|a| Multiaddr::try_from(a.clone()).ok())
                     .collect();
-                (id, ann.author, addrs, false)
+                (id, ann.author, addrs, None)
             }
         };
         if self.banned_from.contains(&room) {
@@ -402,23 +404,25 @@ impl Task {
         let client = self.client.clone();
         let internal = self.internal_tx.clone();
         tokio::spawn(async move {
-            let result = fetch_room(&client, room, host, addrs)
+            let result = fetch_room(&client, room, host, addrs, key.as_ref())
                 .await
                 .map(|(r, p)| (Box::new(r), p));
-            let _ = internal.send(Internal::Joined(result, private)).await;
+            let _ = internal.send(Internal::Joined(result, key)).await;
         });
     }
 
     /// Makes `room` the node's room: subscribe, announce presence, set up audio.
-    async fn enter(&mut self, room: Room, private: bool) -> Joined {
+    async fn enter(&mut self, room: Room, key: Option<RoomKey>) -> Joined {
         let now = self.now();
-        let session = Session::new(room, private, now);
+        let session = Session::new(room, key, now);
         if let Err(e) = self.client.subscribe(&session.topic).await {
             self.emit(NodeEvent::Error {
                 message: format!("cannot subscribe to the room: {e}"),
             });
         }
         let id = session.room.id();
+        *self.outbound.seal.lock().unwrap_or_else(|p| p.into_inner()) =
+            session.key.clone().map(|k| (k, id.0.0));
         self.session = Some(session);
         self.apply_state_effects(None).await;
         self.send_presence(false).await;
@@ -461,7 +465,9 @@ impl Task {
             let mut p = self.policy.write().unwrap_or_else(|e| e.into_inner());
             p.room = None;
             p.allowed.clear();
+            p.key = None;
         }
+        *self.outbound.seal.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.mixing
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -485,8 +491,11 @@ impl Task {
                 other => NodeError::Invalid(other.to_string()),
             })?;
         let topic = session.topic.clone();
-        self.publish(&topic, RoomMessage::Event(event.wire().to_vec()).encode())
-            .await;
+        let payload = session.seal(
+            Purpose::Gossip,
+            RoomMessage::Event(event.wire().to_vec()).encode(),
+        );
+        self.publish(&topic, payload).await;
         self.apply_state_effects(Some(before)).await;
         Ok(())
     }
@@ -507,11 +516,11 @@ impl Task {
         let signed =
             signed::sign(&self.identity, msg).map_err(|e| NodeError::Invalid(e.to_string()))?;
         let topic = session.topic.clone();
-        self.publish(
-            &topic,
+        let payload = session.seal(
+            Purpose::Gossip,
             RoomMessage::Ephemeral(signed.wire().to_vec()).encode(),
-        )
-        .await;
+        );
+        self.publish(&topic, payload).await;
         // Show our own chat and reactions too.
         self.ephemeral_effects(&signed);
         Ok(())
@@ -544,6 +553,15 @@ impl Task {
             self.rng.random(),
         )
         .map_err(|e| NodeError::Audio(e.to_string()))?;
+        // A new capture session: a new salt (the old links are replaced below).
+        self.outbound
+            .salt
+            .store(self.rng.random(), Ordering::Relaxed);
+        self.outbound
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         let capture = Capture::spawn(
             source,
             pacing,
@@ -562,7 +580,7 @@ impl Task {
 
     async fn internal(&mut self, internal: Internal) {
         match internal {
-            Internal::Joined(result, private) => {
+            Internal::Joined(result, key) => {
                 self.joining = false;
                 let reply = self.pending_join.take();
                 let result = match result {
@@ -573,7 +591,7 @@ impl Task {
                         } else if state.ended {
                             Err(NodeError::Ended)
                         } else {
-                            Ok(self.enter(*room, private).await)
+                            Ok(self.enter(*room, key).await)
                         }
                     }
                     Err(e) => Err(e),
@@ -596,8 +614,11 @@ impl Task {
                 }
                 let before = session.room.state().clone();
                 let mut added = 0;
-                for wire in &events {
-                    if let Insert::New { released } = session.room.insert_wire(wire) {
+                for sealed in &events {
+                    let Some(wire) = session.open(Purpose::Sync, sealed) else {
+                        continue;
+                    };
+                    if let Insert::New { released } = session.room.insert_wire(&wire) {
                         added += 1 + released;
                     }
                 }
@@ -786,7 +807,12 @@ impl Task {
         if session.topic != topic {
             return Verdict::Ignore;
         }
-        let Ok(message) = RoomMessage::decode(data) else {
+        // A private room's messages open only with its key: anything else on its topic is
+        // forged or corrupt.
+        let Some(data) = session.open(Purpose::Gossip, data) else {
+            return Verdict::Reject;
+        };
+        let Ok(message) = RoomMessage::decode(&data) else {
             return Verdict::Reject;
         };
         match message {
@@ -941,7 +967,7 @@ impl Task {
                             .room
                             .missing_for(&heads, SYNC_PAGE_EVENTS)
                             .into_iter()
-                            .map(|e| e.wire().to_vec())
+                            .map(|e| s.seal(Purpose::Sync, e.wire().to_vec()))
                             .collect();
                         let more = events.len() == SYNC_PAGE_EVENTS;
                         SyncResponse::Room { events, more }
@@ -973,6 +999,7 @@ impl Task {
         {
             let mut p = self.policy.write().unwrap_or_else(|e| e.into_inner());
             p.room = Some(room_id);
+            p.key = session.key.clone();
             p.allowed = state
                 .stage()
                 .into_iter()
@@ -1087,6 +1114,7 @@ impl Task {
                     room: s.room.id(),
                     speaker: self.me,
                     frame_ms: self.config.frame.as_millis() as u8,
+                    salt: self.outbound.salt.load(Ordering::Relaxed),
                 };
                 (targets, Some(header.encode()))
             }
@@ -1257,11 +1285,11 @@ impl Task {
             return;
         };
         let topic = session.topic.clone();
-        self.publish(
-            &topic,
+        let payload = session.seal(
+            Purpose::Gossip,
             RoomMessage::Ephemeral(signed.wire().to_vec()).encode(),
-        )
-        .await;
+        );
+        self.publish(&topic, payload).await;
     }
 
     async fn maybe_announce(&mut self, now_please: bool) {
@@ -1272,7 +1300,7 @@ impl Task {
             return;
         };
         let state = session.room.state();
-        if session.private || state.host != me {
+        if session.private() || state.host != me {
             return;
         }
         let genesis = session.room.genesis();
@@ -1357,7 +1385,7 @@ impl Task {
                 .take(ruang_proto::ticket::MAX_TICKET_ADDRESSES)
                 .map(|a| a.to_vec())
                 .collect(),
-            room_key: None,
+            room_key: session.key.as_ref().map(|k| k.to_bytes()),
         }
     }
 
@@ -1429,6 +1457,7 @@ async fn fetch_room(
     room: RoomId,
     host: PublicKey,
     addrs: Vec<Multiaddr>,
+    key: Option<&RoomKey>,
 ) -> Result<(Room, PeerId), NodeError> {
     if addrs.is_empty() {
         return Err(NodeError::Unreachable("the ticket has no addresses".into()));
@@ -1479,7 +1508,17 @@ async fn fetch_room(
             SyncResponse::Directory { .. } => return Err(bad("answered with a directory".into())),
         };
         let mut added = 0;
-        for wire in &events {
+        for sealed in &events {
+            let opened;
+            let wire: &[u8] = match key {
+                Some(k) => {
+                    opened = k.open(&room.0.0, Purpose::Sync, sealed).map_err(|_| {
+                        bad("cannot open the room's events with the ticket's key".into())
+                    })?;
+                    &opened
+                }
+                None => sealed,
+            };
             match replica.as_mut() {
                 None => {
                     let r = Room::from_genesis_wire(room, wire).map_err(|e| bad(e.to_string()))?;

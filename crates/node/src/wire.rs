@@ -147,6 +147,15 @@ impl SyncResponse {
     }
 }
 
+/// The clear fields of a frame that a sealed payload is bound to.
+pub fn frame_aad(frame: &ruang_audio::wire::Frame) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&frame.speaker.to_be_bytes());
+    out[8..12].copy_from_slice(&frame.seq.to_be_bytes());
+    out[12..].copy_from_slice(&frame.timestamp.to_be_bytes());
+    out
+}
+
 /// The first message on an audio stream: whose audio, for which room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AudioHeader {
@@ -157,6 +166,9 @@ pub struct AudioHeader {
     pub speaker: PublicKey,
     /// Frame duration in ms (10 or 20).
     pub frame_ms: u8,
+    /// Random per capture session: in a private room, with each frame's sequence number, the
+    /// nonce that seals its payload.
+    pub salt: u64,
 }
 
 impl AudioHeader {
@@ -189,6 +201,7 @@ mod tests {
             room,
             speaker: PublicKey([2; 32]),
             frame_ms: 20,
+            salt: 9,
         };
         assert_eq!(AudioHeader::decode(&a.encode()).unwrap(), a);
         let m = RoomMessage::Event(vec![1, 2, 3]);

@@ -201,6 +201,7 @@ async fn mute_unmute_and_ban_are_enforced_by_every_node() -> Result<()> {
         room: joined.room,
         speaker: rogue.identity.public(),
         frame_ms: 20,
+        salt: 0,
     }
     .encode();
     let mut links = Vec::new();

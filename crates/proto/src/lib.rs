@@ -17,6 +17,7 @@
 //! - [`ephemeral`]: presence, chat and reactions (signed, not logged), rate limiting.
 //! - [`directory`]: signed room announcements and the directory they build.
 //! - [`ticket`]: the copy-pasteable string that gets someone into a room.
+//! - [`seal`]: sealing a private room's payloads with its room key.
 //!
 //! # Example
 //!
@@ -46,6 +47,7 @@ pub mod ephemeral;
 pub mod identity;
 pub mod keyfile;
 pub mod room;
+pub mod seal;
 pub mod signed;
 pub mod ticket;
 

@@ -5,6 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
+use ruang_audio::wire::Frame;
+use ruang_proto::seal::RoomKey;
+
+use crate::wire::frame_aad;
 use ruang_audio::send::Sender;
 use ruang_audio::source::Source;
 use ruang_net::AudioLink;
@@ -34,6 +38,10 @@ pub struct Outbound {
     pub self_muted: AtomicBool,
     /// Frames handed to links (one count per frame, not per link).
     pub frames: AtomicU64,
+    /// This capture session's salt (sent in stream headers; seals private rooms' frames).
+    pub salt: AtomicU64,
+    /// A private room's key and id: frame payloads are sealed with them.
+    pub seal: Mutex<Option<(RoomKey, [u8; 32])>>,
 }
 
 impl Outbound {
@@ -41,7 +49,13 @@ impl Outbound {
         self.allowed.load(Ordering::Relaxed) && !self.self_muted.load(Ordering::Relaxed)
     }
 
-    fn send(&self, bytes: Bytes) {
+    fn send(&self, mut frame: Frame) {
+        if let Some((key, room)) = self.seal.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let salt = self.salt.load(Ordering::Relaxed);
+            frame.payload =
+                key.seal_audio(room, salt, frame.seq, &frame_aad(&frame), &frame.payload);
+        }
+        let bytes = Bytes::from(frame.encode());
         // Held only to clone the frame into each link's queue; the node task replaces the
         // list rarely.
         let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
@@ -104,7 +118,7 @@ impl Capture {
                     }
                     if !more {
                         if was_sending && let Ok(last) = sender.encode_last(&pcm) {
-                            outbound.send(Bytes::from(last.encode()));
+                            outbound.send(last);
                         }
                         let _ = events.try_send(AudioEvent::SourceEnded);
                         break;
@@ -112,7 +126,7 @@ impl Capture {
                     let sending = outbound.transmitting();
                     if sending {
                         match sender.encode(&pcm) {
-                            Ok(Some(frame)) => outbound.send(Bytes::from(frame.encode())),
+                            Ok(Some(frame)) => outbound.send(frame),
                             Ok(None) => {}
                             Err(e) => {
                                 let _ = events.try_send(AudioEvent::Error(format!("encoder: {e}")));
@@ -122,7 +136,7 @@ impl Capture {
                         // Stopped (muted, stepped down): one END frame so listeners go quiet
                         // without concealing.
                         if let Ok(last) = sender.encode_last(&pcm) {
-                            outbound.send(Bytes::from(last.encode()));
+                            outbound.send(last);
                         }
                     } else {
                         sender.skip(1);

@@ -29,6 +29,8 @@ pub struct Policy {
     pub room: Option<RoomId>,
     /// Keys that may transmit.
     pub allowed: HashSet<PublicKey>,
+    /// A private room's key: frame payloads are opened with it.
+    pub key: Option<ruang_proto::seal::RoomKey>,
 }
 
 /// Shared handle on the [`Policy`].

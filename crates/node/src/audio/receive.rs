@@ -102,15 +102,29 @@ pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
                 // Only direct streams exist today: the sending peer must be the speaker.
                 break 'verdict Verdict::Refused;
             }
-            {
+            let key = {
                 let p = policy.read().unwrap_or_else(|e| e.into_inner());
                 if p.room != Some(header.room) || !p.allowed.contains(&header.speaker) {
                     break 'verdict Verdict::Refused;
                 }
-            }
-            let Ok(frame) = Frame::decode(&input.frame) else {
+                p.key.clone()
+            };
+            let Ok(mut frame) = Frame::decode(&input.frame) else {
                 break 'verdict Verdict::Malformed;
             };
+            if let Some(key) = key {
+                let aad = crate::wire::frame_aad(&frame);
+                match key.open_audio(
+                    &header.room.0.0,
+                    header.salt,
+                    frame.seq,
+                    &aad,
+                    &frame.payload,
+                ) {
+                    Ok(payload) => frame.payload = payload,
+                    Err(_) => break 'verdict Verdict::Malformed,
+                }
+            }
             if decode {
                 let arrival = clock.at(input.received_at);
                 mixing.lock().unwrap_or_else(|e| e.into_inner()).push(

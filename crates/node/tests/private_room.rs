@@ -1,0 +1,100 @@
+//! A private room: not in the directory; its ticket carries the room key; members hear each
+//! other; someone with the room's id and addresses but not its key cannot read its log.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use common::*;
+use ruang_audio::format::FrameDuration;
+use ruang_audio::source::{Limited, VoiceSource};
+use ruang_node::{HostOptions, JoinTarget, NodeError, NodeEvent, Pacing};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_room_is_sealed_and_unlisted() -> Result<()> {
+    let host = node("host").await?;
+    let member = node("member").await?;
+    let outsider = node("outsider").await?;
+    let joined = host
+        .host(HostOptions {
+            private: true,
+            ..room("secret")
+        })
+        .await?;
+    let key = joined
+        .ticket
+        .room_key
+        .expect("a private room's ticket carries its key");
+    assert_ne!(key, [0; 32]);
+
+    // The member joins with the full ticket and hears the host (audio payloads sealed).
+    let sink = SharedSink::default();
+    let mut events = member.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        member.join(JoinTarget::Ticket(joined.ticket.clone())),
+    )
+    .await??;
+    member.listen(Box::new(sink.clone())).await?;
+    eventually(Duration::from_secs(5), "host sees the member", || async {
+        host.status()
+            .await
+            .map(|s| s.room.is_some_and(|r| !r.audience.is_empty()))
+            .unwrap_or(false)
+    })
+    .await?;
+    host.speak(
+        Box::new(Limited::millis(
+            VoiceSource::new(3, FrameDuration::Ms20),
+            3_000,
+        )),
+        Pacing::RealTime,
+    )
+    .await?;
+    wait_for(&mut events, Duration::from_secs(10), |e| match e {
+        NodeEvent::Stats { speakers, .. } if speakers.iter().any(|s| s.played > 100) => Some(()),
+        _ => None,
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (c, _) = best_correlation(
+        &voice_samples(3, 3.0),
+        &sink.samples(),
+        24_000,
+        48_000,
+        48_000 * 3,
+    );
+    assert!(
+        c > 0.8,
+        "the member hears the host through sealed frames (correlation {c:.3})"
+    );
+
+    // Chat travels sealed too.
+    host.chat("only for members").await?;
+    wait_for(&mut events, Duration::from_secs(5), |e| match e {
+        NodeEvent::Chat { text, .. } if text == "only for members" => Some(()),
+        _ => None,
+    })
+    .await?;
+
+    // Without the key, the room's log cannot be read: the join fails.
+    let mut stripped = joined.ticket.clone();
+    stripped.room_key = None;
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        outsider.join(JoinTarget::Ticket(stripped)),
+    )
+    .await?;
+    assert!(
+        matches!(err, Err(NodeError::BadLog { .. })),
+        "a keyless join cannot read the sealed log: {err:?}"
+    );
+    // And the room is never announced.
+    assert!(outsider.rooms().await?.is_empty());
+    assert!(member.rooms().await?.is_empty());
+    for n in [host, member, outsider] {
+        n.shutdown().await?;
+    }
+    Ok(())
+}
