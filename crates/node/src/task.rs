@@ -56,6 +56,12 @@ const FLOOD_BLOCK: Duration = Duration::from_secs(60);
 const BAN_GRACE: Duration = Duration::from_secs(2);
 /// How long after EndRoom a node stays subscribed (so the event spreads) before leaving.
 const END_GRACE_MS: u64 = 2_000;
+/// How often the host re-publishes the ended announcement during [`END_GRACE_MS`]. It is the
+/// only message that removes a room from directories, and one copy can miss a node whose
+/// gossip neighbours just left (measured in `tests/directory_20_nodes.rs`: after a node
+/// left, 1–2 of 19 nodes held the ended room ~4.5 s in about half the runs). Nodes that
+/// already hold the tombstone ignore the copies, so they are not forwarded again.
+const ENDED_REANNOUNCE_MS: u64 = 500;
 /// Addresses put in tickets, presence and announcements.
 const MAX_SHARED_ADDRS: usize = 6;
 /// Peers asked for their directory when they connect (the first few are enough).
@@ -1147,6 +1153,9 @@ impl Task {
         if let Some(ended) = session.ended_at {
             if now >= ended + END_GRACE_MS {
                 self.leave_room("the room has ended").await;
+            } else if now >= session.last_announce + ENDED_REANNOUNCE_MS {
+                // Only the host announces (checked inside).
+                self.maybe_announce(true).await;
             }
             return;
         }
@@ -1351,11 +1360,15 @@ impl Task {
             started_at: state.started_at,
             scheduled_for: None,
             issued_at: now,
+            // Three announce intervals, as `DEFAULT_ANNOUNCEMENT_TTL_MS` is for the default
+            // interval. A fixed TTL kept a dead host's room listed long after its node stopped
+            // re-announcing when the interval is shorter (60 s for 2 s), and would let the
+            // listing lapse between announcements when it is longer than a third of it.
             expires_at: now
                 + if state.ended {
                     30_000
                 } else {
-                    directory::DEFAULT_ANNOUNCEMENT_TTL_MS
+                    (3 * every).min(directory::MAX_ANNOUNCEMENT_TTL_MS)
                 },
             ended: state.ended,
         };

@@ -60,7 +60,7 @@ async fn forged_moderation_is_rejected_and_not_forwarded() -> Result<()> {
     let recs: Vec<Recorder> = members.iter().map(|n| Recorder::start(n)).collect();
 
     // The forger and the spy: both connect to every member, never to each other.
-    let room_topic = topic(&joined.room);
+    let room_topic = topic(&joined.room, None);
     let forger = raw_peer(Identity::generate(&mut rand::rng())).await?;
     let spy = raw_peer(Identity::generate(&mut rand::rng())).await?;
     // Peers find each other through Kademlia; the spy must hear members only.

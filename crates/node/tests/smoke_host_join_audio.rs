@@ -25,6 +25,14 @@ async fn listener_joins_by_ticket_and_hears_the_host() -> Result<()> {
     )
     .await??;
     assert_eq!(j.room, joined.room);
+    let mut listener_events = listener.subscribe();
+    let playout = tokio::spawn(async move {
+        wait_for(&mut listener_events, Duration::from_secs(10), |e| match e {
+            NodeEvent::PlayoutStarted { unix_us } => Some(*unix_us),
+            _ => None,
+        })
+        .await
+    });
     listener.listen(Box::new(sink.clone())).await?;
     // Wait until the host sees the listener, then speak.
     eventually(Duration::from_secs(5), "host sees the listener", || async {
@@ -34,6 +42,14 @@ async fn listener_joins_by_ticket_and_hears_the_host() -> Result<()> {
             .unwrap_or(false)
     })
     .await?;
+    let mut host_events = host.subscribe();
+    let capture = tokio::spawn(async move {
+        wait_for(&mut host_events, Duration::from_secs(10), |e| match e {
+            NodeEvent::CaptureStarted { unix_us } => Some(*unix_us),
+            _ => None,
+        })
+        .await
+    });
     host.speak(Box::new(voice), Pacing::RealTime).await?;
     let stats = wait_for(&mut events, Duration::from_secs(10), |e| match e {
         NodeEvent::Stats { speakers, .. } if speakers.iter().any(|s| s.played > 150) => {
@@ -46,8 +62,11 @@ async fn listener_joins_by_ticket_and_hears_the_host() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let heard = sink.samples();
     let reference = voice_samples(7, 4.0);
-    let (c, lag) = best_correlation(&reference, &heard, 48_000, 48_000, 48_000 * 4);
-    eprintln!("correlation {c:.3} at lag {lag}");
+    // Aligned with the start times the two nodes reported, so only the path's delay is
+    // searched (a blind search over seconds of lag is slow in a debug build).
+    let (capture, playout) = (capture.await??, playout.await??);
+    let (c, delay_ms) = aligned_correlation(&reference, &heard, capture, playout, 1.0, 1.0, 400);
+    eprintln!("correlation {c:.3} at a mouth-to-ear delay of {delay_ms:.1} ms");
     assert!(
         c > 0.8,
         "the listener hears the host's voice (correlation {c:.3})"

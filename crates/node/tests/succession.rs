@@ -142,9 +142,10 @@ async fn the_first_successor_takes_over_and_audio_goes_on() -> Result<()> {
             a.lost - b.lost,
             a.concealed - b.concealed
         );
-        // Stats are sampled at one-second ticks, so allow one tick of slack.
+        // Counted against the time between the two stats events as the test saw them: allow
+        // 5 frames (100 ms) for the delay of those events. Measured: 200 received over ~200.
         assert!(
-            a.received - b.received + 50 >= elapsed_frames,
+            a.received - b.received + 5 >= elapsed_frames,
             "{name}'s audio stalled at the listener"
         );
         assert!(a.lost - b.lost <= 2, "{name}: frames lost across the crash");

@@ -263,6 +263,13 @@ pub async fn bring_on_stage(host: &NodeHandle, who: &NodeHandle) -> Result<()> {
     eventually(SOON, "the invitation is accepted", || async {
         who.act(EventBody::AcceptInvite).await.is_ok()
     })
+    .await?;
+    // The acceptance reaches the host by gossip: wait for it, so the host can act on the new
+    // speaker at once (a mute of someone not yet on stage in its state is refused).
+    let key = who.key().to_hex();
+    wait_state(&[host], "the host sees the new speaker", |r| {
+        r.stage.iter().any(|p| p.key == key)
+    })
     .await
 }
 
@@ -446,29 +453,48 @@ pub fn aligned_correlation(
     window_s: f32,
     max_delay_ms: u64,
 ) -> (f64, f64) {
+    let lags = 0..=(max_delay_ms * 48) as i64;
+    correlation_in(
+        reference,
+        heard,
+        capture_started_us,
+        playout_started_us,
+        from_s,
+        window_s,
+        lags,
+    )
+}
+
+/// [`aligned_correlation`] over delays (in samples) in `lags`.
+fn correlation_in(
+    reference: &[f32],
+    heard: &[f32],
+    capture_started_us: u64,
+    playout_started_us: u64,
+    from_s: f32,
+    window_s: f32,
+    lags: std::ops::RangeInclusive<i64>,
+) -> (f64, f64) {
     let start = (from_s * 48_000.0) as usize;
     let window = (window_s * 48_000.0) as usize;
     let r = &reference[start..start + window];
     // Sink index of the speaker's sample 0 if the path had no delay.
     let offset = (capture_started_us as i64 - playout_started_us as i64) * 48 / 1_000;
-    let max_lag = (max_delay_ms * 48) as i64;
     let at = |lag: i64| -> Option<&[f32]> {
         let i = offset + start as i64 + lag;
         (i >= 0 && i as usize + window <= heard.len())
             .then(|| &heard[i as usize..i as usize + window])
     };
     let mut best = (f64::MIN, 0i64);
-    let mut lag = 0;
-    while lag <= max_lag {
+    for lag in lags.clone().step_by(16) {
         if let Some(h) = at(lag) {
             let c = correlation(r, h);
             if c > best.0 {
                 best = (c, lag);
             }
         }
-        lag += 16;
     }
-    for lag in (best.1 - 16).max(0)..=best.1 + 16 {
+    for lag in (best.1 - 16).max(*lags.start())..=best.1 + 16 {
         if let Some(h) = at(lag) {
             let c = correlation(r, h);
             if c > best.0 {
@@ -487,8 +513,19 @@ pub struct RawPeer {
     pub client: ruang_net::Client,
     /// Its identity (also its libp2p key).
     pub identity: Identity,
-    /// Gossip received: (delivering peer, topic, payload).
-    pub seen: Arc<Mutex<Vec<(ruang_net::PeerId, String, Vec<u8>)>>>,
+    /// Gossip received.
+    pub seen: Arc<Mutex<Vec<SeenGossip>>>,
+}
+
+/// A gossip message a [`RawPeer`] received.
+#[derive(Clone, Debug)]
+pub struct SeenGossip {
+    /// The peer that delivered it.
+    pub from: ruang_net::PeerId,
+    /// Its topic.
+    pub topic: String,
+    /// Its payload.
+    pub data: Vec<u8>,
 }
 
 /// Starts a [`RawPeer`] on loopback QUIC.
@@ -518,7 +555,11 @@ pub async fn raw_peer(identity: Identity) -> Result<RawPeer> {
                         .await;
                     let mut s = s.lock().unwrap();
                     if s.len() < 100_000 {
-                        s.push((source, topic, data));
+                        s.push(SeenGossip {
+                            from: source,
+                            topic,
+                            data,
+                        });
                     }
                 }
                 ruang_net::Event::SyncRequest { reply, .. } => {
@@ -552,8 +593,8 @@ impl RawPeer {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(_, t, _)| t == topic)
-            .map(|(_, _, d)| d.clone())
+            .filter(|g| g.topic == topic)
+            .map(|g| g.data.clone())
             .collect()
     }
 
@@ -598,8 +639,10 @@ pub async fn addr_of(node: &NodeHandle, pattern: &str) -> Result<ruang_net::Mult
 /// [`aligned_correlation`] over consecutive `window_s` windows from `from_s` to `to_s` into the
 /// speech, each aligned on its own: the jitter buffer may stretch or skip a frame now and then,
 /// which shifts everything after it by a frame, so one alignment for a long stretch of audio
-/// would measure the buffer's adaptation rather than what was heard. Returns the correlation
-/// and delay (ms) of each window.
+/// would measure the buffer's adaptation rather than what was heard. Windows where the
+/// reference is silent (the synthetic voice pauses between phrases; RMS below 0.005) say
+/// nothing about what was heard and are skipped. Returns the correlation and delay (ms) of
+/// each window kept.
 pub fn windowed_correlations(
     reference: &[f32],
     heard: &[f32],
@@ -610,16 +653,34 @@ pub fn windowed_correlations(
 ) -> Vec<(f64, f64)> {
     let mut out = Vec::new();
     let mut at = from_s;
+    // The first window searches every delay; later ones ±30 ms around the last one found, as
+    // the jitter buffer moves the playout by whole frames (20 ms) at a time. (A debug build
+    // makes the full search costly.)
+    let mut last_lag: Option<i64> = None;
     while at + window_s <= to_s + 1e-3 {
-        out.push(aligned_correlation(
+        let (a, b) = (
+            (at * 48_000.0) as usize,
+            ((at + window_s) * 48_000.0) as usize,
+        );
+        if rms(&reference[a..b]) < 0.005 {
+            at += window_s;
+            continue;
+        }
+        let lags = match last_lag {
+            None => 0..=(max_delay_ms * 48) as i64,
+            Some(l) => (l - 30 * 48).max(0)..=l + 30 * 48,
+        };
+        let (c, delay_ms) = correlation_in(
             reference,
             heard,
             capture_started_us,
             playout_started_us,
             at,
             window_s,
-            max_delay_ms,
-        ));
+            lags,
+        );
+        last_lag = Some((delay_ms * 48.0).round() as i64);
+        out.push((c, delay_ms));
         at += window_s;
     }
     out
