@@ -1,1 +1,1 @@
-//! Workspace-level integration tests of ruang live in `tests/`; this library is empty.
+//! Workspace-level tests of ruang live in `tests/tests/`: promises that span crates (the README and CI agree; every crate states its role). This library is empty.
