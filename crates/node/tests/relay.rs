@@ -6,15 +6,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use common::*;
-use ruang_audio::format::FrameDuration;
-use ruang_audio::source::{Limited, VoiceSource};
 use ruang_net::Transport;
 use ruang_net::multiaddr::Protocol;
-use ruang_node::Pacing;
 use ruang_proto::Ticket;
 
 const SEED: u64 = 23;
@@ -53,66 +48,15 @@ async fn a_listener_reaches_the_host_through_a_relay() -> Result<()> {
         ..joined.ticket.clone()
     };
     join(&listener, &ticket).await?;
-    let sink = SharedSink::default();
-    let rec = Recorder::start(&listener);
-    listener.listen(Box::new(sink.clone())).await?;
-    wait_present(&[&host, &listener], 2).await?;
-
-    let host_rec = Recorder::start(&host);
-    host.listen(Box::new(SharedSink::default())).await?;
-    host.speak(
-        Box::new(Limited::millis(
-            VoiceSource::new(SEED, FrameDuration::Ms20),
-            SPEECH_MS,
-        )),
-        Pacing::RealTime,
+    hears_in_full(
+        &host,
+        &listener,
+        SEED,
+        SPEECH_MS,
+        "through the relay",
+        MIN_MEDIAN_CORRELATION,
     )
     .await?;
-    eventually(
-        Duration::from_millis(SPEECH_MS) + SOON,
-        "the speech ends",
-        || async { host_rec.get().source_ended.is_some() },
-    )
-    .await?;
-    let ended = host_rec.get().source_ended.expect("checked");
-    let sent = host_rec.stats_after(ended).await?.frames_sent;
-    let stats = rec.stats_after(ended + Duration::from_millis(500)).await?;
-    let st = stats
-        .speakers
-        .iter()
-        .find(|s| s.key == host.key().to_hex())
-        .context("host not in the stats")?;
-    eprintln!("through the relay: {st:?} of {sent} sent");
-    assert!(
-        st.received * 100 >= sent * 99,
-        "received {} of {sent}",
-        st.received
-    );
-
-    let reference = voice_samples(SEED, 3.0);
-    let capture = host_rec
-        .get()
-        .capture_started_us
-        .context("no CaptureStarted")?;
-    let playout = rec.get().playout_started_us.context("no PlayoutStarted")?;
-    let windows = windowed_correlations(
-        &reference,
-        &sink.samples(),
-        capture,
-        playout,
-        (0.5, 2.5, 0.5),
-        400,
-    );
-    let cs: Vec<f64> = windows.iter().map(|w| w.0).collect();
-    eprintln!(
-        "correlations {cs:.3?}, mouth-to-ear {:.0?} ms",
-        windows.iter().map(|w| w.1).collect::<Vec<_>>()
-    );
-    assert!(
-        median(&cs) >= MIN_MEDIAN_CORRELATION,
-        "median correlation {:.3}",
-        median(&cs)
-    );
     shutdown_all(&[&listener, &host, &relay]).await;
     Ok(())
 }

@@ -692,3 +692,77 @@ pub fn median(values: &[f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
+
+/// The host speaks `speech_ms` of the seeded voice; the listener (in the room already) must
+/// receive at least 99% of the frames sent and hear them: the median correlation of 0.5 s
+/// windows, each aligned on its own with the capture and playout timestamps, is at least
+/// `min_median`.
+pub async fn hears_in_full(
+    host: &NodeHandle,
+    listener: &NodeHandle,
+    seed: u64,
+    speech_ms: u64,
+    label: &str,
+    min_median: f64,
+) -> Result<()> {
+    use ruang_audio::source::{Limited, VoiceSource};
+    use ruang_node::Pacing;
+    let sink = SharedSink::default();
+    let rec = Recorder::start(listener);
+    listener.listen(Box::new(sink.clone())).await?;
+    wait_present(&[host, listener], 2).await?;
+
+    let host_rec = Recorder::start(host);
+    host.listen(Box::new(SharedSink::default())).await?;
+    host.speak(
+        Box::new(Limited::millis(
+            VoiceSource::new(seed, FrameDuration::Ms20),
+            speech_ms,
+        )),
+        Pacing::RealTime,
+    )
+    .await?;
+    eventually(
+        Duration::from_millis(speech_ms) + SOON,
+        "the speech ends",
+        || async { host_rec.get().source_ended.is_some() },
+    )
+    .await?;
+    let ended = host_rec.get().source_ended.expect("checked");
+    let sent = host_rec.stats_after(ended).await?.frames_sent;
+    let stats = rec.stats_after(ended + Duration::from_millis(500)).await?;
+    let st = stats
+        .speakers
+        .iter()
+        .find(|s| s.key == host.key().to_hex())
+        .context("host not in the stats")?;
+    eprintln!("{label}: {st:?} of {sent} sent");
+    assert!(
+        st.received * 100 >= sent * 99,
+        "{label}: received {} of {sent}",
+        st.received
+    );
+
+    let reference = voice_samples(seed, speech_ms as f32 / 1_000.0);
+    let capture = host_rec
+        .get()
+        .capture_started_us
+        .context("no CaptureStarted")?;
+    let playout = rec.get().playout_started_us.context("no PlayoutStarted")?;
+    let windows = windowed_correlations(
+        &reference,
+        &sink.samples(),
+        capture,
+        playout,
+        (0.5, 2.5, 0.5),
+        400,
+    );
+    let cs: Vec<f64> = windows.iter().map(|w| w.0).collect();
+    eprintln!("{label}: correlations {cs:.3?}");
+    assert!(
+        median(&cs) >= min_median,
+        "{label}: median correlation {:.3}",
+        median(&cs)
+    );
+    Ok(())
+}
