@@ -66,10 +66,8 @@ pub async fn run(
     let sink = match room.output.open(room.frame, device_out, &title) {
         Ok(s) => s,
         Err(e) if !room.output_explicit => {
-            warn!("no speaker ({e:#}); continuing without sound output");
-            eprintln!(
-                "warning: no speaker ({e:#}); you will not hear the room. Use --output FILE.wav to record it."
-            );
+            // Shown on stderr (the log's default level), never over the terminal UI.
+            warn!("{e:#}; continuing without sound output");
             Box::new(NullSink)
         }
         Err(e) => return Err(e),
@@ -77,10 +75,7 @@ pub async fn run(
     let source = match room.input.open(room.frame, device_in) {
         Ok(s) => Some(s),
         Err(e) if !room.input_explicit => {
-            warn!("no microphone ({e:#}); listening only");
-            eprintln!(
-                "warning: no microphone ({e:#}); you can listen but not speak. Use --input FILE.wav or --input voice to speak."
-            );
+            warn!("{e:#}; you can listen but not speak (or use --input voice)");
             None
         }
         Err(e) => return Err(e),

@@ -84,6 +84,22 @@ pub fn list_devices() -> Result<Vec<DeviceInfo>, DeviceError> {
     Ok(list)
 }
 
+/// Whether Linux says this machine has no sound card at all (`/proc/asound/cards`). Elsewhere,
+/// or when the file cannot be read, assume there may be one.
+fn no_sound_card() -> bool {
+    if !cfg!(target_os = "linux") {
+        return false;
+    }
+    match std::fs::read_to_string("/proc/asound/cards") {
+        Ok(text) => text.contains("no soundcards") || text.trim().is_empty(),
+        // No ALSA in the kernel at all.
+        Err(e) => {
+            e.kind() == std::io::ErrorKind::NotFound
+                && !std::path::Path::new("/proc/asound").exists()
+        }
+    }
+}
+
 /// The device to open: by id or name, or the default of `direction`.
 pub(crate) fn find(
     host: &cpal::Host,
@@ -91,6 +107,15 @@ pub(crate) fn find(
     direction: Direction,
 ) -> Result<cpal::Device, DeviceError> {
     let Some(name) = name.filter(|n| *n != "default") else {
+        // Asking ALSA for its default device on a machine with no sound card makes alsa-lib
+        // print a screenful of errors to stderr (silencing them needs an unsafe variadic
+        // callback); the kernel can tell us first.
+        if no_sound_card() {
+            return Err(DeviceError::NoDevice {
+                direction,
+                reason: "the kernel lists no sound card".to_string(),
+            });
+        }
         let device = match direction {
             Direction::Input => host.default_input_device(),
             Direction::Output => host.default_output_device(),
