@@ -431,10 +431,10 @@ impl Task {
             session.key.clone().map(|k| (k, id.0.0));
         self.session = Some(session);
         self.apply_state_effects(None).await;
-        self.send_presence(false).await;
         if let Some(s) = self.session.as_mut() {
             s.last_presence = now;
         }
+        self.send_presence(false).await;
         self.maybe_announce(true).await;
         let ticket = self.ticket(self.session.as_ref().expect("just set"));
         self.emit(NodeEvent::Joined {
@@ -1298,7 +1298,17 @@ impl Task {
             Purpose::Gossip,
             RoomMessage::Ephemeral(signed.wire().to_vec()).encode(),
         );
-        self.publish(&topic, payload).await;
+        let delivered = self.publish(&topic, payload).await;
+        if !delivered
+            && !leaving
+            && let Some(s) = self.session.as_mut()
+        {
+            // No peer is subscribed to the room's topic yet: a joiner's first heartbeat races
+            // the host's subscription. Retry at the next tick, not an interval later, or the
+            // host learns of us (and starts streaming to us) only then.
+            let interval = self.config.presence_interval.as_millis() as u64;
+            s.last_presence = s.last_presence.saturating_sub(interval);
+        }
     }
 
     async fn maybe_announce(&mut self, now_please: bool) {
@@ -1381,10 +1391,15 @@ impl Task {
         }
     }
 
-    async fn publish(&self, topic: &str, data: Vec<u8>) {
+    /// Publishes; false when no peer is subscribed to the topic yet (or the publish failed).
+    async fn publish(&self, topic: &str, data: Vec<u8>) -> bool {
         match self.client.publish(topic, data).await {
-            Ok(()) | Err(NetError::InsufficientPeers { .. }) | Err(NetError::Duplicate { .. }) => {}
-            Err(e) => debug!(topic, error = %e, "publish failed"),
+            Ok(()) | Err(NetError::Duplicate { .. }) => true,
+            Err(NetError::InsufficientPeers { .. }) => false,
+            Err(e) => {
+                debug!(topic, error = %e, "publish failed");
+                false
+            }
         }
     }
 

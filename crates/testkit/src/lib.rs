@@ -3,9 +3,14 @@
 //! - [`sim`]: a seeded discrete-event simulated network (latency, jitter, loss, partitions) in
 //!   virtual time, for running many sans-IO `ruang-proto` peers in one test.
 //! - [`seed`]: the test seed, taken from `SEED` when set, printed so a failure can be replayed.
+//! - [`impair`]: network impairment (delay, jitter, random and bursty loss, bandwidth cap) as a
+//!   sans-IO [`impair::Link`] model and a real UDP [`impair::Relay`] (binary: `impair`), for
+//!   benchmarks and tests of real nodes on loopback (the kernel here has no `netem`).
 //!
-//! Everything here is deterministic for a given seed: no wall clock, no threads.
+//! Everything but the relay is deterministic for a given seed: no wall clock, no threads. The
+//! relay runs real sockets and threads, but its decisions come from the same seeded model.
 
+pub mod impair;
 pub mod seed;
 pub mod sim;
 

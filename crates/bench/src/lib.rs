@@ -1,0 +1,15 @@
+//! # ruang-bench: the measuring parts of the benchmark harness
+//!
+//! The `ruang-bench` binary (`cargo run --release -p ruang-bench -- <scenario>`, see
+//! `bench/README.md`) runs real `ruang` processes and in-process nodes and prints tables. The
+//! parts that decide what the numbers are live here, where they are unit-tested:
+//!
+//! - [`analysis`]: chirp trains, chirp detection by cross-correlation, per-chirp mouth-to-ear
+//!   delay, similarity per window and freezes (checked against a WAV shifted by a known delay,
+//!   also through Opus with losses);
+//! - [`procstat`]: CPU time and memory of a process from `/proc`;
+//! - [`table`]: the plain-text tables the scenarios print.
+
+pub mod analysis;
+pub mod procstat;
+pub mod table;
