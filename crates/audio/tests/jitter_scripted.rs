@@ -206,6 +206,29 @@ fn a_frame_after_its_slot_is_late_and_the_target_grows_for_it() {
     assert!((48..=54).contains(&stats.target_delay_ms), "{stats:?}");
 }
 
+/// Frame 10 arrives 100 ms late, after 11..=14 (a packet lost and resent on its own lane).
+fn resent_frame_10(flags: Flags) -> Stats {
+    let mut arrivals = clean(60, flags);
+    arrivals[10].0 = arrival(10) + 100_000;
+    run_exact(config(), arrivals, 60).1
+}
+
+#[test]
+fn with_fec_a_resent_frame_after_its_successor_does_not_grow_the_target() {
+    let stats = resent_frame_10(Flags::VOICE | Flags::FEC);
+    assert_eq!((stats.late, stats.lost), (1, 1), "{stats:?}");
+    // Only the one-frame floor that any loss sets with FEC (20 ms + 2 ms margin + one frame),
+    // not the 100 ms the straggler would need.
+    assert!(stats.target_delay_ms <= 42, "{stats:?}");
+}
+
+#[test]
+fn without_fec_a_resent_frame_still_grows_the_target() {
+    let stats = resent_frame_10(Flags::VOICE);
+    assert_eq!((stats.late, stats.lost), (1, 1), "{stats:?}");
+    assert!(stats.target_delay_ms >= 100, "{stats:?}");
+}
+
 #[test]
 fn duplicates_are_dropped_before_and_after_playout() {
     let mut arrivals = clean(20, Flags::VOICE);

@@ -66,13 +66,17 @@ impl Single {
     /// `port` but not each other (so a room of listeners does not form the full mesh of
     /// connections that Kademlia builds, see RESULTS.md, and the speaker is measured alone).
     pub fn count_port(&self, port: u16, only_via: bool) -> Result<()> {
+        // Not `udp sport != P udp dport != P drop`: nft merges the two adjacent port matches
+        // into one 4-byte compare, which then also drops packets *to* P.
         let isolate = if only_via {
-            format!("udp sport != {port} udp dport != {port} drop; ")
+            format!(
+                "udp sport {port} counter accept; udp dport {port} accept; meta l4proto udp drop; "
+            )
         } else {
-            String::new()
+            format!("udp sport {port} counter; ")
         };
         let script = format!(
-            "table inet rbench {{ chain out {{ type filter hook output priority 0; policy accept; {isolate}udp sport {port} counter; tcp sport {port} counter; }}; }}"
+            "table inet rbench {{ chain out {{ type filter hook output priority 0; policy accept; {isolate}tcp sport {port} counter; }}; }}"
         );
         run(&["ip", "netns", "exec", &self.name, "nft", &script])
     }

@@ -34,7 +34,7 @@
 //!   and only accepted ones are forwarded; rejected ones lower the sender's peer score until it
 //!   is graylisted.
 //! - `/ruang/sync/1`: request-response of length-prefixed bytes (64 KiB / 4 MiB).
-//! - `/ruang/audio/1` over libp2p-stream: one long-lived stream per (speaker, hop), see
+//! - `/ruang/audio/1` over libp2p-stream: long-lived streams per (speaker, hop), [`AUDIO_LANES`](crate::limits::AUDIO_LANES) lanes striped round-robin, see
 //!   [`AudioLink`] and the [`audio`] module doc for the wire format.
 //!
 //! # Threads and blocking

@@ -53,17 +53,23 @@ async fn audio_through_a_relay() -> anyhow::Result<()> {
     .await?;
     assert_eq!(opened.0, s.id());
     assert_eq!(&opened.1[..], b"via-relay");
+    eventually(SOON, "every lane open", || async { link.stats().connected }).await?;
 
     for i in 0..100u8 {
         link.push(Bytes::from(vec![i; 80]));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    for i in 0..100u8 {
+    // Each lane in order, every frame once.
+    let lanes = ruang_net::limits::AUDIO_LANES as u8;
+    let mut next_on_lane: Vec<u8> = (0..lanes).collect();
+    for _ in 0..100u8 {
         let f = tokio::time::timeout(SOON, l.audio.recv())
             .await?
             .expect("inbox open");
         assert_eq!(f.peer, s.id());
-        assert_eq!(f.frame[0], i);
+        let lane = (f.frame[0] % lanes) as usize;
+        assert_eq!(f.frame[0], next_on_lane[lane], "lane {lane}");
+        next_on_lane[lane] += lanes;
     }
     let stats = link.stats();
     assert_eq!(stats.sent, 100, "{stats:?}");

@@ -170,8 +170,17 @@ impl Buffer {
                     self.stats.duplicate += 1;
                 } else {
                     self.stats.late += 1;
-                    let j = self.estimator.observe(d, arrival_us);
-                    self.estimator.grow_for_late(j);
+                    // A straggler: a later frame came first, so this one was lost in transit
+                    // and resent (on a striped QUIC link, its own lane's retransmission). With
+                    // FEC its slot was rebuilt from that later frame; waiting a round trip for
+                    // every resent packet would cost everyone ~100 ms of delay for nothing, so
+                    // it neither grows the target nor enters the delay histogram. Without FEC,
+                    // and for frames late in order (everything was slow), grow at once.
+                    let straggler = self.fec_seen && newest > seq;
+                    if !straggler {
+                        let j = self.estimator.observe(d, arrival_us);
+                        self.estimator.grow_for_late(j);
+                    }
                 }
                 return;
             }

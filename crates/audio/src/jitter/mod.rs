@@ -20,7 +20,11 @@
 //!
 //! `A` comes from a high quantile (95 % by default) of recent arrival delays over a forgetting
 //! window of about ten seconds. It grows at once (a quantile above it, or any frame that
-//! arrives after its slot) and shrinks slowly (one frame per second by default).
+//! arrives after its slot) and shrinks slowly (one frame per second by default). One
+//! exception: in a stream with FEC, a frame that arrives after its slot *and after a later
+//! frame* (a packet lost and resent, on a QUIC stream striped over lanes) is counted late and
+//! otherwise ignored: its slot was already rebuilt from the later frame's FEC, and covering
+//! retransmissions would add a round trip to everyone's delay.
 //!
 //! The playout point itself moves in whole frames, because frames are never time-stretched:
 //! to grow, a pull *holds* (plays filler and keeps the frame for the next pull, +1 frame); to

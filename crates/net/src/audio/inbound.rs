@@ -8,12 +8,13 @@ use std::{
     time::Instant,
 };
 
-use futures::{StreamExt, io::BufReader};
+use futures::{AsyncWriteExt, StreamExt, io::BufReader};
 use libp2p::{PeerId, Stream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AudioIn, AudioInStats, InboundCounters, ReadError, bump, load, read_frame, read_header,
+    AUDIO_ACK, AudioIn, AudioInStats, InboundCounters, ReadError, bump, load, read_frame,
+    read_header,
 };
 use crate::{
     event::Event,
@@ -156,6 +157,25 @@ async fn read_stream(
         shared.unregister(id);
         return;
     };
+    // Tell the sender this stream is taken (see the module doc of `audio`).
+    let ack = async {
+        let stream = reader.get_mut();
+        stream.write_all(&[AUDIO_ACK]).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(AUDIO_HEADER_TIMEOUT, ack).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "audio stream gone before its ack");
+            shared.unregister(id);
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "audio stream ack blocked, closing");
+            shared.unregister(id);
+            return;
+        }
+    }
 
     let opened = Event::AudioStreamOpened {
         peer,

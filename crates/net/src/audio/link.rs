@@ -1,5 +1,5 @@
-//! Outbound audio: [`AudioLink`], one long-lived stream to one peer, fed by a queue that never
-//! blocks the caller and never holds stale audio.
+//! Outbound audio: [`AudioLink`], long-lived streams ("lanes", [`AUDIO_LANES`]) to one peer,
+//! fed by a queue that never blocks the caller and never holds stale audio.
 
 use std::{
     collections::VecDeque,
@@ -11,16 +11,16 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures::AsyncWriteExt;
+use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, Stream};
 use tokio::sync::{Notify, watch};
 
-use super::{AUDIO_PROTOCOL, bump, load, put_chunk};
+use super::{AUDIO_ACK, AUDIO_PROTOCOL, bump, load, put_chunk};
 use crate::{
     client::Client,
     error::NetError,
     limits::{
-        AUDIO_BACKOFF_MAX, AUDIO_BACKOFF_MIN, AUDIO_LINK_QUEUE, AUDIO_OPEN_TIMEOUT,
+        AUDIO_BACKOFF_MAX, AUDIO_BACKOFF_MIN, AUDIO_LANES, AUDIO_LINK_QUEUE, AUDIO_OPEN_TIMEOUT,
         AUDIO_STALE_AFTER, AUDIO_WRITE_TIMEOUT, MAX_AUDIO_FRAME_LEN, MAX_AUDIO_HEADER_LEN,
     },
 };
@@ -32,13 +32,13 @@ pub struct AudioLinkStats {
     pub sent: u64,
     /// Frames dropped: queue full (oldest dropped), stale after an outage, or oversized.
     pub dropped: u64,
-    /// Times the stream was opened again after the first time.
+    /// Times the streams were opened again after the first time.
     pub reconnects: u64,
-    /// Failed attempts to open the stream.
+    /// Failed attempts to open the streams.
     pub open_failures: u64,
     /// Frames waiting in the queue now (at most [`AUDIO_LINK_QUEUE`]).
     pub queued: usize,
-    /// Whether a stream is open now.
+    /// Whether the streams are open now.
     pub connected: bool,
 }
 
@@ -60,11 +60,12 @@ impl Shared {
     }
 }
 
-/// A long-lived `/ruang/audio/1` stream to one peer (one per speaker per hop).
+/// Long-lived `/ruang/audio/1` streams to one peer (one link per speaker per hop).
 ///
-/// [`push`](AudioLink::push) never blocks and never awaits. A task owned by the link opens the
-/// stream (dialling if needed, moving to QUIC when the peer has it), writes the header, then
-/// every frame; on failure it reopens with backoff ([`AUDIO_BACKOFF_MIN`] doubling to
+/// [`push`](AudioLink::push) never blocks and never awaits. A task owned by the link opens
+/// [`AUDIO_LANES`] streams (dialling if needed, moving to QUIC when the peer has it), writes the
+/// header on each, then every frame, round-robin over the lanes (see [`AUDIO_LANES`] for why);
+/// when any lane fails it reopens them all with backoff ([`AUDIO_BACKOFF_MIN`] doubling to
 /// [`AUDIO_BACKOFF_MAX`]). While the path is slow or down, the queue keeps only the newest
 /// [`AUDIO_LINK_QUEUE`] frames and drops frames older than [`AUDIO_STALE_AFTER`].
 ///
@@ -172,19 +173,20 @@ async fn run(
             }),
         };
         let end = match opened {
-            Ok(mut stream) => {
+            Ok(mut lanes) => {
                 if opened_before {
                     bump(&shared.reconnects, 1);
                 }
                 opened_before = true;
                 backoff = AUDIO_BACKOFF_MIN;
                 shared.connected.store(true, Ordering::Relaxed);
-                tracing::debug!(%peer, "audio stream open");
-                let end = pump(&shared, &mut stream, &mut stop).await;
+                tracing::debug!(%peer, lanes = lanes.len(), "audio streams open");
+                let end = pump(&shared, &mut lanes, &mut stop).await;
                 shared.connected.store(false, Ordering::Relaxed);
                 if let End::Stopped = end {
                     // Graceful end: the receiver sees EOF, not a reset.
-                    let _ = tokio::time::timeout(AUDIO_WRITE_TIMEOUT, stream.close()).await;
+                    let close = futures::future::join_all(lanes.iter_mut().map(|s| s.close()));
+                    let _ = tokio::time::timeout(AUDIO_WRITE_TIMEOUT, close).await;
                 }
                 end
             }
@@ -209,14 +211,60 @@ async fn run(
     }
 }
 
-/// Connects (preferring QUIC), opens the stream and writes the header.
+/// Attempts to open one lane before the link gives up (and backs off): a receiver drops a
+/// stream that arrives while its accept slot is taken, so a few quick retries are normal.
+const LANE_OPEN_ATTEMPTS: u32 = 5;
+
+/// Connects (preferring QUIC), then opens the [`AUDIO_LANES`] streams at once, each with its
+/// header and the receiver's ack.
 async fn open(
     client: &Client,
     control: &mut libp2p_stream::Control,
     peer: PeerId,
     hello: &[u8],
-) -> Result<Stream, NetError> {
+) -> Result<Vec<Stream>, NetError> {
     client.ensure_connected(peer).await?;
+    let lanes = (0..AUDIO_LANES).map(|_| open_lane(control.clone(), peer, hello));
+    futures::future::try_join_all(lanes).await
+}
+
+/// Opens one lane: the stream, the header, the receiver's ack; again after a short pause when
+/// the receiver dropped the stream unread.
+async fn open_lane(
+    mut control: libp2p_stream::Control,
+    peer: PeerId,
+    hello: &[u8],
+) -> Result<Stream, NetError> {
+    let mut why = String::new();
+    for attempt in 0..LANE_OPEN_ATTEMPTS {
+        if attempt > 0 {
+            let pause = std::time::Duration::from_millis(10 << attempt);
+            tokio::time::sleep(pause).await;
+        }
+        let mut stream = open_stream(&mut control, peer, hello).await?;
+        let mut ack = [0u8; 1];
+        match stream.read_exact(&mut ack).await {
+            Ok(()) if ack[0] == AUDIO_ACK => return Ok(stream),
+            Ok(()) => {
+                return Err(NetError::Stream(format!(
+                    "audio stream answered {:#04x}, not an ack",
+                    ack[0]
+                )));
+            }
+            Err(e) => why = e.to_string(),
+        }
+    }
+    Err(NetError::Stream(format!(
+        "audio stream not taken by the receiver after {LANE_OPEN_ATTEMPTS} attempts: {why}"
+    )))
+}
+
+/// Opens one stream and writes the header.
+async fn open_stream(
+    control: &mut libp2p_stream::Control,
+    peer: PeerId,
+    hello: &[u8],
+) -> Result<Stream, NetError> {
     let mut stream = control
         .open_stream(peer, AUDIO_PROTOCOL)
         .await
@@ -238,11 +286,15 @@ async fn open(
     Ok(stream)
 }
 
-/// Writes queued frames until the link is dropped or the stream fails.
-async fn pump(shared: &Shared, stream: &mut Stream, stop: &mut watch::Receiver<()>) -> End {
-    let mut buf = Vec::with_capacity(AUDIO_LINK_QUEUE * (MAX_AUDIO_FRAME_LEN + 2));
+/// Writes queued frames, round-robin over the lanes, until the link is dropped or a lane fails.
+async fn pump(shared: &Shared, lanes: &mut [Stream], stop: &mut watch::Receiver<()>) -> End {
+    let mut bufs: Vec<Vec<u8>> = lanes
+        .iter()
+        .map(|_| Vec::with_capacity(AUDIO_LINK_QUEUE * (MAX_AUDIO_FRAME_LEN + 2)))
+        .collect();
+    let mut lane = 0usize;
     loop {
-        buf.clear();
+        bufs.iter_mut().for_each(Vec::clear);
         let mut n = 0u64;
         let mut stale = 0u64;
         {
@@ -252,7 +304,8 @@ async fn pump(shared: &Shared, stream: &mut Stream, stop: &mut watch::Receiver<(
                     stale += 1;
                     continue;
                 }
-                put_chunk(&mut buf, &frame);
+                put_chunk(&mut bufs[lane], &frame);
+                lane = (lane + 1) % bufs.len();
                 n += 1;
             }
         }
@@ -264,8 +317,13 @@ async fn pump(shared: &Shared, stream: &mut Stream, stop: &mut watch::Receiver<(
             }
         }
         let write = async {
-            stream.write_all(&buf).await?;
-            stream.flush().await
+            for (stream, buf) in lanes.iter_mut().zip(&bufs) {
+                if !buf.is_empty() {
+                    stream.write_all(buf).await?;
+                    stream.flush().await?;
+                }
+            }
+            Ok::<(), std::io::Error>(())
         };
         tokio::select! {
             _ = stop.changed() => return End::Stopped,

@@ -1,11 +1,19 @@
 //! The audio plane: `/ruang/audio/1` streams over `libp2p-stream`.
 //!
-//! One long-lived stream per (speaker, hop), never one per frame (DESIGN.md §5). On the wire:
+//! Long-lived streams per (speaker, hop), never one per frame (DESIGN.md §5): each link
+//! stripes its frames round-robin over [`AUDIO_LANES`](crate::limits::AUDIO_LANES) streams, so
+//! a retransmitted packet holds back only its own lane (see there). On the wire:
 //!
 //! ```text
 //! header_len: u16 BE | header (≤ MAX_AUDIO_HEADER_LEN)      once, when the stream opens
+//!                                   ← ack: one byte AUDIO_ACK, from the receiver
 //! frame_len:  u16 BE | frame  (1..=MAX_AUDIO_FRAME_LEN)      repeated
 //! ```
+//!
+//! The ack exists because libp2p-stream hands inbound streams over through a one-slot channel
+//! and drops a stream that arrives while the slot is taken: a sender opening several lanes at
+//! once (or several senders at once) would otherwise write into a stream nobody reads. A lane
+//! without an ack is opened again.
 //!
 //! - Outbound: [`AudioLink`] owns a task with a drop-oldest queue.
 //! - Inbound: an acceptor task takes every stream, bounded by
@@ -32,6 +40,9 @@ use tokio::sync::mpsc;
 pub use link::{AudioLink, AudioLinkStats};
 
 use crate::limits::{MAX_AUDIO_FRAME_LEN, MAX_AUDIO_HEADER_LEN};
+
+/// The byte a receiver sends back once it has taken a stream and read its header.
+pub(crate) const AUDIO_ACK: u8 = 0x01;
 
 /// Protocol name of the audio plane.
 pub const AUDIO_PROTOCOL: StreamProtocol = StreamProtocol::new("/ruang/audio/1");
