@@ -95,6 +95,9 @@ impl Proc {
             .spawn()
             .with_context(|| format!("starting {}", s.program.display()))?;
         let stdout = child.stdout.take().context("child stdout")?;
+        // Every line also goes to `<dir>/<name>.events.jsonl`, to look at after the run.
+        let mut keep = std::fs::File::create(s.dir.join(format!("{}.events.jsonl", s.name)))
+            .map(std::io::BufWriter::new)?;
         let (tx, rx) = sync_channel(16_384);
         let who = s.name.to_string();
         std::thread::Builder::new()
@@ -102,6 +105,7 @@ impl Proc {
             .spawn(move || {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
+                    let _ = writeln!(keep, "{line}");
                     let at_unix_us = unix_us();
                     match serde_json::from_str::<Value>(&line) {
                         Ok(value) => {

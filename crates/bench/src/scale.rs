@@ -178,6 +178,10 @@ async fn one(ctx: &Ctx, n: usize) -> Result<Row> {
         }
     }
     let join_s = join_start.elapsed().as_secs_f64();
+    // Let the room settle: Kademlia's first queries connect the members to each other, and a
+    // node closes the connections nothing uses 30 s after they opened (ruang-net trims them,
+    // see `trim_idle_connections`). Measure the room as it stays, not as it forms.
+    tokio::time::sleep(Duration::from_secs(SETTLE_S)).await;
     // Every listener present at the speaker.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while tokio::time::Instant::now() < deadline {
@@ -311,6 +315,9 @@ async fn one(ctx: &Ctx, n: usize) -> Result<Row> {
     Ok(row)
 }
 
+/// Seconds between the last join and the measurement.
+const SETTLE_S: u64 = 40;
+
 /// The next `Stats` of the speaker: (frames sent, frames dropped on slow links).
 async fn next_stats(
     events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
@@ -319,7 +326,7 @@ async fn next_stats(
     while events.try_recv().is_ok() {}
     wait_for(
         events,
-        Duration::from_secs(5),
+        Duration::from_secs(30),
         "speaker stats",
         |e| match e {
             NodeEvent::Stats {

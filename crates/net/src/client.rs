@@ -200,7 +200,8 @@ impl Client {
         .await?
     }
 
-    /// Remembers an address of `peer` (for dialling by peer id, Kademlia, audio links).
+    /// Remembers an address of `peer` (for dialling by peer id and audio links; not given to
+    /// Kademlia, which learns addresses from identify).
     pub async fn add_address(&self, peer: PeerId, addr: Multiaddr) -> Result<(), NetError> {
         self.tell("add_address", Command::AddAddress { peer, addr })
             .await

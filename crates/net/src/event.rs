@@ -71,8 +71,6 @@ pub enum Event {
     Gossip {
         /// The peer that delivered it to us (pass it back to `report_validation`).
         source: PeerId,
-        /// The peer that signed and published it (gossipsub-level signature, checked).
-        author: Option<PeerId>,
         /// Content-hash message id.
         id: MessageId,
         /// The topic.

@@ -29,7 +29,8 @@
 //! - identify, ping, mDNS (switchable), Kademlia on `/ruang/kad/1.0.0` (server mode, bootstrap
 //!   peers, periodic refresh), AutoNAT v2 client and server, circuit relay v2 client, relay
 //!   server when [`Config::relay_server`], DCUtR hole punching, a block list, connection limits.
-//! - gossipsub: signed (strict), content-addressed ids, [`limits::MAX_GOSSIP_SIZE`], topics
+//! - gossipsub: anonymous (no gossipsub signatures: the payloads are signed ruang-proto
+//!   envelopes the node verifies once per message), content-addressed ids, [`limits::MAX_GOSSIP_SIZE`], topics
 //!   under `ruang/`, `validate_messages()` — the node reports a [`Verdict`] for every message
 //!   and only accepted ones are forwarded; rejected ones lower the sender's peer score until it
 //!   is graylisted.
@@ -152,6 +153,7 @@ pub async fn spawn(config: Config) -> Result<(Client, Events, AudioInbox), NetEr
         unbound,
         inbound.clone(),
         acceptor,
+        !config.relay_server,
     );
     runtime.spawn(event_loop.run());
 

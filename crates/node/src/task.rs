@@ -66,6 +66,13 @@ const ENDED_REANNOUNCE_MS: u64 = 500;
 const MAX_SHARED_ADDRS: usize = 6;
 /// Peers asked for their directory when they connect (the first few are enough).
 const DIRECTORY_SYNC_PEERS: usize = 8;
+/// Presence heartbeats per second that a room's audience sends in total, about: a listener's
+/// interval stretches with the room (see `Task::presence_interval_ms`), so a room of
+/// thousands does not push thousands of heartbeats per second through every node.
+const AUDIENCE_PRESENCE_PER_S: u64 = 8;
+/// Longest interval between a listener's heartbeats (its TTL is three of these, within
+/// `ruang_proto::ephemeral::MAX_TTL_MS`).
+const MAX_AUDIENCE_PRESENCE_MS: u64 = 30_000;
 
 enum Internal {
     /// A join's dial and initial sync finished.
@@ -1143,10 +1150,29 @@ impl Task {
 
     // ----- timers -----------------------------------------------------------------------
 
+    /// How often this node sends presence, in ms. On stage, or named as a successor, the
+    /// configured interval: the stage and host succession need fresh presence. In the
+    /// audience it stretches with the number of members, so that the audience as a whole sends
+    /// about [`AUDIENCE_PRESENCE_PER_S`] heartbeats per second (2 s up to 16 members, 25 s at
+    /// 200, at most [`MAX_AUDIENCE_PRESENCE_MS`]). Each heartbeat carries its own TTL (three
+    /// intervals), so receivers need not know the sender's interval.
+    fn presence_interval_ms(&self) -> u64 {
+        let base = self.config.presence_interval.as_millis() as u64;
+        let Some(session) = self.session.as_ref() else {
+            return base;
+        };
+        let state = session.room.state();
+        if state.on_stage(&self.me) || state.successors.contains(&self.me) {
+            return base;
+        }
+        let members = session.presence.len() as u64;
+        (members * 1_000 / AUDIENCE_PRESENCE_PER_S).clamp(base, MAX_AUDIENCE_PRESENCE_MS.max(base))
+    }
+
     async fn tick(&mut self) {
         let now = self.now();
         self.directory.expire(now);
-        let interval = self.config.presence_interval.as_millis() as u64;
+        let interval = self.presence_interval_ms();
         let Some(session) = self.session.as_mut() else {
             return;
         };
@@ -1277,8 +1303,8 @@ impl Task {
             .collect();
         let mut name = self.config.name.clone();
         truncate_utf8(&mut name, ruang_proto::ephemeral::MAX_NAME_LEN);
-        let ttl_ms = (3 * self.config.presence_interval.as_millis())
-            .min(u128::from(ruang_proto::ephemeral::MAX_TTL_MS)) as u32;
+        let ttl_ms = (3 * self.presence_interval_ms())
+            .min(u64::from(ruang_proto::ephemeral::MAX_TTL_MS)) as u32;
         let msg = Ephemeral {
             room: session.room.id(),
             author: self.me,
@@ -1299,6 +1325,7 @@ impl Task {
             RoomMessage::Ephemeral(signed.wire().to_vec()).encode(),
         );
         let delivered = self.publish(&topic, payload).await;
+        let interval = self.presence_interval_ms();
         if !delivered
             && !leaving
             && let Some(s) = self.session.as_mut()
@@ -1306,7 +1333,6 @@ impl Task {
             // No peer is subscribed to the room's topic yet: a joiner's first heartbeat races
             // the host's subscription. Retry at the next tick, not an interval later, or the
             // host learns of us (and starts streaming to us) only then.
-            let interval = self.config.presence_interval.as_millis() as u64;
             s.last_presence = s.last_presence.saturating_sub(interval);
         }
     }

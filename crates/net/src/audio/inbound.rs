@@ -36,6 +36,9 @@ pub(crate) struct InboundShared {
 struct Streams {
     next_id: u64,
     open: HashMap<u64, (PeerId, oneshot::Sender<()>)>,
+    /// Live outbound [`AudioLink`](crate::AudioLink)s per peer (the event loop keeps their
+    /// connections when it trims idle ones).
+    links_to: HashMap<PeerId, u32>,
 }
 
 impl InboundShared {
@@ -77,6 +80,32 @@ impl InboundShared {
             }
         }
         ids.len()
+    }
+
+    /// An outbound audio link to `peer` started.
+    pub(crate) fn link_opened(&self, peer: PeerId) {
+        *self.lock().links_to.entry(peer).or_default() += 1;
+    }
+
+    /// An outbound audio link to `peer` ended.
+    pub(crate) fn link_closed(&self, peer: PeerId) {
+        let mut s = self.lock();
+        if let Some(n) = s.links_to.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.links_to.remove(&peer);
+            }
+        }
+    }
+
+    /// Peers audio flows with, either way: an inbound stream from them or a link to them.
+    pub(crate) fn audio_peers(&self) -> std::collections::HashSet<PeerId> {
+        let s = self.lock();
+        s.open
+            .values()
+            .map(|(p, _)| *p)
+            .chain(s.links_to.keys().copied())
+            .collect()
     }
 
     /// Peers with an open inbound audio stream (one entry per stream).

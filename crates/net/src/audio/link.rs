@@ -76,6 +76,14 @@ pub struct AudioLink {
     shared: Arc<Shared>,
     // Dropping this sender tells the task to stop.
     _stop: watch::Sender<()>,
+    /// Where the link is registered, so the event loop keeps its connection.
+    registry: Arc<crate::audio::inbound::InboundShared>,
+}
+
+impl Drop for AudioLink {
+    fn drop(&mut self) {
+        self.registry.link_closed(self.peer);
+    }
 }
 
 impl AudioLink {
@@ -84,10 +92,12 @@ impl AudioLink {
         let (stop_tx, stop_rx) = watch::channel(());
         let task = run(client.clone(), peer, header, shared.clone(), stop_rx);
         client.runtime().spawn(task);
+        client.inbound.link_opened(peer);
         AudioLink {
             peer,
             shared,
             _stop: stop_tx,
+            registry: client.inbound.clone(),
         }
     }
 

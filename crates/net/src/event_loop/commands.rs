@@ -23,7 +23,11 @@ impl EventLoop {
             Command::Dial { addr, reply } => self.dial(addr, reply),
             Command::EnsureConnected { peer, reply } => self.ensure_connected(peer, reply),
             Command::AddAddress { peer, addr } => {
-                self.learn(peer, vec![addr]);
+                // Not into Kademlia: these come from a room's presence, and every new routing
+                // entry can start a Kademlia bootstrap that dials the closest peers, which in a
+                // room are all the members (a full mesh of connections, bench scale).
+                // Kademlia learns peers it can use from identify.
+                self.learn_with(peer, vec![addr], false);
             }
             Command::Subscribe { topic, reply } => {
                 let _ = reply.send(self.subscribe(&topic));

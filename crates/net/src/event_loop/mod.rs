@@ -19,7 +19,9 @@ use futures::StreamExt;
 use libp2p::{
     Multiaddr, PeerId, Swarm,
     core::{ConnectedPoint, transport::ListenerId},
-    gossipsub, identify, kad, mdns, ping, relay, request_response,
+    gossipsub, identify, kad, mdns,
+    multiaddr::Protocol,
+    ping, relay, request_response,
     swarm::{
         ConnectionId, DialError, SwarmEvent,
         dial_opts::{DialOpts, PeerCondition},
@@ -44,6 +46,10 @@ use crate::{
 
 /// How often stale waiters (whose caller timed out) are swept.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Peers a node stays connected to in any case (see `EventLoop::trim_idle_connections`).
+const KEEP_PEERS: usize = 12;
+/// A connection younger than this is never trimmed (gossipsub grafts, queries finish).
+const TRIM_AFTER: Duration = Duration::from_secs(30);
 /// How long shutdown waits for connections to close cleanly.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -63,6 +69,8 @@ struct PendingDial {
 struct Conn {
     id: ConnectionId,
     remote: Multiaddr,
+    /// When it was established.
+    since: tokio::time::Instant,
     /// We dialled it (so we know the peer's address is reachable from here).
     dialer: bool,
 }
@@ -101,6 +109,8 @@ pub(crate) struct EventLoop {
     awaiting_verdict: HashMap<gossipsub::MessageId, tokio::time::Instant>,
     inbound: Arc<InboundShared>,
     acceptor: tokio::task::JoinHandle<()>,
+    /// Close connections nothing uses (see `trim_idle_connections`); off on relay servers.
+    trim: bool,
 }
 
 impl EventLoop {
@@ -114,6 +124,7 @@ impl EventLoop {
         unbound: HashMap<ListenerId, Multiaddr>,
         inbound: Arc<InboundShared>,
         acceptor: tokio::task::JoinHandle<()>,
+        trim: bool,
     ) -> Self {
         let local_peer_id = *swarm.local_peer_id();
         EventLoop {
@@ -137,6 +148,7 @@ impl EventLoop {
             awaiting_verdict: HashMap::new(),
             inbound,
             acceptor,
+            trim,
         }
     }
 
@@ -232,6 +244,66 @@ impl EventLoop {
         // gossipsub has dropped these from its cache by now (GOSSIP_VALIDATION_WINDOW).
         self.awaiting_verdict
             .retain(|_, at| at.elapsed() <= GOSSIP_VALIDATION_WINDOW + HOUSEKEEPING);
+        if self.trim {
+            self.trim_idle_connections();
+        }
+    }
+
+    /// Closes connections that nothing of ours uses, beyond [`KEEP_PEERS`] peers.
+    ///
+    /// libp2p closes a connection after the idle timeout only when no stream is open, and
+    /// gossipsub keeps a stream open on every connection to a gossipsub peer
+    /// (rust-libp2p#5190). So every connection a Kademlia query makes stays forever: in a room
+    /// every member ended up connected to every other (bench `scale`: 100 peers per listener
+    /// in a room of 100, 2 GB of RSS). A peer is kept when it is in one of our gossipsub
+    /// meshes, audio flows with it either way, it is our relay or reached through one, or its
+    /// connection is younger than [`TRIM_AFTER`].
+    fn trim_idle_connections(&mut self) {
+        let mut excess = self.connections.len().saturating_sub(KEEP_PEERS);
+        if excess == 0 {
+            return;
+        }
+        let mesh: std::collections::HashSet<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_mesh_peers()
+            .copied()
+            .collect();
+        let audio = self.inbound.audio_peers();
+        let relays: std::collections::HashSet<PeerId> = self
+            .swarm
+            .listeners()
+            .filter(|a| a.iter().any(|p| p == Protocol::P2pCircuit))
+            .filter_map(|a| {
+                a.iter().find_map(|p| match p {
+                    Protocol::P2p(peer) => Some(peer),
+                    _ => None,
+                })
+            })
+            .collect();
+        let idle: Vec<PeerId> = self
+            .connections
+            .iter()
+            .filter(|(peer, conns)| {
+                !mesh.contains(peer)
+                    && !audio.contains(peer)
+                    && !relays.contains(peer)
+                    && conns.iter().all(|c| {
+                        c.since.elapsed() >= TRIM_AFTER
+                            && !c.remote.iter().any(|p| p == Protocol::P2pCircuit)
+                    })
+            })
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in idle {
+            if excess == 0 {
+                break;
+            }
+            tracing::debug!(%peer, "closing a connection nothing uses");
+            let _ = self.swarm.disconnect_peer_id(peer);
+            excess -= 1;
+        }
     }
 }
 

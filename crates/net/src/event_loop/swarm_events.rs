@@ -141,6 +141,7 @@ impl EventLoop {
         }
         self.connections.entry(peer).or_default().push(Conn {
             id,
+            since: tokio::time::Instant::now(),
             remote: remote.clone(),
             dialer: endpoint.is_dialer(),
         });
@@ -191,7 +192,6 @@ impl EventLoop {
                     .insert(message_id.clone(), tokio::time::Instant::now());
                 self.emit(Event::Gossip {
                     source: propagation_source,
-                    author: message.source,
                     id: message_id,
                     topic: message.topic.into_string(),
                     data: message.data,
