@@ -78,9 +78,12 @@ pub const MAX_AUDIO_HEADER_LEN: usize = 512;
 /// its retransmission arrives (about one round trip plus loss detection: ~100 ms at 30 ms
 /// one-way). Striped, it holds back only its own lane, whose next frame is `AUDIO_LANES`
 /// frames later; the frames in between arrive on time, the jitter buffer gives the lost one up
-/// and rebuilds it from the next frame's FEC. Four lanes at 20 ms frames leave 80 ms between
-/// frames of a lane. (Over TCP the connection itself is ordered: lanes change nothing there.)
-pub const AUDIO_LANES: usize = 4;
+/// and rebuilds it from the next frame's FEC. Eight lanes at 20 ms frames leave 160 ms between
+/// frames of a lane: more than a retransmission takes at 30 ms one-way, so even a burst of
+/// lost packets holds back no frame behind it (with four lanes, bursts of three did, and the
+/// jitter buffer grew to ~150 ms; bench/RESULTS.md). (Over TCP the connection itself is
+/// ordered: lanes change nothing there.)
+pub const AUDIO_LANES: usize = 8;
 /// Inbound audio streams open at once; new ones beyond this are closed at once (each speaker
 /// uses [`AUDIO_LANES`] per listener).
 pub const MAX_INBOUND_AUDIO_STREAMS: usize = 1024;

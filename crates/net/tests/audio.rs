@@ -46,8 +46,11 @@ async fn five_hundred_frames_in_order() -> anyhow::Result<()> {
     .await?;
     assert_eq!(header.0, a.id());
     assert_eq!(&header.1[..], b"speaker-header");
-    // Connected once every lane is open and acknowledged.
-    eventually(SOON, "link connected", || async { link.stats().connected }).await?;
+    // Sending once the first lane is open; wait for all of them, so lanes are seq % LANES.
+    eventually(SOON, "every lane open", || async {
+        link.stats().lanes == limits::AUDIO_LANES
+    })
+    .await?;
     // Audio goes over QUIC when both ends have it.
     let paths = a.client.connection_addrs(b.id()).await?;
     assert!(

@@ -53,7 +53,10 @@ async fn audio_through_a_relay() -> anyhow::Result<()> {
     .await?;
     assert_eq!(opened.0, s.id());
     assert_eq!(&opened.1[..], b"via-relay");
-    eventually(SOON, "every lane open", || async { link.stats().connected }).await?;
+    eventually(SOON, "every lane open", || async {
+        link.stats().lanes == ruang_net::limits::AUDIO_LANES
+    })
+    .await?;
 
     for i in 0..100u8 {
         link.push(Bytes::from(vec![i; 80]));

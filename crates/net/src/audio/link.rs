@@ -11,7 +11,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt, stream::FuturesUnordered};
 use libp2p::{PeerId, Stream};
 use tokio::sync::{Notify, watch};
 
@@ -38,8 +38,11 @@ pub struct AudioLinkStats {
     pub open_failures: u64,
     /// Frames waiting in the queue now (at most [`AUDIO_LINK_QUEUE`]).
     pub queued: usize,
-    /// Whether the streams are open now.
+    /// Whether the link is sending now (at least one lane open).
     pub connected: bool,
+    /// Lanes open now (up to [`AUDIO_LANES`]; the first opens before any frame is sent, the
+    /// others while frames already flow).
+    pub lanes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +54,7 @@ struct Shared {
     reconnects: AtomicU64,
     open_failures: AtomicU64,
     connected: AtomicBool,
+    lanes: AtomicU64,
 }
 
 impl Shared {
@@ -136,6 +140,7 @@ impl AudioLink {
             open_failures: load(&s.open_failures),
             queued: s.queue().len(),
             connected: s.connected.load(Ordering::Relaxed),
+            lanes: load(&s.lanes) as usize,
         }
     }
 
@@ -190,9 +195,14 @@ async fn run(
                 opened_before = true;
                 backoff = AUDIO_BACKOFF_MIN;
                 shared.connected.store(true, Ordering::Relaxed);
-                tracing::debug!(%peer, lanes = lanes.len(), "audio streams open");
-                let end = pump(&shared, &mut lanes, &mut stop).await;
+                tracing::debug!(%peer, "audio stream open");
+                // The other lanes open while frames already flow on the first.
+                let mut more: FuturesUnordered<_> = (1..AUDIO_LANES)
+                    .map(|_| Box::pin(open_lane(control.clone(), peer, hello.clone())))
+                    .collect();
+                let end = pump(&shared, &mut lanes, &mut more, &mut stop).await;
                 shared.connected.store(false, Ordering::Relaxed);
+                shared.lanes.store(0, Ordering::Relaxed);
                 if let End::Stopped = end {
                     // Graceful end: the receiver sees EOF, not a reset.
                     let close = futures::future::join_all(lanes.iter_mut().map(|s| s.close()));
@@ -223,10 +233,9 @@ async fn run(
 
 /// Attempts to open one lane before the link gives up (and backs off): a receiver drops a
 /// stream that arrives while its accept slot is taken, so a few quick retries are normal.
-const LANE_OPEN_ATTEMPTS: u32 = 5;
+const LANE_OPEN_ATTEMPTS: u32 = 7;
 
-/// Connects (preferring QUIC), then opens the [`AUDIO_LANES`] streams at once, each with its
-/// header and the receiver's ack.
+/// Connects (preferring QUIC), then opens the first lane (stream, header, the receiver's ack).
 async fn open(
     client: &Client,
     control: &mut libp2p_stream::Control,
@@ -234,8 +243,8 @@ async fn open(
     hello: &[u8],
 ) -> Result<Vec<Stream>, NetError> {
     client.ensure_connected(peer).await?;
-    let lanes = (0..AUDIO_LANES).map(|_| open_lane(control.clone(), peer, hello));
-    futures::future::try_join_all(lanes).await
+    let first = open_lane(control.clone(), peer, hello.to_vec()).await?;
+    Ok(vec![first])
 }
 
 /// Opens one lane: the stream, the header, the receiver's ack; again after a short pause when
@@ -243,7 +252,7 @@ async fn open(
 async fn open_lane(
     mut control: libp2p_stream::Control,
     peer: PeerId,
-    hello: &[u8],
+    hello: Vec<u8>,
 ) -> Result<Stream, NetError> {
     let mut why = String::new();
     for attempt in 0..LANE_OPEN_ATTEMPTS {
@@ -251,7 +260,7 @@ async fn open_lane(
             let pause = std::time::Duration::from_millis(10 << attempt);
             tokio::time::sleep(pause).await;
         }
-        let mut stream = open_stream(&mut control, peer, hello).await?;
+        let mut stream = open_stream(&mut control, peer, &hello).await?;
         let mut ack = [0u8; 1];
         match stream.read_exact(&mut ack).await {
             Ok(()) if ack[0] == AUDIO_ACK => return Ok(stream),
@@ -296,12 +305,20 @@ async fn open_stream(
     Ok(stream)
 }
 
-/// Writes queued frames, round-robin over the lanes, until the link is dropped or a lane fails.
-async fn pump(shared: &Shared, lanes: &mut [Stream], stop: &mut watch::Receiver<()>) -> End {
-    let mut bufs: Vec<Vec<u8>> = lanes
-        .iter()
-        .map(|_| Vec::with_capacity(AUDIO_LINK_QUEUE * (MAX_AUDIO_FRAME_LEN + 2)))
-        .collect();
+/// Writes queued frames, round-robin over the open lanes, until the link is dropped or a lane
+/// fails; takes each further lane into the rotation as it opens.
+async fn pump<F>(
+    shared: &Shared,
+    lanes: &mut Vec<Stream>,
+    more: &mut FuturesUnordered<F>,
+    stop: &mut watch::Receiver<()>,
+) -> End
+where
+    F: std::future::Future<Output = Result<Stream, NetError>> + Unpin,
+{
+    let new_buf = || Vec::with_capacity(AUDIO_LINK_QUEUE * (MAX_AUDIO_FRAME_LEN + 2));
+    let mut bufs: Vec<Vec<u8>> = lanes.iter().map(|_| new_buf()).collect();
+    shared.lanes.store(lanes.len() as u64, Ordering::Relaxed);
     let mut lane = 0usize;
     loop {
         bufs.iter_mut().for_each(Vec::clear);
@@ -324,6 +341,18 @@ async fn pump(shared: &Shared, lanes: &mut [Stream], stop: &mut watch::Receiver<
             tokio::select! {
                 _ = stop.changed() => return End::Stopped,
                 _ = shared.wake.notified() => continue,
+                Some(opened) = more.next(), if !more.is_empty() => {
+                    match opened {
+                        Ok(stream) => {
+                            lanes.push(stream);
+                            bufs.push(new_buf());
+                            shared.lanes.store(lanes.len() as u64, Ordering::Relaxed);
+                        }
+                        // Fewer lanes is still a working link.
+                        Err(e) => tracing::debug!(error = %e, "an audio lane did not open"),
+                    }
+                    continue;
+                }
             }
         }
         let write = async {
