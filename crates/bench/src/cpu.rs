@@ -115,14 +115,7 @@ fn speaker(ctx: &Ctx) -> Result<Table> {
         )?;
         let ready = sp.wait_event(Duration::from_secs(30), "ready")?;
         let ticket = ready["ticket"].as_str().context("ticket")?.to_string();
-        let addrs: Vec<String> = ready["listen"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let addrs = nodes::listen_addrs(&ready);
         if let Some(ns) = &ns {
             ns.count_port(
                 nodes::first_port(&addrs).context("speaker port")?,

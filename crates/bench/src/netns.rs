@@ -8,18 +8,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 fn run(args: &[&str]) -> Result<()> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .with_context(|| format!("running {}", args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    output(args).map(drop)
 }
 
 fn output(args: &[&str]) -> Result<String> {

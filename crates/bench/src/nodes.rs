@@ -111,6 +111,18 @@ pub fn quic_socket(addrs: &[String]) -> Option<SocketAddr> {
     })
 }
 
+/// The `listen` addresses of a `ruang --json` node's `ready` event.
+pub fn listen_addrs(ready: &serde_json::Value) -> Vec<String> {
+    ready["listen"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The port of the first address in `addrs` (a multiaddr string) that has one.
 pub fn first_port(addrs: &[String]) -> Option<u16> {
     addrs.iter().find_map(|a| {

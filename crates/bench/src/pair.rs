@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::Ctx;
 use crate::netns;
-use crate::nodes::{quic_socket, ticket_via};
+use crate::nodes::{self, quic_socket, ticket_via};
 use crate::procs::{Proc, Spawn, last_speaker_stats};
 
 /// Which transport the two nodes use.
@@ -219,14 +219,7 @@ pub fn run(ctx: &Ctx, spec: Spec) -> Result<Outcome> {
         .context("ready.ticket")?
         .parse()
         .context("parsing the host's ticket")?;
-    let host_addrs: Vec<String> = ready["listen"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let host_addrs = nodes::listen_addrs(&ready);
     let relay = match &spec.path {
         Path::Relay(link) => {
             if spec.proto != Proto::Quic {
