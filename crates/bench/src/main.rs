@@ -205,6 +205,14 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // The in-process scenarios (scale, listener-cpu) log through `RUST_LOG`, to stderr; quiet
+    // by default so the tables stay readable.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let default_seconds = match &args.scenario {
         Scenario::Smoke => 4.0,
         Scenario::Cpu { .. } => 20.0,

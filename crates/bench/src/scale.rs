@@ -40,6 +40,18 @@ struct Row {
     rss_mb: f64,
     join_s: f64,
     peers: f64,
+    /// Frames the listeners dropped, summed: (rate limit, inbox full, refused by policy).
+    lost_at_listeners: (u64, u64, u64),
+}
+
+/// What the scenario reads of each listener.
+#[derive(Clone, Copy, Default)]
+struct ListenerStatus {
+    accepted: u64,
+    peers: usize,
+    limited: u64,
+    dropped_inbound: u64,
+    refused: u64,
 }
 
 /// Runs the scenario.
@@ -59,6 +71,7 @@ pub fn scale(ctx: &Ctx) -> Result<Vec<Table>> {
             "delivery min %",
             "listeners < 99 %",
             "speaker drops",
+            "listener drops: rate limit / inbox full / refused",
             "m2e p50 ms (probes)",
             "m2e p99 ms (probes)",
             "chirps missed",
@@ -82,6 +95,10 @@ pub fn scale(ctx: &Ctx) -> Result<Vec<Table>> {
             f(d.min, 2),
             r.delivery.iter().filter(|v| **v < 99.0).count().to_string(),
             r.dropped.to_string(),
+            format!(
+                "{} / {} / {}",
+                r.lost_at_listeners.0, r.lost_at_listeners.1, r.lost_at_listeners.2
+            ),
             f(r.delays.p50, 1),
             f(r.delays.p99, 1),
             format!("{}/{}", r.missed, r.chirps),
@@ -101,7 +118,9 @@ pub fn scale(ctx: &Ctx) -> Result<Vec<Table>> {
          issue). {} probe listeners decode and play into memory (mouth-to-ear by the chirp \
          analysis, includes the 20 ms frame, Opus lookahead and jitter buffer); the others run \
          with decode_audio(false): receive, enforcement, counting. Delivery = frames each \
-         listener accepted / frames the speaker sent. CPU: this whole process (every node), \
+         listener accepted / frames the speaker sent. Listener drops: frames that arrived and \
+         were dropped, summed over listeners, by the per-sender rate limit, because the \
+         node's audio inbox was full, or by policy. CPU: this whole process (every node), \
          in % of one core (2 cores = 200 %), while muted (control plane only) and while \
          speaking. Peers per listener: connected peers at the end.",
         ctx.seconds, ctx.probes
@@ -242,7 +261,7 @@ async fn one(ctx: &Ctx, n: usize) -> Result<Row> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sent_before = next_stats(&mut sev).await?.0;
     let idle1 = procstat::sample(std::process::id()).context("/proc")?;
-    let before: Vec<u64> = status_all(&listeners).await.iter().map(|s| s.0).collect();
+    let before = status_all(&listeners).await;
     let p0 = procstat::sample(std::process::id()).context("/proc")?;
     let unmute_us = unix_us();
     speaker.self_mute(false).await?;
@@ -253,12 +272,24 @@ async fn one(ctx: &Ctx, n: usize) -> Result<Row> {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (sent_after, dropped) = next_stats(&mut sev).await?;
     let after_status = status_all(&listeners).await;
-    let peers = Percentiles::of(&after_status.iter().map(|s| s.1 as f64).collect::<Vec<_>>()).mean;
+    let peers = Percentiles::of(
+        &after_status
+            .iter()
+            .map(|s| s.peers as f64)
+            .collect::<Vec<_>>(),
+    )
+    .mean;
+    let mut lost_at_listeners = (0, 0, 0);
+    for (b, a) in before.iter().zip(&after_status) {
+        lost_at_listeners.0 += a.limited.saturating_sub(b.limited);
+        lost_at_listeners.1 += a.dropped_inbound.saturating_sub(b.dropped_inbound);
+        lost_at_listeners.2 += a.refused.saturating_sub(b.refused);
+    }
     let sent = sent_after.saturating_sub(sent_before);
     let delivery: Vec<f64> = before
         .iter()
         .zip(&after_status)
-        .map(|(b, a)| 100.0 * a.0.saturating_sub(*b) as f64 / sent.max(1) as f64)
+        .map(|(b, a)| 100.0 * a.accepted.saturating_sub(b.accepted) as f64 / sent.max(1) as f64)
         .collect();
     let mut delays = Vec::new();
     let mut chirps = 0;
@@ -299,6 +330,7 @@ async fn one(ctx: &Ctx, n: usize) -> Result<Row> {
         rss_mb: p1.rss_kib as f64 / 1024.0,
         join_s,
         peers,
+        lost_at_listeners,
     };
     let mut stops = Vec::new();
     for l in listeners.into_iter().chain([speaker]) {
@@ -342,22 +374,28 @@ async fn next_stats(
 
 /// (frames accepted, connected peers) of each node now; queried concurrently, each under a
 /// timeout (zeros for a node that does not answer).
-async fn status_all(nodes: &[NodeHandle]) -> Vec<(u64, usize)> {
+async fn status_all(nodes: &[NodeHandle]) -> Vec<ListenerStatus> {
     let tasks: Vec<_> = nodes
         .iter()
         .cloned()
         .map(|h| {
             tokio::spawn(async move {
                 match tokio::time::timeout(Duration::from_secs(10), h.status()).await {
-                    Ok(Ok(s)) => (s.frames_accepted, s.peers),
-                    _ => (0, 0),
+                    Ok(Ok(s)) => ListenerStatus {
+                        accepted: s.frames_accepted,
+                        peers: s.peers,
+                        limited: s.frames_limited,
+                        dropped_inbound: s.frames_dropped_inbound,
+                        refused: s.frames_refused,
+                    },
+                    _ => ListenerStatus::default(),
                 }
             })
         })
         .collect();
     let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
-        out.push(t.await.unwrap_or((0, 0)));
+        out.push(t.await.unwrap_or_default());
     }
     out
 }

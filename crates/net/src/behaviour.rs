@@ -102,8 +102,9 @@ impl Behaviour {
         kad_config.set_periodic_bootstrap_interval(Some(KAD_BOOTSTRAP_INTERVAL));
         let mut kad =
             kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
-        // Every ruang node answers DHT queries: rooms are small and peers are few, so there is
-        // no reason to wait for AutoNAT to say we are reachable.
+        // A ruang node answers DHT queries from the start (no waiting for AutoNAT to say we
+        // are reachable); the node turns a room's audience into clients
+        // (`Client::set_dht_server`).
         kad.set_mode(Some(kad::Mode::Server));
 
         let relay_server = config.relay_server.then(|| {

@@ -35,6 +35,8 @@ pub(crate) enum Command {
     },
     Subscribe {
         topic: String,
+        /// Keep connections to the topic's peers when trimming.
+        keep_peers: bool,
         reply: Reply<Result<(), NetError>>,
     },
     Unsubscribe {
@@ -77,6 +79,7 @@ pub(crate) enum Command {
     Disconnect {
         peer: PeerId,
     },
+    DhtServer(bool),
     Block {
         peer: PeerId,
     },
@@ -207,12 +210,37 @@ impl Client {
             .await
     }
 
+    /// Whether this node answers Kademlia queries (server) or only asks them (client).
+    ///
+    /// A client is not put in other nodes' routing tables, so nobody's lookups dial it. A room's
+    /// audience switches to client mode: otherwise every member's lookup, answered by the host
+    /// from a table full of members, dials the whole room (bench `scale`).
+    pub async fn set_dht_server(&self, server: bool) -> Result<(), NetError> {
+        self.tell("set_dht_server", Command::DhtServer(server))
+            .await
+    }
+
     /// Joins a gossipsub topic (must start with `ruang/`). Messages on it arrive as
     /// [`crate::Event::Gossip`].
     pub async fn subscribe(&self, topic: &str) -> Result<(), NetError> {
         let topic = topic.to_string();
         self.call("subscribe", CALL_TIMEOUT, |reply| Command::Subscribe {
             topic,
+            keep_peers: false,
+            reply,
+        })
+        .await?
+    }
+
+    /// Like [`subscribe`](Client::subscribe), and the connection to every peer on the topic is
+    /// kept open: the node closes connections nothing uses (beyond a dozen peers), and a room's
+    /// members need theirs whether or not gossipsub has them in its mesh today (the host relays
+    /// the audience's messages, the speakers stream to them).
+    pub async fn subscribe_keeping_peers(&self, topic: &str) -> Result<(), NetError> {
+        let topic = topic.to_string();
+        self.call("subscribe", CALL_TIMEOUT, |reply| Command::Subscribe {
+            topic,
+            keep_peers: true,
             reply,
         })
         .await?

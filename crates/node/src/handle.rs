@@ -67,6 +67,11 @@ pub struct Status {
     pub frames_accepted: u64,
     /// Audio frames received and dropped because their speaker may not transmit.
     pub frames_refused: u64,
+    /// Audio frames dropped by the per-sender rate limit (a burst beyond it).
+    pub frames_limited: u64,
+    /// Audio frames read from the network and dropped before the node saw them (its inbox was
+    /// full: the receive task fell behind).
+    pub frames_dropped_inbound: u64,
 }
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;

@@ -171,6 +171,7 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
         directory_synced: 0,
         blocked: HashSet::new(),
         joining: false,
+        dht_server: true,
         banned_from: HashSet::new(),
     };
     task.refresh_addrs().await;
@@ -209,6 +210,8 @@ struct Task {
     /// Peers blocked for flooding (unblocked after [`FLOOD_BLOCK`]).
     blocked: HashSet<PeerId>,
     joining: bool,
+    /// We answer Kademlia queries (see [`Task::set_dht_server`]).
+    dht_server: bool,
     /// Rooms this identity was banned from (their nodes refuse us; say so at once).
     banned_from: HashSet<RoomId>,
 }
@@ -355,6 +358,8 @@ impl Task {
             listeners_served: self.outbound.links.lock().map(|l| l.len()).unwrap_or(0),
             frames_accepted: self.counters.accepted.load(Ordering::Relaxed),
             frames_refused: self.counters.refused.load(Ordering::Relaxed),
+            frames_limited: self.counters.limited.load(Ordering::Relaxed),
+            frames_dropped_inbound: self.client.audio_in_stats().dropped,
         }
     }
 
@@ -414,9 +419,13 @@ impl Task {
         }
         self.joining = true;
         self.pending_join = Some(reply);
+        // Joiners start in the audience: a DHT client before the first dial, so the room's
+        // members are not all dialled by our lookups (see `set_dht_server`).
+        self.dht_server = false;
         let client = self.client.clone();
         let internal = self.internal_tx.clone();
         tokio::spawn(async move {
+            let _ = client.set_dht_server(false).await;
             let result = fetch_room(&client, room, host, addrs, key.as_ref())
                 .await
                 .map(|(r, p)| (Box::new(r), p));
@@ -428,7 +437,7 @@ impl Task {
     async fn enter(&mut self, room: Room, key: Option<RoomKey>) -> Joined {
         let now = self.now();
         let session = Session::new(room, key, now);
-        if let Err(e) = self.client.subscribe(&session.topic).await {
+        if let Err(e) = self.client.subscribe_keeping_peers(&session.topic).await {
             self.emit(NodeEvent::Error {
                 message: format!("cannot subscribe to the room: {e}"),
             });
@@ -468,6 +477,7 @@ impl Task {
             self.client.close_audio_from(peer);
         }
         self.session = None;
+        self.set_dht_server(true).await;
         self.outbound.allowed.store(false, Ordering::Relaxed);
         self.outbound
             .links
@@ -488,6 +498,21 @@ impl Task {
         self.emit(NodeEvent::Left {
             reason: reason.to_string(),
         });
+    }
+
+    /// Kademlia server on stage and outside rooms, client in a room's audience.
+    ///
+    /// In a room every member learns every other (presence), and a DHT server is in the
+    /// routing table of each peer it talks to: one lookup answered by the host then dials the
+    /// whole room, and libp2p keeps those connections (rust-libp2p#5190). The audience are
+    /// many, come and go, and are often behind NAT: they ask, they do not answer.
+    async fn set_dht_server(&mut self, server: bool) {
+        if self.dht_server != server {
+            self.dht_server = server;
+            if let Err(e) = self.client.set_dht_server(server).await {
+                debug!(error = %e, "cannot switch the Kademlia mode");
+            }
+        }
     }
 
     async fn act(&mut self, body: EventBody) -> Result<(), NodeError> {
@@ -609,6 +634,9 @@ impl Task {
                     }
                     Err(e) => Err(e),
                 };
+                if result.is_err() {
+                    self.set_dht_server(true).await;
+                }
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
@@ -1008,6 +1036,10 @@ impl Task {
         if before.as_ref() == Some(&state) {
             return;
         }
+        self.set_dht_server(state.stage().contains(&me)).await;
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         // Who may be heard.
         {
             let mut p = self.policy.write().unwrap_or_else(|e| e.into_inner());

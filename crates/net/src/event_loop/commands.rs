@@ -29,11 +29,23 @@ impl EventLoop {
                 // Kademlia learns peers it can use from identify.
                 self.learn_with(peer, vec![addr], false);
             }
-            Command::Subscribe { topic, reply } => {
-                let _ = reply.send(self.subscribe(&topic));
+            Command::Subscribe {
+                topic,
+                keep_peers,
+                reply,
+            } => {
+                let result = self.subscribe(&topic);
+                let hash = gossipsub::IdentTopic::new(topic).hash();
+                if result.is_ok() && keep_peers {
+                    self.kept_topics.insert(hash);
+                } else {
+                    self.kept_topics.remove(&hash);
+                }
+                let _ = reply.send(result);
             }
             Command::Unsubscribe { topic, reply } => {
                 let t = gossipsub::IdentTopic::new(topic);
+                self.kept_topics.remove(&t.hash());
                 self.swarm.behaviour_mut().gossipsub.unsubscribe(&t);
                 let _ = reply.send(Ok(()));
             }
@@ -132,6 +144,15 @@ impl EventLoop {
             }
             Command::Disconnect { peer } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Command::DhtServer(server) => {
+                let mode = if server {
+                    kad::Mode::Server
+                } else {
+                    kad::Mode::Client
+                };
+                tracing::debug!(?mode, "Kademlia mode");
+                self.swarm.behaviour_mut().kad.set_mode(Some(mode));
             }
             Command::Block { peer } => {
                 self.swarm.behaviour_mut().block_list.block_peer(peer);

@@ -10,7 +10,7 @@ mod dialing;
 mod swarm_events;
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
     time::Duration,
 };
@@ -111,6 +111,8 @@ pub(crate) struct EventLoop {
     acceptor: tokio::task::JoinHandle<()>,
     /// Close connections nothing uses (see `trim_idle_connections`); off on relay servers.
     trim: bool,
+    /// Topics whose peers are never trimmed ([`crate::Client::subscribe_keeping_peers`]).
+    kept_topics: HashSet<gossipsub::TopicHash>,
 }
 
 impl EventLoop {
@@ -149,6 +151,7 @@ impl EventLoop {
             inbound,
             acceptor,
             trim,
+            kept_topics: HashSet::new(),
         }
     }
 
@@ -255,23 +258,29 @@ impl EventLoop {
     /// gossipsub keeps a stream open on every connection to a gossipsub peer
     /// (rust-libp2p#5190). So every connection a Kademlia query makes stays forever: in a room
     /// every member ended up connected to every other (bench `scale`: 100 peers per listener
-    /// in a room of 100, 2 GB of RSS). A peer is kept when it is in one of our gossipsub
-    /// meshes, audio flows with it either way, it is our relay or reached through one, or its
-    /// connection is younger than [`TRIM_AFTER`].
+    /// in a room of 100, 2 GB of RSS; a room's audience are Kademlia clients now, see
+    /// `Client::set_dht_server`). A peer is kept when it is in one of our gossipsub meshes or
+    /// on a topic subscribed with `subscribe_keeping_peers` (our room), audio flows with it
+    /// either way, it is our relay or reached through one, or its connection is younger than
+    /// [`TRIM_AFTER`].
     fn trim_idle_connections(&mut self) {
         let mut excess = self.connections.len().saturating_sub(KEEP_PEERS);
         if excess == 0 {
             return;
         }
-        let mesh: std::collections::HashSet<PeerId> = self
-            .swarm
-            .behaviour()
-            .gossipsub
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let mesh: HashSet<PeerId> = gossipsub
             .all_mesh_peers()
             .copied()
+            .chain(
+                gossipsub
+                    .all_peers()
+                    .filter(|(_, topics)| topics.iter().any(|t| self.kept_topics.contains(t)))
+                    .map(|(peer, _)| *peer),
+            )
             .collect();
         let audio = self.inbound.audio_peers();
-        let relays: std::collections::HashSet<PeerId> = self
+        let relays: HashSet<PeerId> = self
             .swarm
             .listeners()
             .filter(|a| a.iter().any(|p| p == Protocol::P2pCircuit))
