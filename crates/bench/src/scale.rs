@@ -42,6 +42,9 @@ struct Row {
     peers: f64,
     /// Frames the listeners dropped, summed: (rate limit, inbox full, refused by policy).
     lost_at_listeners: (u64, u64, u64),
+    /// Listeners (of the others) a chat line from one listener reached within
+    /// [`CHAT_WAIT`].
+    chat_reach: (usize, usize),
 }
 
 /// What the scenario reads of each listener.
@@ -80,6 +83,7 @@ pub fn scale(ctx: &Ctx) -> Result<Vec<Table>> {
             "RSS MB",
             "join all s",
             "peers per listener",
+            "a listener's chat reached",
         ],
     );
     for n in ctx.scale_counts.clone() {
@@ -107,6 +111,7 @@ pub fn scale(ctx: &Ctx) -> Result<Vec<Table>> {
             f(r.rss_mb, 0),
             f(r.join_s, 1),
             f(r.peers, 1),
+            format!("{}/{}", r.chat_reach.0, r.chat_reach.1),
         ]);
         eprintln!("{}", t.render());
     }
@@ -122,7 +127,9 @@ pub fn scale(ctx: &Ctx) -> Result<Vec<Table>> {
          were dropped, summed over listeners, by the per-sender rate limit, because the \
          node's audio inbox was full, or by policy. CPU: this whole process (every node), \
          in % of one core (2 cores = 200 %), while muted (control plane only) and while \
-         speaking. Peers per listener: connected peers at the end.",
+         speaking. Peers per listener: connected peers at the end. Chat reached: one listener \
+         sends a chat line; how many of the other listeners show it within 5 s (the room's \
+         control plane, relayed by gossipsub).",
         ctx.seconds, ctx.probes
     ));
     Ok(vec![t])
@@ -315,6 +322,7 @@ async fn one(ctx: &Ctx, n: usize) -> Result<Row> {
             }
         }
     }
+    let chat_reach = chat_reach(&listeners).await?;
     let row = Row {
         n,
         joined: listeners.len(),
@@ -331,6 +339,7 @@ async fn one(ctx: &Ctx, n: usize) -> Result<Row> {
         join_s,
         peers,
         lost_at_listeners,
+        chat_reach,
     };
     let mut stops = Vec::new();
     for l in listeners.into_iter().chain([speaker]) {
@@ -345,6 +354,44 @@ async fn one(ctx: &Ctx, n: usize) -> Result<Row> {
         let _ = std::fs::remove_file(&wav);
     }
     Ok(row)
+}
+
+/// How long a chat line may take to reach the audience.
+const CHAT_WAIT: Duration = Duration::from_secs(5);
+
+/// One listener (the middle one) chats; returns how many of the others showed the line
+/// within [`CHAT_WAIT`], and of how many.
+async fn chat_reach(listeners: &[NodeHandle]) -> Result<(usize, usize)> {
+    if listeners.len() < 2 {
+        return Ok((0, 0));
+    }
+    let from = listeners.len() / 2;
+    let text = "scale: a line from the audience";
+    let waits: Vec<_> = listeners
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != from)
+        .map(|(_, l)| {
+            let mut events = l.subscribe();
+            tokio::spawn(async move {
+                wait_for(&mut events, CHAT_WAIT, "chat", |e| match e {
+                    NodeEvent::Chat { text: t, .. } if t == text => Some(()),
+                    _ => None,
+                })
+                .await
+                .is_ok()
+            })
+        })
+        .collect();
+    listeners[from].chat(text).await?;
+    let mut reached = 0;
+    let others = waits.len();
+    for w in waits {
+        if w.await.unwrap_or(false) {
+            reached += 1;
+        }
+    }
+    Ok((reached, others))
 }
 
 /// Seconds between the last join and the measurement.

@@ -62,6 +62,13 @@ pub struct Session {
     pub ended_at: Option<u64>,
     /// Addresses already told to the network layer, per peer.
     pub known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// The key of each peer in `known_addrs` (a key from a peer id costs a point
+    /// decompression; this is asked every second per member).
+    pub peer_keys: HashMap<PeerId, PublicKey>,
+    /// Members we dialled to have enough room neighbours, with when (unix ms).
+    pub neighbour_dials: HashMap<PeerId, u64>,
+    /// When the room neighbours were last counted (unix ms).
+    pub last_neighbour_check: u64,
     /// Peers streaming audio to us now.
     pub streams_from: HashSet<PeerId>,
     /// Whether the "speakers are at their fan-out limit" notice was given.
@@ -71,6 +78,13 @@ pub struct Session {
 }
 
 impl Session {
+    /// Whether `peer` is a member present in the room now.
+    pub fn is_present_peer(&self, peer: &PeerId) -> bool {
+        self.peer_keys
+            .get(peer)
+            .is_some_and(|k| self.presence.contains(k))
+    }
+
     /// A session for `room`, joined at `now`; `key` for a private room.
     pub fn new(room: Room, key: Option<RoomKey>, now: u64) -> Session {
         Session {
@@ -88,6 +102,9 @@ impl Session {
             host_missing_since: None,
             ended_at: None,
             known_addrs: HashMap::new(),
+            peer_keys: HashMap::new(),
+            neighbour_dials: HashMap::new(),
+            last_neighbour_check: 0,
             streams_from: HashSet::new(),
             fanout_notice_given: false,
             dirty: true,

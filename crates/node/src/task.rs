@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::{RngExt, SeedableRng, seq::IndexedRandom};
 use ruang_audio::codec::EncoderConfig;
 use ruang_audio::send::Sender;
 use ruang_net::{Client, Event, Events, Multiaddr, NetError, PeerId, SyncReply, Verdict};
@@ -48,6 +48,15 @@ pub const EVENT_BROADCAST_CAP: usize = 1_024;
 const INTERNAL_CAP: usize = 64;
 /// How often the node task checks its timers.
 const TICK: Duration = Duration::from_millis(200);
+/// Room members a node dials until it is connected to this many. With the members that dial
+/// it, a listener ends up with about twice as many: enough for gossipsub's mesh (4 to 12, 6
+/// wanted), few enough that a room of 200 in one process stays within two cores (bench
+/// `scale`: 6 cost 140 % of 200 and 146 ms mouth-to-ear, 4 cost 133 % and 93 ms).
+const ROOM_NEIGHBOURS: usize = 4;
+/// How often a node counts its room neighbours (and dials at most one).
+const NEIGHBOUR_CHECK_MS: u64 = 1_000;
+/// How long before a member we dialled as a neighbour is dialled again.
+const NEIGHBOUR_RETRY_MS: u64 = 30_000;
 /// Most pages a join or a sync asks for from one peer.
 const MAX_SYNC_PAGES: usize = 10_000;
 /// How long to keep a flooding peer blocked.
@@ -922,6 +931,7 @@ impl Task {
                     .filter_map(|a| Multiaddr::try_from(a.clone()).ok())
                     .collect();
                 if session.known_addrs.get(&peer) != Some(&addrs) {
+                    session.peer_keys.insert(peer, msg.author);
                     session.known_addrs.insert(peer, addrs.clone());
                     for a in addrs {
                         let _ = self.client.add_address(peer, a).await;
@@ -1219,6 +1229,12 @@ impl Task {
         }
         let gone = session.presence.expire(now);
         if !gone.is_empty() {
+            // Forget their addresses too: these maps stay as large as the room.
+            session
+                .peer_keys
+                .retain(|_, k| session.presence.contains(k));
+            let keys = &session.peer_keys;
+            session.known_addrs.retain(|p, _| keys.contains_key(p));
             self.membership_changed();
         }
         let session = self.session.as_mut().expect("checked above");
@@ -1229,6 +1245,7 @@ impl Task {
         self.maybe_announce(false).await;
         self.check_succession(now).await;
         self.maybe_sync(now);
+        self.keep_room_neighbours(now);
         self.check_fanout_notice(now);
         let dirty = self.session.as_ref().is_some_and(|s| s.dirty);
         if dirty && let Some(s) = self.session.as_mut() {
@@ -1236,6 +1253,64 @@ impl Task {
             let view = s.view(&self.me, &self.config.name);
             self.emit(NodeEvent::State(Box::new(view)));
         }
+    }
+
+    /// Dials a present member when we are connected to fewer than [`ROOM_NEIGHBOURS`] of
+    /// them, one per [`NEIGHBOUR_CHECK_MS`], each member at most once per
+    /// [`NEIGHBOUR_RETRY_MS`].
+    ///
+    /// The audience are Kademlia clients (see `set_dht_server`), so nothing else connects them
+    /// to each other: without this a listener's only room peers are the stage, and what it
+    /// says (chat, hands, presence) reaches the rest of the audience only through the stage's
+    /// gossipsub mesh of at most a dozen (bench `scale`: a listener's chat line reached 121 of
+    /// 199 listeners). With a few neighbours each, gossipsub builds its mesh through the
+    /// audience, and ruang-net keeps room peers connected.
+    fn keep_room_neighbours(&mut self, now: u64) {
+        let me = self.client.local_peer_id();
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        if now < session.last_neighbour_check + NEIGHBOUR_CHECK_MS {
+            return;
+        }
+        session.last_neighbour_check = now;
+        session
+            .neighbour_dials
+            .retain(|_, at| now < *at + NEIGHBOUR_RETRY_MS);
+        let connected = session
+            .known_addrs
+            .keys()
+            .filter(|p| self.connected.contains(*p) && session.is_present_peer(p))
+            .count();
+        if connected >= ROOM_NEIGHBOURS {
+            return;
+        }
+        let candidates: Vec<(&PeerId, &Vec<Multiaddr>)> = session
+            .known_addrs
+            .iter()
+            .filter(|(p, addrs)| {
+                **p != me
+                    && !addrs.is_empty()
+                    && !self.connected.contains(*p)
+                    && !self.blocked.contains(*p)
+                    && !session.neighbour_dials.contains_key(*p)
+                    && session.is_present_peer(p)
+            })
+            .collect();
+        let Some((peer, addrs)) = candidates.choose(&mut self.rng) else {
+            return;
+        };
+        let (peer, addrs) = (**peer, (*addrs).clone());
+        session.neighbour_dials.insert(peer, now);
+        debug!(%peer, connected, "dialling a room neighbour");
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            for addr in addrs {
+                if client.dial(ruang_net::with_peer(addr, peer)).await.is_ok() {
+                    break;
+                }
+            }
+        });
     }
 
     fn maybe_sync(&mut self, now: u64) {
@@ -1247,10 +1322,10 @@ impl Task {
             return;
         }
         let candidates: Vec<PeerId> = session
-            .presence
-            .iter()
-            .filter_map(|(k, _)| ids::peer_id(k))
-            .filter(|p| self.connected.contains(p))
+            .peer_keys
+            .keys()
+            .filter(|p| self.connected.contains(p) && session.is_present_peer(p))
+            .copied()
             .collect();
         if candidates.is_empty() {
             if let Some(s) = self.session.as_mut() {
