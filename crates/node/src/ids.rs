@@ -11,22 +11,27 @@ pub fn keypair(identity: &Identity) -> ruang_net::Keypair {
     ruang_net::Keypair::ed25519_from_bytes(&mut secret).expect("32-byte ed25519 secret")
 }
 
+/// How an ed25519 peer id begins: the "identity" multihash (code 0, 36 bytes) of the
+/// protobuf-encoded key (field 1 key type = 1 for ed25519, field 2 the 32 key bytes).
+const ED25519_PEER_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+
 /// The peer id of a ruang key.
+///
+/// Built from the bytes, without decoding the key as a curve point (libp2p's way costs a
+/// point decompression, and the node asks for peer ids per member, per frame target and per
+/// presence). A key that is not a valid point gets a peer id nobody can hold.
 pub fn peer_id(key: &PublicKey) -> Option<PeerId> {
-    let public = libp2p_identity::ed25519::PublicKey::try_from_bytes(key.as_bytes()).ok()?;
-    Some(libp2p_identity::PublicKey::from(public).to_peer_id())
+    let mut bytes = [0u8; 38];
+    bytes[..6].copy_from_slice(&ED25519_PEER_PREFIX);
+    bytes[6..].copy_from_slice(key.as_bytes());
+    PeerId::from_bytes(&bytes).ok()
 }
 
 /// The ruang key behind a peer id, if it is an ed25519 peer id (every ruang node's is).
 pub fn public_key(peer: &PeerId) -> Option<PublicKey> {
-    let multihash = peer.as_ref();
-    // ed25519 peer ids are "identity" multihashes (code 0) of the protobuf-encoded key.
-    if multihash.code() != 0 {
-        return None;
-    }
-    let public = libp2p_identity::PublicKey::try_decode_protobuf(multihash.digest()).ok()?;
-    let ed = public.try_into_ed25519().ok()?;
-    Some(PublicKey(ed.to_bytes()))
+    let bytes = peer.to_bytes();
+    let key = bytes.strip_prefix(&ED25519_PEER_PREFIX[..])?;
+    Some(PublicKey(key.try_into().ok()?))
 }
 
 #[cfg(test)]
@@ -39,5 +44,22 @@ mod tests {
         let peer = keypair(&id).public().to_peer_id();
         assert_eq!(peer_id(&id.public()), Some(peer));
         assert_eq!(public_key(&peer), Some(id.public()));
+    }
+
+    #[test]
+    fn byte_built_peer_ids_match_libp2p() {
+        for i in 0..200u8 {
+            let id = Identity::from_secret_bytes(&[i; 32]);
+            let libp2p = libp2p_identity::PublicKey::from(
+                libp2p_identity::ed25519::PublicKey::try_from_bytes(id.public().as_bytes())
+                    .unwrap(),
+            )
+            .to_peer_id();
+            assert_eq!(peer_id(&id.public()), Some(libp2p));
+            assert_eq!(public_key(&libp2p), Some(id.public()));
+        }
+        // Other key types are not ruang keys.
+        let secp = libp2p_identity::PeerId::random();
+        assert_eq!(public_key(&secp), None);
     }
 }
