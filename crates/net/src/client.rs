@@ -223,13 +223,7 @@ impl Client {
     /// Joins a gossipsub topic (must start with `ruang/`). Messages on it arrive as
     /// [`crate::Event::Gossip`].
     pub async fn subscribe(&self, topic: &str) -> Result<(), NetError> {
-        let topic = topic.to_string();
-        self.call("subscribe", CALL_TIMEOUT, |reply| Command::Subscribe {
-            topic,
-            keep_peers: false,
-            reply,
-        })
-        .await?
+        self.subscribe_with(topic, false).await
     }
 
     /// Like [`subscribe`](Client::subscribe), and the connection to every peer on the topic is
@@ -237,10 +231,14 @@ impl Client {
     /// members need theirs whether or not gossipsub has them in its mesh today (the host relays
     /// the audience's messages, the speakers stream to them).
     pub async fn subscribe_keeping_peers(&self, topic: &str) -> Result<(), NetError> {
+        self.subscribe_with(topic, true).await
+    }
+
+    async fn subscribe_with(&self, topic: &str, keep_peers: bool) -> Result<(), NetError> {
         let topic = topic.to_string();
         self.call("subscribe", CALL_TIMEOUT, |reply| Command::Subscribe {
             topic,
-            keep_peers: true,
+            keep_peers,
             reply,
         })
         .await?
