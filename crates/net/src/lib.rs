@@ -27,8 +27,9 @@
 //!   in-memory transport for tests ([`Transport`]). Substream negotiation is multistream-select
 //!   `V1Lazy` (one round trip saved per stream).
 //! - identify, ping, mDNS (switchable), Kademlia on `/ruang/kad/1.0.0` (server mode until
-//!   [`Client::set_dht_server`] says otherwise, bootstrap peers, periodic refresh), AutoNAT v2 client and server, circuit relay v2 client, relay
-//!   server when [`Config::relay_server`], DCUtR hole punching, a block list, connection limits.
+//!   [`Client::set_dht_server`] says otherwise, bootstrap peers, periodic refresh), AutoNAT v2
+//!   client and server, circuit relay v2 client, relay server when [`Config::relay_server`],
+//!   DCUtR hole punching, a block list, connection limits.
 //! - gossipsub: anonymous (no gossipsub signatures: the payloads are signed ruang-proto
 //!   envelopes the node verifies once per message), content-addressed ids, [`limits::MAX_GOSSIP_SIZE`], topics
 //!   under `ruang/`, `validate_messages()` — the node reports a [`Verdict`] for every message

@@ -29,8 +29,12 @@ pub fn peer_id(key: &PublicKey) -> Option<PeerId> {
 
 /// The ruang key behind a peer id, if it is an ed25519 peer id (every ruang node's is).
 pub fn public_key(peer: &PeerId) -> Option<PublicKey> {
-    let bytes = peer.to_bytes();
-    let key = bytes.strip_prefix(&ED25519_PEER_PREFIX[..])?;
+    let multihash = peer.as_ref();
+    if multihash.code() != 0 {
+        return None;
+    }
+    // The digest is the protobuf-encoded key: the prefix after the multihash's code and length.
+    let key = multihash.digest().strip_prefix(&ED25519_PEER_PREFIX[2..])?;
     Some(PublicKey(key.try_into().ok()?))
 }
 

@@ -62,9 +62,6 @@ pub struct Session {
     pub ended_at: Option<u64>,
     /// Addresses already told to the network layer, per peer.
     pub known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
-    /// The key of each peer in `known_addrs` (a key from a peer id costs a point
-    /// decompression; this is asked every second per member).
-    pub peer_keys: HashMap<PeerId, PublicKey>,
     /// Members we dialled to have enough room neighbours, with when (unix ms).
     pub neighbour_dials: HashMap<PeerId, u64>,
     /// When the room neighbours were last counted (unix ms).
@@ -80,9 +77,14 @@ pub struct Session {
 impl Session {
     /// Whether `peer` is a member present in the room now.
     pub fn is_present_peer(&self, peer: &PeerId) -> bool {
-        self.peer_keys
-            .get(peer)
-            .is_some_and(|k| self.presence.contains(k))
+        present(&self.presence, peer)
+    }
+
+    /// Forgets the addresses of members no longer present (the map stays as large as the
+    /// room).
+    pub fn forget_departed(&mut self) {
+        let presence = &self.presence;
+        self.known_addrs.retain(|p, _| present(presence, p));
     }
 
     /// A session for `room`, joined at `now`; `key` for a private room.
@@ -102,7 +104,6 @@ impl Session {
             host_missing_since: None,
             ended_at: None,
             known_addrs: HashMap::new(),
-            peer_keys: HashMap::new(),
             neighbour_dials: HashMap::new(),
             last_neighbour_check: 0,
             streams_from: HashSet::new(),
@@ -187,4 +188,8 @@ impl Session {
             .cloned()
             .unwrap_or_else(|| who.fingerprint().to_string())
     }
+}
+
+fn present(presence: &PresenceTable, peer: &PeerId) -> bool {
+    ids::public_key(peer).is_some_and(|k| presence.contains(&k))
 }

@@ -931,7 +931,6 @@ impl Task {
                     .filter_map(|a| Multiaddr::try_from(a.clone()).ok())
                     .collect();
                 if session.known_addrs.get(&peer) != Some(&addrs) {
-                    session.peer_keys.insert(peer, msg.author);
                     session.known_addrs.insert(peer, addrs.clone());
                     for a in addrs {
                         let _ = self.client.add_address(peer, a).await;
@@ -1229,12 +1228,7 @@ impl Task {
         }
         let gone = session.presence.expire(now);
         if !gone.is_empty() {
-            // Forget their addresses too: these maps stay as large as the room.
-            session
-                .peer_keys
-                .retain(|_, k| session.presence.contains(k));
-            let keys = &session.peer_keys;
-            session.known_addrs.retain(|p, _| keys.contains_key(p));
+            session.forget_departed();
             self.membership_changed();
         }
         let session = self.session.as_mut().expect("checked above");
@@ -1322,10 +1316,10 @@ impl Task {
             return;
         }
         let candidates: Vec<PeerId> = session
-            .peer_keys
-            .keys()
-            .filter(|p| self.connected.contains(p) && session.is_present_peer(p))
-            .copied()
+            .presence
+            .iter()
+            .filter_map(|(k, _)| ids::peer_id(k))
+            .filter(|p| self.connected.contains(p))
             .collect();
         if candidates.is_empty() {
             if let Some(s) = self.session.as_mut() {
