@@ -82,6 +82,9 @@ pub enum Command {
         wait: u64,
     },
     /// Open a room, print its ticket and enter it.
+    ///
+    /// The ticket is what others join with. In the terminal UI press t to show it; with --json
+    /// it is in the `ready` event; otherwise it is printed.
     #[command(
         after_help = "Examples:\n  ruang host --title \"Morning news\" --topic \"What happened today\" --tag news --language en\n  ruang host --title \"Bot room\" --input voice --output null --json\n  ruang host --title \"Friends\" --private --successor <KEY>"
     )]

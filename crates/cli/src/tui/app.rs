@@ -106,6 +106,10 @@ pub struct App {
     pub status: Option<StatusLine>,
     /// The user asked to leave: a `Left` event now means [`Exit::Left`].
     pub leaving: bool,
+    /// The room's ticket (this node's addresses), for inviting others.
+    pub ticket: Option<String>,
+    /// Whether the ticket panel is open (`t`).
+    pub show_ticket: bool,
     /// Index of the selection in [`App::selectable`], to land near it if that person goes.
     selected_index: usize,
     /// Chat pane lines, oldest first, at most [`CHAT_HISTORY_CAP`].
@@ -126,6 +130,8 @@ impl App {
             scroll: 0,
             status: None,
             leaving: false,
+            ticket: None,
+            show_ticket: false,
             selected_index: 0,
             log: VecDeque::new(),
         }
@@ -136,6 +142,10 @@ impl App {
         let mut app = App::new(me.to_hex());
         app.self_muted = status.self_muted;
         app.health.peers = status.peers;
+        app.ticket = status.ticket.as_ref().map(|t| t.to_string());
+        if app.ticket.is_some() {
+            app.set_status("press t for the ticket others join with", false);
+        }
         if let Some(room) = &status.room {
             app.set_room(room.clone());
         }

@@ -103,7 +103,19 @@ fn help_keys(app: &App) -> Vec<(&'static str, &'static str)> {
                     keys.push(("a", "accept invite"));
                 }
             }
-            keys.extend([("Enter/c", "chat"), ("PgUp/PgDn", "scroll"), ("q", "leave")]);
+            keys.extend([
+                ("Enter/c", "chat"),
+                (
+                    "t",
+                    if app.show_ticket {
+                        "hide ticket"
+                    } else {
+                        "ticket"
+                    },
+                ),
+                ("PgUp/PgDn", "scroll"),
+                ("q", "leave"),
+            ]);
             if app.is_moderator() {
                 keys.extend([
                     ("↑↓/jk", "select"),

@@ -20,7 +20,7 @@
 //! │eve 4dq5-4m3h hand               │└────────────────────────────────┘
 //! peers 6 · sent 1200 to 5 listeners · jitter buffer 60 ms · loss 0.3% (dee 60 ms 0.5%)
 //! done: invite eve to speak
-//!  m  mic off   s  step down   Enter/c  chat   PgUp/PgDn  scroll   q  leave
+//!  m  mic off   s  step down   Enter/c  chat   t  ticket   PgUp/PgDn  scroll   q  leave
 //!  ↑↓/jk  select   i  invite   x  to audience   u  mute/unmute   K  kick   B  ban
 //! ```
 
@@ -28,7 +28,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph};
+use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph};
 use ruang_node::Person;
 use ruang_proto::room::Role;
 
@@ -59,6 +59,9 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     let [chat, input] = Layout::vertical([Constraint::Min(3), Constraint::Length(3)]).areas(talk);
     draw_chat(frame, app, chat);
     draw_input(frame, app, input);
+    if app.show_ticket {
+        draw_ticket(frame, app, body);
+    }
     frame.render_widget(Paragraph::new(health_line(app)), health);
     if let Some(s) = &app.status {
         let style = if s.error {
@@ -135,6 +138,34 @@ fn draw_header(frame: &mut Frame<'_>, app: &App, area: Rect) {
         Paragraph::new(vec![about, Line::from(me)]).block(block),
         area,
     );
+}
+
+/// The ticket over the body, cut into rows of the full width with no side borders, so a
+/// mouse selection copies only the ticket (the spaces and line breaks a copy picks up are
+/// ignored when the ticket is parsed).
+fn draw_ticket(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let Some(ticket) = &app.ticket else { return };
+    let width = usize::from(area.width).max(1);
+    let mut lines = vec![
+        "Others join with: ruang join <ticket>".bold().into(),
+        "(copy every row; spaces and line breaks in a pasted ticket are ignored)"
+            .dim()
+            .into(),
+        Line::default(),
+    ];
+    let chars: Vec<char> = ticket.chars().collect();
+    lines.extend(
+        chars
+            .chunks(width)
+            .map(|row| Line::from(row.iter().collect::<String>())),
+    );
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let panel = Rect { height, ..area };
+    let block = Block::new()
+        .borders(Borders::TOP | Borders::BOTTOM)
+        .title(" Ticket (t or Esc closes) ");
+    frame.render_widget(Clear, panel);
+    frame.render_widget(Paragraph::new(lines).block(block), panel);
 }
 
 fn draw_people(frame: &mut Frame<'_>, app: &App, area: Rect) {

@@ -103,6 +103,15 @@ impl App {
             }
             KeyCode::Esc => {
                 self.status = None;
+                self.show_ticket = false;
+                None
+            }
+            KeyCode::Char('t') => {
+                if self.ticket.is_some() {
+                    self.show_ticket = !self.show_ticket;
+                } else {
+                    self.set_status("no ticket yet: the node has not entered the room", true);
+                }
                 None
             }
             KeyCode::Up | KeyCode::Char('k') => {

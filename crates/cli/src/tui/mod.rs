@@ -177,6 +177,9 @@ async fn refresh(node: &NodeHandle, app: &mut App) {
     if let Ok(Ok(status)) = tokio::time::timeout(NODE_CALL_TIMEOUT, node.status()).await {
         app.self_muted = status.self_muted;
         app.health.peers = status.peers;
+        if let Some(ticket) = status.ticket {
+            app.ticket = Some(ticket.to_string());
+        }
         if let Some(room) = status.room {
             app.set_room(room);
         }

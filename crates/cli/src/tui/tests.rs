@@ -554,3 +554,38 @@ fn selection_follows_the_person_across_state_changes() {
     app.apply(NodeEvent::State(Box::new(view)));
     assert_eq!(app.selected_person().map(|p| p.name.as_str()), Some("fay"));
 }
+
+#[test]
+fn t_shows_the_ticket_in_full_rows_and_closes_again() {
+    let mut app = app_as(EVE);
+    assert_eq!(press(&mut app, KeyCode::Char('t')), None);
+    assert!(!app.show_ticket, "no ticket, no panel");
+    assert!(app.status.as_ref().is_some_and(|s| s.error));
+
+    // Longer than a row, so it wraps; no character may be lost or doubled at the cuts.
+    let ticket: String = (0..230)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    app.ticket = Some(ticket.clone());
+    assert_eq!(press(&mut app, KeyCode::Char('t')), None);
+    assert!(app.show_ticket);
+    let rows = render(&app, 90, 30);
+    let (top, _) = row_with(&rows, "Ticket (t or Esc closes)");
+    let (at, _) = row_with(&rows, "abcdefghij");
+    let pasted: String = rows[at..at + 3].concat();
+    assert_eq!(pasted.split_whitespace().collect::<String>(), ticket);
+    assert!(at > top && rows[at].starts_with("abcdefghij"), "{rows:#?}");
+    assert!(row_with(&rows, " hide ticket ").0 > at);
+
+    assert_eq!(press(&mut app, KeyCode::Esc), None);
+    assert!(!app.show_ticket);
+    assert!(
+        !render(&app, 90, 30)
+            .iter()
+            .any(|r| r.contains("abcdefghij"))
+    );
+    // Typing a chat line with a t in it does not open the panel.
+    press(&mut app, KeyCode::Char('c'));
+    type_text(&mut app, "that");
+    assert!(!app.show_ticket);
+}
