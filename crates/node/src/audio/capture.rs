@@ -27,6 +27,11 @@ pub enum Pacing {
     Device,
 }
 
+/// Frames a paced source is read in at once while nothing is sent (five 20 ms frames: ten
+/// wake-ups a second instead of fifty). Up to four frames are read ahead of their time then;
+/// once sending is allowed the next frame waits for its own deadline again.
+const IDLE_BATCH_FRAMES: u64 = 5;
+
 /// What the capture thread sends to, shared with the node task that decides it.
 #[derive(Default)]
 pub struct Outbound {
@@ -98,7 +103,11 @@ impl Capture {
                     if stopping.load(Ordering::Relaxed) {
                         break;
                     }
-                    if pacing == Pacing::RealTime {
+                    // A paced source that is not being sent (a listener's) is read in
+                    // batches: one wake-up per batch instead of one per frame. The schedule
+                    // is absolute, so the first frame sent is on time again.
+                    let idle = !was_sending && !outbound.transmitting();
+                    if pacing == Pacing::RealTime && !(idle && i % IDLE_BATCH_FRAMES != 0) {
                         clock.sleep_until(t0 + (i + 1) * frame_us);
                     }
                     let more = match source.next_frame(&mut pcm) {
@@ -169,5 +178,93 @@ impl Drop for Capture {
         // not joined, so the node task never waits on an audio device.
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use ruang_audio::codec::EncoderConfig;
+    use ruang_audio::format::FrameDuration;
+    use ruang_audio::source::SourceError;
+
+    use super::*;
+
+    /// Silence that records when each frame was read.
+    struct Stamped(Arc<Mutex<Vec<Instant>>>);
+
+    impl Source for Stamped {
+        fn frame_duration(&self) -> FrameDuration {
+            FrameDuration::Ms20
+        }
+        fn next_frame(&mut self, out: &mut [f32]) -> Result<bool, SourceError> {
+            out.fill(0.0);
+            self.0.lock().unwrap().push(Instant::now());
+            Ok(true)
+        }
+    }
+
+    /// Groups of reads less than 5 ms apart (one wake-up each).
+    fn wakeups(reads: &[Instant]) -> usize {
+        1 + reads
+            .windows(2)
+            .filter(|w| w[1] - w[0] > Duration::from_millis(5))
+            .count()
+    }
+
+    #[test]
+    fn idle_source_is_read_in_batches_and_sending_is_paced_per_frame() {
+        let reads = Arc::new(Mutex::new(Vec::new()));
+        let outbound = Arc::new(Outbound::default());
+        let sender = Sender::new(1, EncoderConfig::default(), 0, 0).unwrap();
+        let (events, _events_rx) = mpsc::channel(64);
+        let start = Instant::now();
+        let capture = Capture::spawn(
+            Box::new(Stamped(reads.clone())),
+            Pacing::RealTime,
+            sender,
+            outbound.clone(),
+            Clock::new(),
+            events,
+        )
+        .unwrap();
+
+        // Not allowed to send (a listener): 600 ms of frames, about six wake-ups.
+        std::thread::sleep(Duration::from_millis(600));
+        let idle: Vec<Instant> = reads.lock().unwrap().clone();
+        // Real time is kept (at most four frames read ahead of their time)...
+        assert!((25..=35).contains(&idle.len()), "{} frames", idle.len());
+        // ...with a wake-up per batch of five, not per frame (30); slack for a busy machine.
+        assert!(wakeups(&idle) <= 14, "{} wake-ups", wakeups(&idle));
+
+        // On stage: every frame waits for its own deadline again.
+        outbound.allowed.store(true, Ordering::Relaxed);
+        let on_stage_from = reads.lock().unwrap().len() + 5;
+        std::thread::sleep(Duration::from_millis(600));
+        drop(capture);
+        let all: Vec<Instant> = reads.lock().unwrap().clone();
+        let sending = &all[on_stage_from..];
+        assert!(
+            sending.len() >= 20,
+            "{} frames while sending",
+            sending.len()
+        );
+        assert!(
+            wakeups(sending) >= sending.len() * 3 / 4,
+            "{} wake-ups for {} frames",
+            wakeups(sending),
+            sending.len()
+        );
+        // No frame read before the schedule allows (frame i complete at (i + 1) × 20 ms),
+        // allowing the four-frame read-ahead of an idle batch.
+        for (i, at) in all.iter().enumerate() {
+            let due = Duration::from_millis(20 * (i as u64 + 1));
+            assert!(
+                at.duration_since(start) + Duration::from_millis(81) >= due,
+                "frame {i} read at {:?}, due {due:?}",
+                at.duration_since(start)
+            );
+        }
     }
 }
