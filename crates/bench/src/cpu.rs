@@ -221,6 +221,9 @@ fn speaker(ctx: &Ctx) -> Result<Table> {
     Ok(t)
 }
 
+/// How long the listener runs before its steady-state cost is measured.
+const LISTENER_SETTLE: Duration = Duration::from_secs(8);
+
 fn listener(ctx: &Ctx) -> Result<Table> {
     let dir = ctx.run_dir("cpu-listener")?;
     let rt = runtime()?;
@@ -264,7 +267,9 @@ fn listener(ctx: &Ctx) -> Result<Table> {
                 .then_some(())
             },
         )?;
-        std::thread::sleep(Duration::from_secs(2));
+        // The steady state: joining (Kademlia bootstrap, gossip meshes, room neighbours) is
+        // over by then.
+        std::thread::sleep(LISTENER_SETTLE);
         let received = |l: &Proc| -> u64 {
             l.seen
                 .iter()
@@ -299,10 +304,11 @@ fn listener(ctx: &Ctx) -> Result<Table> {
         });
     }
     t.note(format!(
-        "Measured over {} s after frames from every speaker arrived. CPU is utime + stime of \
+        "Measured over {} s, from {} s after frames from every speaker arrived. CPU is utime + stime of \
          the listener process from /proc (10 ms ticks); received frames from its `stats` events. \
          The listener plays into `null`: receive, enforcement, jitter buffer, Opus decode, mix.",
-        ctx.seconds
+        ctx.seconds,
+        LISTENER_SETTLE.as_secs()
     ));
     let _ = RATE;
     Ok(t)

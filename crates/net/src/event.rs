@@ -87,6 +87,14 @@ pub enum Event {
         /// The answer handle.
         reply: SyncReply,
     },
+    /// A peer subscribed to a topic we know of (it told us so when connecting, or later).
+    /// A publish that found no peer on the topic can be retried now.
+    Subscribed {
+        /// The peer.
+        peer: PeerId,
+        /// The topic.
+        topic: String,
+    },
     /// A peer opened an audio stream to us and sent its header. Frames follow in the
     /// [`crate::AudioInbox`]. Close unwanted ones with `Client::close_audio_from`.
     AudioStreamOpened {

@@ -50,6 +50,8 @@ pub struct Session {
     pub key: Option<RoomKey>,
     /// When this node's last presence went out (unix ms).
     pub last_presence: u64,
+    /// The last presence found no peer on the room's topic: send again when one subscribes.
+    pub presence_undelivered: bool,
     /// When it last announced the room (unix ms).
     pub last_announce: u64,
     /// When it last asked a member for missing events (unix ms).
@@ -98,6 +100,7 @@ impl Session {
             presence_limiter: RateLimiter::new(5, PRESENCE_PER_SECOND, MAX_RATE_KEYS),
             key,
             last_presence: 0,
+            presence_undelivered: false,
             last_announce: 0,
             last_sync: now,
             joined_at: now,

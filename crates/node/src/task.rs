@@ -795,6 +795,16 @@ impl Task {
             Event::PeerDisconnected { peer } => {
                 self.connected.remove(&peer);
             }
+            Event::Subscribed { topic, .. } => {
+                let now = self.now();
+                if let Some(s) = self.session.as_mut()
+                    && s.presence_undelivered
+                    && s.topic == topic
+                {
+                    s.last_presence = now;
+                    self.send_presence(false).await;
+                }
+            }
             Event::AudioStreamOpened { peer, header } => {
                 let Some(session) = self.session.as_mut() else {
                     self.client.close_audio_from(peer);
@@ -1427,14 +1437,15 @@ impl Task {
         );
         let delivered = self.publish(&topic, payload).await;
         let interval = self.presence_interval_ms();
-        if !delivered
-            && !leaving
-            && let Some(s) = self.session.as_mut()
-        {
-            // No peer is subscribed to the room's topic yet: a joiner's first heartbeat races
-            // the host's subscription. Retry at the next tick, not an interval later, or the
-            // host learns of us (and starts streaming to us) only then.
-            s.last_presence = s.last_presence.saturating_sub(interval);
+        if let Some(s) = self.session.as_mut() {
+            s.presence_undelivered = !delivered && !leaving;
+            if s.presence_undelivered {
+                // No peer is subscribed to the room's topic yet: a joiner's first heartbeat
+                // races the host's subscription. Retry when a peer subscribes (see
+                // `Event::Subscribed`), else at the next tick, not an interval later: the host
+                // learns of us (and starts streaming to us) only then.
+                s.last_presence = s.last_presence.saturating_sub(interval);
+            }
         }
     }
 

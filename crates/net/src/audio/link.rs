@@ -36,6 +36,9 @@ pub struct AudioLinkStats {
     pub reconnects: u64,
     /// Failed attempts to open the streams.
     pub open_failures: u64,
+    /// Streams opened again because the receiver dropped them unread (it takes one new
+    /// stream at a time).
+    pub lane_retries: u64,
     /// Frames waiting in the queue now (at most [`AUDIO_LINK_QUEUE`]).
     pub queued: usize,
     /// Whether the link is sending now (at least one lane open).
@@ -53,6 +56,7 @@ struct Shared {
     dropped: AtomicU64,
     reconnects: AtomicU64,
     open_failures: AtomicU64,
+    lane_retries: AtomicU64,
     connected: AtomicBool,
     lanes: AtomicU64,
 }
@@ -138,6 +142,7 @@ impl AudioLink {
             dropped: load(&s.dropped),
             reconnects: load(&s.reconnects),
             open_failures: load(&s.open_failures),
+            lane_retries: load(&s.lane_retries),
             queued: s.queue().len(),
             connected: s.connected.load(Ordering::Relaxed),
             lanes: load(&s.lanes) as usize,
@@ -176,7 +181,7 @@ async fn run(
     loop {
         let attempt = tokio::time::timeout(
             AUDIO_OPEN_TIMEOUT,
-            open(&client, &mut control, peer, &hello),
+            open(&client, &mut control, peer, &hello, &shared),
         );
         let opened = tokio::select! {
             _ = stop.changed() => return,
@@ -196,11 +201,23 @@ async fn run(
                 backoff = AUDIO_BACKOFF_MIN;
                 shared.connected.store(true, Ordering::Relaxed);
                 tracing::debug!(%peer, "audio stream open");
-                // The other lanes open while frames already flow on the first.
-                let mut more: FuturesUnordered<_> = (1..AUDIO_LANES)
-                    .map(|_| Box::pin(open_lane(control.clone(), peer, hello.clone())))
-                    .collect();
-                let end = pump(&shared, &mut lanes, &mut more, &mut stop).await;
+                // The other lanes open while frames already flow on the first, one after
+                // another: the receiver takes one new stream at a time and drops those that
+                // arrive while it is busy (then they would retry with backoff).
+                let mut left = AUDIO_LANES - 1;
+                let mut next_lane = || {
+                    left = left.checked_sub(1)?;
+                    let shared = shared.clone();
+                    Some(Box::pin(open_lane(
+                        control.clone(),
+                        peer,
+                        hello.clone(),
+                        shared,
+                    )))
+                };
+                let mut more = FuturesUnordered::new();
+                more.extend(next_lane());
+                let end = pump(&shared, &mut lanes, &mut more, &mut next_lane, &mut stop).await;
                 shared.connected.store(false, Ordering::Relaxed);
                 shared.lanes.store(0, Ordering::Relaxed);
                 if let End::Stopped = end {
@@ -241,9 +258,10 @@ async fn open(
     control: &mut libp2p_stream::Control,
     peer: PeerId,
     hello: &[u8],
+    shared: &Arc<Shared>,
 ) -> Result<Vec<Stream>, NetError> {
     client.ensure_connected(peer).await?;
-    let first = open_lane(control.clone(), peer, hello.to_vec()).await?;
+    let first = open_lane(control.clone(), peer, hello.to_vec(), shared.clone()).await?;
     Ok(vec![first])
 }
 
@@ -253,10 +271,12 @@ async fn open_lane(
     mut control: libp2p_stream::Control,
     peer: PeerId,
     hello: Vec<u8>,
+    shared: Arc<Shared>,
 ) -> Result<Stream, NetError> {
     let mut why = String::new();
     for attempt in 0..LANE_OPEN_ATTEMPTS {
         if attempt > 0 {
+            bump(&shared.lane_retries, 1);
             let pause = std::time::Duration::from_millis(10 << attempt);
             tokio::time::sleep(pause).await;
         }
@@ -306,11 +326,13 @@ async fn open_stream(
 }
 
 /// Writes queued frames, round-robin over the open lanes, until the link is dropped or a lane
-/// fails; takes each further lane into the rotation as it opens.
+/// fails; takes each further lane into the rotation as it opens, and starts opening the next
+/// one (from `next_lane`) when the one before has opened or failed.
 async fn pump<F>(
     shared: &Shared,
     lanes: &mut Vec<Stream>,
     more: &mut FuturesUnordered<F>,
+    next_lane: &mut (dyn FnMut() -> Option<F> + Send),
     stop: &mut watch::Receiver<()>,
 ) -> End
 where
@@ -351,6 +373,7 @@ where
                         // Fewer lanes is still a working link.
                         Err(e) => tracing::debug!(error = %e, "an audio lane did not open"),
                     }
+                    more.extend(next_lane());
                     continue;
                 }
             }

@@ -197,6 +197,11 @@ impl EventLoop {
                     data: message.data,
                 })
             }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => self
+                .emit(Event::Subscribed {
+                    peer: peer_id,
+                    topic: topic.into_string(),
+                }),
             BehaviourEvent::Gossipsub(other) => {
                 tracing::trace!(event = ?other, "gossipsub");
             }
