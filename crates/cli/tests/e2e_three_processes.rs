@@ -173,10 +173,24 @@ fn host_listener_and_a_banned_third_process() -> Result<()> {
     // in the first 15 s of the recording.
     let (c, lag) = best_correlation(&reference, &heard, 48_000 * 2, 48_000 * 2, 48_000 * 15);
     eprintln!("listener's recording vs the host's source: correlation {c:.3} at lag {lag}");
-    // Measured here: 0.95-0.97 for the real stream; unrelated audio gives < 0.2.
+    // Then each half second of that window on its own, within 100 ms of where the whole was
+    // found: a concealed frame early in a debug build's stream shifts the rest of the playout
+    // by a frame or two (the jitter buffer grows), which spoils the whole window's
+    // correlation but only one of its parts. Measured: 0.93 for the real stream, 0.59-0.65
+    // for the whole window with such a shift inside; unrelated audio gives < 0.2.
+    const HALF: usize = 24_000;
+    const SLACK: usize = 4_800;
+    let parts: Vec<f64> = (0..4)
+        .map(|k| {
+            let from = (lag + k * HALF).saturating_sub(SLACK);
+            let heard = &heard[from.min(heard.len())..];
+            best_correlation(&reference, heard, 48_000 * 2 + k * HALF, HALF, 2 * SLACK).0
+        })
+        .collect();
+    eprintln!("per half second: {parts:.3?}");
     assert!(
-        c > 0.8,
-        "the listener's WAV holds the host's audio (correlation {c:.3})"
+        parts.iter().filter(|c| **c > 0.8).count() >= 3,
+        "the listener's WAV holds the host's audio (whole window {c:.3}, halves {parts:.3?})"
     );
     Ok(())
 }
