@@ -70,19 +70,11 @@ fn host_listener_and_a_banned_third_process() -> Result<()> {
     step("listener hears the host");
     // The host invites the listener; it accepts and speaks its tone; the host hears it.
     host.wait(T, "the listener in the audience", |v| {
-        (v["event"] == "state"
-            && v["audience"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|p| p["key"] == listener_key.as_str())))
-        .then_some(())
+        state_lists(v, "audience", &listener_key).then_some(())
     })?;
     host.send(&format!(r#"{{"cmd":"invite","peer":"{listener_key}"}}"#))?;
     listener.wait(T, "the invitation", |v| {
-        (v["event"] == "state"
-            && v["invited"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|k| k == listener_key.as_str())))
-        .then_some(())
+        state_lists(v, "invited", &listener_key).then_some(())
     })?;
     listener.send(r#"{"cmd":"accept_invite"}"#)?;
     host.wait(T, "frames from the new speaker", |v| {
@@ -104,19 +96,11 @@ fn host_listener_and_a_banned_third_process() -> Result<()> {
         .to_string();
     third.send(r#"{"cmd":"raise_hand"}"#)?;
     host.wait(T, "the third's hand", |v| {
-        (v["event"] == "state"
-            && v["hands"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|p| p["key"] == third_key.as_str())))
-        .then_some(())
+        state_lists(v, "hands", &third_key).then_some(())
     })?;
     host.send(&format!(r#"{{"cmd":"invite","peer":"{third_key}"}}"#))?;
     third.wait(T, "the invitation", |v| {
-        (v["event"] == "state"
-            && v["invited"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|k| k == third_key.as_str())))
-        .then_some(())
+        state_lists(v, "invited", &third_key).then_some(())
     })?;
     third.send(r#"{"cmd":"accept_invite"}"#)?;
     host.wait(T, "frames from the third", |v| {

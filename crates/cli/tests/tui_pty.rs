@@ -178,17 +178,7 @@ impl PtyProc {
     }
 
     fn exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                bail!("the terminal UI did not exit within {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_exit(&mut self.child, timeout, "the terminal UI")
     }
 }
 
@@ -270,11 +260,7 @@ fn host_runs_a_room_from_the_keyboard() -> Result<()> {
     tui.select("guest")?;
     tui.keys("i")?;
     guest.wait(T, "the invitation", |v| {
-        (v["event"] == "state"
-            && v["invited"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|k| k == guest_key.as_str())))
-        .then_some(())
+        state_lists(v, "invited", &guest_key).then_some(())
     })?;
     guest.send(r#"{"cmd":"accept_invite"}"#)?;
     tui.wait_for("Stage (2)")?;
@@ -282,11 +268,7 @@ fn host_runs_a_room_from_the_keyboard() -> Result<()> {
     // u mutes the selected speaker; the guest sees it in the room state.
     tui.keys("u")?;
     guest.wait(T, "being muted", |v| {
-        (v["event"] == "state"
-            && v["muted"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|k| k == guest_key.as_str())))
-        .then_some(())
+        state_lists(v, "muted", &guest_key).then_some(())
     })?;
     tui.wait_for("speaker muted")?;
 

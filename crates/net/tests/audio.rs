@@ -205,8 +205,9 @@ async fn unreachable_peer_keeps_queue_bounded() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn receiver_closes_stream_and_sender_reconnects() -> anyhow::Result<()> {
+/// Two QUIC nodes, connected, and an audio link from the first to the second, once the
+/// second has its first stream.
+async fn linked_pair() -> anyhow::Result<(Node, Node, ruang_net::AudioLink)> {
     init_tracing();
     let a = node(config(Transport::QuicOnly)).await?;
     let mut b = node(config(Transport::QuicOnly)).await?;
@@ -216,6 +217,12 @@ async fn receiver_closes_stream_and_sender_reconnects() -> anyhow::Result<()> {
         matches!(e, Event::AudioStreamOpened { .. }).then_some(())
     })
     .await?;
+    Ok((a, b, link))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_closes_stream_and_sender_reconnects() -> anyhow::Result<()> {
+    let (a, mut b, link) = linked_pair().await?;
     let b_client = b.client.clone();
     eventually(SOON, "every lane open", || async {
         b_client.audio_senders() == vec![a.id(); limits::AUDIO_LANES]
@@ -269,15 +276,7 @@ fn tokio_stop() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 /// backoff).
 #[tokio::test(flavor = "current_thread")]
 async fn lanes_open_one_by_one_without_retries_on_one_thread() -> anyhow::Result<()> {
-    init_tracing();
-    let a = node(config(Transport::QuicOnly)).await?;
-    let mut b = node(config(Transport::QuicOnly)).await?;
-    connect(&a.client, &b.client).await?;
-    let link = a.client.open_audio(b.id(), b"h".to_vec());
-    wait_for(&mut b.events, SOON, |e| {
-        matches!(e, Event::AudioStreamOpened { .. }).then_some(())
-    })
-    .await?;
+    let (a, b, link) = linked_pair().await?;
     eventually(SOON, "every lane open", || async {
         link.stats().lanes == limits::AUDIO_LANES
     })

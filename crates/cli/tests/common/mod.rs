@@ -123,17 +123,7 @@ impl Proc {
 
     /// Waits for the process to exit, up to `timeout`; kills it after.
     pub fn exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                bail!("[{}] did not exit within {timeout:?}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_exit(&mut self.child, timeout, &self.name)
     }
 }
 
@@ -142,6 +132,34 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits for `child` to exit, up to `timeout`; kills it after.
+pub fn wait_exit(
+    child: &mut Child,
+    timeout: Duration,
+    who: &str,
+) -> Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("[{who}] did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether `v` is a `state` event whose list `field` names `key` (as a key string, or as a
+/// person with that key).
+pub fn state_lists(v: &Value, field: &str, key: &str) -> bool {
+    v["event"] == "state"
+        && v[field]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == key || x["key"] == key))
 }
 
 /// Frames received from `key` in a `stats` event, if listed.
