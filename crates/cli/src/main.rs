@@ -31,14 +31,7 @@ fn main() -> ExitCode {
         eprintln!("error: cannot open the log file: {e:#}");
         return ExitCode::from(2);
     }
-    // One thread runs a room: on a small machine the cross-thread wake-ups of a second
-    // worker cost more than the work they share (a listener 2.4 → 1.7 % of a core, a speaker
-    // to 64 listeners 17.8 → 14.4 %; bench/RESULTS.md). The demo (many nodes in one process)
-    // and a bootstrap/relay node serving many peers use a thread per core.
-    let mut builder = match &cli.command {
-        Command::Demo { .. } | Command::Node { .. } => tokio::runtime::Builder::new_multi_thread(),
-        _ => tokio::runtime::Builder::new_current_thread(),
-    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {

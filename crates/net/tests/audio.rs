@@ -269,22 +269,3 @@ async fn receiver_closes_stream_and_sender_reconnects() -> anyhow::Result<()> {
 fn tokio_stop() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false))
 }
-
-/// On a one-thread runtime (as the `ruang` command runs a room) the sender's lanes still all
-/// open at the first attempt: the receiver takes one new stream at a time, so they open one
-/// after another (opened at once, all but the first were dropped unread and retried with
-/// backoff).
-#[tokio::test(flavor = "current_thread")]
-async fn lanes_open_one_by_one_without_retries_on_one_thread() -> anyhow::Result<()> {
-    let (a, b, link) = linked_pair().await?;
-    eventually(SOON, "every lane open", || async {
-        link.stats().lanes == limits::AUDIO_LANES
-    })
-    .await?;
-    assert_eq!(link.stats().lane_retries, 0, "{:?}", link.stats());
-    assert_eq!(b.client.audio_senders(), vec![a.id(); limits::AUDIO_LANES]);
-    drop(link);
-    a.client.shutdown().await;
-    b.client.shutdown().await;
-    Ok(())
-}

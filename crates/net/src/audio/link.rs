@@ -201,23 +201,18 @@ async fn run(
                 backoff = AUDIO_BACKOFF_MIN;
                 shared.connected.store(true, Ordering::Relaxed);
                 tracing::debug!(%peer, "audio stream open");
-                // The other lanes open while frames already flow on the first, one after
-                // another: the receiver takes one new stream at a time and drops those that
-                // arrive while it is busy (then they would retry with backoff).
-                let mut left = AUDIO_LANES - 1;
-                let mut next_lane = || {
-                    left = left.checked_sub(1)?;
-                    let shared = shared.clone();
-                    Some(Box::pin(open_lane(
-                        control.clone(),
-                        peer,
-                        hello.clone(),
-                        shared,
-                    )))
-                };
-                let mut more = FuturesUnordered::new();
-                more.extend(next_lane());
-                let end = pump(&shared, &mut lanes, &mut more, &mut next_lane, &mut stop).await;
+                // The other lanes open while frames already flow on the first.
+                let mut more: FuturesUnordered<_> = (1..AUDIO_LANES)
+                    .map(|_| {
+                        Box::pin(open_lane(
+                            control.clone(),
+                            peer,
+                            hello.clone(),
+                            shared.clone(),
+                        ))
+                    })
+                    .collect();
+                let end = pump(&shared, &mut lanes, &mut more, &mut stop).await;
                 shared.connected.store(false, Ordering::Relaxed);
                 shared.lanes.store(0, Ordering::Relaxed);
                 if let End::Stopped = end {
@@ -326,13 +321,11 @@ async fn open_stream(
 }
 
 /// Writes queued frames, round-robin over the open lanes, until the link is dropped or a lane
-/// fails; takes each further lane into the rotation as it opens, and starts opening the next
-/// one (from `next_lane`) when the one before has opened or failed.
+/// fails; takes each further lane into the rotation as it opens.
 async fn pump<F>(
     shared: &Shared,
     lanes: &mut Vec<Stream>,
     more: &mut FuturesUnordered<F>,
-    next_lane: &mut (dyn FnMut() -> Option<F> + Send),
     stop: &mut watch::Receiver<()>,
 ) -> End
 where
@@ -373,7 +366,6 @@ where
                         // Fewer lanes is still a working link.
                         Err(e) => tracing::debug!(error = %e, "an audio lane did not open"),
                     }
-                    more.extend(next_lane());
                     continue;
                 }
             }
