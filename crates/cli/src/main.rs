@@ -31,8 +31,10 @@ fn main() -> ExitCode {
         eprintln!("error: cannot open the log file: {e:#}");
         return ExitCode::from(2);
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    let runtime = match builder.enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -90,10 +90,7 @@ fn host_listener_and_a_banned_third_process() -> Result<()> {
             "join", &ticket, "--json", "--input", "tone", "--output", "null",
         ],
     )?;
-    let third_key = third.wait_event(T, "ready")?["key"]
-        .as_str()
-        .context("key")?
-        .to_string();
+    let third_key = third.ready_key(T)?;
     third.send(r#"{"cmd":"raise_hand"}"#)?;
     host.wait(T, "the third's hand", |v| {
         state_lists(v, "hands", &third_key).then_some(())

@@ -240,10 +240,7 @@ fn host_runs_a_room_from_the_keyboard() -> Result<()> {
             "join", &ticket, "--json", "--input", "tone", "--output", "null",
         ],
     )?;
-    let guest_key = guest.wait_event(T, "ready")?["key"]
-        .as_str()
-        .context("key")?
-        .to_string();
+    let guest_key = guest.ready_key(T)?;
     tui.wait_for("Audience (1)")?;
 
     // Chat both ways.

@@ -116,6 +116,12 @@ impl Proc {
         }
     }
 
+    /// Waits for the `ready` event and returns this node's key (hex).
+    pub fn ready_key(&mut self, timeout: Duration) -> Result<String> {
+        let ready = self.wait_event(timeout, "ready")?;
+        Ok(ready["key"].as_str().context("key")?.to_string())
+    }
+
     /// Waits for an event named `name`.
     pub fn wait_event(&mut self, timeout: Duration, name: &str) -> Result<Value> {
         self.wait(timeout, name, |v| (v["event"] == name).then(|| v.clone()))
