@@ -7,6 +7,8 @@
 
 use ruang_audio::format::FrameDuration;
 use ruang_audio::source::{Source, VoiceSource};
+use ruang_testkit::heard::dot;
+pub use ruang_testkit::heard::ncc;
 
 /// Samples per second.
 pub const RATE: usize = 48_000;
@@ -137,29 +139,6 @@ pub fn read_wav(path: &std::path::Path) -> Result<Vec<f32>, hound::Error> {
             .samples::<i16>()
             .map(|s| s.map(|v| v as f32 / 32_768.0))
             .collect(),
-    }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f64 {
-    // Chunked f32 sums auto-vectorise; the total is kept in f64.
-    let mut total = 0.0f64;
-    for (ca, cb) in a.chunks(256).zip(b.chunks(256)) {
-        let mut s = 0.0f32;
-        for (x, y) in ca.iter().zip(cb) {
-            s += x * y;
-        }
-        total += s as f64;
-    }
-    total
-}
-
-/// Normalised correlation of two equally long slices (0 when either is silent).
-pub fn ncc(a: &[f32], b: &[f32]) -> f64 {
-    let (ab, aa, bb) = (dot(a, b), dot(a, a), dot(b, b));
-    if aa <= 1e-12 || bb <= 1e-12 {
-        0.0
-    } else {
-        ab / (aa.sqrt() * bb.sqrt())
     }
 }
 

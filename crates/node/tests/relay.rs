@@ -14,9 +14,6 @@ use ruang_proto::Ticket;
 
 const SEED: u64 = 23;
 const SPEECH_MS: u64 = 3_000;
-/// As in `audio_one_speaker_five_listeners` (median over 0.5 s windows each aligned on its
-/// own); measured through the relay: windows 0.88–0.98, median 0.92.
-const MIN_MEDIAN_CORRELATION: f64 = 0.85;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_reaches_the_host_through_a_relay() -> Result<()> {
@@ -48,15 +45,7 @@ async fn a_listener_reaches_the_host_through_a_relay() -> Result<()> {
         ..joined.ticket.clone()
     };
     join(&listener, &ticket).await?;
-    hears_in_full(
-        &host,
-        &listener,
-        SEED,
-        SPEECH_MS,
-        "through the relay",
-        MIN_MEDIAN_CORRELATION,
-    )
-    .await?;
+    hears_in_full(&host, &listener, SEED, SPEECH_MS, "through the relay").await?;
     shutdown_all(&[&listener, &host, &relay]).await;
     Ok(())
 }

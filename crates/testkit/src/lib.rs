@@ -6,10 +6,13 @@
 //! - [`impair`]: network impairment (delay, jitter, random and bursty loss, bandwidth cap) as a
 //!   sans-IO [`impair::Link`] model and a real UDP [`impair::Relay`] (binary: `impair`), for
 //!   benchmarks and tests of real nodes on loopback (the kernel here has no `netem`).
+//! - [`heard`]: did a listener hear what was said? A recording compared with its source in
+//!   short windows that follow the jitter buffer's steps of delay.
 //!
 //! Everything but the relay is deterministic for a given seed: no wall clock, no threads. The
 //! relay runs real sockets and threads, but its decisions come from the same seeded model.
 
+pub mod heard;
 pub mod impair;
 pub mod seed;
 pub mod sim;

@@ -12,6 +12,7 @@ use ruang_node::wire::{SyncRequest, SyncResponse};
 use ruang_node::{HostOptions, JoinTarget, Node, NodeEvent, NodeHandle, RoomView, SpeakerStats};
 use ruang_proto::room::{EventBody, Info, Room, RoomId};
 use ruang_proto::{Identity, PublicKey, Ticket};
+use ruang_testkit::heard;
 use tokio::sync::broadcast;
 
 /// A node listening on loopback QUIC with mDNS off.
@@ -142,58 +143,6 @@ pub fn voice_samples(seed: u64, seconds: f32) -> Vec<f32> {
         out.extend_from_slice(&buf);
     }
     out
-}
-
-/// The best normalised cross-correlation of `heard` against `reference` over lags in
-/// `0..max_lag` samples (heard lags behind), computed on `window` samples of the reference
-/// starting at `start`.
-pub fn best_correlation(
-    reference: &[f32],
-    heard: &[f32],
-    start: usize,
-    window: usize,
-    max_lag: usize,
-) -> (f64, usize) {
-    let r = &reference[start..start + window];
-    let mut best = (f64::MIN, 0);
-    let step = 8;
-    let mut lag = 0;
-    while lag < max_lag && start + lag + window <= heard.len() {
-        let h = &heard[start + lag..start + lag + window];
-        let c = correlation(r, h);
-        if c > best.0 {
-            best = (c, lag);
-        }
-        lag += step;
-    }
-    // Refine around the best coarse lag.
-    let (lo, hi) = (best.1.saturating_sub(step), best.1 + step);
-    for lag in lo..=hi {
-        if start + lag + window > heard.len() {
-            break;
-        }
-        let c = correlation(r, &heard[start + lag..start + lag + window]);
-        if c > best.0 {
-            best = (c, lag);
-        }
-    }
-    best
-}
-
-/// Normalised correlation of two equal-length signals.
-pub fn correlation(a: &[f32], b: &[f32]) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
-    for (x, y) in a.iter().zip(b) {
-        let (x, y) = (*x as f64, *y as f64);
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    if aa == 0.0 || bb == 0.0 {
-        0.0
-    } else {
-        ab / (aa.sqrt() * bb.sqrt())
-    }
 }
 
 // ----- more helpers for the issue-4 scenarios ------------------------------------------------
@@ -426,85 +375,6 @@ pub fn tone_amplitude(samples: &[f32], freq: f32) -> f64 {
     2.0 * power.max(0.0).sqrt() / samples.len() as f64
 }
 
-/// RMS of `samples`.
-pub fn rms(samples: &[f32]) -> f64 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    (samples
-        .iter()
-        .map(|x| f64::from(*x) * f64::from(*x))
-        .sum::<f64>()
-        / samples.len() as f64)
-        .sqrt()
-}
-
-/// Correlation of what a listener heard with what the speaker said, aligned with the audio
-/// start times the two nodes reported (`CaptureStarted` at the speaker, `PlayoutStarted` at
-/// the listener; both unix µs on one machine). Searches network + jitter-buffer delays of
-/// 0..`max_delay_ms` over a `window_s` window starting `from_s` into the speech. Returns the
-/// correlation and the mouth-to-ear delay it was found at, in ms.
-pub fn aligned_correlation(
-    reference: &[f32],
-    heard: &[f32],
-    capture_started_us: u64,
-    playout_started_us: u64,
-    from_s: f32,
-    window_s: f32,
-    max_delay_ms: u64,
-) -> (f64, f64) {
-    let lags = 0..=(max_delay_ms * 48) as i64;
-    correlation_in(
-        reference,
-        heard,
-        capture_started_us,
-        playout_started_us,
-        from_s,
-        window_s,
-        lags,
-    )
-}
-
-/// [`aligned_correlation`] over delays (in samples) in `lags`.
-fn correlation_in(
-    reference: &[f32],
-    heard: &[f32],
-    capture_started_us: u64,
-    playout_started_us: u64,
-    from_s: f32,
-    window_s: f32,
-    lags: std::ops::RangeInclusive<i64>,
-) -> (f64, f64) {
-    let start = (from_s * 48_000.0) as usize;
-    let window = (window_s * 48_000.0) as usize;
-    let r = &reference[start..start + window];
-    // Sink index of the speaker's sample 0 if the path had no delay.
-    let offset = (capture_started_us as i64 - playout_started_us as i64) * 48 / 1_000;
-    let at = |lag: i64| -> Option<&[f32]> {
-        let i = offset + start as i64 + lag;
-        (i >= 0 && i as usize + window <= heard.len())
-            .then(|| &heard[i as usize..i as usize + window])
-    };
-    let mut best = (f64::MIN, 0i64);
-    for lag in lags.clone().step_by(16) {
-        if let Some(h) = at(lag) {
-            let c = correlation(r, h);
-            if c > best.0 {
-                best = (c, lag);
-            }
-        }
-    }
-    for lag in (best.1 - 16).max(*lags.start())..=best.1 + 16 {
-        if let Some(h) = at(lag) {
-            let c = correlation(r, h);
-            if c > best.0 {
-                best = (c, lag);
-            }
-        }
-    }
-    (best.0, best.1 as f64 / 48.0)
-}
-
 /// A bare `ruang_net` peer (no ruang node on top) for attacks: it can publish anything on any
 /// topic and open raw audio streams. It records every gossip message it receives (and
 /// accepts it, so validation never stalls), and refuses sync requests.
@@ -636,74 +506,14 @@ pub async fn addr_of(node: &NodeHandle, pattern: &str) -> Result<ruang_net::Mult
         .with_context(|| format!("no address with {pattern:?} among {addrs:?}"))
 }
 
-/// [`aligned_correlation`] over consecutive `window_s` windows from `from_s` to `to_s` into the
-/// speech, each aligned on its own: the jitter buffer may stretch or skip a frame now and then,
-/// which shifts everything after it by a frame, so one alignment for a long stretch of audio
-/// would measure the buffer's adaptation rather than what was heard. Windows where the
-/// reference is silent (the synthetic voice pauses between phrases; RMS below 0.005) say
-/// nothing about what was heard and are skipped. Returns the correlation and delay (ms) of
-/// each window kept.
-pub fn windowed_correlations(
-    reference: &[f32],
-    heard: &[f32],
-    capture_started_us: u64,
-    playout_started_us: u64,
-    (from_s, to_s, window_s): (f32, f32, f32),
-    max_delay_ms: u64,
-) -> Vec<(f64, f64)> {
-    let mut out = Vec::new();
-    let mut at = from_s;
-    // The first window searches every delay; later ones ±30 ms around the last one found, as
-    // the jitter buffer moves the playout by whole frames (20 ms) at a time. (A debug build
-    // makes the full search costly.)
-    let mut last_lag: Option<i64> = None;
-    while at + window_s <= to_s + 1e-3 {
-        let (a, b) = (
-            (at * 48_000.0) as usize,
-            ((at + window_s) * 48_000.0) as usize,
-        );
-        if rms(&reference[a..b]) < 0.005 {
-            at += window_s;
-            continue;
-        }
-        let lags = match last_lag {
-            None => 0..=(max_delay_ms * 48) as i64,
-            Some(l) => (l - 30 * 48).max(0)..=l + 30 * 48,
-        };
-        let (c, delay_ms) = correlation_in(
-            reference,
-            heard,
-            capture_started_us,
-            playout_started_us,
-            at,
-            window_s,
-            lags,
-        );
-        last_lag = Some((delay_ms * 48.0).round() as i64);
-        out.push((c, delay_ms));
-        at += window_s;
-    }
-    out
-}
-
-/// The median of `values` (0 when empty).
-pub fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// The host speaks `speech_ms` of the seeded voice; the listener (in the room already) must
-/// receive at least 99% of the frames sent and hear them: the median correlation of 0.5 s
-/// windows, each aligned on its own with the capture and playout timestamps, is at least
-/// `min_median`.
+/// receive at least 99% of the frames sent and hear them (see [`assert_heard`]).
 pub async fn hears_in_full(
     host: &NodeHandle,
     listener: &NodeHandle,
     seed: u64,
     speech_ms: u64,
     label: &str,
-    min_median: f64,
 ) -> Result<()> {
     use ruang_audio::source::{Limited, VoiceSource};
     use ruang_node::Pacing;
@@ -743,26 +553,39 @@ pub async fn hears_in_full(
         st.received
     );
 
-    let reference = voice_samples(seed, speech_ms as f32 / 1_000.0);
     let capture = host_rec
         .get()
         .capture_started_us
         .context("no CaptureStarted")?;
     let playout = rec.get().playout_started_us.context("no PlayoutStarted")?;
-    let windows = windowed_correlations(
-        &reference,
-        &sink.samples(),
-        capture,
-        playout,
-        (0.5, 2.5, 0.5),
-        400,
-    );
-    let cs: Vec<f64> = windows.iter().map(|w| w.0).collect();
-    eprintln!("{label}: correlations {cs:.3?}");
-    assert!(
-        median(&cs) >= min_median,
-        "{label}: median correlation {:.3}",
-        median(&cs)
-    );
+    let heard = heard_voice(seed, &sink.samples(), Some((capture, playout)), 0.5, 2.5);
+    assert_heard(label, &heard);
     Ok(())
+}
+
+/// What a listener played (`heard`, its sink's samples) compared with the seeded voice the
+/// speaker said, from `from_s` to `to_s` seconds into the speech. Aligned with the speaker's
+/// `CaptureStarted` and the listener's `PlayoutStarted` times (`started`, unix µs) when
+/// given; else the voice is searched for in the first 3 s of what was played.
+pub fn heard_voice(
+    seed: u64,
+    heard: &[f32],
+    started: Option<(u64, u64)>,
+    from_s: f64,
+    to_s: f64,
+) -> heard::Comparison {
+    let reference = voice_samples(seed, to_s as f32 + 0.1);
+    let how = heard::Compare::seconds(from_s, to_s);
+    let how = match started {
+        Some((capture, playout)) => how.started(capture, playout),
+        None => how.max_delay_ms(3_000),
+    };
+    heard::compare(&reference, heard, &how)
+}
+
+/// Asserts that `heard` shows the voice came through ([`heard::Comparison::is_heard`]),
+/// printing the comparison first.
+pub fn assert_heard(label: &str, heard: &heard::Comparison) {
+    eprintln!("{label}: {heard}");
+    assert!(heard.is_heard(), "{label}: the voice did not come through");
 }
