@@ -31,12 +31,19 @@ struct Member {
     name: &'static str,
     key: PublicKey,
     node: NodeHandle,
-    /// The latest per-speaker receive counters, by speaker key.
-    stats: Arc<Mutex<HashMap<PublicKey, SpeakerStats>>>,
+    /// The latest per-speaker receive counters.
+    stats: Arc<Mutex<Latest>>,
     /// The latest room view.
     view: Arc<Mutex<Option<RoomView>>>,
     /// Why it left, if it did.
     left: Arc<Mutex<Option<String>>>,
+}
+
+/// A node's latest receive counters, by speaker key, and when they came.
+#[derive(Default)]
+struct Latest {
+    by_speaker: HashMap<PublicKey, SpeakerStats>,
+    at: Option<Instant>,
 }
 
 impl Member {
@@ -44,9 +51,21 @@ impl Member {
         self.stats
             .lock()
             .unwrap()
+            .by_speaker
             .get(&speaker.key)
             .map(|s| s.received)
             .unwrap_or(0)
+    }
+
+    /// Frames received from `speaker` by the counters that came at or after `since` (the
+    /// node sends them about once a second), or `None` while the latest came earlier.
+    fn received_since(&self, speaker: &Member, since: Instant) -> Option<u64> {
+        let stats = self.stats.lock().unwrap();
+        let fresh = stats.at.is_some_and(|at| at >= since);
+        fresh.then(|| {
+            let s = stats.by_speaker.get(&speaker.key);
+            s.map(|s| s.received).unwrap_or(0)
+        })
     }
 
     fn sees(&self, check: impl Fn(&RoomView) -> bool) -> bool {
@@ -86,6 +105,21 @@ impl Script {
         cond()
     }
 
+    /// What each of `members` received from `speaker`, by counters that came at or after
+    /// `since` (waiting up to 3 s for them; a loaded machine delays them); `None` where none
+    /// came.
+    async fn received_after(
+        &self,
+        members: &[&Member],
+        speaker: &Member,
+        since: Instant,
+    ) -> Vec<Option<u64>> {
+        let fresh = || members.iter().map(|m| m.received_since(speaker, since));
+        self.until(Duration::from_secs(3), || fresh().all(|r| r.is_some()))
+            .await;
+        fresh().collect()
+    }
+
     /// Sleeps until `fraction` of the demo's length has passed.
     async fn at(&self, seconds: u64, fraction: f64) {
         let target = Duration::from_secs_f64(seconds as f64 * fraction);
@@ -109,7 +143,7 @@ async fn spawn_member(name: &'static str, frame: FrameDuration) -> Result<Member
         .spawn()
         .await
         .with_context(|| format!("starting {name}'s node"))?;
-    let stats = Arc::new(Mutex::new(HashMap::new()));
+    let stats = Arc::new(Mutex::new(Latest::default()));
     let view = Arc::new(Mutex::new(None));
     let left = Arc::new(Mutex::new(None));
     let mut events = node.subscribe();
@@ -118,13 +152,14 @@ async fn spawn_member(name: &'static str, frame: FrameDuration) -> Result<Member
         loop {
             match events.recv().await {
                 Ok(NodeEvent::Stats { speakers, .. }) => {
-                    let mut map = s.lock().unwrap();
-                    map.clear();
+                    let mut latest = s.lock().unwrap();
+                    latest.by_speaker.clear();
                     for st in speakers {
                         if let Some(k) = PublicKey::from_hex(&st.key) {
-                            map.insert(k, st);
+                            latest.by_speaker.insert(k, st);
                         }
                     }
+                    latest.at = Some(Instant::now());
                 }
                 Ok(NodeEvent::State(view)) => *v.lock().unwrap() = Some(*view),
                 Ok(NodeEvent::Left { reason }) => *l.lock().unwrap() = Some(reason),
@@ -297,19 +332,20 @@ pub async fn run(nodes: usize, seconds: u64, out: &Path) -> Result<ExitCode> {
         })
         .await?;
     script.say("Ana muted Budi");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after_mute: Vec<u64> = members
-        .iter()
-        .map(|m| m.received_from(&members[budi]))
-        .collect();
+    // Counters taken a second or more after the mute, and again later: no change.
+    let everyone: Vec<&Member> = members.iter().collect();
+    let settled = Instant::now() + Duration::from_secs(1);
+    tokio::time::sleep_until(settled.into()).await;
+    let after_mute = script
+        .received_after(&everyone, &members[budi], settled)
+        .await;
     script.at(seconds, 0.48).await;
-    let later: Vec<u64> = members
-        .iter()
-        .map(|m| m.received_from(&members[budi]))
-        .collect();
+    let later = script
+        .received_after(&everyone, &members[budi], Instant::now())
+        .await;
     script.check(
         "within 1 s of the mute, no node receives Budi's audio",
-        after_mute == later,
+        after_mute.iter().all(Option::is_some) && after_mute == later,
     );
     members[ana]
         .node
@@ -361,11 +397,18 @@ pub async fn run(nodes: usize, seconds: u64, out: &Path) -> Result<ExitCode> {
         })
         .await?;
     script.say("Ana banned the troll");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after_ban: Vec<u64> = members
+    // As for the mute, among those still in the room.
+    let staying: Vec<&Member> = members
         .iter()
-        .map(|m| m.received_from(&members[troll]))
+        .enumerate()
+        .filter(|(i, _)| *i != troll)
+        .map(|(_, m)| m)
         .collect();
+    let settled = Instant::now() + Duration::from_secs(1);
+    tokio::time::sleep_until(settled.into()).await;
+    let after_ban = script
+        .received_after(&staying, &members[troll], settled)
+        .await;
     let troll_out = script
         .until(Duration::from_secs(3), || {
             members[troll].left.lock().unwrap().as_deref() == Some("banned")
@@ -385,13 +428,12 @@ pub async fn run(nodes: usize, seconds: u64, out: &Path) -> Result<ExitCode> {
     ));
     script.check("the troll cannot rejoin", rejoin.is_err());
     script.at(seconds, 0.82).await;
-    let later: Vec<u64> = members
-        .iter()
-        .map(|m| m.received_from(&members[troll]))
-        .collect();
+    let later = script
+        .received_after(&staying, &members[troll], Instant::now())
+        .await;
     script.check(
         "after the ban, no node receives the troll's audio",
-        after_ban == later,
+        after_ban.iter().all(Option::is_some) && after_ban == later,
     );
     let banned_everywhere = members
         .iter()
@@ -438,7 +480,7 @@ pub async fn run(nodes: usize, seconds: u64, out: &Path) -> Result<ExitCode> {
             .unwrap_or("?")
     };
     for m in &members {
-        let stats = m.stats.lock().unwrap().clone();
+        let stats = m.stats.lock().unwrap().by_speaker.clone();
         let mut rows: Vec<_> = stats.into_iter().collect();
         rows.sort_by_key(|(k, _)| name_of(k));
         for (k, s) in rows {
