@@ -1,11 +1,11 @@
 //! One room as this node lives it: the verified log, who is present, the rate limiters, and
 //! the bookkeeping of timers. Owned by the node task; no I/O here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use ruang_net::{Multiaddr, PeerId};
 use ruang_proto::PublicKey;
-use ruang_proto::ephemeral::{PresenceTable, RateLimiter};
+use ruang_proto::ephemeral::{EphemeralBody, PresenceTable, RateLimiter};
 use ruang_proto::room::{Role, Room};
 use ruang_proto::seal::{Purpose, RoomKey};
 
@@ -22,6 +22,64 @@ pub const PRESENCE_PER_SECOND: f64 = 2.0;
 pub const FLOOD_STRIKES: u32 = 50;
 /// Authors tracked by each rate limiter.
 pub const MAX_RATE_KEYS: usize = 10_000;
+
+/// Chat lines and reactions held while no peer is on the room's topic.
+pub const MAX_HELD: usize = 16;
+/// How long a held chat line or reaction waits for a peer before it is given up (ms).
+pub const HELD_TTL_MS: u64 = 10_000;
+
+/// Chat lines and reactions that found no peer subscribed to the room's topic (a joiner's
+/// first words can race the subscriptions of the members it just connected to), oldest first,
+/// with when they were said. The node sends them when a peer subscribes and gives them up
+/// after [`HELD_TTL_MS`], telling the user. Bounded by [`MAX_HELD`]: a full queue drops its
+/// oldest.
+#[derive(Debug, Default)]
+pub struct Held {
+    queue: VecDeque<(u64, EphemeralBody)>,
+}
+
+impl Held {
+    /// Holds `body`, said at `now`; returns how many were dropped to make room (0 or 1).
+    pub fn push(&mut self, now: u64, body: EphemeralBody) -> usize {
+        let dropped = if self.queue.len() >= MAX_HELD {
+            self.queue.pop_front();
+            1
+        } else {
+            0
+        };
+        self.queue.push_back((now, body));
+        dropped
+    }
+
+    /// Everything held with when it was said, oldest first; the queue is left empty.
+    pub fn take(&mut self) -> Vec<(u64, EphemeralBody)> {
+        self.queue.drain(..).collect()
+    }
+
+    /// Puts messages taken with [`Held::take`] back in front, in order; when that overfills
+    /// the queue, the oldest are dropped.
+    pub fn put_back(&mut self, taken: Vec<(u64, EphemeralBody)>) {
+        for entry in taken.into_iter().rev() {
+            if self.queue.len() >= MAX_HELD {
+                break;
+            }
+            self.queue.push_front(entry);
+        }
+    }
+
+    /// Gives up what has waited [`HELD_TTL_MS`] or longer by `now`; returns how many.
+    pub fn expire(&mut self, now: u64) -> usize {
+        let before = self.queue.len();
+        self.queue
+            .retain(|(at, _)| now < at.saturating_add(HELD_TTL_MS));
+        before - self.queue.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
 
 /// The gossip topic of a room: named by its id, or for a private room by a hash of its key
 /// (so peers outside the room do not learn which room it is).
@@ -52,6 +110,8 @@ pub struct Session {
     pub last_presence: u64,
     /// The last presence found no peer on the room's topic: send again when one subscribes.
     pub presence_undelivered: bool,
+    /// Chat lines and reactions that found no peer on the room's topic.
+    pub held: Held,
     /// When it last announced the room (unix ms).
     pub last_announce: u64,
     /// When it last asked a member for missing events (unix ms).
@@ -101,6 +161,7 @@ impl Session {
             key,
             last_presence: 0,
             presence_undelivered: false,
+            held: Held::default(),
             last_announce: 0,
             last_sync: now,
             joined_at: now,
@@ -195,4 +256,54 @@ impl Session {
 
 fn present(presence: &PresenceTable, peer: &PeerId) -> bool {
     ids::public_key(peer).is_some_and(|k| presence.contains(&k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(text: &str) -> EphemeralBody {
+        EphemeralBody::Chat { text: text.into() }
+    }
+
+    fn texts(taken: &[(u64, EphemeralBody)]) -> Vec<String> {
+        taken
+            .iter()
+            .map(|(_, b)| match b {
+                EphemeralBody::Chat { text } => text.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn held_messages_come_out_in_order_and_expire_after_their_ttl() {
+        let mut held = Held::default();
+        assert_eq!(held.push(1_000, chat("a")), 0);
+        assert_eq!(held.push(2_000, chat("b")), 0);
+        assert_eq!(held.expire(1_000 + HELD_TTL_MS - 1), 0);
+        assert_eq!(held.expire(1_000 + HELD_TTL_MS), 1);
+        assert_eq!(held.take(), vec![(2_000, chat("b"))]);
+        assert!(held.is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_drops_its_oldest_and_put_back_keeps_the_order_and_the_bound() {
+        let mut held = Held::default();
+        for i in 0..MAX_HELD {
+            assert_eq!(held.push(i as u64, chat(&i.to_string())), 0);
+        }
+        assert_eq!(held.push(99, chat("new")), 1);
+        let all = held.take();
+        assert_eq!(all.len(), MAX_HELD);
+        assert_eq!((all[0].0, texts(&all)[0].as_str()), (1, "1"));
+        assert_eq!(texts(&all)[MAX_HELD - 1], "new");
+        // None could be sent; one more was said meanwhile: the oldest goes.
+        held.push(500, chat("meanwhile"));
+        held.put_back(all);
+        let again = held.take();
+        assert_eq!(again.len(), MAX_HELD);
+        assert_eq!((again[0].0, texts(&again)[0].as_str()), (2, "2"));
+        assert_eq!(texts(&again)[MAX_HELD - 2..], ["new", "meanwhile"]);
+    }
 }

@@ -34,7 +34,7 @@ use crate::handle::{
     COMMAND_QUEUE_CAP, Command, HostOptions, JoinTarget, Joined, NodeHandle, Reply, Status,
 };
 use crate::ids;
-use crate::session::{FLOOD_STRIKES, Session};
+use crate::session::{FLOOD_STRIKES, HELD_TTL_MS, Session};
 use crate::wire::{
     AudioHeader, MAX_DIRECTORY_ANSWER, MAX_SYNC_HEADS, RoomMessage, SYNC_PAGE_EVENTS, SyncRequest,
     SyncResponse,
@@ -554,6 +554,34 @@ impl Task {
         if session.room.state().banned.contains(&self.me) {
             return Err(NodeError::Banned);
         }
+        let (signed, delivered) = self.publish_ephemeral(body.clone()).await?;
+        if !delivered {
+            let now = self.now();
+            if let Some(s) = self.session.as_mut() {
+                debug!("no peer on the room's topic yet: chat or reaction held");
+                if s.held.push(now, body) > 0 {
+                    self.emit(NodeEvent::Error {
+                        message: "nobody in the room is reachable: an older chat message \
+                                  was not delivered"
+                            .into(),
+                    });
+                }
+            }
+        }
+        // Show our own chat and reactions too.
+        self.ephemeral_effects(&signed);
+        Ok(())
+    }
+
+    /// Signs `body` as said now and publishes it on the room's topic; false when no peer is
+    /// subscribed to the topic yet.
+    async fn publish_ephemeral(
+        &mut self,
+        body: EphemeralBody,
+    ) -> Result<(Verified<Ephemeral>, bool), NodeError> {
+        let Some(session) = self.session.as_ref() else {
+            return Err(NodeError::NotInRoom);
+        };
         let msg = Ephemeral {
             room: session.room.id(),
             author: self.me,
@@ -567,10 +595,30 @@ impl Task {
             Purpose::Gossip,
             RoomMessage::Ephemeral(signed.wire().to_vec()).encode(),
         );
-        self.publish(&topic, payload).await;
-        // Show our own chat and reactions too.
-        self.ephemeral_effects(&signed);
-        Ok(())
+        let delivered = self.publish(&topic, payload).await;
+        Ok((signed, delivered))
+    }
+
+    /// Sends the held chat lines and reactions (a peer subscribed to the room's topic), as
+    /// said now; what still finds nobody stays held.
+    async fn send_held(&mut self) {
+        let Some(held) = self.session.as_mut().map(|s| s.held.take()) else {
+            return;
+        };
+        let mut left = held.into_iter();
+        for (at, body) in left.by_ref() {
+            match self.publish_ephemeral(body.clone()).await {
+                Ok((_, true)) => {}
+                Ok((_, false)) => {
+                    let rest: Vec<_> = std::iter::once((at, body)).chain(left).collect();
+                    if let Some(s) = self.session.as_mut() {
+                        s.held.put_back(rest);
+                    }
+                    return;
+                }
+                Err(e) => debug!(error = %e, "a held message could not be sent"),
+            }
+        }
     }
 
     fn speak(
@@ -797,12 +845,16 @@ impl Task {
             }
             Event::Subscribed { topic, .. } => {
                 let now = self.now();
-                if let Some(s) = self.session.as_mut()
-                    && s.presence_undelivered
-                    && s.topic == topic
-                {
+                let Some(s) = self.session.as_mut().filter(|s| s.topic == topic) else {
+                    return;
+                };
+                let held = !s.held.is_empty();
+                if s.presence_undelivered {
                     s.last_presence = now;
                     self.send_presence(false).await;
+                }
+                if held {
+                    self.send_held().await;
                 }
             }
             Event::AudioStreamOpened { peer, header } => {
@@ -1240,6 +1292,17 @@ impl Task {
         if !gone.is_empty() {
             session.forget_departed();
             self.membership_changed();
+        }
+        let session = self.session.as_mut().expect("checked above");
+        let given_up = session.held.expire(now);
+        if given_up > 0 {
+            self.emit(NodeEvent::Error {
+                message: format!(
+                    "nobody in the room was reachable for {} s: {given_up} chat message(s) \
+                     not delivered",
+                    HELD_TTL_MS / 1_000
+                ),
+            });
         }
         let session = self.session.as_mut().expect("checked above");
         if now >= session.last_presence + interval {

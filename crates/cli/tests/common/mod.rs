@@ -43,7 +43,12 @@ impl Proc {
             .arg("--identity")
             .arg(home.join("identity.key"))
             .env("XDG_CONFIG_HOME", &home)
-            .env("RUST_LOG", "warn")
+            // `RUANG_TEST_LOG` (a `RUST_LOG` filter) shows more of the processes' logs when a
+            // test needs looking into.
+            .env(
+                "RUST_LOG",
+                std::env::var("RUANG_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
