@@ -554,6 +554,10 @@ impl Task {
         if session.room.state().banned.contains(&self.me) {
             return Err(NodeError::Banned);
         }
+        if !session.held.is_empty() {
+            // What is held goes first, if someone can be reached now.
+            self.send_held().await;
+        }
         let (signed, delivered) = self.publish_ephemeral(body.clone()).await?;
         if !delivered {
             let now = self.now();
