@@ -7,8 +7,7 @@
 
 use ruang_audio::format::FrameDuration;
 use ruang_audio::source::{Source, VoiceSource};
-use ruang_testkit::heard::dot;
-pub use ruang_testkit::heard::ncc;
+use ruang_testkit::heard::{dot, ncc};
 
 /// Samples per second.
 pub const RATE: usize = 48_000;

@@ -60,12 +60,8 @@ impl Member {
     /// Frames received from `speaker` by the counters that came at or after `since` (the
     /// node sends them about once a second), or `None` while the latest came earlier.
     fn received_since(&self, speaker: &Member, since: Instant) -> Option<u64> {
-        let stats = self.stats.lock().unwrap();
-        let fresh = stats.at.is_some_and(|at| at >= since);
-        fresh.then(|| {
-            let s = stats.by_speaker.get(&speaker.key);
-            s.map(|s| s.received).unwrap_or(0)
-        })
+        let fresh = self.stats.lock().unwrap().at.is_some_and(|at| at >= since);
+        fresh.then(|| self.received_from(speaker))
     }
 
     fn sees(&self, check: impl Fn(&RoomView) -> bool) -> bool {
