@@ -98,7 +98,7 @@ impl RoomView {
             invited: hex(&state.invited),
             muted: hex(&state.muted),
             banned: hex(&state.banned),
-            recording: hex(&state.recording),
+            recording: state.recording.iter().map(|k| k.to_hex()).collect(),
             ended: state.ended,
             my_role: state.role(me),
             log_len,

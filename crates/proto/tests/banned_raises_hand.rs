@@ -1,10 +1,10 @@
-//! A banned user tries to raise a hand: refused, and a forged attempt is rejected; after an
-//! unban they may again.
+//! A banned user tries to raise a hand: refused, and a forged attempt is stored (anyone has the
+//! standing to act on their own place) but has no effect; after an unban they may again.
 
 mod common;
 
 use common::{forge, identity, room};
-use ruang_proto::room::{EventBody, Insert, Refusal, Reject};
+use ruang_proto::room::{EventBody, Insert, Refusal};
 
 #[test]
 fn banned_user_cannot_raise_a_hand_until_unbanned() {
@@ -25,10 +25,9 @@ fn banned_user_cannot_raise_a_hand_until_unbanned() {
     let err = r.author(&troll, EventBody::RaiseHand, 4_000).unwrap_err();
     assert_eq!(err.to_string(), Refusal::AuthorBanned.to_string());
     let forged = forge(&r, &troll, r.heads(), EventBody::RaiseHand);
-    assert_eq!(
-        r.insert(forged),
-        Insert::Rejected(Reject::Unauthorized(Refusal::AuthorBanned))
-    );
+    assert_eq!(r.insert(forged.clone()), Insert::New { released: 0 });
+    assert_eq!(r.refusal(&forged.hash()), Some(&Refusal::AuthorBanned));
+    assert!(r.state().hands.is_empty());
     // Nor can a banned user do anything else, e.g. claim to be recording.
     assert!(
         r.author(&troll, EventBody::Recording { on: true }, 4_100)
@@ -44,5 +43,5 @@ fn banned_user_cannot_raise_a_hand_until_unbanned() {
     )
     .unwrap();
     r.author(&troll, EventBody::RaiseHand, 6_000).unwrap();
-    assert_eq!(r.state().hands, vec![troll.public()]);
+    assert_eq!(r.state().hands.to_vec(), vec![troll.public()]);
 }

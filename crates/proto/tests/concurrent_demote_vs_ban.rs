@@ -61,7 +61,7 @@ fn demote_wins_over_concurrent_ban_in_any_delivery_order() {
             "the ban came after the demotion"
         );
         assert!(!s.banned.contains(&victim.public()));
-        assert_eq!(s.hands, vec![victim.public()]);
+        assert_eq!(s.hands.to_vec(), vec![victim.public()]);
         // The ban stays in the log (later events may name it as a parent) but is marked overridden.
         let overridden: Vec<_> = r
             .events()

@@ -1,5 +1,6 @@
 //! A moderator tries to ban the host (and another moderator): refused when authored, and a
-//! forged event doing the same is rejected by every replica.
+//! forged event doing the same is stored (a moderator has the standing to sign bans) but has no
+//! effect on any replica.
 
 mod common;
 
@@ -30,23 +31,26 @@ fn moderator_cannot_ban_the_host_or_another_moderator() {
         .unwrap_err();
     assert_eq!(err.to_string(), Refusal::TargetIsHost.to_string());
 
-    // A forged event (signed correctly by m1, but not allowed) is rejected and changes nothing.
+    // A forged event (signed correctly by m1, but not allowed) changes nothing.
     let before = r.state().clone();
     let forged = forge(&r, &m1, r.heads(), EventBody::Ban { who: host.public() });
-    assert_eq!(
-        r.insert(forged.clone()),
-        Insert::Rejected(Reject::Unauthorized(Refusal::TargetIsHost))
-    );
+    assert_eq!(r.insert(forged.clone()), Insert::New { released: 0 });
+    assert_eq!(r.refusal(&forged.hash()), Some(&Refusal::TargetIsHost));
     assert_eq!(r.state(), &before);
     let mut other = replica(&r);
     for (e, _) in r.events().skip(1) {
         other.insert(e.clone());
     }
+    assert_eq!(other.refusal(&forged.hash()), Some(&Refusal::TargetIsHost));
+    assert_eq!(other.state().role(&host.public()), Role::Host);
+
+    // Someone who was never a moderator cannot even sign one: rejected by every replica.
+    let outsider = identity(7);
+    let forged = forge(&r, &outsider, r.heads(), EventBody::Ban { who: m1.public() });
     assert_eq!(
         other.insert(forged),
-        Insert::Rejected(Reject::Unauthorized(Refusal::TargetIsHost))
+        Insert::Rejected(Reject::Unauthorized(Refusal::NotModerator))
     );
-    assert_eq!(other.state().role(&host.public()), Role::Host);
 }
 
 #[test]

@@ -50,7 +50,7 @@ fn choose_action(
             let choice = rng.random_range(0..10);
             Some(match choice {
                 0..=3 if !state.hands.is_empty() => EventBody::InviteSpeaker {
-                    who: state.hands[0],
+                    who: *state.hands.iter().next()?,
                 },
                 4 if !speakers.is_empty() => EventBody::Mute {
                     who: speakers[pick(rng, speakers.len())],

@@ -189,9 +189,105 @@ pub enum EventBody {
     ClaimHost,
     /// The host ends the room. Final: no event after it has any effect.
     EndRoom,
+    /// The host takes someone off the list of successors; a claim they make concurrently with
+    /// or after it is void.
+    RemoveSuccessor {
+        /// Who may no longer claim the host role.
+        who: PublicKey,
+    },
+}
+
+/// The standing an author needs to sign an event of some kind at all. Standing is granted by
+/// events and never taken back; whether the author still has the *authority* is decided by the
+/// state in the log's order (see `docs/room-log.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Anyone: actions on one's own place (hand, recording, accepting, stepping down).
+    Anyone,
+    /// A successor named in the genesis.
+    Successor,
+    /// The genesis host, or someone promoted, handed the room or who claimed it.
+    Moderator,
+    /// The genesis host, or someone handed the room or who claimed it.
+    Host,
 }
 
 impl EventBody {
+    /// The standing its author needs (see [`Standing`]).
+    pub fn standing(&self) -> Standing {
+        match self {
+            EventBody::Genesis(_)
+            | EventBody::RaiseHand
+            | EventBody::LowerHand
+            | EventBody::AcceptInvite
+            | EventBody::StepDown
+            | EventBody::Recording { .. } => Standing::Anyone,
+            EventBody::ClaimHost => Standing::Successor,
+            EventBody::InviteSpeaker { .. }
+            | EventBody::MoveToAudience { .. }
+            | EventBody::Mute { .. }
+            | EventBody::Unmute { .. }
+            | EventBody::Kick { .. }
+            | EventBody::Ban { .. }
+            | EventBody::Unban { .. }
+            | EventBody::UpdateInfo(_) => Standing::Moderator,
+            EventBody::Promote { .. }
+            | EventBody::Demote { .. }
+            | EventBody::HandOff { .. }
+            | EventBody::EndRoom
+            | EventBody::RemoveSuccessor { .. } => Standing::Host,
+        }
+    }
+
+    /// Whether it only touches its author's own entries and nobody's rank (a hand, a recording
+    /// notice, accepting an invitation): two of these by different authors commute.
+    pub fn is_self_action(&self) -> bool {
+        matches!(
+            self,
+            EventBody::RaiseHand
+                | EventBody::LowerHand
+                | EventBody::AcceptInvite
+                | EventBody::Recording { .. }
+        )
+    }
+
+    /// Whether it can change someone's rank (who is host or moderator).
+    pub fn changes_ranks(&self) -> bool {
+        matches!(
+            self,
+            EventBody::Promote { .. }
+                | EventBody::Demote { .. }
+                | EventBody::HandOff { .. }
+                | EventBody::ClaimHost
+                | EventBody::Ban { .. }
+                | EventBody::Kick { .. }
+                | EventBody::MoveToAudience { .. }
+                | EventBody::StepDown
+        )
+    }
+
+    /// Whether it takes standing away from its target: a demotion, a move to the audience, a
+    /// kick, a ban, or removal from the successors (which counts only against claims).
+    pub fn revokes(&self) -> Option<PublicKey> {
+        match self {
+            EventBody::Demote { who }
+            | EventBody::MoveToAudience { who }
+            | EventBody::Kick { who }
+            | EventBody::Ban { who }
+            | EventBody::RemoveSuccessor { who } => Some(*who),
+            _ => None,
+        }
+    }
+
+    /// Who it raises to moderator or host (promotion, hand-off); a claim raises its author.
+    pub fn raises(&self, author: &PublicKey) -> Option<PublicKey> {
+        match self {
+            EventBody::Promote { who } | EventBody::HandOff { to: who } => Some(*who),
+            EventBody::ClaimHost => Some(*author),
+            _ => None,
+        }
+    }
+
     /// A short lower-case name, as used in logs and the JSON interface.
     pub fn name(&self) -> &'static str {
         match self {
@@ -214,6 +310,7 @@ impl EventBody {
             EventBody::HandOff { .. } => "hand_off",
             EventBody::ClaimHost => "claim_host",
             EventBody::EndRoom => "end",
+            EventBody::RemoveSuccessor { .. } => "remove_successor",
         }
     }
 
@@ -228,7 +325,8 @@ impl EventBody {
             | EventBody::Demote { who }
             | EventBody::Kick { who }
             | EventBody::Ban { who }
-            | EventBody::Unban { who } => Some(*who),
+            | EventBody::Unban { who }
+            | EventBody::RemoveSuccessor { who } => Some(*who),
             EventBody::HandOff { to } => Some(*to),
             _ => None,
         }

@@ -1,36 +1,67 @@
-//! A room's log: a DAG of verified events, its deterministic linearisation, and the state it
-//! produces.
-//!
-//! # Order
-//!
-//! The events are linearised with Kahn's algorithm: of the events whose parents have all been
-//! placed, the next is the one with the smallest `(rank of its author in the state so far,
-//! lamport, hash)`, where rank is 0 for the host, 1 for moderators and 2 for everyone else. Each
-//! event is then checked against the state that the events before it produce; a refused event
-//! stays in the log (others may name it as a parent) but changes nothing. The order depends only
-//! on the *set* of events, so every replica that holds the same events computes the same state.
+//! A room's log: a DAG of signed events, the rules that decide which of them count, their
+//! deterministic order, and the state they produce. `docs/room-log.md` states the rules with a
+//! proof sketch and their limits; this is the summary.
 //!
 //! # Admission
 //!
-//! An event enters the log only if its author had the authority for it in the state of its own
-//! causal past (its ancestors, linearised the same way). That decision depends only on the event
-//! and its ancestors, so every replica admits the same events, and nobody can fill a log with
-//! actions they were never allowed to take. Events whose parents are missing wait in a bounded
-//! pending set and are admitted when the parents arrive.
+//! An event enters the log when its signature, room and lamport are right, it names at most one
+//! parent signed by its own author (that author's previous event: each key writes one chain),
+//! and its author has the *standing* for its kind ([`Standing`]) in the event's causal past:
+//! anyone may act on their own place; moderator actions need the genesis host, or a promotion,
+//! hand-off or claim of the author among the event's ancestors; host actions need the genesis
+//! host, or a hand-off or claim; a claim needs a successor named in the genesis. Standing is
+//! never taken back, so admission depends only on the event and its ancestors, every replica
+//! admits the same events, and nobody can fill a log with actions they never had any standing
+//! for. Events whose parents are missing wait in a bounded pending set.
+//!
+//! # Void events
+//!
+//! Whether an admitted event counts at all is decided from the DAG alone ([`Void`]):
+//! - *revocation wins*: an event that needs standing is void when it is concurrent with a
+//!   non-void demotion, move to the audience, kick or ban of its author (for a claim, also with
+//!   its author's removal from the successors);
+//! - an event acting on someone is void when it is concurrent with a non-void promotion,
+//!   hand-off or claim, by another author, that raised them;
+//! - a claim is void when it is concurrent with an event of another author with host standing
+//!   (the host was alive), or with a claim by an earlier successor;
+//! - a key that signed two branches (two events naming the same previous event of theirs, or two
+//!   naming none) loses all its events, except giving power up (step down, hand-off) and events
+//!   that another author acted on after seeing them.
+//!
+//! "Non-void" inside these rules is evaluated the same way, [`VOID_DEPTH`] levels deep; below
+//! that a revocation counts. A void event stays in the log (others may name it as a parent).
+//!
+//! # Order
+//!
+//! Kahn's algorithm over all events: of the events whose parents are placed, the next is the one
+//! with the smallest key: first actions on others, by (rank of the author in the state so far —
+//! 0 host, 1 moderators, 2 everyone else —, lamport, hash); then actions on one's own place
+//! (hand, recording, accepting an invitation) by *descending* lamport, so a stale branch goes
+//! last; then void events. Each non-void event is checked against the state the events before
+//! it produce ([`State::check`]); a refused event changes nothing. The result depends only on the
+//! set of events.
 //!
 //! # Cost
 //!
-//! The common case, an event whose parents are exactly the current heads, is appended and
-//! applied in O(log n). An event concurrent with others re-runs the order from the nearest state
-//! snapshot before its parents (snapshots every [`SNAPSHOT_INTERVAL`] events).
+//! Admission is O(parents + key events in the past), where key events are those that need
+//! standing (moderation, rare and authored by few keys); void rules look only at key events
+//! through per-key indexes. Placement appends in O(log n) whenever the new event lands last or
+//! commutes with every event after its place in the order (actions on one's own place by
+//! different authors commute; void events commute with everything), found with per-block
+//! summaries of 64 positions, O(n/64 + 64); otherwise the order is re-run from the state
+//! snapshot before the new event's parents (snapshots every [`SNAPSHOT_INTERVAL`] events, cheap
+//! to take: the sets anyone can grow are persistent). Kahn's ready set is a binary heap,
+//! re-keyed only when a placed event changes someone's rank. So junk on one's own place — from
+//! many keys, with old parents — costs O(log n) per event, and so does anything void.
 
-use std::borrow::Cow;
-use std::collections::{BTreeSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::sync::Arc;
 
 use rand_core::Rng;
 
-use super::event::{Event, EventBody, EventHash, Genesis, MAX_PARENTS, RoomId};
-use super::state::{Refusal, State};
+use super::event::{Event, EventBody, EventHash, Genesis, MAX_PARENTS, RoomId, Standing};
+use super::state::{Refusal, State, Void};
 use crate::identity::{Identity, PublicKey};
 use crate::signed::{self, HashMapOf, HashSetOf, SignError, Verified, VerifyError};
 
@@ -38,6 +69,10 @@ use crate::signed::{self, HashMapOf, HashSetOf, SignError, Verified, VerifyError
 pub const SNAPSHOT_INTERVAL: usize = 32;
 /// Most events kept while waiting for their parents; the oldest is dropped beyond it.
 pub const MAX_PENDING: usize = 1024;
+/// How many levels deep "a non-void revocation" is evaluated (see the module docs).
+pub const VOID_DEPTH: u8 = 3;
+/// Positions per block summary.
+const BLOCK: usize = 64;
 
 /// What happened to an event offered to [`Room::insert`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,9 +111,12 @@ pub enum Reject {
         /// One more than its parents' largest.
         expected: u64,
     },
-    /// The author lacked the authority at the event's causal point.
+    /// The author has no standing for this kind of event in its causal past.
     #[error("not allowed: {0}")]
     Unauthorized(Refusal),
+    /// It names two earlier events of its own author as parents (each key writes one chain).
+    #[error("names two earlier events of its own author")]
+    Chain,
 }
 
 /// Why authoring an event failed.
@@ -117,26 +155,93 @@ pub enum GenesisError {
     Sign(#[from] SignError),
 }
 
+/// An event's place in the order: (class, rank, lamport or its complement, hash); see the
+/// module docs.
+type Key = (u8, u8, u64, EventHash);
+/// Key classes.
+const ACTION: u8 = 0;
+const OWN_PLACE: u8 = 1;
+const VOID: u8 = 2;
+
 struct Node {
     event: Verified<Event>,
     /// Index in `Room::order`.
     pos: usize,
     children: Vec<EventHash>,
+    /// Its index among key events (events that need standing), if it is one.
+    key_index: Option<u32>,
+    /// Key events among its ancestors, itself included, sorted; shared with a parent when equal.
+    past: Arc<[u32]>,
+    /// Whether a later event names it as its author's previous event.
+    has_own_child: bool,
+    /// For a key event: whether a key event of another author has it in its past.
+    witnessed: bool,
+    /// For a key event: whether its author had host standing at it.
+    host_standing: bool,
 }
 
-/// One room's log and state. See the module docs for the order and admission rules.
+/// One author's events.
+#[derive(Default)]
+struct Chain {
+    /// All its events, in arrival order.
+    events: Vec<EventHash>,
+    /// Its key events, in arrival order.
+    key_events: Vec<EventHash>,
+    /// Events naming no earlier event of theirs.
+    roots: u32,
+    /// Signed two branches.
+    forked: bool,
+    /// The latest event: what its next event names as its previous one.
+    tip: Option<EventHash>,
+}
+
+/// Summary of `BLOCK` consecutive positions of the order.
+#[derive(Clone, Default)]
+struct Block {
+    max_key: Option<Key>,
+    /// Non-void actions on others.
+    actions: u32,
+    /// Non-void actions on one's own place.
+    own_place: u32,
+    /// An action that took effect and changes ranks.
+    rank_change: bool,
+}
+
+/// One room's log and state. See the module docs for the rules.
 pub struct Room {
     id: RoomId,
+    genesis_host: PublicKey,
+    genesis_successors: Vec<PublicKey>,
     nodes: HashMapOf<Node>,
     /// The linearisation; `order[0]` is the genesis.
     order: Vec<EventHash>,
-    /// For each position: `None` if the event took effect, else why it was overridden.
+    /// For each position: `None` if the event took effect, else why not.
     outcomes: Vec<Option<Refusal>>,
+    /// For each position: the key it was placed with.
+    keys: Vec<Key>,
+    blocks: Vec<Block>,
     /// `snapshots[i]` is the state after `order[..=i * SNAPSHOT_INTERVAL]`.
     snapshots: Vec<State>,
     state: State,
     heads: BTreeSet<EventHash>,
     pending: Pending,
+    /// Key events by index.
+    key_events: Vec<EventHash>,
+    chains: BTreeMap<PublicKey, Chain>,
+    /// Events taking standing away from a key (see [`EventBody::revokes`]).
+    revocations: BTreeMap<PublicKey, Vec<EventHash>>,
+    /// Events raising a key (see [`EventBody::raises`]).
+    raises: BTreeMap<PublicKey, Vec<EventHash>>,
+    /// Key events acting on a key.
+    acting_on: BTreeMap<PublicKey, Vec<EventHash>>,
+    /// Key indexes of the events granting moderator / host standing to a key.
+    moderator_grants: BTreeMap<PublicKey, Vec<u32>>,
+    host_grants: BTreeMap<PublicKey, Vec<u32>>,
+    /// Key events whose author had host standing.
+    host_active: Vec<EventHash>,
+    claims: Vec<EventHash>,
+    ends: Vec<EventHash>,
+    void: HashMapOf<Void>,
 }
 
 impl Room {
@@ -177,8 +282,11 @@ impl Room {
         let EventBody::Genesis(body) = &genesis.body else {
             return Err(GenesisError::NotGenesis);
         };
-        let state = State::from_genesis(genesis.author, body, genesis.created_at);
+        let host = genesis.author;
+        let successors = body.successors.clone();
+        let state = State::from_genesis(host, body, genesis.created_at);
         let hash = genesis.hash();
+        let key = (ACTION, 0, 0, hash);
         let mut nodes = HashMapOf::default();
         nodes.insert(
             hash,
@@ -186,18 +294,47 @@ impl Room {
                 event: genesis,
                 pos: 0,
                 children: Vec::new(),
+                key_index: Some(0),
+                past: Arc::from([0u32]),
+                has_own_child: false,
+                witnessed: false,
+                host_standing: true,
             },
         );
-        Ok(Room {
+        let chain = Chain {
+            events: vec![hash],
+            key_events: vec![hash],
+            roots: 1,
+            forked: false,
+            tip: Some(hash),
+        };
+        let mut room = Room {
             id: RoomId(hash),
+            genesis_host: host,
+            genesis_successors: successors,
             nodes,
             order: vec![hash],
             outcomes: vec![None],
+            keys: vec![key],
+            blocks: Vec::new(),
             snapshots: vec![state.clone()],
             state,
             heads: BTreeSet::from([hash]),
             pending: Pending::default(),
-        })
+            key_events: vec![hash],
+            chains: BTreeMap::from([(host, chain)]),
+            revocations: BTreeMap::new(),
+            raises: BTreeMap::new(),
+            acting_on: BTreeMap::new(),
+            moderator_grants: BTreeMap::new(),
+            host_grants: BTreeMap::new(),
+            host_active: Vec::new(),
+            claims: Vec::new(),
+            ends: Vec::new(),
+            void: HashMapOf::default(),
+        };
+        room.rebuild_blocks(0);
+        Ok(room)
     }
 
     /// The room's id (its genesis hash).
@@ -245,8 +382,35 @@ impl Room {
         self.nodes.get(hash).map(|n| &n.event)
     }
 
+    /// Why the event with `hash` has no effect (refused in the state before it, or void), or
+    /// `None` if it took effect or is not in the log.
+    pub fn refusal(&self, hash: &EventHash) -> Option<&Refusal> {
+        let pos = self.nodes.get(hash)?.pos;
+        self.outcomes.get(pos)?.as_ref()
+    }
+
+    /// Whether the event with `hash` is in the log and took effect.
+    pub fn took_effect(&self, hash: &EventHash) -> bool {
+        self.nodes.contains_key(hash) && self.refusal(hash).is_none()
+    }
+
+    /// The latest event signed by `who`: what their next event names as its previous one.
+    pub fn tip_of(&self, who: &PublicKey) -> Option<EventHash> {
+        self.chains.get(who).and_then(|c| c.tip)
+    }
+
+    /// Why the event with `hash` is void, if it is (see [`Void`]).
+    pub fn void_reason(&self, hash: &EventHash) -> Option<Void> {
+        self.void.get(hash).copied()
+    }
+
+    /// Number of void events in the log.
+    pub fn void_len(&self) -> usize {
+        self.void.len()
+    }
+
     /// The log in its linear order, each event with `None` if it took effect or the reason it
-    /// was overridden by a concurrent event that came first.
+    /// did not (refused in the state before it, or void).
     pub fn events(&self) -> impl Iterator<Item = (&Verified<Event>, Option<&Refusal>)> + '_ {
         self.order
             .iter()
@@ -254,15 +418,25 @@ impl Room {
             .map(|(h, o)| (&self.nodes[h].event, o.as_ref()))
     }
 
-    /// Authors `body` as `identity` on top of the current heads, checks it against the current
-    /// state, signs it and adds it to the log. Returns the signed event to publish.
+    /// Authors `body` as `identity` on top of the current heads (and its own previous event),
+    /// checks it against the current state, signs it and adds it to the log. Returns the signed
+    /// event to publish.
     pub fn author(
         &mut self,
         identity: &Identity,
         body: EventBody,
         created_at: u64,
     ) -> Result<Verified<Event>, AuthorError> {
-        let parents: Vec<EventHash> = self.heads.iter().take(MAX_PARENTS).copied().collect();
+        let me = identity.public();
+        let mut parents: Vec<EventHash> = self.heads.iter().take(MAX_PARENTS).copied().collect();
+        if let Some(tip) = self.tip_of(&me)
+            && !parents.contains(&tip)
+        {
+            if parents.len() == MAX_PARENTS {
+                parents.pop();
+            }
+            parents.push(tip);
+        }
         let lamport = 1 + parents
             .iter()
             .map(|p| self.nodes[p].event.lamport)
@@ -270,18 +444,18 @@ impl Room {
             .unwrap_or(0);
         let event = Event {
             room: self.id,
-            author: identity.public(),
+            author: me,
             parents,
             lamport,
             created_at,
             body,
         };
-        self.causal_state(&event.parents).check(&event)?;
+        self.state.check(&event)?;
         let signed = signed::sign(identity, event)?;
         match self.insert(signed.clone()) {
             Insert::New { .. } => Ok(signed),
             Insert::Rejected(Reject::Unauthorized(refusal)) => Err(AuthorError::Refused(refusal)),
-            // The parents are our own heads and the check above passed, so this does not happen;
+            // The parents are our own heads and the state allows it, so this does not happen;
             // report it rather than panic.
             other => Err(AuthorError::NotAdmitted(format!("{other:?}"))),
         }
@@ -358,7 +532,8 @@ impl Room {
         Insert::New { released }
     }
 
-    /// Checks lamport and authority of an event whose parents are all present, then adds it.
+    /// Checks an event whose parents are all present, adds it, works out what it voids or
+    /// revives, and places it.
     fn admit(&mut self, event: Verified<Event>) -> Result<(), Reject> {
         let expected = 1 + event
             .parents
@@ -372,14 +547,52 @@ impl Room {
                 expected,
             });
         }
-        self.causal_state(&event.parents)
-            .check(&event)
-            .map_err(Reject::Unauthorized)?;
+        let author = event.author;
+        let mut own_parents = event
+            .parents
+            .iter()
+            .filter(|p| self.nodes[*p].event.author == author);
+        let own_parent = own_parents.next().copied();
+        if own_parents.next().is_some() {
+            return Err(Reject::Chain);
+        }
+        let mut past = self.union_of_pasts(&event.parents);
+        let granted = |grants: &BTreeMap<PublicKey, Vec<u32>>| {
+            author == self.genesis_host
+                || grants
+                    .get(&author)
+                    .is_some_and(|g| g.iter().any(|i| past.binary_search(i).is_ok()))
+        };
+        let standing = event.body.standing();
+        let host_standing = granted(&self.host_grants);
+        match standing {
+            Standing::Anyone => {}
+            Standing::Successor if !self.genesis_successors.contains(&author) => {
+                return Err(Reject::Unauthorized(Refusal::NotSuccessor));
+            }
+            Standing::Successor => {}
+            Standing::Moderator if !host_standing && !granted(&self.moderator_grants) => {
+                return Err(Reject::Unauthorized(Refusal::NotModerator));
+            }
+            Standing::Moderator => {}
+            Standing::Host if !host_standing => {
+                return Err(Reject::Unauthorized(Refusal::NotHost));
+            }
+            Standing::Host => {}
+        }
 
         let hash = event.hash();
+        let key_index = (standing != Standing::Anyone).then(|| {
+            let index = self.key_events.len() as u32;
+            self.key_events.push(hash);
+            let mut with_self = past.to_vec();
+            with_self.push(index);
+            past = Arc::from(with_self);
+            index
+        });
         let parents_are_heads = event.parents.len() == self.heads.len()
             && event.parents.iter().all(|p| self.heads.contains(p));
-        let resume_from = 1 + event
+        let from = 1 + event
             .parents
             .iter()
             .map(|p| self.nodes[p].pos)
@@ -392,36 +605,403 @@ impl Room {
             }
         }
         self.heads.insert(hash);
+
+        // Its author's chain.
+        let chain = self.chains.entry(author).or_default();
+        let newly_forked = match own_parent {
+            None => {
+                chain.roots += 1;
+                chain.roots > 1 && !chain.forked
+            }
+            Some(p) => {
+                let already_forked = chain.forked;
+                let parent = self.nodes.get_mut(&p).expect("parents are present");
+                let branches = parent.has_own_child;
+                parent.has_own_child = true;
+                branches && !already_forked
+            }
+        };
+        let chain = self.chains.entry(author).or_default();
+        chain.forked |= newly_forked;
+        chain.events.push(hash);
+        if key_index.is_some() {
+            chain.key_events.push(hash);
+        }
+        chain.tip = Some(hash);
+
+        // Indexes of the events the void rules look at.
+        let mut newly_witnessed = Vec::new();
+        if let Some(index) = key_index {
+            let body = &event.body;
+            if let Some(who) = body.revokes() {
+                self.revocations.entry(who).or_default().push(hash);
+            }
+            if let Some(who) = body.raises(&author) {
+                self.raises.entry(who).or_default().push(hash);
+                self.moderator_grants.entry(who).or_default().push(index);
+                if !matches!(body, EventBody::Promote { .. }) {
+                    self.host_grants.entry(who).or_default().push(index);
+                }
+            }
+            if let Some(who) = body.target() {
+                self.acting_on.entry(who).or_default().push(hash);
+            }
+            if host_standing {
+                self.host_active.push(hash);
+            }
+            match body {
+                EventBody::ClaimHost => self.claims.push(hash),
+                EventBody::EndRoom => self.ends.push(hash),
+                _ => {}
+            }
+            for i in past.iter().filter(|i| **i != index) {
+                let seen = self.key_events[*i as usize];
+                let node = self.nodes.get_mut(&seen).expect("key events are in the DAG");
+                if node.event.author != author && !node.witnessed {
+                    node.witnessed = true;
+                    newly_witnessed.push(seen);
+                }
+            }
+        }
         self.nodes.insert(
             hash,
             Node {
                 event,
                 pos: usize::MAX,
                 children: Vec::new(),
+                key_index,
+                past,
+                has_own_child: false,
+                witnessed: false,
+                host_standing: key_index.is_some() && host_standing,
             },
         );
-        if parents_are_heads || self.goes_last(resume_from, &self.nodes[&hash].event, &hash) {
-            // Everything already placed is an ancestor, or the new event sorts after every
-            // event it is concurrent with: it comes last.
+
+        // What it voids or revives.
+        let mut changed_from = usize::MAX;
+        for candidate in self.void_candidates(hash, newly_forked, &newly_witnessed) {
+            let now = self.void_of(&candidate, 0);
+            let before = self.void.get(&candidate).copied();
+            if now == before {
+                continue;
+            }
+            match now {
+                Some(v) => self.void.insert(candidate, v),
+                None => self.void.remove(&candidate),
+            };
+            let pos = self.nodes[&candidate].pos;
+            if pos != usize::MAX {
+                changed_from = changed_from.min(pos);
+            }
+        }
+
+        if changed_from != usize::MAX {
+            self.relinearise(changed_from.min(from), Some(hash));
+        } else if parents_are_heads || self.lands_last(&hash, from) {
+            // Everything already placed is an ancestor, or the new event comes last up to
+            // events it commutes with.
             self.place(hash);
         } else {
-            self.relinearise(resume_from, Some(hash));
+            self.relinearise(from, Some(hash));
         }
         Ok(())
     }
 
+    /// The union of the parents' key pasts, shared when they are all the same.
+    fn union_of_pasts(&self, parents: &[EventHash]) -> Arc<[u32]> {
+        let mut pasts = parents.iter().map(|p| &self.nodes[p].past);
+        let first = pasts.next().cloned().unwrap_or_else(|| Arc::from([]));
+        let mut merged: Option<Vec<u32>> = None;
+        for past in pasts {
+            let base: &[u32] = merged.as_deref().unwrap_or(&first);
+            if Arc::ptr_eq(past, &first) || past.iter().all(|i| base.binary_search(i).is_ok()) {
+                continue;
+            }
+            let mut out = Vec::with_capacity(base.len() + past.len());
+            let (mut a, mut b) = (base.iter().peekable(), past.iter().peekable());
+            loop {
+                match (a.peek(), b.peek()) {
+                    (Some(x), Some(y)) if x < y => out.push(*a.next().expect("peeked")),
+                    (Some(x), Some(y)) if y < x => out.push(*b.next().expect("peeked")),
+                    (Some(_), Some(_)) => {
+                        out.push(*a.next().expect("peeked"));
+                        b.next();
+                    }
+                    (Some(_), None) => out.push(*a.next().expect("peeked")),
+                    (None, Some(_)) => out.push(*b.next().expect("peeked")),
+                    (None, None) => break,
+                }
+            }
+            merged = Some(out);
+        }
+        merged.map(Arc::from).unwrap_or(first)
+    }
+
+    // ----- void rules ----------------------------------------------------------------------
+
+    /// Whether two key events are concurrent (neither is in the other's past).
+    fn concurrent(a: &Node, b: &Node) -> bool {
+        match (a.key_index, b.key_index) {
+            (Some(x), Some(y)) => {
+                a.past.binary_search(&y).is_err() && b.past.binary_search(&x).is_err()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the event is void because its author forked.
+    fn forked_void(&self, node: &Node) -> bool {
+        let e = &node.event;
+        self.chains.get(&e.author).is_some_and(|c| c.forked)
+            && !matches!(e.body, EventBody::StepDown | EventBody::HandOff { .. })
+            && !(node.key_index.is_some() && node.witnessed)
+    }
+
+    /// The void rules for one event (see the module docs), `depth` levels into the recursion.
+    fn void_of(&self, hash: &EventHash, depth: u8) -> Option<Void> {
+        let node = &self.nodes[hash];
+        let e = &node.event;
+        if matches!(e.body, EventBody::Genesis(_)) {
+            return None;
+        }
+        if self.forked_void(node) {
+            return Some(Void::Forked);
+        }
+        node.key_index?;
+        let live = |r: &EventHash| depth >= VOID_DEPTH || self.void_of(r, depth + 1).is_none();
+        let is_claim = matches!(e.body, EventBody::ClaimHost);
+        for r in self.revocations.get(&e.author).into_iter().flatten() {
+            let other = &self.nodes[r];
+            let applies = is_claim || !matches!(other.event.body, EventBody::RemoveSuccessor { .. });
+            if r != hash && applies && Self::concurrent(node, other) && live(r) {
+                return Some(Void::Revoked);
+            }
+        }
+        if let Some(target) = e.body.target() {
+            for r in self.raises.get(&target).into_iter().flatten() {
+                let other = &self.nodes[r];
+                if other.event.author != e.author && Self::concurrent(node, other) && live(r) {
+                    return Some(Void::TargetRaised);
+                }
+            }
+        }
+        if is_claim {
+            let order = |k: &PublicKey| self.genesis_successors.iter().position(|s| s == k);
+            let mine = order(&e.author);
+            for x in &self.host_active {
+                let other = &self.nodes[x];
+                if other.event.author != e.author
+                    && Self::concurrent(node, other)
+                    && !self.forked_void(other)
+                {
+                    return Some(Void::ClaimContested);
+                }
+            }
+            for c in &self.claims {
+                let other = &self.nodes[c];
+                if other.event.author != e.author
+                    && order(&other.event.author) < mine
+                    && Self::concurrent(node, other)
+                {
+                    return Some(Void::ClaimContested);
+                }
+            }
+        }
+        None
+    }
+
+    /// The events whose void rules read `hash` directly.
+    fn void_dependents(&self, hash: &EventHash, out: &mut Vec<EventHash>) {
+        let node = &self.nodes[hash];
+        let e = &node.event;
+        if node.key_index.is_none() {
+            return;
+        }
+        if let Some(who) = e.body.revokes()
+            && let Some(chain) = self.chains.get(&who)
+        {
+            out.extend(&chain.key_events);
+        }
+        if let Some(who) = e.body.raises(&e.author) {
+            out.extend(self.acting_on.get(&who).into_iter().flatten());
+        }
+        if node.host_standing || matches!(e.body, EventBody::ClaimHost) {
+            out.extend(&self.claims);
+        }
+    }
+
+    /// Every event whose void status may change now that `hash` is in the log.
+    fn void_candidates(
+        &self,
+        hash: EventHash,
+        newly_forked: bool,
+        newly_witnessed: &[EventHash],
+    ) -> Vec<EventHash> {
+        let mut seen: HashSetOf = HashSetOf::default();
+        let mut out = vec![hash];
+        seen.insert(hash);
+        let author = self.nodes[&hash].event.author;
+        let mut direct = Vec::new();
+        if newly_forked && let Some(chain) = self.chains.get(&author) {
+            direct.extend(&chain.events);
+        }
+        for w in newly_witnessed {
+            let a = self.nodes[w].event.author;
+            if self.chains.get(&a).is_some_and(|c| c.forked) {
+                direct.push(*w);
+            }
+        }
+        self.void_dependents(&hash, &mut direct);
+        // A change in one of these changes what depends on it, VOID_DEPTH levels up.
+        let mut level = direct;
+        for _ in 0..=VOID_DEPTH {
+            let mut next = Vec::new();
+            for h in level {
+                if seen.insert(h) {
+                    out.push(h);
+                    self.void_dependents(&h, &mut next);
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            level = next;
+        }
+        out
+    }
+
+    // ----- order -----------------------------------------------------------------------------
+
+    fn key_of(&self, state: &State, hash: &EventHash) -> Key {
+        key_of(&self.nodes, &self.void, state, hash)
+    }
+
     /// Appends `hash` to the order and applies it to the current state.
     fn place(&mut self, hash: EventHash) {
+        let key = self.key_of(&self.state, &hash);
         let node = self
             .nodes
             .get_mut(&hash)
             .expect("placed events are in the DAG");
         node.pos = self.order.len();
-        let outcome = self.state.apply(&node.event).err();
+        let outcome = match self.void.get(&hash) {
+            Some(v) => Some(Refusal::Void(*v)),
+            None => self.state.apply(&node.event).err(),
+        };
         self.order.push(hash);
         self.outcomes.push(outcome);
+        self.keys.push(key);
+        self.summarise(self.order.len() - 1);
         if (self.order.len() - 1).is_multiple_of(SNAPSHOT_INTERVAL) {
             self.snapshots.push(self.state.clone());
+        }
+    }
+
+    /// Whether a new event whose parents are all before `from` can be appended: the order rule
+    /// places it last, or after its place come only events it commutes with (see the module
+    /// docs), so appending yields the same state and outcomes.
+    fn lands_last(&self, hash: &EventHash, from: usize) -> bool {
+        if from >= self.order.len() || self.void.contains_key(hash) {
+            return true;
+        }
+        let event = &self.nodes[hash].event;
+        let placed_from = |list: Option<&Vec<EventHash>>| {
+            list.into_iter().flatten().any(|h| {
+                let pos = self.nodes[h].pos;
+                pos != usize::MAX && pos >= from && !self.void.contains_key(h)
+            })
+        };
+        if event.body.is_self_action() {
+            // Only an action on its author, or the room's end, fails to commute with it.
+            return !placed_from(self.acting_on.get(&event.author))
+                && !placed_from(Some(&self.ends));
+        }
+        let key = self.key_of(&self.state, hash);
+        // Its place: the first position from `from` on with a larger key, no rank change before
+        // it (ranks, hence keys, are those of the current state up to there).
+        let mut pos = from;
+        let place = loop {
+            if pos >= self.order.len() {
+                return true;
+            }
+            let block = &self.blocks[pos / BLOCK];
+            if pos.is_multiple_of(BLOCK)
+                && !block.rank_change
+                && block.max_key.is_none_or(|k| k < key)
+            {
+                pos += BLOCK;
+                continue;
+            }
+            if self.keys[pos] > key {
+                break pos;
+            }
+            if self.takes_effect_and_changes_ranks(pos) {
+                return false;
+            }
+            pos += 1;
+        };
+        // After it: no action on others, nothing of its target's, and if it ends the room,
+        // nothing at all that takes effect.
+        let ends = matches!(event.body, EventBody::EndRoom);
+        let target_after = event.body.target().is_some_and(|t| {
+            self.chains.get(&t).is_some_and(|c| {
+                !c.forked
+                    && c.tip
+                        .is_some_and(|tip| matches!(self.nodes[&tip].pos, p if p != usize::MAX && p >= place))
+            })
+        });
+        if target_after {
+            return false;
+        }
+        let mut pos = place;
+        while pos < self.order.len() {
+            if pos.is_multiple_of(BLOCK) {
+                let block = &self.blocks[pos / BLOCK];
+                if block.actions > 0 || (ends && block.own_place > 0) {
+                    return false;
+                }
+                pos += BLOCK;
+                continue;
+            }
+            let class = self.keys[pos].0;
+            if class == ACTION || (ends && class == OWN_PLACE) {
+                return false;
+            }
+            pos += 1;
+        }
+        true
+    }
+
+    fn takes_effect_and_changes_ranks(&self, pos: usize) -> bool {
+        self.outcomes[pos].is_none()
+            && self.keys[pos].0 == ACTION
+            && self.nodes[&self.order[pos]].event.body.changes_ranks()
+    }
+
+    /// Folds position `pos` into its block summary.
+    fn summarise(&mut self, pos: usize) {
+        let index = pos / BLOCK;
+        if self.blocks.len() <= index {
+            self.blocks.resize(index + 1, Block::default());
+        }
+        let key = self.keys[pos];
+        let rank_change = self.takes_effect_and_changes_ranks(pos);
+        let block = &mut self.blocks[index];
+        block.max_key = Some(block.max_key.map_or(key, |k| k.max(key)));
+        match key.0 {
+            ACTION => block.actions += 1,
+            OWN_PLACE => block.own_place += 1,
+            _ => {}
+        }
+        block.rank_change |= rank_change;
+    }
+
+    /// Recomputes the block summaries from position `from` on.
+    fn rebuild_blocks(&mut self, from: usize) {
+        let first = from / BLOCK;
+        self.blocks.truncate(first);
+        for pos in first * BLOCK..self.order.len() {
+            self.summarise(pos);
         }
     }
 
@@ -434,25 +1014,33 @@ impl Room {
 
     /// Re-runs the order from the snapshot at or before position `from`, with `new` added.
     fn relinearise(&mut self, from: usize, new: Option<EventHash>) {
+        let from = from.max(1);
         let snapshot = (from - 1) / SNAPSHOT_INTERVAL;
         let base = 1 + snapshot * SNAPSHOT_INTERVAL;
         let mut suffix: Vec<EventHash> = self.order.split_off(base.min(self.order.len()));
         suffix.extend(new);
         self.outcomes.truncate(base);
+        self.keys.truncate(base);
         self.snapshots.truncate(snapshot + 1);
         self.state = self.snapshots[snapshot].clone();
         let in_suffix: HashSetOf = suffix.iter().copied().collect();
-        let (order, outcomes, snapshots) =
-            (&mut self.order, &mut self.outcomes, &mut self.snapshots);
+        let (order, outcomes, keys, snapshots) = (
+            &mut self.order,
+            &mut self.outcomes,
+            &mut self.keys,
+            &mut self.snapshots,
+        );
         linearise(
             &self.nodes,
+            &self.void,
             &mut self.state,
             &suffix,
             |h| !in_suffix.contains(h),
-            |hash, outcome, state| {
+            |hash, key, outcome, state| {
                 order.push(hash);
                 outcomes.push(outcome);
-                if (order.len() - 1) % SNAPSHOT_INTERVAL == 0 {
+                keys.push(key);
+                if (order.len() - 1).is_multiple_of(SNAPSHOT_INTERVAL) {
                     snapshots.push(state.clone());
                 }
             },
@@ -462,144 +1050,10 @@ impl Room {
                 node.pos = pos;
             }
         }
+        self.rebuild_blocks(base);
     }
 
-    /// Whether an event whose parents are all at positions before `from` is placed last by
-    /// the order rule. Cheap when no event from `from` on can change anyone's rank: then ranks
-    /// are those of the current state all along, and the new event goes last if its key is
-    /// larger than that of every event from `from` on (Kahn would have picked it earlier at
-    /// the first place where it is smaller).
-    fn goes_last(&self, from: usize, event: &Event, hash: &EventHash) -> bool {
-        let key = |e: &Event, h: &EventHash| (self.state.rank(&e.author), e.lamport, *h);
-        let new_key = key(event, hash);
-        self.order[from..].iter().all(|h| {
-            let e = &self.nodes[h].event;
-            !changes_ranks(&e.body) && key(e, h) < new_key
-        })
-    }
-
-    /// The state in which an event with these parents is judged: that of its ancestors.
-    ///
-    /// The ancestors are linearised with the same rule as the whole log. Their order agrees
-    /// with the log's order on the longest prefix of the log made only of ancestors (Kahn's
-    /// choice among a subset of the ready events is the same while the full choice lies in the
-    /// subset), so only the ancestors after the first non-ancestor need ordering, starting from
-    /// the snapshot state there. That first non-ancestor is found by walking down from the heads
-    /// and the parents together in decreasing position, until no non-ancestor remains on the
-    /// frontier: the cost follows how far back the concurrency goes, not the log's length.
-    fn causal_state(&self, parents: &[EventHash]) -> Cow<'_, State> {
-        let parents_are_heads =
-            parents.len() == self.heads.len() && parents.iter().all(|p| self.heads.contains(p));
-        if parents_are_heads {
-            return Cow::Borrowed(&self.state);
-        }
-        // Mark: true = ancestor of the new event, false = reachable only from other heads.
-        let mut mark: HashMapOf<bool> = HashMapOf::default();
-        let mut frontier: std::collections::BinaryHeap<(usize, EventHash)> = Default::default();
-        let mut others = 0usize;
-        for p in parents {
-            if let Some(node) = self.nodes.get(p) {
-                mark.insert(*p, true);
-                frontier.push((node.pos, *p));
-            }
-        }
-        for h in &self.heads {
-            if !mark.contains_key(h) {
-                mark.insert(*h, false);
-                frontier.push((self.nodes[h].pos, *h));
-                others += 1;
-            }
-        }
-        let mut first_other = usize::MAX;
-        let mut ancestors_seen: Vec<(usize, EventHash)> = Vec::new();
-        while others > 0 {
-            let Some((pos, hash)) = frontier.pop() else {
-                break;
-            };
-            let is_ancestor = mark[&hash];
-            if is_ancestor {
-                ancestors_seen.push((pos, hash));
-            } else {
-                others -= 1;
-                first_other = first_other.min(pos);
-            }
-            for parent in &self.nodes[&hash].event.parents {
-                match mark.get(parent).copied() {
-                    None => {
-                        mark.insert(*parent, is_ancestor);
-                        frontier.push((self.nodes[parent].pos, *parent));
-                        if !is_ancestor {
-                            others += 1;
-                        }
-                    }
-                    Some(false) if is_ancestor => {
-                        // Reachable from the new event after all: an ancestor.
-                        mark.insert(*parent, true);
-                        others -= 1;
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if first_other == usize::MAX {
-            // Every event in the log is an ancestor.
-            return Cow::Borrowed(&self.state);
-        }
-        let mut state = self.state_after(first_other);
-        let set: Vec<EventHash> = ancestors_seen
-            .iter()
-            .filter(|(pos, _)| *pos > first_other)
-            .map(|(_, h)| *h)
-            .collect();
-        let nodes = &self.nodes;
-        linearise(
-            nodes,
-            &mut state,
-            &set,
-            |h| nodes[h].pos < first_other,
-            |_, _, _| {},
-        );
-        // Test and debug builds check the shortcut against the definition on small logs.
-        #[cfg(debug_assertions)]
-        if self.order.len() <= 2_000 {
-            debug_assert_eq!(state, self.causal_state_by_definition(parents));
-        }
-        Cow::Owned(state)
-    }
-
-    /// The causal state computed straight from its definition: all ancestors, linearised from
-    /// the genesis. O(log length); used to check [`Room::causal_state`] in debug builds.
-    #[cfg(debug_assertions)]
-    fn causal_state_by_definition(&self, parents: &[EventHash]) -> State {
-        let ancestors = self.ancestors(parents);
-        let mut state = self.snapshots[0].clone();
-        let set: Vec<EventHash> = self
-            .order
-            .iter()
-            .skip(1)
-            .filter(|h| ancestors.contains(h))
-            .copied()
-            .collect();
-        let genesis = self.order[0];
-        linearise(
-            &self.nodes,
-            &mut state,
-            &set,
-            |h| *h == genesis,
-            |_, _, _| {},
-        );
-        state
-    }
-
-    /// The state after applying `order[..k]` (`k >= 1`).
-    fn state_after(&self, k: usize) -> State {
-        let snapshot = (k - 1) / SNAPSHOT_INTERVAL;
-        let mut state = self.snapshots[snapshot].clone();
-        for hash in &self.order[1 + snapshot * SNAPSHOT_INTERVAL..k] {
-            let _ = state.apply(&self.nodes[hash].event);
-        }
-        state
-    }
+    // ----- sync ------------------------------------------------------------------------------
 
     /// All ancestors of `from` (inclusive).
     fn ancestors(&self, from: &[EventHash]) -> HashSetOf {
@@ -618,22 +1072,42 @@ impl Room {
     }
 
     /// The events a peer whose heads are `remote_heads` lacks, parents first, at most `limit`.
-    ///
-    /// Heads we do not know are ignored (the peer has events we lack; it will send them).
-    /// With no known head the answer starts at the genesis. Call again with the new heads for
-    /// the next page.
+    /// See [`Room::missing_from`] for paging.
     pub fn missing_for(&self, remote_heads: &[EventHash], limit: usize) -> Vec<&Verified<Event>> {
-        let known = self.ancestors(remote_heads);
-        self.order
-            .iter()
-            .filter(|h| !known.contains(h))
-            .take(limit)
-            .map(|h| &self.nodes[h].event)
-            .collect()
+        self.missing_from(remote_heads, 0, limit).0
     }
 
-    /// The first successor named in the genesis who is not the host, not banned and for whom
-    /// `is_present` holds: who should claim the host role when the host is gone.
+    /// The events a peer whose heads are `remote_heads` lacks, in log order from position
+    /// `from` on, at most `limit`; with the position to ask from for the next page, `None` when
+    /// this page reaches the end of the log.
+    ///
+    /// Heads we do not know are ignored (the peer has events we lack; it will send them). With
+    /// no known head the answer starts at the genesis. A peer pages by asking again with the
+    /// returned position whether or not the page told it anything new (a page can be all
+    /// events it has, when it could name only some of its heads); the order is a topological
+    /// one, so every page's parents are in earlier pages or with the peer.
+    pub fn missing_from(
+        &self,
+        remote_heads: &[EventHash],
+        from: usize,
+        limit: usize,
+    ) -> (Vec<&Verified<Event>>, Option<usize>) {
+        let known = self.ancestors(remote_heads);
+        let mut out = Vec::new();
+        for (pos, h) in self.order.iter().enumerate().skip(from) {
+            if out.len() == limit {
+                return (out, Some(pos));
+            }
+            if !known.contains(h) {
+                out.push(&self.nodes[h].event);
+            }
+        }
+        (out, None)
+    }
+
+    /// The first successor who is not the host, not banned and for whom `is_present` holds: who
+    /// should claim the host role when the host is gone. Successors are the genesis's, less those
+    /// the host removed.
     pub fn next_host(&self, mut is_present: impl FnMut(&PublicKey) -> bool) -> Option<PublicKey> {
         let state = &self.state;
         state
@@ -644,18 +1118,32 @@ impl Room {
     }
 }
 
+/// The order key of `hash` in `state` (see the module docs).
+fn key_of(nodes: &HashMapOf<Node>, void: &HashMapOf<Void>, state: &State, hash: &EventHash) -> Key {
+    let e = &nodes[hash].event;
+    if void.contains_key(hash) {
+        (VOID, 0, e.lamport, *hash)
+    } else if e.body.is_self_action() {
+        (OWN_PLACE, 0, u64::MAX - e.lamport, *hash)
+    } else {
+        (ACTION, state.rank(&e.author), e.lamport, *hash)
+    }
+}
+
 /// Kahn's algorithm over `set`, starting from `state`, where parents for which `in_prefix`
-/// holds are already placed. Returns the hashes in order; `state` ends as the result.
+/// holds are already placed; `on_place` sees each event with its key and outcome in order, and
+/// `state` ends as the result.
 fn linearise(
     nodes: &HashMapOf<Node>,
+    void: &HashMapOf<Void>,
     state: &mut State,
     set: &[EventHash],
     in_prefix: impl Fn(&EventHash) -> bool,
-    mut on_place: impl FnMut(EventHash, Option<Refusal>, &State),
+    mut on_place: impl FnMut(EventHash, Key, Option<Refusal>, &State),
 ) {
     let mut waiting: HashMapOf<usize> =
         HashMapOf::with_capacity_and_hasher(set.len(), Default::default());
-    let mut ready: Vec<EventHash> = Vec::new();
+    let mut ready: BinaryHeap<Reverse<Key>> = BinaryHeap::new();
     for hash in set {
         let unplaced = nodes[hash]
             .event
@@ -664,49 +1152,36 @@ fn linearise(
             .filter(|p| !in_prefix(p))
             .count();
         if unplaced == 0 {
-            ready.push(*hash);
+            ready.push(Reverse(key_of(nodes, void, state, hash)));
         } else {
             waiting.insert(*hash, unplaced);
         }
     }
-    while !ready.is_empty() {
-        let (index, _) = ready
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                let e = &nodes[h].event;
-                (i, (state.rank(&e.author), e.lamport, *h))
-            })
-            .min_by(|a, b| a.1.cmp(&b.1))
-            .expect("ready is not empty");
-        let hash = ready.swap_remove(index);
-        let outcome = state.apply(&nodes[&hash].event).err();
-        on_place(hash, outcome, state);
-        for child in &nodes[&hash].children {
+    while let Some(Reverse(key)) = ready.pop() {
+        let hash = key.3;
+        let node = &nodes[&hash];
+        let outcome = match void.get(&hash) {
+            Some(v) => Some(Refusal::Void(*v)),
+            None => state.apply(&node.event).err(),
+        };
+        let ranks_changed = outcome.is_none() && node.event.body.changes_ranks();
+        on_place(hash, key, outcome, state);
+        for child in &node.children {
             if let Some(count) = waiting.get_mut(child) {
                 *count -= 1;
                 if *count == 0 {
                     waiting.remove(child);
-                    ready.push(*child);
+                    ready.push(Reverse(key_of(nodes, void, state, child)));
                 }
             }
         }
+        if ranks_changed {
+            ready = ready
+                .into_iter()
+                .map(|Reverse(k)| Reverse(key_of(nodes, void, state, &k.3)))
+                .collect();
+        }
     }
-}
-
-/// Whether an event of this kind can change someone's rank (who is host or moderator).
-fn changes_ranks(body: &EventBody) -> bool {
-    matches!(
-        body,
-        EventBody::Promote { .. }
-            | EventBody::Demote { .. }
-            | EventBody::HandOff { .. }
-            | EventBody::ClaimHost
-            | EventBody::Ban { .. }
-            | EventBody::Kick { .. }
-            | EventBody::MoveToAudience { .. }
-            | EventBody::StepDown
-    )
 }
 
 /// Events whose parents have not all arrived, bounded by [`MAX_PENDING`] (oldest dropped).

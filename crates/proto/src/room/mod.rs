@@ -8,6 +8,6 @@ pub mod event;
 pub mod log;
 pub mod state;
 
-pub use event::{Event, EventBody, EventHash, Genesis, Info, RoomId, Visibility};
+pub use event::{Event, EventBody, EventHash, Genesis, Info, RoomId, Standing, Visibility};
 pub use log::{AuthorError, GenesisError, Insert, Reject, Room};
-pub use state::{Refusal, Role, State};
+pub use state::{Hands, KICK_COOLDOWN_MS, Refusal, Role, State, Void};

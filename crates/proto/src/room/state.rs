@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use super::event::{Event, EventBody, Genesis, Info, Visibility};
 use crate::identity::PublicKey;
@@ -108,6 +108,91 @@ pub enum Refusal {
     /// Visibility and info bounds.
     #[error("invalid room info: {0}")]
     BadInfo(&'static str),
+    /// The target is not on the list of successors.
+    #[error("they are not a successor")]
+    NotASuccessor,
+    /// The event is void under the log's revocation rules (see [`Void`]).
+    #[error("{0}")]
+    Void(Void),
+}
+
+/// Why an event that was admitted into the log has no effect whatever its place in the order.
+/// These rules depend only on the log's DAG, so every replica voids the same events; see
+/// `docs/room-log.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Void {
+    /// Concurrent with an event that took the author's authority away (demote, move to the
+    /// audience, kick, ban, or for a claim: removal from the successors): revocation wins.
+    #[error("void: the author's authority was taken away concurrently")]
+    Revoked,
+    /// The author signed two branches of the log (two events neither of which names the other
+    /// as its author's previous event); their events from then on count for nothing.
+    #[error("void: the author signed conflicting branches of the log")]
+    Forked,
+    /// Acts on someone who concurrently became a moderator or the host.
+    #[error("void: the target became a moderator or the host concurrently")]
+    TargetRaised,
+    /// A host claim concurrent with the host's own activity or with an earlier successor's
+    /// claim.
+    #[error("void: the host was active, or an earlier successor claimed, concurrently")]
+    ClaimContested,
+}
+
+/// How long a kicked key stays out of the room, in milliseconds from the kick's `created_at`.
+pub const KICK_COOLDOWN_MS: u64 = 5 * 60 * 1000;
+
+/// Raised hands, oldest first: ordered by the raising event's lamport, then key, so every
+/// replica lists them alike whatever order concurrent raises arrived in. Persistent maps: a
+/// snapshot of the state shares them instead of copying (any listener can add one).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Hands {
+    since: imbl::OrdMap<PublicKey, u64>,
+    order: imbl::OrdSet<(u64, PublicKey)>,
+}
+
+impl Hands {
+    /// Whether `who` has a hand up.
+    pub fn contains(&self, who: &PublicKey) -> bool {
+        self.since.contains_key(who)
+    }
+
+    /// The raised hands, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &PublicKey> + '_ {
+        self.order.iter().map(|(_, k)| k)
+    }
+
+    /// How many hands are up.
+    pub fn len(&self) -> usize {
+        self.since.len()
+    }
+
+    /// Whether no hand is up.
+    pub fn is_empty(&self) -> bool {
+        self.since.is_empty()
+    }
+
+    /// The raised hands, oldest first, as a vector.
+    pub fn to_vec(&self) -> Vec<PublicKey> {
+        self.iter().copied().collect()
+    }
+
+    fn raise(&mut self, who: PublicKey, lamport: u64) {
+        if self.since.insert(who, lamport).is_none() {
+            self.order.insert((lamport, who));
+        }
+    }
+
+    fn lower(&mut self, who: &PublicKey) {
+        if let Some(lamport) = self.since.remove(who) {
+            self.order.remove(&(lamport, *who));
+        }
+    }
+}
+
+impl Serialize for Hands {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
 }
 
 /// What a room's log says now: roles, hands, mutes, bans, info, whether it has ended.
@@ -124,18 +209,19 @@ pub struct State {
     /// Speakers other than the host and moderators.
     pub speakers: BTreeSet<PublicKey>,
     /// Raised hands, oldest first.
-    pub hands: Vec<PublicKey>,
+    pub hands: Hands,
     /// Invited to speak, not yet accepted.
     pub invited: BTreeSet<PublicKey>,
     /// Muted by a moderator; nobody plays or forwards their audio.
     pub muted: BTreeSet<PublicKey>,
     /// Banned.
     pub banned: BTreeSet<PublicKey>,
-    /// Kicked, with the kick's `created_at` (unix ms) for the cool-down nodes enforce.
+    /// Kicked, with the kick's `created_at` (unix ms): out of the room for
+    /// [`KICK_COOLDOWN_MS`] from then (see [`State::is_kicked`]).
     pub kicked: BTreeMap<PublicKey, u64>,
-    /// Who said they are recording.
-    pub recording: BTreeSet<PublicKey>,
-    /// Who may claim the host role, in order (from the genesis).
+    /// Who said they are recording (a persistent set: any listener can add to it).
+    pub recording: imbl::OrdSet<PublicKey>,
+    /// Who may claim the host role, in order (from the genesis, less those the host removed).
     pub successors: Vec<PublicKey>,
     /// When the room started (the genesis's `created_at`).
     pub started_at: u64,
@@ -152,12 +238,12 @@ impl State {
             host,
             moderators: BTreeSet::new(),
             speakers: BTreeSet::new(),
-            hands: Vec::new(),
+            hands: Hands::default(),
             invited: BTreeSet::new(),
             muted: BTreeSet::new(),
             banned: BTreeSet::new(),
             kicked: BTreeMap::new(),
-            recording: BTreeSet::new(),
+            recording: imbl::OrdSet::new(),
             successors: genesis.successors.clone(),
             started_at: created_at,
             ended: false,
@@ -177,6 +263,13 @@ impl State {
         } else {
             Role::Listener
         }
+    }
+
+    /// Whether `who` was kicked less than [`KICK_COOLDOWN_MS`] before `now_ms` (unix ms).
+    pub fn is_kicked(&self, who: &PublicKey, now_ms: u64) -> bool {
+        self.kicked
+            .get(who)
+            .is_some_and(|at| now_ms < at.saturating_add(KICK_COOLDOWN_MS))
     }
 
     /// Whether `who` is on stage (host, moderator or speaker).
@@ -221,7 +314,7 @@ impl State {
     fn remove_everywhere(&mut self, who: &PublicKey) {
         self.moderators.remove(who);
         self.speakers.remove(who);
-        self.hands.retain(|h| h != who);
+        self.hands.lower(who);
         self.invited.remove(who);
         self.muted.remove(who);
     }
@@ -230,8 +323,8 @@ impl State {
         let author = event.author;
         match &event.body {
             EventBody::Genesis(_) => {}
-            EventBody::RaiseHand => self.hands.push(author),
-            EventBody::LowerHand => self.hands.retain(|h| *h != author),
+            EventBody::RaiseHand => self.hands.raise(author, event.lamport),
+            EventBody::LowerHand => self.hands.lower(&author),
             EventBody::InviteSpeaker { who } => {
                 self.invited.insert(*who);
             }
@@ -291,6 +384,7 @@ impl State {
                 self.moderators.insert(old);
             }
             EventBody::EndRoom => self.ended = true,
+            EventBody::RemoveSuccessor { who } => self.successors.retain(|s| s != who),
         }
     }
 }
@@ -471,6 +565,15 @@ fn check(state: &State, author: &PublicKey, body: &EventBody) -> Result<(), Refu
                 Ok(())
             } else {
                 Err(Refusal::NotHost)
+            }
+        }
+        B::RemoveSuccessor { who } => {
+            if !is_host {
+                Err(Refusal::NotHost)
+            } else if state.successors.contains(who) {
+                Ok(())
+            } else {
+                Err(Refusal::NotASuccessor)
             }
         }
     }

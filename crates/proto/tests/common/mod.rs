@@ -41,8 +41,25 @@ pub fn room(host: &Identity, successors: Vec<ruang_proto::PublicKey>) -> (Room, 
 }
 
 /// Signs an event with explicit parents, bypassing the authoring check (to forge or to build
-/// concurrent branches by hand).
+/// concurrent branches by hand). The author's previous event in `room` is added as a parent
+/// when it is not among `parents`, as an honest node does (see [`forge_raw`] to leave it out).
 pub fn forge(
+    room: &Room,
+    author: &Identity,
+    mut parents: Vec<ruang_proto::room::EventHash>,
+    body: EventBody,
+) -> Verified<Event> {
+    if let Some(tip) = room.tip_of(&author.public())
+        && !parents.contains(&tip)
+    {
+        parents.push(tip);
+    }
+    forge_raw(room, author, parents, body)
+}
+
+/// Signs an event with exactly these parents (a fork, if it leaves out the author's previous
+/// event).
+pub fn forge_raw(
     room: &Room,
     author: &Identity,
     parents: Vec<ruang_proto::room::EventHash>,
