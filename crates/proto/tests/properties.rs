@@ -15,6 +15,14 @@ use ruang_proto::room::{Event, EventBody, Insert, Reject, RoomId};
 use ruang_proto::signed::{self, Hash};
 use ruang_proto::{PublicKey, Ticket};
 
+/// `PROPTEST_CASES` from the environment, else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn order_of(r: &ruang_proto::room::Room) -> Vec<Hash> {
     r.events().map(|(e, _)| e.hash()).collect()
 }
@@ -32,7 +40,7 @@ fn outcomes_of(r: &ruang_proto::room::Room) -> Vec<(Hash, Option<String>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(48), .. ProptestConfig::default() })]
 
     /// (a) The same set of valid events, delivered in any order with duplicates, yields the
     /// same state and the same outcome of every event on every replica, and the same as

@@ -34,12 +34,13 @@
 //! # Order
 //!
 //! Kahn's algorithm over all events: of the events whose parents are placed, the next is the one
-//! with the smallest key: first actions on others, by (rank of the author in the state so far —
-//! 0 host, 1 moderators, 2 everyone else —, lamport, hash); then actions on one's own place
+//! with the smallest key: first void events (they change nothing; placed as soon as they can be,
+//! they do not delay anything); then actions on others, by (rank of the author in the state so
+//! far — 0 host, 1 moderators, 2 everyone else —, lamport, hash); then actions on one's own place
 //! (hand, recording, accepting an invitation) by *descending* lamport, so a stale branch goes
-//! last; then void events. Each non-void event is checked against the state the events before
-//! it produce ([`State::check`]); a refused event changes nothing. The result depends only on the
-//! set of events.
+//! last. Each non-void event is checked against the state the events before it produce
+//! ([`State::check`]); a refused event changes nothing. The resulting state and outcomes depend
+//! only on the set of events.
 //!
 //! # Cost
 //!
@@ -158,10 +159,12 @@ pub enum GenesisError {
 /// An event's place in the order: (class, rank, lamport or its complement, hash); see the
 /// module docs.
 type Key = (u8, u8, u64, EventHash);
-/// Key classes.
-const ACTION: u8 = 0;
-const OWN_PLACE: u8 = 1;
-const VOID: u8 = 2;
+/// Key classes. Void events come first: they change nothing, and placing them as soon as their
+/// parents are placed makes them transparent to the order of everything else (their children
+/// are ready exactly when they would be without them).
+const VOID: u8 = 0;
+const ACTION: u8 = 1;
+const OWN_PLACE: u8 = 2;
 
 struct Node {
     event: Verified<Event>,
@@ -174,10 +177,19 @@ struct Node {
     past: Arc<[u32]>,
     /// Whether a later event names it as its author's previous event.
     has_own_child: bool,
-    /// For a key event: whether a key event of another author has it in its past.
-    witnessed: bool,
     /// For a key event: whether its author had host standing at it.
     host_standing: bool,
+    /// Set when it was appended after events it commutes with rather than at its place in the
+    /// order: a position its place is at or after.
+    displaced_from: Option<usize>,
+}
+
+impl Node {
+    /// A position at or before its place in the order.
+    fn lower_bound(&self) -> usize {
+        self.displaced_from.unwrap_or(self.pos)
+    }
+
 }
 
 /// One author's events.
@@ -237,11 +249,15 @@ pub struct Room {
     /// Key indexes of the events granting moderator / host standing to a key.
     moderator_grants: BTreeMap<PublicKey, Vec<u32>>,
     host_grants: BTreeMap<PublicKey, Vec<u32>>,
-    /// Key events whose author had host standing.
-    host_active: Vec<EventHash>,
+    /// Key events whose author had host standing (see `Room::by_host`).
+    host_standing_events: Vec<EventHash>,
+    /// Hand-offs and claims.
+    transfers: Vec<EventHash>,
     claims: Vec<EventHash>,
     ends: Vec<EventHash>,
     void: HashMapOf<Void>,
+    /// Events appended away from their place (see `Node::displaced_from`).
+    displaced: Vec<EventHash>,
 }
 
 impl Room {
@@ -286,7 +302,7 @@ impl Room {
         let successors = body.successors.clone();
         let state = State::from_genesis(host, body, genesis.created_at);
         let hash = genesis.hash();
-        let key = (ACTION, 0, 0, hash);
+        let key = (VOID, 0, 0, hash);
         let mut nodes = HashMapOf::default();
         nodes.insert(
             hash,
@@ -297,8 +313,8 @@ impl Room {
                 key_index: Some(0),
                 past: Arc::from([0u32]),
                 has_own_child: false,
-                witnessed: false,
                 host_standing: true,
+                displaced_from: None,
             },
         );
         let chain = Chain {
@@ -328,10 +344,12 @@ impl Room {
             acting_on: BTreeMap::new(),
             moderator_grants: BTreeMap::new(),
             host_grants: BTreeMap::new(),
-            host_active: Vec::new(),
+            host_standing_events: Vec::new(),
+            transfers: Vec::new(),
             claims: Vec::new(),
             ends: Vec::new(),
             void: HashMapOf::default(),
+            displaced: Vec::new(),
         };
         room.rebuild_blocks(0);
         Ok(room)
@@ -592,12 +610,7 @@ impl Room {
         });
         let parents_are_heads = event.parents.len() == self.heads.len()
             && event.parents.iter().all(|p| self.heads.contains(p));
-        let from = 1 + event
-            .parents
-            .iter()
-            .map(|p| self.nodes[p].pos)
-            .max()
-            .unwrap_or(0);
+        let from = self.ready_from(&event.parents);
         for p in &event.parents {
             self.heads.remove(p);
             if let Some(node) = self.nodes.get_mut(p) {
@@ -630,7 +643,6 @@ impl Room {
         chain.tip = Some(hash);
 
         // Indexes of the events the void rules look at.
-        let mut newly_witnessed = Vec::new();
         if let Some(index) = key_index {
             let body = &event.body;
             if let Some(who) = body.revokes() {
@@ -647,20 +659,16 @@ impl Room {
                 self.acting_on.entry(who).or_default().push(hash);
             }
             if host_standing {
-                self.host_active.push(hash);
+                self.host_standing_events.push(hash);
             }
             match body {
-                EventBody::ClaimHost => self.claims.push(hash),
+                EventBody::ClaimHost => {
+                    self.claims.push(hash);
+                    self.transfers.push(hash);
+                }
+                EventBody::HandOff { .. } => self.transfers.push(hash),
                 EventBody::EndRoom => self.ends.push(hash),
                 _ => {}
-            }
-            for i in past.iter().filter(|i| **i != index) {
-                let seen = self.key_events[*i as usize];
-                let node = self.nodes.get_mut(&seen).expect("key events are in the DAG");
-                if node.event.author != author && !node.witnessed {
-                    node.witnessed = true;
-                    newly_witnessed.push(seen);
-                }
             }
         }
         self.nodes.insert(
@@ -672,14 +680,14 @@ impl Room {
                 key_index,
                 past,
                 has_own_child: false,
-                witnessed: false,
                 host_standing: key_index.is_some() && host_standing,
+                displaced_from: None,
             },
         );
 
         // What it voids or revives.
         let mut changed_from = usize::MAX;
-        for candidate in self.void_candidates(hash, newly_forked, &newly_witnessed) {
+        for candidate in self.void_candidates(hash, newly_forked) {
             let now = self.void_of(&candidate, 0);
             let before = self.void.get(&candidate).copied();
             if now == before {
@@ -689,22 +697,44 @@ impl Room {
                 Some(v) => self.void.insert(candidate, v),
                 None => self.void.remove(&candidate),
             };
-            let pos = self.nodes[&candidate].pos;
-            if pos != usize::MAX {
-                changed_from = changed_from.min(pos);
+            // Its place may move anywhere after its parents (a void event is placed as soon as
+            // its parents are).
+            let node = &self.nodes[&candidate];
+            if node.pos != usize::MAX {
+                changed_from = changed_from.min(self.ready_from(&node.event.parents));
             }
         }
 
         if changed_from != usize::MAX {
             self.relinearise(changed_from.min(from), Some(hash));
-        } else if parents_are_heads || self.lands_last(&hash, from) {
-            // Everything already placed is an ancestor, or the new event comes last up to
-            // events it commutes with.
+        } else if parents_are_heads || from >= self.order.len() {
+            // Everything already placed is an ancestor, or comes before it in any case.
             self.place(hash);
+        } else if self.lands_last(&hash, from) {
+            // It comes last up to events it commutes with.
+            self.place(hash);
+            if let Some(node) = self.nodes.get_mut(&hash) {
+                node.displaced_from = Some(from);
+            }
+            self.displaced.push(hash);
         } else {
             self.relinearise(from, Some(hash));
         }
         Ok(())
+    }
+
+    /// A position such that every event before it in the order comes before an event with these
+    /// parents (an event appended away from its place may belong as early as its lower bound,
+    /// and what is after that may follow it).
+    fn ready_from(&self, parents: &[EventHash]) -> usize {
+        parents
+            .iter()
+            .map(|p| {
+                let n = &self.nodes[p];
+                n.displaced_from.unwrap_or(n.pos + 1)
+            })
+            .max()
+            .unwrap_or(1)
     }
 
     /// The union of the parents' key pasts, shared when they are all the same.
@@ -737,6 +767,40 @@ impl Room {
         merged.map(Arc::from).unwrap_or(first)
     }
 
+    /// Whether a key event was signed by the host of its past: the host by the chain of
+    /// hand-offs and claims among its ancestors, in (lamport, hash) order — a hand-off by the
+    /// host of that moment passes it on, a claim that is not void takes it. `depth` as in
+    /// [`Room::void_of`].
+    fn by_host(&self, node: &Node, depth: u8) -> bool {
+        let Some(index) = node.key_index else {
+            return false;
+        };
+        let past = &node.past;
+        let mut transfers: Vec<&Node> = self
+            .transfers
+            .iter()
+            .map(|h| &self.nodes[h])
+            .filter(|n| {
+                n.key_index
+                    .is_some_and(|i| i != index && past.binary_search(&i).is_ok())
+            })
+            .collect();
+        transfers.sort_by_key(|n| (n.event.lamport, n.event.hash()));
+        let mut host = self.genesis_host;
+        for n in transfers {
+            match n.event.body {
+                EventBody::HandOff { to } if n.event.author == host => host = to,
+                EventBody::ClaimHost
+                    if depth >= VOID_DEPTH || self.void_of(&n.event.hash(), depth + 1).is_none() =>
+                {
+                    host = n.event.author
+                }
+                _ => {}
+            }
+        }
+        host == node.event.author
+    }
+
     // ----- void rules ----------------------------------------------------------------------
 
     /// Whether two key events are concurrent (neither is in the other's past).
@@ -749,12 +813,23 @@ impl Room {
         }
     }
 
-    /// Whether the event is void because its author forked.
-    fn forked_void(&self, node: &Node) -> bool {
+    /// Whether the event is void because its author forked: every event of theirs is, except
+    /// key events that the host of the moment acted on after seeing them (a hand-off the heir
+    /// built on, a ban the host saw). `depth` as in [`Room::void_of`].
+    fn forked_void(&self, node: &Node, depth: u8) -> bool {
         let e = &node.event;
-        self.chains.get(&e.author).is_some_and(|c| c.forked)
-            && !matches!(e.body, EventBody::StepDown | EventBody::HandOff { .. })
-            && !(node.key_index.is_some() && node.witnessed)
+        if !self.chains.get(&e.author).is_some_and(|c| c.forked) {
+            return false;
+        }
+        let Some(index) = node.key_index else {
+            return true;
+        };
+        !self.host_standing_events.iter().any(|w| {
+            let witness = &self.nodes[w];
+            witness.event.author != e.author
+                && witness.past.binary_search(&index).is_ok()
+                && (depth >= VOID_DEPTH || self.by_host(witness, depth + 1))
+        })
     }
 
     /// The void rules for one event (see the module docs), `depth` levels into the recursion.
@@ -764,23 +839,36 @@ impl Room {
         if matches!(e.body, EventBody::Genesis(_)) {
             return None;
         }
-        if self.forked_void(node) {
+        if self.forked_void(node, depth) {
             return Some(Void::Forked);
         }
         node.key_index?;
         let live = |r: &EventHash| depth >= VOID_DEPTH || self.void_of(r, depth + 1).is_none();
         let is_claim = matches!(e.body, EventBody::ClaimHost);
+        // Revocations and raises count when signed by the host of their past (only the host can
+        // take a moderator's power or give power), claims when not void.
         for r in self.revocations.get(&e.author).into_iter().flatten() {
             let other = &self.nodes[r];
             let applies = is_claim || !matches!(other.event.body, EventBody::RemoveSuccessor { .. });
-            if r != hash && applies && Self::concurrent(node, other) && live(r) {
+            if r != hash
+                && applies
+                && self.by_host(other, depth + 1)
+                && other.event.author != e.author
+                && Self::concurrent(node, other)
+                && live(r)
+            {
                 return Some(Void::Revoked);
             }
         }
         if let Some(target) = e.body.target() {
             for r in self.raises.get(&target).into_iter().flatten() {
                 let other = &self.nodes[r];
-                if other.event.author != e.author && Self::concurrent(node, other) && live(r) {
+                let is_claim = matches!(other.event.body, EventBody::ClaimHost);
+                if other.event.author != e.author
+                    && (is_claim || self.by_host(other, depth + 1))
+                    && Self::concurrent(node, other)
+                    && live(r)
+                {
                     return Some(Void::TargetRaised);
                 }
             }
@@ -788,11 +876,12 @@ impl Room {
         if is_claim {
             let order = |k: &PublicKey| self.genesis_successors.iter().position(|s| s == k);
             let mine = order(&e.author);
-            for x in &self.host_active {
+            for x in &self.host_standing_events {
                 let other = &self.nodes[x];
                 if other.event.author != e.author
+                    && self.by_host(other, depth + 1)
                     && Self::concurrent(node, other)
-                    && !self.forked_void(other)
+                    && !self.forked_void(other, depth + 1)
                 {
                     return Some(Void::ClaimContested);
                 }
@@ -828,6 +917,24 @@ impl Room {
         if node.host_standing || matches!(e.body, EventBody::ClaimHost) {
             out.extend(&self.claims);
         }
+        if matches!(e.body, EventBody::ClaimHost | EventBody::HandOff { .. }) {
+            // Who the host was, for every later revocation, raise and witness.
+            out.extend(self.revocations.values().flatten());
+            out.extend(self.raises.values().flatten());
+            for chain in self.chains.values().filter(|c| c.forked) {
+                out.extend(&chain.key_events);
+            }
+        }
+        if node.host_standing {
+            // Key events of forked authors it witnesses.
+            for i in node.past.iter() {
+                let seen = &self.key_events[*i as usize];
+                let author = &self.nodes[seen].event.author;
+                if *author != e.author && self.chains.get(author).is_some_and(|c| c.forked) {
+                    out.push(*seen);
+                }
+            }
+        }
     }
 
     /// Every event whose void status may change now that `hash` is in the log.
@@ -835,7 +942,6 @@ impl Room {
         &self,
         hash: EventHash,
         newly_forked: bool,
-        newly_witnessed: &[EventHash],
     ) -> Vec<EventHash> {
         let mut seen: HashSetOf = HashSetOf::default();
         let mut out = vec![hash];
@@ -844,12 +950,6 @@ impl Room {
         let mut direct = Vec::new();
         if newly_forked && let Some(chain) = self.chains.get(&author) {
             direct.extend(&chain.events);
-        }
-        for w in newly_witnessed {
-            let a = self.nodes[w].event.author;
-            if self.chains.get(&a).is_some_and(|c| c.forked) {
-                direct.push(*w);
-            }
         }
         self.void_dependents(&hash, &mut direct);
         // A change in one of these changes what depends on it, VOID_DEPTH levels up.
@@ -901,7 +1001,7 @@ impl Room {
     /// places it last, or after its place come only events it commutes with (see the module
     /// docs), so appending yields the same state and outcomes.
     fn lands_last(&self, hash: &EventHash, from: usize) -> bool {
-        if from >= self.order.len() || self.void.contains_key(hash) {
+        if self.void.contains_key(hash) {
             return true;
         }
         let event = &self.nodes[hash].event;
@@ -1012,11 +1112,26 @@ impl Room {
         &self.state
     }
 
-    /// Re-runs the order from the snapshot at or before position `from`, with `new` added.
+    /// Re-runs the order from the snapshot at or before position `from`, with `new` added. It
+    /// starts early enough that every event it re-places is placed where the order rule puts
+    /// it (an event appended away from its place may belong before `from`).
     fn relinearise(&mut self, from: usize, new: Option<EventHash>) {
-        let from = from.max(1);
-        let snapshot = (from - 1) / SNAPSHOT_INTERVAL;
-        let base = 1 + snapshot * SNAPSHOT_INTERVAL;
+        let mut from = from.max(1);
+        let base = loop {
+            let base = 1 + ((from - 1) / SNAPSHOT_INTERVAL) * SNAPSHOT_INTERVAL;
+            let earliest = self
+                .displaced
+                .iter()
+                .map(|h| &self.nodes[h])
+                .filter(|n| n.pos != usize::MAX && n.pos >= base)
+                .map(Node::lower_bound)
+                .min();
+            match earliest {
+                Some(e) if e.max(1) < base => from = e.max(1),
+                _ => break base,
+            }
+        };
+        let snapshot = (base - 1) / SNAPSHOT_INTERVAL;
         let mut suffix: Vec<EventHash> = self.order.split_off(base.min(self.order.len()));
         suffix.extend(new);
         self.outcomes.truncate(base);
@@ -1048,8 +1163,11 @@ impl Room {
         for (pos, hash) in self.order.iter().enumerate().skip(base) {
             if let Some(node) = self.nodes.get_mut(hash) {
                 node.pos = pos;
+                node.displaced_from = None;
             }
         }
+        let nodes = &self.nodes;
+        self.displaced.retain(|h| nodes[h].displaced_from.is_some());
         self.rebuild_blocks(base);
     }
 
