@@ -203,14 +203,20 @@ impl Session {
     }
 
     /// The peers this node should stream its audio to, stage first, at most `fanout`; and how
-    /// many present members there are besides this node.
-    pub fn audio_targets(&self, me: &PublicKey, fanout: usize) -> (Vec<PeerId>, usize) {
+    /// many present members there are besides this node. Banned keys get nothing, nor do keys
+    /// kicked less than the cool-down before `now_ms` (unix ms).
+    pub fn audio_targets(
+        &self,
+        me: &PublicKey,
+        fanout: usize,
+        now_ms: u64,
+    ) -> (Vec<PeerId>, usize) {
         let state = self.room.state();
         let mut members: Vec<(u8, PublicKey)> = self
             .presence
             .iter()
             .map(|(k, _)| *k)
-            .filter(|k| k != me && state.role(k) != Role::Banned && !state.kicked.contains_key(k))
+            .filter(|k| k != me && state.role(k) != Role::Banned && !state.is_kicked(k, now_ms))
             .map(|k| (if state.on_stage(&k) { 0 } else { 1 }, k))
             .collect();
         members.sort();

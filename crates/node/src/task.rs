@@ -91,7 +91,10 @@ enum Internal {
         from: PeerId,
         room: RoomId,
         events: Vec<Vec<u8>>,
-        more: bool,
+        /// Where the next page starts, if there is one.
+        next: Option<u32>,
+        /// Pages of this sync so far.
+        pages: usize,
     },
     /// Announcements from a directory answer.
     DirectoryPage(Vec<Vec<u8>>),
@@ -706,7 +709,8 @@ impl Task {
                 from,
                 room,
                 events,
-                more,
+                next,
+                pages,
             } => {
                 let Some(session) = self.session.as_mut() else {
                     return;
@@ -728,8 +732,12 @@ impl Task {
                     debug!(added, %from, "sync added events");
                     self.apply_state_effects(Some(before)).await;
                 }
-                if more && added > 0 {
-                    self.request_sync(from);
+                // Go on by position whether or not this page was new to us: with more heads than
+                // a request names, a page can repeat what we have and the rest still be missing.
+                if let Some(next) = next
+                    && pages < MAX_SYNC_PAGES
+                {
+                    self.request_sync_from(from, next, pages);
                 }
             }
             Internal::DirectoryPage(wires) => {
@@ -769,6 +777,12 @@ impl Task {
 
     /// Asks `peer` for the room's events we lack (in the background).
     fn request_sync(&mut self, peer: PeerId) {
+        self.request_sync_from(peer, 0, 0);
+    }
+
+    /// Asks `peer` for the room's events we lack from position `from` of its log on; page
+    /// `pages` of this sync.
+    fn request_sync_from(&mut self, peer: PeerId, from: u32, pages: usize) {
         let Some(session) = self.session.as_mut() else {
             return;
         };
@@ -783,19 +797,21 @@ impl Task {
         let client = self.client.clone();
         let internal = self.internal_tx.clone();
         tokio::spawn(async move {
-            let request = SyncRequest::Room { room, heads }.encode();
+            let request = SyncRequest::Room { room, heads, from }.encode();
             match client
                 .sync_request(peer, request)
                 .await
                 .map(|b| SyncResponse::decode(&b))
             {
-                Ok(Ok(SyncResponse::Room { events, more })) => {
+                Ok(Ok(SyncResponse::Room { events, next })) => {
                     let _ = internal
                         .send(Internal::SyncPage {
                             from: peer,
                             room,
                             events,
-                            more,
+                            // A cursor that does not move on would loop.
+                            next: next.filter(|n| *n > from),
+                            pages: pages + 1,
                         })
                         .await;
                 }
@@ -936,8 +952,18 @@ impl Task {
                 let before = session.room.state().clone();
                 match session.room.insert_wire(&wire) {
                     Insert::New { .. } => {
+                        // Kept (others may build on it), but a banned author's events are not
+                        // passed on: whatever they sign has no effect, and relaying it would
+                        // let them spam the room.
+                        let banned_author = Room::hash_of_wire(&wire)
+                            .and_then(|h| session.room.get(&h))
+                            .is_some_and(|e| before.banned.contains(&e.author));
                         self.apply_state_effects(Some(before)).await;
-                        Verdict::Accept
+                        if banned_author {
+                            Verdict::Ignore
+                        } else {
+                            Verdict::Accept
+                        }
                     }
                     Insert::Known => Verdict::Ignore,
                     Insert::Pending { .. } => {
@@ -945,8 +971,8 @@ impl Task {
                         Verdict::Ignore
                     }
                     Insert::Rejected(reason) => {
-                        // Forged, tampered, malformed or unauthorised at its causal point:
-                        // every honest node rejects it too.
+                        // Forged, tampered, malformed, or its author never had the standing
+                        // for it: every honest node rejects it too.
                         debug!(%source, %reason, "rejected a room event");
                         Verdict::Reject
                     }
@@ -1074,19 +1100,19 @@ impl Task {
                     .collect();
                 SyncResponse::Directory { announcements }
             }
-            Ok(SyncRequest::Room { room, heads }) => match self.session.as_ref() {
+            Ok(SyncRequest::Room { room, heads, from }) => match self.session.as_ref() {
                 Some(s) if s.room.id() == room => {
                     if ids::public_key(&peer).is_some_and(|k| s.room.state().banned.contains(&k)) {
                         SyncResponse::Refused("you are banned from this room".into())
                     } else {
-                        let events: Vec<Vec<u8>> = s
-                            .room
-                            .missing_for(&heads, SYNC_PAGE_EVENTS)
+                        let (page, next) =
+                            s.room.missing_from(&heads, from as usize, SYNC_PAGE_EVENTS);
+                        let events: Vec<Vec<u8>> = page
                             .into_iter()
                             .map(|e| s.seal(Purpose::Sync, e.wire().to_vec()))
                             .collect();
-                        let more = events.len() == SYNC_PAGE_EVENTS;
-                        SyncResponse::Room { events, more }
+                        let next = next.and_then(|n| u32::try_from(n).ok());
+                        SyncResponse::Room { events, next }
                     }
                 }
                 _ => SyncResponse::Refused("this node is not in that room".into()),
@@ -1229,7 +1255,7 @@ impl Task {
         let sending = self.capture.is_some() && self.outbound.allowed.load(Ordering::Relaxed);
         let (targets, header) = match self.session.as_ref() {
             Some(s) if sending => {
-                let (targets, _) = s.audio_targets(&self.me, self.config.fanout);
+                let (targets, _) = s.audio_targets(&self.me, self.config.fanout, clock::unix_ms());
                 let header = AudioHeader {
                     room: s.room.id(),
                     speaker: self.me,
@@ -1720,27 +1746,27 @@ async fn fetch_room(
         return Err(NodeError::Unreachable(last_error));
     };
     let mut replica: Option<Room> = None;
+    let mut from = 0u32;
     for _ in 0..MAX_SYNC_PAGES {
         let heads = replica
             .as_ref()
             .map(|r| r.heads().into_iter().take(MAX_SYNC_HEADS).collect())
             .unwrap_or_default();
         let bytes = client
-            .sync_request(peer, SyncRequest::Room { room, heads }.encode())
+            .sync_request(peer, SyncRequest::Room { room, heads, from }.encode())
             .await?;
         let bad = |reason: String| NodeError::BadLog {
             peer: peer.to_string(),
             reason,
         };
-        let (events, more) = match SyncResponse::decode(&bytes).map_err(|e| bad(e.to_string()))? {
-            SyncResponse::Room { events, more } => (events, more),
+        let (events, next) = match SyncResponse::decode(&bytes).map_err(|e| bad(e.to_string()))? {
+            SyncResponse::Room { events, next } => (events, next),
             SyncResponse::Refused(reason) if reason.contains("banned") => {
                 return Err(NodeError::Banned);
             }
             SyncResponse::Refused(reason) => return Err(NodeError::Unreachable(reason)),
             SyncResponse::Directory { .. } => return Err(bad("answered with a directory".into())),
         };
-        let mut added = 0;
         for sealed in &events {
             let opened;
             let wire: &[u8] = match key {
@@ -1756,17 +1782,16 @@ async fn fetch_room(
                 None => {
                     let r = Room::from_genesis_wire(room, wire).map_err(|e| bad(e.to_string()))?;
                     replica = Some(r);
-                    added += 1;
                 }
                 Some(r) => {
-                    if let Insert::New { released } = r.insert_wire(wire) {
-                        added += 1 + released;
-                    }
+                    let _ = r.insert_wire(wire);
                 }
             }
         }
-        if !more || added == 0 {
-            break;
+        // Go on by position whether or not the page was new (see `Internal::SyncPage`).
+        match next {
+            Some(n) if n > from => from = n,
+            _ => break,
         }
     }
     let room = replica.ok_or_else(|| NodeError::BadLog {

@@ -9,8 +9,9 @@ use ruang_proto::room::{EventHash, RoomId};
 
 /// Most events in one sync answer (a page; the asker comes back for more).
 pub const SYNC_PAGE_EVENTS: usize = 256;
-/// Most heads a sync request names.
-pub const MAX_SYNC_HEADS: usize = 64;
+/// Most heads a sync request names (a room with more concurrent heads still syncs: the answer
+/// pages on through the log by position, and repeats only what the named heads do not cover).
+pub const MAX_SYNC_HEADS: usize = 1024;
 /// Most announcements in one directory answer.
 pub const MAX_DIRECTORY_ANSWER: usize = 512;
 /// Upper bound on a decoded sync request.
@@ -87,12 +88,15 @@ impl RoomMessage {
 /// A request on `/ruang/sync/1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncRequest {
-    /// "Send me the events of `room` that these heads lack" (empty heads: from the genesis).
+    /// "Send me the events of `room` that these heads lack, from position `from` of your log
+    /// on" (empty heads: from the genesis).
     Room {
         /// The room.
         room: RoomId,
-        /// The asker's heads.
+        /// The asker's heads (at most [`MAX_SYNC_HEADS`]).
         heads: Vec<EventHash>,
+        /// Where in the answerer's log to go on from: 0, then the last answer's `next`.
+        from: u32,
     },
     /// "Send me your directory listing."
     Directory,
@@ -119,12 +123,13 @@ impl SyncRequest {
 /// An answer on `/ruang/sync/1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncResponse {
-    /// Signed events, parents first; `more` when the page was full.
+    /// Signed events, parents first.
     Room {
         /// Signed event envelopes.
         events: Vec<Vec<u8>>,
-        /// Ask again with the new heads for the rest.
-        more: bool,
+        /// Where to ask from for the next page (always beyond the request's `from`); `None`
+        /// when this page reached the end of the log.
+        next: Option<u32>,
     },
     /// Signed announcements.
     Directory {
@@ -195,6 +200,7 @@ mod tests {
         let r = SyncRequest::Room {
             room,
             heads: vec![Hash([1; 32])],
+            from: 7,
         };
         assert_eq!(SyncRequest::decode(&r.encode()).unwrap(), r);
         let a = AudioHeader {
@@ -208,7 +214,7 @@ mod tests {
         assert_eq!(RoomMessage::decode(&m.encode()).unwrap(), m);
         let s = SyncResponse::Room {
             events: vec![vec![9; 10]],
-            more: true,
+            next: Some(300),
         };
         assert_eq!(SyncResponse::decode(&s.encode()).unwrap(), s);
         assert_eq!(SyncRequest::decode(&[2, 0]), Err(WireError::Version(2)));

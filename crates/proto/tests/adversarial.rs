@@ -90,7 +90,12 @@ fn without_own_place(state: &ruang_proto::room::State, who: &[ruang_proto::Publi
     for k in who {
         s.recording.remove(k);
     }
-    let hands: Vec<_> = s.hands.iter().filter(|k| !who.contains(k)).copied().collect();
+    let hands: Vec<_> = s
+        .hands
+        .iter()
+        .filter(|k| !who.contains(k))
+        .copied()
+        .collect();
     format!("{s:?} {hands:?}").replace(&format!("{:?}", s.hands), "")
 }
 
@@ -121,11 +126,14 @@ fn case(seed: u64) -> usize {
 
     // Power taken away.
     let host = &actors[HOST];
-    r.author(host, EventBody::Demote { who: key(M1) }, 3_000).unwrap();
-    r.author(host, EventBody::Ban { who: key(M2) }, 3_001).unwrap();
+    r.author(host, EventBody::Demote { who: key(M1) }, 3_000)
+        .unwrap();
+    r.author(host, EventBody::Ban { who: key(M2) }, 3_001)
+        .unwrap();
     r.author(host, EventBody::MoveToAudience { who: key(M3) }, 3_002)
         .unwrap();
-    r.author(host, EventBody::Ban { who: key(S2) }, 3_003).unwrap();
+    r.author(host, EventBody::Ban { who: key(S2) }, 3_003)
+        .unwrap();
     let handed_off = rng.next_u32().is_multiple_of(2);
     let mut attackers = vec![M1, M2, M3, S2];
     let mut honest_now = vec![HOST, LISTENERS[0], LISTENERS[1], LISTENERS[2]];
@@ -184,7 +192,9 @@ fn case(seed: u64) -> usize {
         }
         match verdict {
             Insert::New { .. } => admitted.push(event),
-            Insert::Rejected(Reject::Unauthorized(_) | Reject::BadLamport { .. } | Reject::Chain) => {}
+            Insert::Rejected(
+                Reject::Unauthorized(_) | Reject::BadLamport { .. } | Reject::Chain,
+            ) => {}
             Insert::Known => {}
             other => panic!("seed {seed} attempt {attempt}: unexpected {other:?}"),
         }
@@ -225,17 +235,38 @@ fn case(seed: u64) -> usize {
                                 || e.hash() == x.0
                                 || matches!(e.body, EventBody::Ban { .. })
                         })
-                        .map(|(i, (e, o))| format!("{i}:{}:{}:{:?}:{:?}", e.hash(), e.body.name(), o.map(|o| o.to_string()), view.void_reason(&e.hash())))
+                        .map(|(i, (e, o))| {
+                            format!(
+                                "{i}:{}:{}:{:?}:{:?}",
+                                e.hash(),
+                                e.body.name(),
+                                o.map(|o| o.to_string()),
+                                view.void_reason(&e.hash())
+                            )
+                        })
                         .collect();
                     println!("  {pos:?}");
                 }
                 for (i, (e, o)) in canon.events().enumerate().take(24) {
-                    println!("    {i} {} {} by {:?} lamport {} parents {:?} {:?} void {:?}", e.hash(), e.body.name(), e.author, e.lamport, e.parents, o.map(|o| o.to_string()), canon.void_reason(&e.hash()));
+                    println!(
+                        "    {i} {} {} by {:?} lamport {} parents {:?} {:?} void {:?}",
+                        e.hash(),
+                        e.body.name(),
+                        e.author,
+                        e.lamport,
+                        e.parents,
+                        o.map(|o| o.to_string()),
+                        canon.void_reason(&e.hash())
+                    );
                 }
             }
         }
     }
-    assert_eq!(outcomes(&other), outcomes(&r), "seed {seed}: outcomes diverge");
+    assert_eq!(
+        outcomes(&other),
+        outcomes(&r),
+        "seed {seed}: outcomes diverge"
+    );
     ATTEMPTS_PER_CASE
 }
 

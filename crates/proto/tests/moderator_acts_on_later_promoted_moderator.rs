@@ -23,7 +23,12 @@ fn a_ban_concurrent_with_the_targets_promotion_is_void() {
         .unwrap();
     let before = r.state().clone();
 
-    let ban = forge(&r, &m1, vec![p1.hash()], EventBody::Ban { who: m2.public() });
+    let ban = forge(
+        &r,
+        &m1,
+        vec![p1.hash()],
+        EventBody::Ban { who: m2.public() },
+    );
     assert_eq!(r.insert(ban.clone()), Insert::New { released: 0 });
     assert_eq!(r.void_reason(&ban.hash()), Some(Void::TargetRaised));
     assert_eq!(r.state(), &before);

@@ -46,7 +46,12 @@ fn moderator_cannot_ban_the_host_or_another_moderator() {
 
     // Someone who was never a moderator cannot even sign one: rejected by every replica.
     let outsider = identity(7);
-    let forged = forge(&r, &outsider, r.heads(), EventBody::Ban { who: m1.public() });
+    let forged = forge(
+        &r,
+        &outsider,
+        r.heads(),
+        EventBody::Ban { who: m1.public() },
+    );
     assert_eq!(
         other.insert(forged),
         Insert::Rejected(Reject::Unauthorized(Refusal::NotModerator))

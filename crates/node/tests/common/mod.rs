@@ -471,13 +471,14 @@ impl RawPeer {
     /// Pulls the whole log of `room` from `peer` over `/ruang/sync/1`, as a joining node does.
     pub async fn fetch_log(&self, peer: ruang_net::PeerId, room: RoomId) -> Result<Room> {
         let mut replica: Option<Room> = None;
+        let mut from = 0;
         for _ in 0..100 {
             let heads = replica.as_ref().map(|r| r.heads()).unwrap_or_default();
             let bytes = self
                 .client
-                .sync_request(peer, SyncRequest::Room { room, heads }.encode())
+                .sync_request(peer, SyncRequest::Room { room, heads, from }.encode())
                 .await?;
-            let SyncResponse::Room { events, more } = SyncResponse::decode(&bytes)? else {
+            let SyncResponse::Room { events, next } = SyncResponse::decode(&bytes)? else {
                 bail!("sync refused");
             };
             for wire in &events {
@@ -488,8 +489,9 @@ impl RawPeer {
                     }
                 }
             }
-            if !more {
-                break;
+            match next {
+                Some(n) if n > from => from = n,
+                _ => break,
             }
         }
         replica.context("no genesis in the sync answer")

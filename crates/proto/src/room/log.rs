@@ -189,7 +189,6 @@ impl Node {
     fn lower_bound(&self) -> usize {
         self.displaced_from.unwrap_or(self.pos)
     }
-
 }
 
 /// One author's events.
@@ -477,6 +476,16 @@ impl Room {
             // report it rather than panic.
             other => Err(AuthorError::NotAdmitted(format!("{other:?}"))),
         }
+    }
+
+    /// The hash `wire` would have as an event (what parents name), without verifying it.
+    pub fn hash_of_wire(wire: &[u8]) -> Option<EventHash> {
+        (wire.len() > signed::HEADER_LEN && wire.len() <= super::event::MAX_EVENT_LEN).then(|| {
+            crate::signed::Hash::of(
+                <Event as signed::Signable>::DOMAIN,
+                &wire[signed::HEADER_LEN..],
+            )
+        })
     }
 
     /// Verifies `wire` as an event and inserts it. An exact duplicate is recognised by its hash
@@ -791,7 +800,8 @@ impl Room {
             match n.event.body {
                 EventBody::HandOff { to } if n.event.author == host => host = to,
                 EventBody::ClaimHost
-                    if depth >= VOID_DEPTH || self.void_of(&n.event.hash(), depth + 1).is_none() =>
+                    if depth >= VOID_DEPTH
+                        || self.void_of(&n.event.hash(), depth + 1).is_none() =>
                 {
                     host = n.event.author
                 }
@@ -849,7 +859,8 @@ impl Room {
         // take a moderator's power or give power), claims when not void.
         for r in self.revocations.get(&e.author).into_iter().flatten() {
             let other = &self.nodes[r];
-            let applies = is_claim || !matches!(other.event.body, EventBody::RemoveSuccessor { .. });
+            let applies =
+                is_claim || !matches!(other.event.body, EventBody::RemoveSuccessor { .. });
             if r != hash
                 && applies
                 && self.by_host(other, depth + 1)
@@ -938,11 +949,7 @@ impl Room {
     }
 
     /// Every event whose void status may change now that `hash` is in the log.
-    fn void_candidates(
-        &self,
-        hash: EventHash,
-        newly_forked: bool,
-    ) -> Vec<EventHash> {
+    fn void_candidates(&self, hash: EventHash, newly_forked: bool) -> Vec<EventHash> {
         let mut seen: HashSetOf = HashSetOf::default();
         let mut out = vec![hash];
         seen.insert(hash);
@@ -1046,8 +1053,9 @@ impl Room {
         let target_after = event.body.target().is_some_and(|t| {
             self.chains.get(&t).is_some_and(|c| {
                 !c.forked
-                    && c.tip
-                        .is_some_and(|tip| matches!(self.nodes[&tip].pos, p if p != usize::MAX && p >= place))
+                    && c.tip.is_some_and(
+                        |tip| matches!(self.nodes[&tip].pos, p if p != usize::MAX && p >= place),
+                    )
             })
         });
         if target_after {
