@@ -9,43 +9,13 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use ruang_examples::CpuTimer;
 use ruang_proto::Identity;
 use ruang_proto::room::{Event, EventBody, Genesis, Info, Insert, Role, Room, Visibility};
 use ruang_proto::signed::{self, Verified};
 
 const EVENTS: usize = 10_000;
 
-/// CPU time of this thread (from /proc/thread-self/schedstat), so the figures are "on one core"
-/// even when other processes compete for the machine; wall-clock time where that is unreadable.
-struct CpuTimer {
-    cpu_ns: Option<u64>,
-    wall: Instant,
-}
-
-impl CpuTimer {
-    fn read() -> Option<u64> {
-        std::fs::read_to_string("/proc/thread-self/schedstat")
-            .ok()?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    }
-
-    fn start() -> CpuTimer {
-        CpuTimer {
-            cpu_ns: Self::read(),
-            wall: Instant::now(),
-        }
-    }
-
-    fn elapsed(&self) -> std::time::Duration {
-        match (self.cpu_ns, Self::read()) {
-            (Some(a), Some(b)) => std::time::Duration::from_nanos(b.saturating_sub(a)),
-            _ => self.wall.elapsed(),
-        }
-    }
-}
 const USERS: usize = 200;
 
 /// Builds a log of `EVENTS` events authored on `replicas` replicas. After each event a random
