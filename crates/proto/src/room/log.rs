@@ -35,12 +35,11 @@
 //!
 //! Kahn's algorithm over all events: of the events whose parents are placed, the next is the one
 //! with the smallest key: first void events (they change nothing; placed as soon as they can be,
-//! they do not delay anything); then actions on others, by (rank of the author in the state so
-//! far — 0 host, 1 moderators, 2 everyone else —, lamport, hash); then actions on one's own place
-//! (hand, recording, accepting an invitation) by *descending* lamport, so a stale branch goes
-//! last. Each non-void event is checked against the state the events before it produce
-//! ([`State::check`]); a refused event changes nothing. The resulting state and outcomes depend
-//! only on the set of events.
+//! they delay nothing), then the others by (lamport, rank of the author in the state so far —
+//! 0 host, 1 moderators, 2 everyone else —, hash). Each non-void event is checked against the
+//! state the events before it produce ([`State::check`]); a refused event changes nothing. The
+//! resulting state and outcomes depend only on the set of events. (Rank no longer has to come
+//! first: a demoted moderator's concurrent action is void whatever its place.)
 //!
 //! # Cost
 //!
@@ -156,13 +155,14 @@ pub enum GenesisError {
     Sign(#[from] SignError),
 }
 
-/// An event's place in the order: (class, rank, lamport or its complement, hash); see the
-/// module docs.
-type Key = (u8, u8, u64, EventHash);
+/// An event's place in the order: (void first, lamport, rank, hash); see the module docs.
+type Key = (u8, u64, u8, EventHash);
 /// Key classes. Void events come first: they change nothing, and placing them as soon as their
 /// parents are placed makes them transparent to the order of everything else (their children
 /// are ready exactly when they would be without them).
 const VOID: u8 = 0;
+const NOT_VOID: u8 = 1;
+/// What sits at a position, for the block summaries.
 const ACTION: u8 = 1;
 const OWN_PLACE: u8 = 2;
 
@@ -1071,7 +1071,7 @@ impl Room {
                 pos += BLOCK;
                 continue;
             }
-            let class = self.keys[pos].0;
+            let class = self.class_at(pos);
             if class == ACTION || (ends && class == OWN_PLACE) {
                 return false;
             }
@@ -1080,9 +1080,20 @@ impl Room {
         true
     }
 
+    /// [`VOID`], [`ACTION`] (on others) or [`OWN_PLACE`] for the event at `pos`.
+    fn class_at(&self, pos: usize) -> u8 {
+        if self.keys[pos].0 == VOID {
+            VOID
+        } else if self.nodes[&self.order[pos]].event.body.is_self_action() {
+            OWN_PLACE
+        } else {
+            ACTION
+        }
+    }
+
     fn takes_effect_and_changes_ranks(&self, pos: usize) -> bool {
         self.outcomes[pos].is_none()
-            && self.keys[pos].0 == ACTION
+            && self.class_at(pos) == ACTION
             && self.nodes[&self.order[pos]].event.body.changes_ranks()
     }
 
@@ -1093,10 +1104,11 @@ impl Room {
             self.blocks.resize(index + 1, Block::default());
         }
         let key = self.keys[pos];
+        let class = self.class_at(pos);
         let rank_change = self.takes_effect_and_changes_ranks(pos);
         let block = &mut self.blocks[index];
         block.max_key = Some(block.max_key.map_or(key, |k| k.max(key)));
-        match key.0 {
+        match class {
             ACTION => block.actions += 1,
             OWN_PLACE => block.own_place += 1,
             _ => {}
@@ -1248,11 +1260,9 @@ impl Room {
 fn key_of(nodes: &HashMapOf<Node>, void: &HashMapOf<Void>, state: &State, hash: &EventHash) -> Key {
     let e = &nodes[hash].event;
     if void.contains_key(hash) {
-        (VOID, 0, e.lamport, *hash)
-    } else if e.body.is_self_action() {
-        (OWN_PLACE, 0, u64::MAX - e.lamport, *hash)
+        (VOID, e.lamport, 0, *hash)
     } else {
-        (ACTION, state.rank(&e.author), e.lamport, *hash)
+        (NOT_VOID, e.lamport, state.rank(&e.author), *hash)
     }
 }
 
