@@ -69,7 +69,7 @@ fn honest_room(rng: &mut ChaCha8Rng) -> (Room, Identity, Vec<Identity>) {
             _ => EventBody::Recording { on: false },
         };
         let _ = room.author(p, body, 1_000 + i);
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             let _ = room.author(
                 &host,
                 EventBody::InviteSpeaker { who: p.public() },
