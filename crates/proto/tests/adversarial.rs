@@ -8,11 +8,11 @@
 //! same state and outcomes.
 //!
 //! `ADVERSARIAL_CASES` sets the number of generated rooms (default 200, 50 attempts each);
-//! `ADVERSARIAL_SEED` replays one case.
+//! `ADVERSARIAL_SEED` replays one case, and `ADVERSARIAL_DEBUG` prints each attempt.
 
 mod common;
 
-use common::{forge, forge_raw, history, identity, replica, room};
+use common::{forge, forge_raw, history, identity, outcomes_of, replica, room};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use ruang_proto::Identity;
@@ -97,15 +97,6 @@ fn without_own_place(state: &ruang_proto::room::State, who: &[ruang_proto::Publi
         .copied()
         .collect();
     format!("{s:?} {hands:?}").replace(&format!("{:?}", s.hands), "")
-}
-
-fn outcomes(r: &Room) -> Vec<(EventHash, Option<String>)> {
-    let mut out: Vec<_> = r
-        .events()
-        .map(|(e, o)| (e.hash(), o.map(|o| o.to_string())))
-        .collect();
-    out.sort();
-    out
 }
 
 /// One generated room; returns the number of attempts made.
@@ -214,57 +205,9 @@ fn case(seed: u64) -> usize {
     }
     assert_eq!(other.pending_len(), 0, "seed {seed}");
     assert_eq!(other.state(), r.state(), "seed {seed}: replicas diverge");
-    if std::env::var("ADVERSARIAL_DEBUG").is_ok() {
-        let (a, b) = (outcomes(&other), outcomes(&r));
-        let mut canon = replica(&r);
-        for (e, _) in r.events().skip(1) {
-            canon.insert(e.clone());
-        }
-        canon.recompute();
-        let c = outcomes(&canon);
-        for ((x, y), z) in a.iter().zip(&b).zip(&c) {
-            if x != y || x != z {
-                println!("differs: shuffled {x:?} in-order {y:?} canonical {z:?}");
-                println!("event: {:?}", r.get(&x.0));
-                for view in [&other, &r, &canon] {
-                    let pos: Vec<_> = view
-                        .events()
-                        .enumerate()
-                        .filter(|(_, (e, _))| {
-                            r.get(&x.0).unwrap().parents.contains(&e.hash())
-                                || e.hash() == x.0
-                                || matches!(e.body, EventBody::Ban { .. })
-                        })
-                        .map(|(i, (e, o))| {
-                            format!(
-                                "{i}:{}:{}:{:?}:{:?}",
-                                e.hash(),
-                                e.body.name(),
-                                o.map(|o| o.to_string()),
-                                view.void_reason(&e.hash())
-                            )
-                        })
-                        .collect();
-                    println!("  {pos:?}");
-                }
-                for (i, (e, o)) in canon.events().enumerate().take(24) {
-                    println!(
-                        "    {i} {} {} by {:?} lamport {} parents {:?} {:?} void {:?}",
-                        e.hash(),
-                        e.body.name(),
-                        e.author,
-                        e.lamport,
-                        e.parents,
-                        o.map(|o| o.to_string()),
-                        canon.void_reason(&e.hash())
-                    );
-                }
-            }
-        }
-    }
     assert_eq!(
-        outcomes(&other),
-        outcomes(&r),
+        outcomes_of(&other),
+        outcomes_of(&r),
         "seed {seed}: outcomes diverge"
     );
     ATTEMPTS_PER_CASE

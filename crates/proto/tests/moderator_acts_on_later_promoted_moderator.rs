@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{forge, history, identity, replica, room};
+use common::{every_order_reaches, forge, identity, room};
 use ruang_proto::room::{EventBody, Insert, Role, Void};
 
 #[test]
@@ -34,14 +34,5 @@ fn a_ban_concurrent_with_the_targets_promotion_is_void() {
     assert_eq!(r.state(), &before);
     assert_eq!(r.state().role(&m2.public()), Role::Moderator);
 
-    let log: Vec<_> = r.events().skip(1).map(|(e, _)| e.clone()).collect();
-    for seed in 0..20 {
-        let mut delivery = log.clone();
-        history::shuffle(&mut delivery, seed);
-        let mut other = replica(&r);
-        for e in delivery {
-            other.insert(e);
-        }
-        assert_eq!(other.state(), &before, "delivery order {seed}");
-    }
+    every_order_reaches(&r, &before, 20);
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use common::history::{self, OUTSIDER};
-use common::{forge, identity};
+use common::{forge, identity, outcomes_of};
 use proptest::prelude::*;
 use ruang_proto::directory::{Announcement, Directory};
 use ruang_proto::ephemeral::Ephemeral;
@@ -25,18 +25,6 @@ fn cases(default: u32) -> u32 {
 
 fn order_of(r: &ruang_proto::room::Room) -> Vec<Hash> {
     r.events().map(|(e, _)| e.hash()).collect()
-}
-
-/// Every event with whether and why it took no effect, sorted by hash. Replicas may hold events
-/// in different but equivalent orders (an event that commutes with those after its place is
-/// appended), so this, not the order, is what must agree.
-fn outcomes_of(r: &ruang_proto::room::Room) -> Vec<(Hash, Option<String>)> {
-    let mut out: Vec<_> = r
-        .events()
-        .map(|(e, o)| (e.hash(), o.map(|o| o.to_string())))
-        .collect();
-    out.sort();
-    out
 }
 
 proptest! {

@@ -85,3 +85,30 @@ pub fn forge_raw(
 pub fn replica(room: &Room) -> Room {
     Room::from_genesis_wire(room.id(), room.genesis().wire()).unwrap()
 }
+
+/// Every event with whether and why it took no effect, sorted by hash. Replicas may hold events
+/// in different but equivalent orders (an event that commutes with those after its place is
+/// appended), so this, not the order, is what must agree.
+pub fn outcomes_of(r: &Room) -> Vec<(ruang_proto::room::EventHash, Option<String>)> {
+    let mut out: Vec<_> = r
+        .events()
+        .map(|(e, o)| (e.hash(), o.map(|o| o.to_string())))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Feeds `r`'s events to fresh replicas in `orders` shuffled orders and checks each reaches
+/// `expected`.
+pub fn every_order_reaches(r: &Room, expected: &ruang_proto::room::State, orders: u64) {
+    let log: Vec<_> = r.events().skip(1).map(|(e, _)| e.clone()).collect();
+    for seed in 0..orders {
+        let mut delivery = log.clone();
+        history::shuffle(&mut delivery, seed);
+        let mut other = replica(r);
+        for e in delivery {
+            other.insert(e);
+        }
+        assert_eq!(other.state(), expected, "delivery order {seed}");
+    }
+}
