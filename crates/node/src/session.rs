@@ -22,6 +22,10 @@ pub const PRESENCE_PER_SECOND: f64 = 2.0;
 pub const FLOOD_STRIKES: u32 = 50;
 /// Authors tracked by each rate limiter.
 pub const MAX_RATE_KEYS: usize = 10_000;
+/// New log events an author may have forwarded in a burst.
+pub const LOG_BURST: u32 = 20;
+/// New log events per second an author may have forwarded on average.
+pub const LOG_PER_SECOND: f64 = 2.0;
 
 /// Chat lines and reactions held while no peer is on the room's topic.
 pub const MAX_HELD: usize = 16;
@@ -104,6 +108,8 @@ pub struct Session {
     pub chat_limiter: RateLimiter<PublicKey>,
     /// Presence rate limit per author.
     pub presence_limiter: RateLimiter<PublicKey>,
+    /// New log events forwarded per author (the log keeps them all; this bounds spreading).
+    pub log_limiter: RateLimiter<PublicKey>,
     /// A private room's key: its payloads are sealed, and it is not in the directory.
     pub key: Option<RoomKey>,
     /// When this node's last presence went out (unix ms).
@@ -158,6 +164,7 @@ impl Session {
             names: HashMap::new(),
             chat_limiter: RateLimiter::new(CHAT_BURST, CHAT_PER_SECOND, MAX_RATE_KEYS),
             presence_limiter: RateLimiter::new(5, PRESENCE_PER_SECOND, MAX_RATE_KEYS),
+            log_limiter: RateLimiter::new(LOG_BURST, LOG_PER_SECOND, MAX_RATE_KEYS),
             key,
             last_presence: 0,
             presence_undelivered: false,

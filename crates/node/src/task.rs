@@ -955,11 +955,19 @@ impl Task {
                         // Kept (others may build on it), but a banned author's events are not
                         // passed on: whatever they sign has no effect, and relaying it would
                         // let them spam the room.
-                        let banned_author = Room::hash_of_wire(&wire)
+                        // Nor are an author's events beyond the log rate.
+                        let author = Room::hash_of_wire(&wire)
                             .and_then(|h| session.room.get(&h))
-                            .is_some_and(|e| before.banned.contains(&e.author));
+                            .map(|e| e.author);
+                        let banned_author = author.is_some_and(|a| before.banned.contains(&a));
+                        let over_rate = author.is_some_and(|a| {
+                            !matches!(
+                                session.log_limiter.check(&a, clock::unix_ms()),
+                                Rate::Allowed
+                            )
+                        });
                         self.apply_state_effects(Some(before)).await;
-                        if banned_author {
+                        if banned_author || over_rate {
                             Verdict::Ignore
                         } else {
                             Verdict::Accept
