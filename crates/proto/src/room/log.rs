@@ -50,7 +50,8 @@
 //! different authors commute; void events commute with everything), found with per-block
 //! summaries of 64 positions, O(n/64 + 64); otherwise the order is re-run from the state
 //! snapshot before the new event's parents (snapshots every [`SNAPSHOT_INTERVAL`] events, cheap
-//! to take: the sets anyone can grow are persistent). Kahn's ready set is a binary heap,
+//! to take — the sets anyone can grow are persistent — and thinned out exponentially with age,
+//! so a long log keeps O(log n) of them). Kahn's ready set is a binary heap,
 //! re-keyed only when a placed event changes someone's rank. So junk on one's own place — from
 //! many keys, with old parents — costs O(log n) per event, and so does anything void.
 
@@ -67,6 +68,9 @@ use crate::signed::{self, HashMapOf, HashSetOf, SignError, Verified, VerifyError
 
 /// Events applied between two state snapshots.
 pub const SNAPSHOT_INTERVAL: usize = 32;
+/// The most recent snapshots all kept; older ones are thinned out exponentially (see
+/// [`Snapshots`]).
+const RECENT_SNAPSHOTS: usize = 16;
 /// Most events kept while waiting for their parents; the oldest is dropped beyond it.
 pub const MAX_PENDING: usize = 1024;
 /// How many levels deep "a non-void revocation" is evaluated (see the module docs).
@@ -231,8 +235,7 @@ pub struct Room {
     /// For each position: the key it was placed with.
     keys: Vec<Key>,
     blocks: Vec<Block>,
-    /// `snapshots[i]` is the state after `order[..=i * SNAPSHOT_INTERVAL]`.
-    snapshots: Vec<State>,
+    snapshots: Snapshots,
     state: State,
     heads: BTreeSet<EventHash>,
     pending: Pending,
@@ -257,6 +260,23 @@ pub struct Room {
     void: HashMapOf<Void>,
     /// Events appended away from their place (see `Node::displaced_from`).
     displaced: Vec<EventHash>,
+    /// Void-rule results while one event is admitted (the rules recurse; without this the
+    /// same sub-results are computed many times over).
+    memo: std::sync::Mutex<Memo>,
+}
+
+/// Results of the void rules for the log as it is, by (event, depth).
+#[derive(Default)]
+struct Memo {
+    void: std::collections::HashMap<(EventHash, u8), Option<Void>>,
+    by_host: std::collections::HashMap<(EventHash, u8), bool>,
+}
+
+impl Memo {
+    fn clear(&mut self) {
+        self.void.clear();
+        self.by_host.clear();
+    }
 }
 
 impl Room {
@@ -332,7 +352,7 @@ impl Room {
             outcomes: vec![None],
             keys: vec![key],
             blocks: Vec::new(),
-            snapshots: vec![state.clone()],
+            snapshots: Snapshots::new(state.clone()),
             state,
             heads: BTreeSet::from([hash]),
             pending: Pending::default(),
@@ -349,6 +369,7 @@ impl Room {
             ends: Vec::new(),
             void: HashMapOf::default(),
             displaced: Vec::new(),
+            memo: std::sync::Mutex::default(),
         };
         room.rebuild_blocks(0);
         Ok(room)
@@ -696,6 +717,7 @@ impl Room {
 
         // What it voids or revives.
         let mut changed_from = usize::MAX;
+        self.memo().clear();
         for candidate in self.void_candidates(hash, newly_forked) {
             let now = self.void_of(&candidate, 0);
             let before = self.void.get(&candidate).copied();
@@ -781,6 +803,16 @@ impl Room {
     /// host of that moment passes it on, a claim that is not void takes it. `depth` as in
     /// [`Room::void_of`].
     fn by_host(&self, node: &Node, depth: u8) -> bool {
+        let key = (node.event.hash(), depth);
+        if let Some(known) = self.memo().by_host.get(&key) {
+            return *known;
+        }
+        let result = self.by_host_uncached(node, depth);
+        self.memo().by_host.insert(key, result);
+        result
+    }
+
+    fn by_host_uncached(&self, node: &Node, depth: u8) -> bool {
         let Some(index) = node.key_index else {
             return false;
         };
@@ -842,8 +874,23 @@ impl Room {
         })
     }
 
+    /// The memo of the void rules (never held across a recursive call).
+    fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
+        self.memo.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The void rules for one event (see the module docs), `depth` levels into the recursion.
+    /// Results are remembered until the log changes (`Room::memo`).
     fn void_of(&self, hash: &EventHash, depth: u8) -> Option<Void> {
+        if let Some(known) = self.memo().void.get(&(*hash, depth)) {
+            return *known;
+        }
+        let result = self.void_of_uncached(hash, depth);
+        self.memo().void.insert((*hash, depth), result);
+        result
+    }
+
+    fn void_of_uncached(&self, hash: &EventHash, depth: u8) -> Option<Void> {
         let node = &self.nodes[hash];
         let e = &node.event;
         if matches!(e.body, EventBody::Genesis(_)) {
@@ -1000,7 +1047,8 @@ impl Room {
         self.keys.push(key);
         self.summarise(self.order.len() - 1);
         if (self.order.len() - 1).is_multiple_of(SNAPSHOT_INTERVAL) {
-            self.snapshots.push(self.state.clone());
+            self.snapshots
+                .push((self.order.len() - 1) / SNAPSHOT_INTERVAL, &self.state);
         }
     }
 
@@ -1138,7 +1186,8 @@ impl Room {
     fn relinearise(&mut self, from: usize, new: Option<EventHash>) {
         let mut from = from.max(1);
         let base = loop {
-            let base = 1 + ((from - 1) / SNAPSHOT_INTERVAL) * SNAPSHOT_INTERVAL;
+            let base =
+                1 + self.snapshots.at_or_before((from - 1) / SNAPSHOT_INTERVAL) * SNAPSHOT_INTERVAL;
             let earliest = self
                 .displaced
                 .iter()
@@ -1156,8 +1205,7 @@ impl Room {
         suffix.extend(new);
         self.outcomes.truncate(base);
         self.keys.truncate(base);
-        self.snapshots.truncate(snapshot + 1);
-        self.state = self.snapshots[snapshot].clone();
+        self.state = self.snapshots.truncate_after(snapshot);
         let in_suffix: HashSetOf = suffix.iter().copied().collect();
         let (order, outcomes, keys, snapshots) = (
             &mut self.order,
@@ -1176,7 +1224,7 @@ impl Room {
                 outcomes.push(outcome);
                 keys.push(key);
                 if (order.len() - 1).is_multiple_of(SNAPSHOT_INTERVAL) {
-                    snapshots.push(state.clone());
+                    snapshots.push((order.len() - 1) / SNAPSHOT_INTERVAL, state);
                 }
             },
         );
@@ -1317,6 +1365,53 @@ fn linearise(
                 .map(|Reverse(k)| Reverse(key_of(nodes, void, state, &k.3)))
                 .collect();
         }
+    }
+}
+
+/// State snapshots: `i` holds the state after `order[..=i * SNAPSHOT_INTERVAL]`. The last
+/// [`RECENT_SNAPSHOTS`] are all kept; an older one is kept only at every `2^k`-th index, where
+/// `2^k` grows with its distance from the newest, so a log of n events keeps O(log n) of them
+/// (each is cheap to take, but a state that keeps changing diverges from every copy). A re-run
+/// of the order starts from the nearest kept snapshot at or before where it has to.
+struct Snapshots {
+    kept: BTreeMap<usize, State>,
+}
+
+impl Snapshots {
+    fn new(genesis: State) -> Self {
+        Snapshots {
+            kept: BTreeMap::from([(0, genesis)]),
+        }
+    }
+
+    /// Keeps `state` as snapshot `index` (the newest) and thins out older ones.
+    fn push(&mut self, index: usize, state: &State) {
+        self.kept.insert(index, state.clone());
+        self.kept.retain(|&i, _| {
+            let age = index - i;
+            i == 0
+                || age < RECENT_SNAPSHOTS
+                || i.is_multiple_of((age / RECENT_SNAPSHOTS + 1).next_power_of_two())
+        });
+    }
+
+    /// The index of the newest kept snapshot at or before `index`.
+    fn at_or_before(&self, index: usize) -> usize {
+        self.kept
+            .range(..=index)
+            .next_back()
+            .map(|(i, _)| *i)
+            .unwrap_or(0)
+    }
+
+    /// Drops the snapshots after `index` (which must be kept) and returns a copy of it.
+    fn truncate_after(&mut self, index: usize) -> State {
+        self.kept.split_off(&(index + 1));
+        self.kept
+            .get(&index)
+            .or_else(|| self.kept.values().next())
+            .cloned()
+            .expect("the genesis snapshot is always kept")
     }
 }
 
