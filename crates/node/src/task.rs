@@ -75,6 +75,16 @@ const ENDED_REANNOUNCE_MS: u64 = 500;
 const MAX_SHARED_ADDRS: usize = 6;
 /// Peers asked for their directory when they connect (the first few are enough).
 const DIRECTORY_SYNC_PEERS: usize = 8;
+/// Attempts at one peer's directory: an answer lost to a connection closing (two connections
+/// to one peer, the worse one closed) is asked again.
+const DIRECTORY_SYNC_ATTEMPTS: u32 = 3;
+/// Wait before asking a peer for its directory again, doubled per attempt.
+const DIRECTORY_RETRY: Duration = Duration::from_millis(500);
+/// How long `join <room id>` waits for the room to reach the directory of a fresh node (mDNS,
+/// bootstrap and directory answers take a moment) before saying it is not listed.
+const JOIN_LOOKUP_MS: u64 = 15_000;
+/// How often a waiting lookup asks the connected peers for their directory again.
+const JOIN_LOOKUP_RETRY_MS: u64 = 2_000;
 /// Presence heartbeats per second that a room's audience sends in total, about: a listener's
 /// interval stretches with the room (see `Task::presence_interval_ms`), so a room of
 /// thousands does not push thousands of heartbeats per second through every node.
@@ -185,6 +195,7 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
         joining: false,
         dht_server: true,
         banned_from: HashSet::new(),
+        lookup: None,
     };
     task.refresh_addrs().await;
     tokio::spawn(task.run());
@@ -226,6 +237,17 @@ struct Task {
     dht_server: bool,
     /// Rooms this identity was banned from (their nodes refuse us; say so at once).
     banned_from: HashSet<RoomId>,
+    /// A `join <room id>` waiting for the room to reach our directory.
+    lookup: Option<Lookup>,
+}
+
+/// A join by room id whose room is not in the directory yet.
+struct Lookup {
+    room: RoomId,
+    /// Unix ms after which the join fails with [`NodeError::NotListed`].
+    deadline: u64,
+    /// When connected peers were last asked for their directory.
+    asked: u64,
 }
 
 #[derive(PartialEq, Eq)]
@@ -412,17 +434,23 @@ impl Task {
                 (t.room, t.host, addrs, t.room_key.map(RoomKey::from_bytes))
             }
             JoinTarget::Room(id) => {
-                self.directory.expire(self.now());
-                let Some(ann) = self.directory.get(&id) else {
-                    let _ = reply.send(Err(NodeError::NotListed(id.to_hex())));
+                if self.banned_from.contains(&id) {
+                    let _ = reply.send(Err(NodeError::Banned));
                     return;
-                };
-                let addrs = ann
-                    .addresses
-                    .iter()
-                    .filter_map(|a| Multiaddr::try_from(a.clone()).ok())
-                    .collect();
-                (id, ann.author, addrs, None)
+                }
+                self.joining = true;
+                self.pending_join = Some(reply);
+                let now = self.now();
+                self.lookup = Some(Lookup {
+                    room: id,
+                    deadline: now + JOIN_LOOKUP_MS,
+                    asked: now,
+                });
+                if !self.resolve_lookup() {
+                    // Not here yet: a fresh node is still finding peers. Ask those we have.
+                    self.ask_directories();
+                }
+                return;
             }
         };
         if self.banned_from.contains(&room) {
@@ -431,6 +459,102 @@ impl Task {
         }
         self.joining = true;
         self.pending_join = Some(reply);
+        self.fetch(room, host, addrs, key);
+    }
+
+    /// Starts the join of a waiting [`Lookup`] if its room is in the directory now; whether
+    /// it did (or there was no lookup).
+    fn resolve_lookup(&mut self) -> bool {
+        let Some(lookup) = &self.lookup else {
+            return true;
+        };
+        self.directory.expire(self.now());
+        let Some(ann) = self.directory.get(&lookup.room) else {
+            return false;
+        };
+        let addrs = ann
+            .addresses
+            .iter()
+            .filter_map(|a| Multiaddr::try_from(a.clone()).ok())
+            .collect();
+        let (room, host) = (lookup.room, ann.author);
+        self.lookup = None;
+        self.fetch(room, host, addrs, None);
+        true
+    }
+
+    /// Fails a waiting [`Lookup`] whose time is up; asks for directories again meanwhile.
+    fn check_lookup(&mut self, now: u64) {
+        let Some(lookup) = &mut self.lookup else {
+            return;
+        };
+        if now >= lookup.deadline {
+            let room = lookup.room;
+            self.lookup = None;
+            self.joining = false;
+            if let Some(reply) = self.pending_join.take() {
+                let _ = reply.send(Err(NodeError::NotListed(room.to_hex())));
+            }
+        } else if now >= lookup.asked + JOIN_LOOKUP_RETRY_MS {
+            lookup.asked = now;
+            self.ask_directories();
+        }
+    }
+
+    /// Asks every connected peer (up to [`DIRECTORY_SYNC_PEERS`]) for its directory.
+    fn ask_directories(&mut self) {
+        let peers: Vec<PeerId> = self
+            .connected
+            .iter()
+            .take(DIRECTORY_SYNC_PEERS)
+            .copied()
+            .collect();
+        for peer in peers {
+            self.ask_directory(peer);
+        }
+    }
+
+    /// Asks `peer` for its directory in the background, again on failure (up to
+    /// [`DIRECTORY_SYNC_ATTEMPTS`] times).
+    fn ask_directory(&self, peer: PeerId) {
+        let client = self.client.clone();
+        let internal = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let mut wait = DIRECTORY_RETRY;
+            for attempt in 1..=DIRECTORY_SYNC_ATTEMPTS {
+                match client
+                    .sync_request(peer, SyncRequest::Directory.encode())
+                    .await
+                {
+                    Ok(bytes) => {
+                        if let Ok(SyncResponse::Directory { announcements }) =
+                            SyncResponse::decode(&bytes)
+                        {
+                            let _ = internal.send(Internal::DirectoryPage(announcements)).await;
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        debug!(%peer, attempt, error = %e, "directory request failed");
+                        if attempt < DIRECTORY_SYNC_ATTEMPTS {
+                            tokio::time::sleep(wait).await;
+                            wait *= 2;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Dials the room's host (or whoever the addresses lead to) and syncs the room in the
+    /// background; [`Internal::Joined`] reports how it went.
+    fn fetch(
+        &mut self,
+        room: RoomId,
+        host: PublicKey,
+        addrs: Vec<Multiaddr>,
+        key: Option<RoomKey>,
+    ) {
         // Joiners start in the audience: a DHT client before the first dial, so the room's
         // members are not all dialled by our lookups (see `set_dht_server`).
         self.dht_server = false;
@@ -745,6 +869,7 @@ impl Task {
                 for wire in wires.iter().take(MAX_DIRECTORY_ANSWER) {
                     let _ = self.directory.insert(wire, now);
                 }
+                self.resolve_lookup();
             }
             Internal::BlockBanned(peer) => {
                 let still_banned = self
@@ -844,20 +969,9 @@ impl Task {
             } => self.serve_sync(peer, &request, reply).await,
             Event::PeerConnected { peer, .. } => {
                 self.connected.insert(peer);
-                if self.directory_synced < DIRECTORY_SYNC_PEERS {
+                if self.directory_synced < DIRECTORY_SYNC_PEERS || self.lookup.is_some() {
                     self.directory_synced += 1;
-                    let client = self.client.clone();
-                    let internal = self.internal_tx.clone();
-                    tokio::spawn(async move {
-                        if let Ok(bytes) = client
-                            .sync_request(peer, SyncRequest::Directory.encode())
-                            .await
-                            && let Ok(SyncResponse::Directory { announcements }) =
-                                SyncResponse::decode(&bytes)
-                        {
-                            let _ = internal.send(Internal::DirectoryPage(announcements)).await;
-                        }
-                    });
+                    self.ask_directory(peer);
                 }
             }
             Event::PeerDisconnected { peer } => {
@@ -924,7 +1038,10 @@ impl Task {
     async fn gossip(&mut self, source: PeerId, topic: &str, data: &[u8]) -> Verdict {
         if topic == DIRECTORY_TOPIC {
             return match self.directory.insert(data, self.now()) {
-                Ok(_) => Verdict::Accept,
+                Ok(_) => {
+                    self.resolve_lookup();
+                    Verdict::Accept
+                }
                 Err(
                     directory::AnnounceError::Invalid(_)
                     | directory::AnnounceError::BadGenesis
@@ -1313,6 +1430,7 @@ impl Task {
     async fn tick(&mut self) {
         let now = self.now();
         self.directory.expire(now);
+        self.check_lookup(now);
         let interval = self.presence_interval_ms();
         let Some(session) = self.session.as_mut() else {
             return;

@@ -1,6 +1,8 @@
 //! Driving real `ruang` processes through `--json`: spawn, send commands, wait for events.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -13,6 +15,45 @@ use serde_json::Value;
 /// The `ruang` binary under test.
 pub fn ruang() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ruang"))
+}
+
+/// Where a [`Proc`] runs and how it finds peers.
+#[derive(Clone, Debug)]
+pub struct Net {
+    /// Network namespace to run in (`ip netns exec`), or the test's own.
+    pub namespace: Option<String>,
+    /// Local discovery with mDNS.
+    pub mdns: bool,
+    /// `--listen` addresses (none: the node's defaults).
+    pub listen: Vec<String>,
+}
+
+impl Net {
+    /// The test's own namespace, QUIC on 127.0.0.1, no mDNS.
+    pub fn loopback() -> Net {
+        Net {
+            namespace: None,
+            mdns: false,
+            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".into()],
+        }
+    }
+
+    /// Inside `namespace`, on the node's default addresses, with or without mDNS.
+    pub fn inside(namespace: &str, mdns: bool) -> Net {
+        Net {
+            namespace: Some(namespace.to_string()),
+            mdns,
+            listen: Vec::new(),
+        }
+    }
+}
+
+/// Field added to every event a [`Proc`] reads: ms from the process start to the line.
+pub const ARRIVED_MS: &str = "_arrived_ms";
+
+/// When `event` was read, as time since its process started.
+pub fn arrived(event: &Value) -> Duration {
+    Duration::from_secs_f64(event[ARRIVED_MS].as_f64().unwrap_or(0.0) / 1e3)
 }
 
 /// A `ruang` process in `--json` mode.
@@ -29,17 +70,33 @@ impl Proc {
     /// Starts `ruang <args>` with its own identity and config folder under `dir`, on loopback
     /// QUIC, mDNS off.
     pub fn start(dir: &Path, name: &str, args: &[&str]) -> Result<Proc> {
+        Proc::start_on(dir, name, args, &Net::loopback())
+    }
+
+    /// Starts `ruang <args>` with its own identity and config folder under `dir`, on the
+    /// network `net` describes. `--name` is added for the commands that take one.
+    pub fn start_on(dir: &Path, name: &str, args: &[&str], net: &Net) -> Result<Proc> {
         let home = dir.join(name);
         std::fs::create_dir_all(&home)?;
-        let mut child = ruang()
-            .args(args)
-            .args([
-                "--name",
-                name,
-                "--no-mdns",
-                "--listen",
-                "/ip4/127.0.0.1/udp/0/quic-v1",
-            ])
+        let mut command = match &net.namespace {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_ruang")]);
+                c
+            }
+            None => ruang(),
+        };
+        command.args(args);
+        if matches!(args.first(), Some(&"host") | Some(&"join")) {
+            command.args(["--name", name]);
+        }
+        if !net.mdns {
+            command.arg("--no-mdns");
+        }
+        for l in &net.listen {
+            command.args(["--listen", l]);
+        }
+        let mut child = command
             .arg("--identity")
             .arg(home.join("identity.key"))
             .env("XDG_CONFIG_HOME", &home)
@@ -57,11 +114,19 @@ impl Proc {
         let stdout = child.stdout.take().context("stdout")?;
         let (tx, rx) = sync_channel(4096);
         let who = name.to_string();
+        let started = Instant::now();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 match serde_json::from_str::<Value>(&line) {
-                    Ok(v) => {
+                    Ok(mut v) => {
+                        // When it was printed, for timing joins (see `Proc::at`).
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert(
+                                ARRIVED_MS.into(),
+                                (started.elapsed().as_secs_f64() * 1e3).into(),
+                            );
+                        }
                         if tx.send(v).is_err() {
                             break;
                         }
@@ -130,6 +195,12 @@ impl Proc {
     /// Waits for an event named `name`.
     pub fn wait_event(&mut self, timeout: Duration, name: &str) -> Result<Value> {
         self.wait(timeout, name, |v| (v["event"] == name).then(|| v.clone()))
+    }
+
+    /// Kills the process at once (a crash, a pulled cable).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Waits for the process to exit, up to `timeout`; kills it after.

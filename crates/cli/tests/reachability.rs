@@ -1,0 +1,263 @@
+//! Real `ruang` processes on real network shapes, built from network namespaces (see
+//! `common::netns`): a LAN with mDNS only, homes behind NATs with a public relay, a relay that
+//! dies. Each test asserts that the room is heard (frames counted, the recording compared with
+//! the source) and prints how long the join took to the first audio. Root only: without it each
+//! test says it was skipped.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use common::netns::{Lab, Nat};
+use common::*;
+use ruang_testkit::heard;
+use serde_json::Value;
+
+/// Upper bound on any one wait of these tests.
+const T: Duration = Duration::from_secs(30);
+/// Seconds of voice the host speaks (it stops at the end of the file).
+const VOICE_SECONDS: f32 = 60.0;
+
+/// A host speaking a known voice, as a `--json` process.
+struct Host {
+    proc: Proc,
+    key: String,
+    ticket: String,
+    room_id: String,
+    reference: Vec<f32>,
+    /// Unix µs at which source sample 0 was due.
+    capture_started: u64,
+}
+
+fn start_host(dir: &Path, net: &Net, extra: &[&str]) -> Result<Host> {
+    let source = dir.join("host.wav");
+    let reference = write_voice(&source.to_path_buf(), 5, VOICE_SECONDS)?;
+    let mut args = vec![
+        "host",
+        "--title",
+        "reachability",
+        "--json",
+        "--input",
+        source.to_str().context("path")?,
+        "--output",
+        "null",
+    ];
+    args.extend_from_slice(extra);
+    let mut proc = Proc::start_on(dir, "host", &args, net)?;
+    let ready = proc.wait_event(T, "ready")?;
+    let capture = proc.wait_event(T, "capture_started")?;
+    Ok(Host {
+        capture_started: capture["unix_us"].as_u64().context("unix_us")?,
+        key: ready["key"].as_str().context("key")?.to_string(),
+        ticket: ready["ticket"].as_str().context("ticket")?.to_string(),
+        room_id: ready["room_id"].as_str().context("room_id")?.to_string(),
+        proc,
+        reference,
+    })
+}
+
+/// A listener that joined `target`, recording to `<name>.wav`.
+struct Listener {
+    proc: Proc,
+    recording: std::path::PathBuf,
+}
+
+fn start_listener(
+    dir: &Path,
+    name: &str,
+    target: &str,
+    net: &Net,
+    extra: &[&str],
+) -> Result<Listener> {
+    let recording = dir.join(format!("{name}.wav"));
+    let mut args = vec![
+        "join",
+        target,
+        "--json",
+        "--input",
+        "silence",
+        "--output",
+        recording.to_str().context("path")?,
+    ];
+    args.extend_from_slice(extra);
+    let proc = Proc::start_on(dir, name, &args, net)?;
+    Ok(Listener { proc, recording })
+}
+
+impl Listener {
+    /// Waits until `frames` frames from the host arrived; returns the time from the process
+    /// start to the first `stats` event that counted one (they come once a second).
+    fn hears(&mut self, host: &Host, frames: u64) -> Result<Duration> {
+        let mut first = None;
+        self.proc.wait(T, "frames from the host", |v: &Value| {
+            let n = (v["event"] == "stats")
+                .then(|| received_from(v, &host.key))
+                .flatten()
+                .unwrap_or(0);
+            if n > 0 && first.is_none() {
+                first = Some(arrived(v));
+            }
+            (n >= frames).then_some(())
+        })?;
+        first.context("no first frame")
+    }
+
+    /// Leaves, and checks that the recording holds the host's voice from where it joined.
+    fn holds(mut self, host: &Host) -> Result<()> {
+        let playout = self
+            .proc
+            .seen
+            .iter()
+            .find(|v| v["event"] == "playout_started")
+            .and_then(|v| v["unix_us"].as_u64())
+            .context("no playout_started event")?;
+        self.proc.close_stdin();
+        ensure!(
+            self.proc.exit(T)?.success(),
+            "[{}] exit status",
+            self.proc.name
+        );
+        let recording = read_wav(&self.recording)?;
+        // Source second 0 was due at `capture`; the listener started playing at `playout`.
+        let joined_s = playout.saturating_sub(host.capture_started) as f64 / 1e6;
+        let how = heard::Compare::seconds(joined_s + 2.0, joined_s + 5.0)
+            .started(host.capture_started, playout)
+            .max_delay_ms(3_000);
+        let compared = heard::compare(&host.reference, &recording, &how);
+        eprintln!(
+            "[{}] recording vs the host's source: {compared}",
+            self.proc.name
+        );
+        ensure!(
+            compared.is_heard(),
+            "[{}] did not hear the host's voice",
+            self.proc.name
+        );
+        Ok(())
+    }
+}
+
+/// One LAN, mDNS only (no bootstrap, no relay): a fresh process joins by the room id it has
+/// from `ruang rooms`, another by the ticket; both hear the host.
+#[test]
+fn lan_with_mdns_only() -> Result<()> {
+    let Some(mut lab) = Lab::new()? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let lan = lab.switch("lan")?;
+    let mut at = Vec::new();
+    for (i, name) in ["h1", "h2", "h3", "h4"].iter().enumerate() {
+        let ns = lab.namespace(name)?;
+        lab.plug(&lan, &ns, "eth0", &format!("10.9.0.{}/24", i + 1))?;
+        at.push(Net::inside(&ns, true));
+    }
+    let mut host = start_host(dir.path(), &at[0], &[])?;
+
+    // `ruang rooms` in a fresh process lists it.
+    let mut rooms = Proc::start_on(dir.path(), "browser", &["rooms", "--json"], &at[3])?;
+    let listed = rooms.wait(T, "the room listed", |v| {
+        (v["room_id"] == host.room_id.as_str()).then_some(())
+    });
+    listed.context("`ruang rooms` on the LAN")?;
+
+    let mut by_id = start_listener(dir.path(), "by-id", &host.room_id, &at[1], &[])?;
+    let mut by_ticket = start_listener(dir.path(), "by-ticket", &host.ticket, &at[2], &[])?;
+    let t_id = by_id.hears(&host, 150)?;
+    let t_ticket = by_ticket.hears(&host, 150)?;
+    eprintln!("join → first audio: by room id {t_id:?}, by ticket {t_ticket:?}");
+    by_id.holds(&host)?;
+    by_ticket.holds(&host)?;
+    host.proc.close_stdin();
+    host.proc.exit(T)?;
+    Ok(())
+}
+
+/// The internet of these tests: a switch with public addresses, a relay node on it, and two
+/// homes behind NATs of the given kinds.
+struct Internet {
+    lab: Lab,
+    relay: Proc,
+    /// The relay's QUIC address with its peer id.
+    relay_addr: String,
+    homes: [Net; 2],
+}
+
+fn internet(dir: &Path, nats: [Nat; 2]) -> Result<Option<Internet>> {
+    let Some(mut lab) = Lab::new()? else {
+        return Ok(None);
+    };
+    let wan = lab.switch("wan")?;
+    let relay_ns = lab.namespace("relay")?;
+    lab.plug(&wan, &relay_ns, "eth0", "203.0.113.1/24")?;
+    let a = lab.home("a", 1, &wan, "203.0.113.11/24", nats[0])?;
+    let b = lab.home("b", 2, &wan, "203.0.113.12/24", nats[1])?;
+    let relay_net = Net {
+        namespace: Some(relay_ns),
+        mdns: false,
+        listen: vec![
+            "/ip4/203.0.113.1/udp/4001/quic-v1".into(),
+            "/ip4/203.0.113.1/tcp/4001".into(),
+        ],
+    };
+    let mut relay = Proc::start_on(dir, "relay", &["node", "--relay", "--json"], &relay_net)?;
+    let ready = relay.wait_event(T, "ready")?;
+    let peer = ready["peer_id"].as_str().context("peer_id")?;
+    let relay_addr = format!("/ip4/203.0.113.1/udp/4001/quic-v1/p2p/{peer}");
+    Ok(Some(Internet {
+        lab,
+        relay,
+        relay_addr,
+        homes: [Net::inside(&a, false), Net::inside(&b, false)],
+    }))
+}
+
+/// Two homes behind cone NATs, a public relay: the host follows the README (`--bootstrap R
+/// --via-relay R`), the listener bootstraps from the relay and joins by ticket.
+#[test]
+fn cone_nat_to_cone_nat_via_a_relay() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(net) = internet(dir.path(), [Nat::Cone, Nat::Cone])? else {
+        return Ok(());
+    };
+    let r = net.relay_addr.as_str();
+    let mut host = start_host(
+        dir.path(),
+        &net.homes[0],
+        &["--bootstrap", r, "--via-relay", r],
+    )?;
+    ensure!(
+        host.ticket_has_circuit(),
+        "the host's ticket has no relay circuit address"
+    );
+    let mut listener = start_listener(
+        dir.path(),
+        "listener",
+        &host.ticket,
+        &net.homes[1],
+        &["--bootstrap", r],
+    )?;
+    let t = listener.hears(&host, 150)?;
+    eprintln!("join → first audio across two NATs: {t:?}");
+    listener.holds(&host)?;
+    host.proc.close_stdin();
+    host.proc.exit(T)?;
+    drop(net.relay);
+    drop(net.lab);
+    Ok(())
+}
+
+impl Host {
+    fn ticket_has_circuit(&self) -> bool {
+        ruang_proto::Ticket::parse(&self.ticket).is_ok_and(|t| {
+            t.addresses.iter().any(|a| {
+                ruang_net::Multiaddr::try_from(a.clone()).is_ok_and(|m| {
+                    m.iter()
+                        .any(|p| p == ruang_net::multiaddr::Protocol::P2pCircuit)
+                })
+            })
+        })
+    }
+}
