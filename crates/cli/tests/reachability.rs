@@ -62,6 +62,8 @@ fn start_host(dir: &Path, net: &Net, extra: &[&str]) -> Result<Host> {
 struct Listener {
     proc: Proc,
     recording: std::path::PathBuf,
+    /// When the first frame was counted (see [`Listener::hears`]).
+    first_frame: Option<Duration>,
 }
 
 fn start_listener(
@@ -83,7 +85,11 @@ fn start_listener(
     ];
     args.extend_from_slice(extra);
     let proc = Proc::start_on(dir, name, &args, net)?;
-    Ok(Listener { proc, recording })
+    Ok(Listener {
+        proc,
+        recording,
+        first_frame: None,
+    })
 }
 
 impl Listener {
@@ -101,6 +107,7 @@ impl Listener {
             }
             (n >= frames).then_some(())
         })?;
+        self.first_frame = first;
         first.context("no first frame")
     }
 
@@ -113,6 +120,9 @@ impl Listener {
             .find(|v| v["event"] == "playout_started")
             .and_then(|v| v["unix_us"].as_u64())
             .context("no playout_started event")?;
+        // The unix time the first frame was counted at (playout started before the join).
+        let first = self.first_frame.context("hears() first")?;
+        let first_us = self.proc.started_unix_us + first.as_micros() as u64;
         self.proc.close_stdin();
         ensure!(
             self.proc.exit(T)?.success(),
@@ -120,8 +130,8 @@ impl Listener {
             self.proc.name
         );
         let recording = read_wav(&self.recording)?;
-        // Source second 0 was due at `capture`; the listener started playing at `playout`.
-        let joined_s = playout.saturating_sub(host.capture_started) as f64 / 1e6;
+        // Source second 0 was due at `capture`; the listener heard it from about `first_us`.
+        let joined_s = first_us.saturating_sub(host.capture_started) as f64 / 1e6;
         let how = heard::Compare::seconds(joined_s + 2.0, joined_s + 5.0)
             .started(host.capture_started, playout)
             .max_delay_ms(3_000);
@@ -228,6 +238,7 @@ fn cone_nat_to_cone_nat_via_a_relay() -> Result<()> {
         &net.homes[0],
         &["--bootstrap", r, "--via-relay", r],
     )?;
+    eprintln!("host's ticket: {}", host.describe_ticket());
     ensure!(
         host.ticket_has_circuit(),
         "the host's ticket has no relay circuit address"
@@ -250,6 +261,19 @@ fn cone_nat_to_cone_nat_via_a_relay() -> Result<()> {
 }
 
 impl Host {
+    fn describe_ticket(&self) -> String {
+        ruang_proto::Ticket::parse(&self.ticket)
+            .map(|t| {
+                t.addresses
+                    .iter()
+                    .filter_map(|a| ruang_net::Multiaddr::try_from(a.clone()).ok())
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_else(|e| e.to_string())
+    }
+
     fn ticket_has_circuit(&self) -> bool {
         ruang_proto::Ticket::parse(&self.ticket).is_ok_and(|t| {
             t.addresses.iter().any(|a| {

@@ -25,6 +25,11 @@ pub(crate) enum Command {
         addr: Multiaddr,
         reply: Reply<Result<(), NetError>>,
     },
+    DialPeer {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: Reply<Result<(), NetError>>,
+    },
     EnsureConnected {
         peer: PeerId,
         reply: Reply<Result<(), NetError>>,
@@ -194,8 +199,23 @@ impl Client {
             .await?
     }
 
-    /// Connects to `peer` by its known addresses if not connected, and tries to add a QUIC
-    /// connection if only TCP or relayed ones exist and a QUIC address is known.
+    /// Connects to `peer` through all of `addrs` at once (direct and relayed alike; with or
+    /// without `/p2p/<peer>`): the first connection that works is kept, the other attempts end.
+    /// Resolves once connected, at once if connected already, or fails with
+    /// [`NetError::Dial`] (naming every address and why) / [`NetError::Timeout`] within
+    /// [`DIAL_TIMEOUT`].
+    pub async fn dial_peer(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), NetError> {
+        self.call("dial", DIAL_TIMEOUT, |reply| Command::DialPeer {
+            peer,
+            addrs,
+            reply,
+        })
+        .await?
+    }
+
+    /// Connects to `peer` by its known addresses if not connected (answering once connected,
+    /// any way), and in the background tries to add a QUIC connection if only TCP or relayed
+    /// ones exist and a QUIC address is known.
     pub(crate) async fn ensure_connected(&self, peer: PeerId) -> Result<(), NetError> {
         self.call("connecting", DIAL_TIMEOUT, |reply| {
             Command::EnsureConnected { peer, reply }

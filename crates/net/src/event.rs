@@ -124,6 +124,14 @@ pub enum Event {
         /// Our address through it, ending in `/p2p-circuit/p2p/<self>`.
         addr: Multiaddr,
     },
+    /// A reservation we held on a relay ended (the relay went away or refused to renew). The
+    /// network layer asks it again until it accepts ([`Event::RelayReservation`] then).
+    RelayLost {
+        /// The relay.
+        relay: PeerId,
+        /// What happened.
+        reason: String,
+    },
     /// An address of ours was confirmed reachable from outside (AutoNAT, or configured).
     ExternalAddrConfirmed {
         /// The address.

@@ -3,7 +3,7 @@
 //! and a timer; anything that waits on the network (dialling, syncing) runs in a spawned task
 //! that reports back, so the loop always keeps reading network events.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -83,6 +83,11 @@ const DIRECTORY_RETRY: Duration = Duration::from_millis(500);
 /// How long `join <room id>` waits for the room to reach the directory of a fresh node (mDNS,
 /// bootstrap and directory answers take a moment) before saying it is not listed.
 const JOIN_LOOKUP_MS: u64 = 15_000;
+/// Dials of a join to one peer when they fail quickly (see [`JOIN_DIAL_QUICK_FAILURE`]).
+const JOIN_DIAL_ATTEMPTS: u32 = 3;
+/// A join's dial that fails within this is tried again after as long: the first relayed dial
+/// of a fresh node can be cancelled while its connection to the relay is being set up.
+const JOIN_DIAL_QUICK_FAILURE: Duration = Duration::from_millis(500);
 /// How often a waiting lookup asks the connected peers for their directory again.
 const JOIN_LOOKUP_RETRY_MS: u64 = 2_000;
 /// Presence heartbeats per second that a room's audience sends in total, about: a listener's
@@ -127,11 +132,25 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
     client.subscribe(DIRECTORY_TOPIC).await?;
 
     let (events, _) = broadcast::channel(EVENT_BROADCAST_CAP);
-    let mut relay_addrs = Vec::new();
-    for relay in &config.relays {
-        match client.listen_via_relay(relay.clone()).await {
-            Ok(addr) => relay_addrs.push(addr),
-            Err(e) => warn!(%relay, error = %e, "relay reservation failed"),
+    // Reservations on every relay at once; the network layer keeps them (asks again when one
+    // fails or is lost) for as long as the node runs.
+    let reservations = config.relays.iter().map(|relay| {
+        let client = client.clone();
+        async move { (relay.clone(), client.listen_via_relay(relay.clone()).await) }
+    });
+    let mut relay_addrs = HashMap::new();
+    for (relay, result) in futures::future::join_all(reservations).await {
+        match result {
+            Ok(addr) => {
+                if let Some(peer) = peer_of(&relay) {
+                    relay_addrs.insert(peer, addr);
+                }
+            }
+            Err(e) => warn!(
+                %relay,
+                error = %e,
+                "no reservation on the relay yet (asking again in the background)"
+            ),
         }
     }
 
@@ -196,6 +215,7 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
         dht_server: true,
         banned_from: HashSet::new(),
         lookup: None,
+        relays_lost: HashSet::new(),
     };
     task.refresh_addrs().await;
     tokio::spawn(task.run());
@@ -227,7 +247,8 @@ struct Task {
     connected: HashSet<PeerId>,
     /// Our addresses with `/p2p/<self>`, best first.
     addrs: Vec<Multiaddr>,
-    relay_addrs: Vec<Multiaddr>,
+    /// Our address through each relay that holds a reservation for us.
+    relay_addrs: HashMap<PeerId, Multiaddr>,
     pending_join: Option<Reply<Joined>>,
     directory_synced: usize,
     /// Peers blocked for flooding (unblocked after [`FLOOD_BLOCK`]).
@@ -239,6 +260,8 @@ struct Task {
     banned_from: HashSet<RoomId>,
     /// A `join <room id>` waiting for the room to reach our directory.
     lookup: Option<Lookup>,
+    /// Relays whose reservation was lost and not regained yet.
+    relays_lost: HashSet<PeerId>,
 }
 
 /// A join by room id whose room is not in the directory yet.
@@ -1010,9 +1033,27 @@ impl Task {
                     s.streams_from.remove(&peer);
                 }
             }
-            Event::Listening { .. }
-            | Event::RelayReservation { .. }
-            | Event::ExternalAddrConfirmed { .. } => {
+            Event::RelayReservation { relay, addr } => {
+                if self.relay_addrs.insert(relay, addr).is_none() && self.relays_lost.remove(&relay)
+                {
+                    self.emit(NodeEvent::Notice {
+                        message: format!("reachable through relay {relay} again"),
+                    });
+                }
+                self.refresh_addrs().await;
+            }
+            Event::RelayLost { relay, reason } => {
+                self.relay_addrs.remove(&relay);
+                self.relays_lost.insert(relay);
+                self.emit(NodeEvent::Notice {
+                    message: format!(
+                        "lost relay {relay} ({reason}); people who reach you through it \
+                         cannot until it is back: reconnecting"
+                    ),
+                });
+                self.refresh_addrs().await;
+            }
+            Event::Listening { .. } | Event::ExternalAddrConfirmed { .. } => {
                 self.refresh_addrs().await;
             }
             Event::Discovered { .. } => {}
@@ -1024,7 +1065,7 @@ impl Task {
         let Ok(mut addrs) = self.client.p2p_addrs().await else {
             return;
         };
-        for a in &self.relay_addrs {
+        for a in self.relay_addrs.values() {
             if !addrs.contains(a) {
                 addrs.push(a.clone());
             }
@@ -1850,22 +1891,37 @@ async fn fetch_room(
     let host_peer = ids::peer_id(&host);
     let mut last_error = String::from("no address answered");
     let mut peer = None;
-    // QUIC first (the order the host listed them in), one at a time so the first that works
-    // is used and the rest are not dialled for nothing.
+    // Every address of a peer at once (direct, LAN and relayed race; the first that works
+    // is kept), the host's first. A dial that fails at once (a relayed dial while the
+    // connection to its relay is still being set up is cancelled) is tried again.
+    let mut by_peer: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
     for addr in &addrs {
-        let target = peer_of(addr).or(host_peer);
-        let Some(target) = target else { continue };
-        if let Some(hp) = host_peer
-            && peer_of(addr).is_none()
-        {
-            let _ = client.add_address(hp, addr.clone()).await;
+        let Some(target) = peer_of(addr).or(host_peer) else {
+            continue;
+        };
+        match by_peer.iter_mut().find(|(p, _)| *p == target) {
+            Some((_, list)) => list.push(addr.clone()),
+            None => by_peer.push((target, vec![addr.clone()])),
         }
-        match client.dial(addr.clone()).await {
-            Ok(()) => {
-                peer = Some(target);
-                break;
+    }
+    by_peer.sort_by_key(|(p, _)| Some(*p) != host_peer);
+    'peers: for (target, list) in by_peer {
+        for attempt in 1..=JOIN_DIAL_ATTEMPTS {
+            let started = tokio::time::Instant::now();
+            match client.dial_peer(target, list.clone()).await {
+                Ok(()) => {
+                    peer = Some(target);
+                    break 'peers;
+                }
+                Err(e) => {
+                    last_error = e.to_string();
+                    debug!(%target, attempt, error = %e, "join dial failed");
+                    if started.elapsed() > JOIN_DIAL_QUICK_FAILURE {
+                        break;
+                    }
+                    tokio::time::sleep(JOIN_DIAL_QUICK_FAILURE).await;
+                }
             }
-            Err(e) => last_error = format!("{addr}: {e}"),
         }
     }
     let Some(peer) = peer else {

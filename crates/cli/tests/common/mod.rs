@@ -64,6 +64,8 @@ pub struct Proc {
     events: Receiver<Value>,
     /// Every event seen so far.
     pub seen: Vec<Value>,
+    /// Unix µs when the process was started (events' [`arrived`] times count from it).
+    pub started_unix_us: u64,
 }
 
 impl Proc {
@@ -115,6 +117,10 @@ impl Proc {
         let (tx, rx) = sync_channel(4096);
         let who = name.to_string();
         let started = Instant::now();
+        let started_unix_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -142,6 +148,7 @@ impl Proc {
             stdin,
             events: rx,
             seen: Vec::new(),
+            started_unix_us,
         })
     }
 

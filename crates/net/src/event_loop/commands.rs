@@ -21,6 +21,7 @@ impl EventLoop {
                 }
             }
             Command::Dial { addr, reply } => self.dial(addr, reply),
+            Command::DialPeer { peer, addrs, reply } => self.dial_peer(peer, addrs, reply),
             Command::EnsureConnected { peer, reply } => self.ensure_connected(peer, reply),
             Command::AddAddress { peer, addr } => {
                 // Not into Kademlia: these come from a room's presence, and every new routing

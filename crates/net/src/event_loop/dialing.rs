@@ -30,6 +30,33 @@ impl EventLoop {
         self.start_dial(opts, addr.to_string(), Some(reply), false);
     }
 
+    /// Dials `peer` on every address in `addrs` at once (see `Client::dial_peer`).
+    pub(super) fn dial_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, reply: Waiter) {
+        if peer == self.local_peer_id {
+            let _ = reply.send(Err(NetError::NotConnected {
+                peer,
+                reason: "cannot connect to ourselves".into(),
+            }));
+            return;
+        }
+        if self.swarm.is_connected(&peer) {
+            let _ = reply.send(Ok(()));
+            self.maybe_upgrade(peer, None);
+            return;
+        }
+        let addrs: Vec<Multiaddr> = addrs
+            .into_iter()
+            .filter(|a| peer_of(a).is_none_or(|p| p == peer))
+            .map(|a| crate::addr_book::strip_peer(a, peer))
+            .collect();
+        self.learn(peer, addrs.clone());
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::Always)
+            .build();
+        self.start_dial(opts, peer.to_string(), Some(reply), false);
+    }
+
     pub(super) fn start_dial(
         &mut self,
         opts: DialOpts,
@@ -83,7 +110,8 @@ impl EventLoop {
             return;
         }
         if self.swarm.is_connected(&peer) {
-            self.maybe_upgrade(peer, Some(reply));
+            let _ = reply.send(Ok(()));
+            self.maybe_upgrade(peer, None);
             return;
         }
         let opts = DialOpts::peer_id(peer)
@@ -141,6 +169,8 @@ impl EventLoop {
         self.start_dial(opts, target, reply, true);
     }
 
+    /// Keeps a reservation on `relay` from now on; `reply` gets our address through it once
+    /// the first reservation is accepted.
     pub(super) fn listen_via_relay(
         &mut self,
         relay: Multiaddr,
@@ -153,26 +183,109 @@ impl EventLoop {
             }));
             return;
         };
+        if relay_peer == self.local_peer_id {
+            let _ = reply.send(Err(NetError::BadAddress {
+                addr: relay,
+                reason: "that is our own peer id",
+            }));
+            return;
+        }
         self.learn(relay_peer, vec![relay.clone()]);
-        let circuit = relay.clone().with(libp2p::multiaddr::Protocol::P2pCircuit);
-        match self.swarm.listen_on(circuit) {
-            Ok(id) => {
-                self.relays.insert(
-                    id,
-                    PendingRelay {
-                        relay,
-                        relay_peer,
-                        reply,
-                    },
-                );
+        if let Some(kept) = self.relays.get_mut(&relay_peer) {
+            match &kept.state {
+                RelayState::Reserved(_, addr) => {
+                    let _ = reply.send(Ok(addr.clone()));
+                }
+                _ => kept.waiters.push(reply),
             }
+            return;
+        }
+        self.relays.insert(
+            relay_peer,
+            KeptRelay {
+                addr: relay,
+                state: RelayState::Waiting(tokio::time::Instant::now()),
+                backoff: RELAY_RETRY_MIN,
+                waiters: vec![reply],
+            },
+        );
+        self.reserve(relay_peer);
+    }
+
+    /// Asks `relay` (a kept relay) for a reservation now, unless one is held or asked for.
+    pub(super) fn reserve(&mut self, relay: PeerId) {
+        let Some(kept) = self.relays.get_mut(&relay) else {
+            return;
+        };
+        if !matches!(kept.state, RelayState::Waiting(_)) {
+            return;
+        }
+        let circuit = kept.addr.clone().with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(circuit) {
+            Ok(id) => kept.state = RelayState::Reserving(id),
             Err(e) => {
-                let _ = reply.send(Err(NetError::Relay {
-                    relay,
-                    reason: e.to_string(),
-                }));
+                let reason = e.to_string();
+                self.relay_failed(relay, reason);
             }
         }
+    }
+
+    /// A kept relay's reservation failed or ended: tell the node if it was held, and wait
+    /// before asking again.
+    pub(super) fn relay_failed(&mut self, relay: PeerId, reason: String) {
+        let Some(kept) = self.relays.get_mut(&relay) else {
+            return;
+        };
+        let was_reserved = matches!(kept.state, RelayState::Reserved(..));
+        if was_reserved {
+            kept.backoff = RELAY_RETRY_MIN;
+        }
+        tracing::debug!(%relay, %reason, backoff = ?kept.backoff, "relay reservation failed or lost");
+        kept.state = RelayState::Waiting(tokio::time::Instant::now() + kept.backoff);
+        kept.backoff = (kept.backoff * 2).min(RELAY_RETRY_MAX);
+        if was_reserved {
+            self.emit(Event::RelayLost { relay, reason });
+        }
+    }
+
+    /// A kept relay accepted a reservation on listener `id`.
+    pub(super) fn relay_reserved(&mut self, relay: PeerId, id: ListenerId, address: Multiaddr) {
+        let addr = with_peer(address, self.local_peer_id);
+        let Some(kept) = self.relays.get_mut(&relay) else {
+            return;
+        };
+        kept.state = RelayState::Reserved(id, addr.clone());
+        kept.backoff = RELAY_RETRY_MIN;
+        for w in kept.waiters.drain(..) {
+            let _ = w.send(Ok(addr.clone()));
+        }
+        self.emit(Event::RelayReservation { relay, addr });
+    }
+
+    /// Asks again the kept relays whose wait is over; answers waiters who gave up.
+    pub(super) fn retry_relays(&mut self) {
+        let now = tokio::time::Instant::now();
+        let due: Vec<PeerId> = self
+            .relays
+            .iter_mut()
+            .filter_map(|(peer, kept)| {
+                kept.waiters.retain(|w| !w.is_closed());
+                matches!(kept.state, RelayState::Waiting(at) if at <= now).then_some(*peer)
+            })
+            .collect();
+        for relay in due {
+            self.reserve(relay);
+        }
+    }
+
+    /// The kept relay whose circuit listener is `id`, if any.
+    pub(super) fn relay_of_listener(&self, id: ListenerId) -> Option<PeerId> {
+        self.relays
+            .iter()
+            .find_map(|(peer, kept)| match kept.state {
+                RelayState::Reserving(l) | RelayState::Reserved(l, _) if l == id => Some(*peer),
+                _ => None,
+            })
     }
 
     /// Records addresses of `peer` in our book and Kademlia; returns the new ones.

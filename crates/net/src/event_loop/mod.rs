@@ -75,12 +75,33 @@ struct Conn {
     dialer: bool,
 }
 
-/// A relay reservation someone waits for.
-struct PendingRelay {
-    relay: Multiaddr,
-    relay_peer: PeerId,
-    reply: Reply<Result<Multiaddr, NetError>>,
+/// A relay we keep a reservation on for as long as the node runs: when the reservation fails
+/// or the relay goes away, we ask again (after [`RELAY_RETRY_MIN`], doubling up to
+/// [`RELAY_RETRY_MAX`]), and at once when the relay connects again.
+struct KeptRelay {
+    /// The relay's address, with `/p2p/<relay>`.
+    addr: Multiaddr,
+    state: RelayState,
+    /// Wait before the next attempt after a failure.
+    backoff: Duration,
+    /// Callers of `listen_via_relay` waiting for the first reservation.
+    waiters: Vec<Reply<Result<Multiaddr, NetError>>>,
 }
+
+/// Where a [`KeptRelay`] is.
+enum RelayState {
+    /// A circuit listener is asking the relay for a reservation.
+    Reserving(ListenerId),
+    /// Reserved: others reach us at the address.
+    Reserved(ListenerId, Multiaddr),
+    /// Waiting to ask again.
+    Waiting(tokio::time::Instant),
+}
+
+/// First wait before asking a relay again after a failed or lost reservation.
+const RELAY_RETRY_MIN: Duration = Duration::from_millis(250);
+/// Longest wait between attempts: a relay back from a restart is used again within this.
+const RELAY_RETRY_MAX: Duration = Duration::from_secs(4);
 
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -99,7 +120,8 @@ pub(crate) struct EventLoop {
     /// Callers waiting for any connection to a peer.
     peer_waiters: HashMap<PeerId, Vec<Waiter>>,
     sync_requests: HashMap<request_response::OutboundRequestId, Reply<Result<Vec<u8>, NetError>>>,
-    relays: HashMap<ListenerId, PendingRelay>,
+    /// Relays we keep a reservation on, by relay peer id.
+    relays: HashMap<PeerId, KeptRelay>,
     /// Initial listeners not yet bound, and callers waiting for them.
     unbound: HashMap<ListenerId, Multiaddr>,
     listen_waiters: Vec<Reply<Result<(), NetError>>>,
@@ -234,15 +256,7 @@ impl EventLoop {
             !w.is_empty()
         });
         self.sync_requests.retain(|_, r| !r.is_closed());
-        let swarm = &mut self.swarm;
-        self.relays.retain(|id, r| {
-            if r.reply.is_closed() {
-                swarm.remove_listener(*id);
-                false
-            } else {
-                true
-            }
-        });
+        self.retry_relays();
         self.listen_waiters.retain(|w| !w.is_closed());
         // gossipsub has dropped these from its cache by now (GOSSIP_VALIDATION_WINDOW).
         self.awaiting_verdict
@@ -316,12 +330,31 @@ impl EventLoop {
     }
 }
 
+/// `e` and its sources, one after the other (libp2p's transport errors often say nothing at the
+/// top level: the reason is a few sources down).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    if parts.is_empty() {
+        "failed".into()
+    } else {
+        parts.join(": ")
+    }
+}
+
 pub(super) fn dial_error(target: &str, e: &DialError) -> NetError {
     let reason = match e {
         DialError::Denied { cause } => format!("refused locally ({cause})"),
         DialError::Transport(errors) => errors
             .iter()
-            .map(|(a, e)| format!("{a}: {e}"))
+            .map(|(a, e)| format!("{a}: {}", error_chain(e)))
             .collect::<Vec<_>>()
             .join("; "),
         other => other.to_string(),

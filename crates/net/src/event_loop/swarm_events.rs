@@ -94,13 +94,8 @@ impl EventLoop {
                 let _ = w.send(Ok(()));
             }
         }
-        if let Some(pending) = self.relays.remove(&listener_id) {
-            let addr = with_peer(address.clone(), self.local_peer_id);
-            let _ = pending.reply.send(Ok(addr.clone()));
-            self.emit(Event::RelayReservation {
-                relay: pending.relay_peer,
-                addr,
-            });
+        if let Some(relay) = self.relay_of_listener(listener_id) {
+            self.relay_reserved(relay, listener_id, address.clone());
         }
         if self.listen_is_external && !is_circuit {
             self.swarm.add_external_address(address.clone());
@@ -117,11 +112,8 @@ impl EventLoop {
             self.listen_error = Some(err);
             return;
         }
-        if let Some(pending) = self.relays.remove(&listener_id) {
-            let _ = pending.reply.send(Err(NetError::Relay {
-                relay: pending.relay,
-                reason,
-            }));
+        if let Some(relay) = self.relay_of_listener(listener_id) {
+            self.relay_failed(relay, reason);
             return;
         }
         tracing::debug!(?listener_id, %reason, "listener closed");
@@ -150,10 +142,21 @@ impl EventLoop {
                 let _ = w.send(Ok(()));
             }
         }
-        for w in self.peer_waiters.remove(&peer).unwrap_or_default() {
-            self.maybe_upgrade(peer, Some(w));
+        // Whoever waits for the peer (an audio link, say) goes ahead on this connection; a
+        // better one, if any, is tried in the background (`dedup` then closes this one).
+        let waiters = self.peer_waiters.remove(&peer).unwrap_or_default();
+        let waited = !waiters.is_empty();
+        for w in waiters {
+            let _ = w.send(Ok(()));
+        }
+        if waited {
+            self.maybe_upgrade(peer, None);
         }
         self.dedup(peer);
+        // A kept relay we wait to ask again is back: ask now.
+        if self.relays.contains_key(&peer) {
+            self.reserve(peer);
+        }
         if num_established == 1 {
             self.emit(Event::PeerConnected { peer, addr: remote });
         }
