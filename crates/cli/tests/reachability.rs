@@ -94,21 +94,24 @@ fn start_listener(
 
 impl Listener {
     /// Waits until `frames` frames from the host arrived; returns the time from the process
-    /// start to the first `stats` event that counted one (they come once a second).
+    /// start to the first frame (the unix time in the `hearing` event).
     fn hears(&mut self, host: &Host, frames: u64) -> Result<Duration> {
         let mut first = None;
         self.proc.wait(T, "frames from the host", |v: &Value| {
+            if v["event"] == "hearing" && v["peer_id"] == host.key.as_str() {
+                let unix_us = v["unix_us"].as_u64().unwrap_or(0);
+                first = Some(unix_us);
+            }
             let n = (v["event"] == "stats")
                 .then(|| received_from(v, &host.key))
                 .flatten()
                 .unwrap_or(0);
-            if n > 0 && first.is_none() {
-                first = Some(arrived(v));
-            }
             (n >= frames).then_some(())
         })?;
-        self.first_frame = first;
-        first.context("no first frame")
+        let first = first.context("no hearing event")?;
+        let after = Duration::from_micros(first.saturating_sub(self.proc.started_unix_us));
+        self.first_frame = Some(after);
+        Ok(after)
     }
 
     /// Leaves, and checks that the recording holds the host's voice from where it joined.
@@ -123,6 +126,12 @@ impl Listener {
         // The unix time the first frame was counted at (playout started before the join).
         let first = self.first_frame.context("hears() first")?;
         let first_us = self.proc.started_unix_us + first.as_micros() as u64;
+        // Seven seconds of it, so source seconds 2 to 5 after the join are all in.
+        self.proc
+            .wait(T, "seven seconds of the host", |v: &Value| {
+                (v["event"] == "stats" && received_from(v, &host.key).unwrap_or(0) >= 350)
+                    .then_some(())
+            })?;
         self.proc.close_stdin();
         ensure!(
             self.proc.exit(T)?.success(),
@@ -284,4 +293,54 @@ impl Host {
             })
         })
     }
+}
+
+/// A listener leaves and comes back at once with the same identity (an accidental `q`), then
+/// crashes and comes back at once: each time it hears the host again, and the host lists it as
+/// present. Loopback is enough for this one (no root needed).
+#[test]
+fn rejoin_at_once_with_the_same_identity() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let net = Net::loopback();
+    let mut host = start_host(dir.path(), &net, &[])?;
+    let mut listener = start_listener(dir.path(), "listener", &host.ticket, &net, &[])?;
+    listener.hears(&host, 50)?;
+    let key = listener
+        .proc
+        .seen
+        .iter()
+        .find(|v| v["event"] == "ready")
+        .and_then(|v| v["key"].as_str().map(String::from))
+        .context("the listener's key")?;
+    host.proc.wait(T, "the listener present", |v| {
+        state_lists(v, "audience", &key).then_some(())
+    })?;
+    listener.proc.close_stdin();
+    ensure!(
+        listener.proc.exit(T)?.success(),
+        "the listener left cleanly"
+    );
+    host.proc.wait(T, "the listener gone", |v| {
+        (v["event"] == "state" && !state_lists(v, "audience", &key)).then_some(())
+    })?;
+    // Same name, same folder: the same identity key.
+    let mut again = start_listener(dir.path(), "listener", &host.ticket, &net, &[])?;
+    let t = again.hears(&host, 50)?;
+    host.proc
+        .wait(Duration::from_secs(10), "the listener present again", |v| {
+            state_lists(v, "audience", &key).then_some(())
+        })?;
+    eprintln!("rejoin → first audio: {t:?}");
+    again.holds(&host)?;
+    // Now a crash: killed, no goodbye; its connections die silently. Back at once.
+    let mut crashed = start_listener(dir.path(), "listener", &host.ticket, &net, &[])?;
+    crashed.hears(&host, 10)?;
+    crashed.proc.kill();
+    let mut back = start_listener(dir.path(), "listener", &host.ticket, &net, &[])?;
+    let t = back.hears(&host, 50)?;
+    eprintln!("rejoin after a crash → first audio: {t:?}");
+    back.holds(&host)?;
+    host.proc.close_stdin();
+    host.proc.exit(T)?;
+    Ok(())
 }

@@ -23,6 +23,11 @@ pub const AUDIO_INBOX_CAP: usize = 2048;
 
 /// Upper bound of a `Client` call that only talks to the event loop.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A QUIC connection whose peer sent nothing for this long is dead (a crashed or restarted
+/// process, a lost path) and is closed.
+pub const QUIC_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// An idle QUIC connection sends a keep-alive this often (well within [`QUIC_IDLE_TIMEOUT`]).
+pub const QUIC_KEEP_ALIVE: Duration = Duration::from_millis(1_000);
 /// How long a dial (including `Client::dial`) may take.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a `/ruang/sync/1` request waits for its response.

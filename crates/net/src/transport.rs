@@ -14,10 +14,22 @@ use crate::{
     behaviour::Behaviour,
     config::{Config, Transport},
     error::NetError,
+    limits::{QUIC_IDLE_TIMEOUT, QUIC_KEEP_ALIVE},
 };
 
 /// Upper bound on a memory-transport connection upgrade (Noise + Yamux).
 const MEMORY_UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// QUIC's liveness: a connection whose peer is silent for [`QUIC_IDLE_TIMEOUT`] is closed, and
+/// an idle one sends a keep-alive every [`QUIC_KEEP_ALIVE`]. libp2p's default (10 s, 5 s) kept
+/// a dead connection to a peer that had restarted for 10 s, during which its new connection
+/// was a second one to the same peer id and gossipsub never greeted it (see
+/// `EventLoop::on_closed`).
+fn quic_config(mut c: libp2p::quic::Config) -> libp2p::quic::Config {
+    c.max_idle_timeout = QUIC_IDLE_TIMEOUT.as_millis() as u32;
+    c.keep_alive_interval = QUIC_KEEP_ALIVE;
+    c
+}
 
 /// Builds the swarm for `config`. Must run inside a tokio runtime.
 pub(crate) fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, NetError> {
@@ -41,7 +53,7 @@ pub(crate) fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, NetError>
         Transport::QuicAndTcp => builder
             .with_tcp(tcp_config(), noise::Config::new, yamux::Config::default)
             .map_err(|e| err(&e))?
-            .with_quic()
+            .with_quic_config(quic_config)
             .with_dns()
             .map_err(|e| err(&e))?
             .with_relay_client(noise::Config::new, yamux::Config::default)
@@ -51,7 +63,7 @@ pub(crate) fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, NetError>
             .with_swarm_config(swarm_config)
             .build(),
         Transport::QuicOnly => builder
-            .with_quic()
+            .with_quic_config(quic_config)
             .with_dns()
             .map_err(|e| err(&e))?
             .with_relay_client(noise::Config::new, yamux::Config::default)

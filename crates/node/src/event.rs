@@ -182,6 +182,15 @@ pub enum NodeEvent {
         /// Talking now?
         active: bool,
     },
+    /// The first audio of a speaker reached this node (once per speaker and room).
+    Hearing {
+        /// Their key (hex).
+        peer_id: String,
+        /// Their name.
+        name: String,
+        /// Unix µs at which the first frame arrived.
+        unix_us: u64,
+    },
     /// A chat line.
     Chat {
         /// Author key (hex).

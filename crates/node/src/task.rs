@@ -1836,6 +1836,17 @@ impl Task {
                     active,
                 });
             }
+            AudioEvent::FirstFrame(key, unix_us) => {
+                let name = match &self.session {
+                    Some(s) => s.name_of(&key),
+                    None => key.fingerprint().to_string(),
+                };
+                self.emit(NodeEvent::Hearing {
+                    peer_id: key.to_hex(),
+                    name,
+                    unix_us,
+                });
+            }
             AudioEvent::Stats(list) => {
                 let speakers = list
                     .into_iter()
@@ -1905,6 +1916,11 @@ async fn fetch_room(
         }
     }
     by_peer.sort_by_key(|(p, _)| Some(*p) != host_peer);
+    // Relayed addresses need their relay connected first: a circuit dialled while the
+    // connection to its relay is still being set up (a bootstrap dial to the same node, say)
+    // is cancelled. So connect to the relays, all at once, then dial.
+    let relays: HashSet<Multiaddr> = addrs.iter().filter_map(relay_part).collect();
+    futures::future::join_all(relays.into_iter().map(|r| client.dial(r))).await;
     'peers: for (target, list) in by_peer {
         for attempt in 1..=JOIN_DIAL_ATTEMPTS {
             let started = tokio::time::Instant::now();
@@ -1990,6 +2006,19 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
             _ => None,
         })
         .last()
+}
+
+/// The relay's own address (with its `/p2p/<relay>`) in a relayed address, if it is one.
+fn relay_part(addr: &Multiaddr) -> Option<Multiaddr> {
+    use ruang_net::multiaddr::Protocol;
+    let mut relay = Multiaddr::empty();
+    for p in addr.iter() {
+        if p == Protocol::P2pCircuit {
+            return matches!(relay.iter().last(), Some(Protocol::P2p(_))).then_some(relay);
+        }
+        relay.push(p);
+    }
+    None
 }
 
 fn is_quic(addr: &Multiaddr) -> bool {

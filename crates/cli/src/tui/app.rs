@@ -214,6 +214,9 @@ impl App {
                 self.push_system(LineKind::Error, message);
             }
             NodeEvent::Notice { message } => self.push_system(LineKind::Notice, message),
+            NodeEvent::Hearing { name, .. } => {
+                self.push_system(LineKind::Notice, format!("audio from {name} is coming in"));
+            }
             NodeEvent::SourceEnded => {
                 self.push_system(LineKind::Notice, "your audio source ended".into());
             }

@@ -52,6 +52,8 @@ const KEEP_PEERS: usize = 12;
 const TRIM_AFTER: Duration = Duration::from_secs(30);
 /// How long shutdown waits for connections to close cleanly.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long shutdown keeps the transports running once every connection is closed.
+const CLOSE_LINGER: Duration = Duration::from_millis(150);
 
 type Waiter = Reply<Result<(), NetError>>;
 
@@ -228,6 +230,15 @@ impl EventLoop {
         let swarm = &mut self.swarm;
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while swarm.connected_peers().next().is_some() {
+                swarm.select_next_some().await;
+            }
+        })
+        .await;
+        // A closed QUIC connection's CONNECTION_CLOSE is sent by its endpoint a moment later:
+        // without this the process could exit first, and its peers would hold the dead
+        // connection until it timed out (a quick rejoin then found itself ignored).
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            loop {
                 swarm.select_next_some().await;
             }
         })

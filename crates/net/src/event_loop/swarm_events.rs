@@ -39,11 +39,23 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, ?cause, "connection closed");
+                let mut oldest = false;
                 if let Some(list) = self.connections.get_mut(&peer_id) {
+                    let since = list.iter().find(|c| c.id == connection_id).map(|c| c.since);
                     list.retain(|c| c.id != connection_id);
+                    oldest = since.is_some_and(|s| list.iter().all(|c| c.since > s));
                     if list.is_empty() {
                         self.connections.remove(&peer_id);
                     }
+                }
+                // A connection died (timed out, reset) while another to the same peer is up:
+                // most often the peer restarted and dialled again. gossipsub greets a peer
+                // only on its first connection and sends on any of them, so the new process
+                // never learnt our subscriptions and some messages went into the dead one.
+                // Start over: disconnect, and whoever needs the peer dials again as new.
+                if num_established > 0 && oldest && cause.is_some() {
+                    tracing::debug!(peer = %peer_id, "a connection died beside another: reconnecting afresh");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
                 }
                 if num_established == 0 {
                     self.rtt.remove(&peer_id);

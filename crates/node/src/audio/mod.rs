@@ -47,6 +47,9 @@ pub enum AudioEvent {
     SourceEnded,
     /// A speaker started or stopped talking (`None`: this node's own microphone).
     Speaking(Option<PublicKey>, bool),
+    /// The first frame of a speaker in this room arrived at this unix µs (once per speaker
+    /// and room, for "now hearing" and for timing joins).
+    FirstFrame(PublicKey, u64),
     /// Per-speaker counters.
     Stats(Vec<(PublicKey, ruang_audio::jitter::SpeakerStats)>),
     /// A peer sends frames far above the frame rate.

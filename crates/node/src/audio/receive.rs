@@ -5,7 +5,7 @@
 //! (direct streams only, until forwarding hops exist). A peer sending far above the frame rate
 //! is rate-limited, and reported so the node can close its streams.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,6 +13,7 @@ use ruang_audio::wire::Frame;
 use ruang_net::{AudioInbox, PeerId};
 use ruang_proto::PublicKey;
 use ruang_proto::ephemeral::{Rate, RateLimiter};
+use ruang_proto::room::RoomId;
 use tokio::sync::mpsc;
 
 use super::playout::SharedMixing;
@@ -72,6 +73,8 @@ pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
     } = receiver;
     let mut headers: HashMap<Arc<[u8]>, Option<AudioHeader>> = HashMap::new();
     let mut speakers: HashMap<PeerId, Option<PublicKey>> = HashMap::new();
+    // Speakers whose first frame in a room was reported.
+    let mut heard: HashSet<(RoomId, PublicKey)> = HashSet::new();
     // Twice the nominal rate on average: a speaker's own rate never trips it.
     let mut limiter = RateLimiter::new(FRAME_BURST, f64::from(frame_rate) * 2.0, MAX_TRACKED_PEERS);
     while let Some(input) = inbox.recv().await {
@@ -124,6 +127,13 @@ pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
                     Ok(payload) => frame.payload = payload,
                     Err(_) => break 'verdict Verdict::Malformed,
                 }
+            }
+            if heard.len() > MAX_TRACKED_PEERS {
+                heard.clear();
+            }
+            if heard.insert((header.room, header.speaker)) {
+                let at = clock.unix_us(clock.at(input.received_at));
+                let _ = events.try_send(AudioEvent::FirstFrame(header.speaker, at));
             }
             if decode {
                 let arrival = clock.at(input.received_at);
