@@ -115,7 +115,15 @@ impl Listener {
     }
 
     /// Leaves, and checks that the recording holds the host's voice from where it joined.
-    fn holds(mut self, host: &Host) -> Result<()> {
+    fn holds(self, host: &Host) -> Result<()> {
+        let first = self.first_frame.context("hears() first")?;
+        let first_us = self.proc.started_unix_us + first.as_micros() as u64;
+        self.holds_from(host, first_us)
+    }
+
+    /// Leaves, and checks that the recording holds the host's voice from unix µs `first_us`
+    /// (when audio started or came back) on.
+    fn holds_from(mut self, host: &Host, first_us: u64) -> Result<()> {
         let playout = self
             .proc
             .seen
@@ -123,13 +131,13 @@ impl Listener {
             .find(|v| v["event"] == "playout_started")
             .and_then(|v| v["unix_us"].as_u64())
             .context("no playout_started event")?;
-        // The unix time the first frame was counted at (playout started before the join).
-        let first = self.first_frame.context("hears() first")?;
-        let first_us = self.proc.started_unix_us + first.as_micros() as u64;
-        // Seven seconds of it, so source seconds 2 to 5 after the join are all in.
+        let heard_before = self.received(host)?;
+        // Six more seconds of it (it is past `first_us` now), so that source seconds 2 to 5
+        // from `first_us` are all in.
         self.proc
-            .wait(T, "seven seconds of the host", |v: &Value| {
-                (v["event"] == "stats" && received_from(v, &host.key).unwrap_or(0) >= 350)
+            .wait(T, "six more seconds of the host", |v: &Value| {
+                (v["event"] == "stats"
+                    && received_from(v, &host.key).unwrap_or(0) >= heard_before + 300)
                     .then_some(())
             })?;
         self.proc.close_stdin();
@@ -201,6 +209,8 @@ struct Internet {
     relay: Proc,
     /// The relay's QUIC address with its peer id.
     relay_addr: String,
+    /// Where the relay runs.
+    relay_net: Net,
     homes: [Net; 2],
 }
 
@@ -229,6 +239,7 @@ fn internet(dir: &Path, nats: [Nat; 2]) -> Result<Option<Internet>> {
         lab,
         relay,
         relay_addr,
+        relay_net,
         homes: [Net::inside(&a, false), Net::inside(&b, false)],
     }))
 }
@@ -343,4 +354,90 @@ fn rejoin_at_once_with_the_same_identity() -> Result<()> {
     host.proc.close_stdin();
     host.proc.exit(T)?;
     Ok(())
+}
+
+/// Cone NAT ↔ symmetric NAT: hole punching cannot work, the room is carried by the relay.
+/// Then the relay is killed and started again (same identity, same port): the host reserves
+/// again, the listener reconnects, and audio comes back with no one doing anything.
+#[test]
+fn relayed_room_survives_a_relay_restart() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(mut net) = internet(dir.path(), [Nat::Cone, Nat::Symmetric])? else {
+        return Ok(());
+    };
+    let r = net.relay_addr.clone();
+    let mut host = start_host(
+        dir.path(),
+        &net.homes[0],
+        &["--bootstrap", &r, "--via-relay", &r],
+    )?;
+    let mut listener = start_listener(
+        dir.path(),
+        "listener",
+        &host.ticket,
+        &net.homes[1],
+        &["--bootstrap", &r],
+    )?;
+    let t = listener.hears(&host, 100)?;
+    eprintln!("join → first audio, cone ↔ symmetric: {t:?}");
+
+    net.relay.kill();
+    let killed = std::time::Instant::now();
+    host.proc.wait(T, "a notice that the relay is lost", |v| {
+        (v["event"] == "notice"
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("lost relay")))
+        .then_some(())
+    })?;
+    eprintln!("relay loss noticed after {:?}", killed.elapsed());
+    let before = listener.received(&host)?;
+    let mut relay = restart_relay(dir.path(), &net)?;
+    let restarted = std::time::Instant::now();
+    host.proc.wait(T, "a notice that the relay is back", |v| {
+        (v["event"] == "notice" && v["message"].as_str().is_some_and(|m| m.contains("again")))
+            .then_some(())
+    })?;
+    let mut back = None;
+    listener.proc.wait(T, "audio back", |v: &Value| {
+        let n = (v["event"] == "stats")
+            .then(|| received_from(v, &host.key))
+            .flatten()
+            .unwrap_or(0);
+        if n > before && back.is_none() {
+            back = Some(restarted.elapsed());
+        }
+        (n >= before + 250).then_some(())
+    })?;
+    let back = back.context("audio back")?;
+    eprintln!("relay restart → audio back within {back:?} (stats once a second)");
+    let back_us = unix_us_now() - restarted.elapsed().as_micros() as u64 + back.as_micros() as u64;
+    listener.holds_from(&host, back_us)?;
+    host.proc.close_stdin();
+    host.proc.exit(T)?;
+    relay.kill();
+    Ok(())
+}
+
+fn unix_us_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Starts the relay again in its namespace, with its identity and port.
+fn restart_relay(dir: &Path, net: &Internet) -> Result<Proc> {
+    let mut relay = Proc::start_on(dir, "relay", &["node", "--relay", "--json"], &net.relay_net)?;
+    relay.wait_event(T, "ready")?;
+    Ok(relay)
+}
+
+impl Listener {
+    /// Frames received from the host so far (from the next `stats` event).
+    fn received(&mut self, host: &Host) -> Result<u64> {
+        self.proc.wait(T, "stats", |v: &Value| {
+            (v["event"] == "stats").then(|| received_from(v, &host.key).unwrap_or(0))
+        })
+    }
 }

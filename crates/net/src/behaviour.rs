@@ -191,6 +191,10 @@ fn gossipsub_behaviour() -> Result<Gossipsub, String> {
         // Publish to every subscribed peer we know, not just the mesh: fastest first hop.
         .flood_publish(true)
         .duplicate_cache_time(Duration::from_secs(120))
+        // A node leaving a room asks its mesh not to graft it back for this long. gossipsub's
+        // 10 s made a quick rejoin with the same identity graft "within backoff" and lose
+        // score at every member it knew.
+        .unsubscribe_backoff(Duration::from_secs(1))
         .build()
         .map_err(|e| format!("gossipsub config: {e}"))?;
     let filter = gossipsub::MaxCountSubscriptionFilter {

@@ -216,7 +216,7 @@ impl Client {
     /// Connects to `peer` by its known addresses if not connected (answering once connected,
     /// any way), and in the background tries to add a QUIC connection if only TCP or relayed
     /// ones exist and a QUIC address is known.
-    pub(crate) async fn ensure_connected(&self, peer: PeerId) -> Result<(), NetError> {
+    pub async fn connect(&self, peer: PeerId) -> Result<(), NetError> {
         self.call("connecting", DIAL_TIMEOUT, |reply| {
             Command::EnsureConnected { peer, reply }
         })

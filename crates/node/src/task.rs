@@ -88,6 +88,11 @@ const JOIN_DIAL_ATTEMPTS: u32 = 3;
 /// A join's dial that fails within this is tried again after as long: the first relayed dial
 /// of a fresh node can be cancelled while its connection to the relay is being set up.
 const JOIN_DIAL_QUICK_FAILURE: Duration = Duration::from_millis(500);
+/// First wait before dialling a stage member we lost the connection to; doubles up to
+/// [`STAGE_REDIAL_MAX_MS`].
+const STAGE_REDIAL_MIN_MS: u64 = 500;
+/// Longest wait between dials of a stage member we are not connected to.
+const STAGE_REDIAL_MAX_MS: u64 = 8_000;
 /// How often a waiting lookup asks the connected peers for their directory again.
 const JOIN_LOOKUP_RETRY_MS: u64 = 2_000;
 /// Presence heartbeats per second that a room's audience sends in total, about: a listener's
@@ -216,6 +221,8 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
         banned_from: HashSet::new(),
         lookup: None,
         relays_lost: HashSet::new(),
+        stage_dials: HashMap::new(),
+        host_lost: false,
     };
     task.refresh_addrs().await;
     tokio::spawn(task.run());
@@ -262,6 +269,10 @@ struct Task {
     lookup: Option<Lookup>,
     /// Relays whose reservation was lost and not regained yet.
     relays_lost: HashSet<PeerId>,
+    /// Stage members we are not connected to: when to dial next, and the wait after that.
+    stage_dials: HashMap<PeerId, (u64, u64)>,
+    /// The connection to the room's host was lost and not regained yet (for the notices).
+    host_lost: bool,
 }
 
 /// A join by room id whose room is not in the directory yet.
@@ -636,6 +647,8 @@ impl Task {
             self.client.close_audio_from(peer);
         }
         self.session = None;
+        self.host_lost = false;
+        self.stage_dials.clear();
         self.set_dht_server(true).await;
         self.outbound.allowed.store(false, Ordering::Relaxed);
         self.outbound
@@ -992,6 +1005,13 @@ impl Task {
             } => self.serve_sync(peer, &request, reply).await,
             Event::PeerConnected { peer, .. } => {
                 self.connected.insert(peer);
+                self.stage_dials.remove(&peer);
+                if self.host_lost && self.is_room_host(peer) {
+                    self.host_lost = false;
+                    self.emit(NodeEvent::Notice {
+                        message: "connected to the host again".into(),
+                    });
+                }
                 if self.directory_synced < DIRECTORY_SYNC_PEERS || self.lookup.is_some() {
                     self.directory_synced += 1;
                     self.ask_directory(peer);
@@ -999,6 +1019,12 @@ impl Task {
             }
             Event::PeerDisconnected { peer } => {
                 self.connected.remove(&peer);
+                if self.is_room_host(peer) && !self.host_lost {
+                    self.host_lost = true;
+                    self.emit(NodeEvent::Notice {
+                        message: "lost the connection to the host: reconnecting".into(),
+                    });
+                }
             }
             Event::Subscribed { topic, .. } => {
                 let now = self.now();
@@ -1509,6 +1535,7 @@ impl Task {
         self.maybe_announce(false).await;
         self.check_succession(now).await;
         self.maybe_sync(now);
+        self.keep_stage_connected(now);
         self.keep_room_neighbours(now);
         self.check_fanout_notice(now);
         let dirty = self.session.as_ref().is_some_and(|s| s.dirty);
@@ -1516,6 +1543,51 @@ impl Task {
             s.dirty = false;
             let view = s.view(&self.me, &self.config.name);
             self.emit(NodeEvent::State(Box::new(view)));
+        }
+    }
+
+    /// Whether `peer` is the host of our room (and not us).
+    fn is_room_host(&self, peer: PeerId) -> bool {
+        self.session.as_ref().is_some_and(|s| {
+            let host = s.room.state().host;
+            host != self.me && ids::peer_id(&host) == Some(peer)
+        })
+    }
+
+    /// Dials the stage members we are not connected to, each with its own backoff
+    /// ([`STAGE_REDIAL_MIN_MS`] doubling to [`STAGE_REDIAL_MAX_MS`]). A speaker's audio comes
+    /// over a connection that the speaker usually opened; when it dies (a relay restarted, a
+    /// path changed) a listener behind NAT cannot be dialled back, so the listener dials.
+    fn keep_stage_connected(&mut self, now: u64) {
+        let Some(session) = self.session.as_ref() else {
+            return;
+        };
+        let stage: Vec<PeerId> = session
+            .room
+            .state()
+            .stage()
+            .into_iter()
+            .filter(|k| *k != self.me)
+            .filter_map(|k| ids::peer_id(&k))
+            .filter(|p| !self.connected.contains(p))
+            .collect();
+        self.stage_dials.retain(|p, _| stage.contains(p));
+        for peer in stage {
+            let (next, wait) = self
+                .stage_dials
+                .entry(peer)
+                .or_insert((now + STAGE_REDIAL_MIN_MS, STAGE_REDIAL_MIN_MS));
+            if now < *next {
+                continue;
+            }
+            *wait = (*wait * 2).min(STAGE_REDIAL_MAX_MS);
+            *next = now + *wait;
+            let client = self.client.clone();
+            tokio::spawn(async move {
+                if let Err(e) = client.connect(peer).await {
+                    debug!(%peer, error = %e, "could not reach a stage member");
+                }
+            });
         }
     }
 

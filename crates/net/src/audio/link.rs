@@ -255,7 +255,7 @@ async fn open(
     hello: &[u8],
     shared: &Arc<Shared>,
 ) -> Result<Vec<Stream>, NetError> {
-    client.ensure_connected(peer).await?;
+    client.connect(peer).await?;
     let first = open_lane(control.clone(), peer, hello.to_vec(), shared.clone()).await?;
     Ok(vec![first])
 }
