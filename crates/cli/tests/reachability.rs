@@ -194,7 +194,8 @@ fn lan_with_mdns_only() -> Result<()> {
     let mut by_ticket = start_listener(dir.path(), "by-ticket", &host.ticket, &at[2], &[])?;
     let t_id = by_id.hears(&host, 150)?;
     let t_ticket = by_ticket.hears(&host, 150)?;
-    eprintln!("join → first audio: by room id {t_id:?}, by ticket {t_ticket:?}");
+    eprintln!("LAN, join by room id → first audio: {t_id:?}");
+    eprintln!("LAN, join by ticket → first audio: {t_ticket:?}");
     by_id.holds(&host)?;
     by_ticket.holds(&host)?;
     host.proc.close_stdin();
@@ -271,7 +272,7 @@ fn cone_nat_to_cone_nat_via_a_relay() -> Result<()> {
         &["--bootstrap", r],
     )?;
     let t = listener.hears(&host, 150)?;
-    eprintln!("join → first audio across two NATs: {t:?}");
+    eprintln!("cone ↔ cone via a relay, join → first audio: {t:?}");
     listener.holds(&host)?;
     host.proc.close_stdin();
     host.proc.exit(T)?;
@@ -341,7 +342,7 @@ fn rejoin_at_once_with_the_same_identity() -> Result<()> {
         .wait(Duration::from_secs(10), "the listener present again", |v| {
             state_lists(v, "audience", &key).then_some(())
         })?;
-    eprintln!("rejoin → first audio: {t:?}");
+    eprintln!("same identity, clean rejoin → first audio: {t:?}");
     again.holds(&host)?;
     // Now a crash: killed, no goodbye; its connections die silently. Back at once.
     let mut crashed = start_listener(dir.path(), "listener", &host.ticket, &net, &[])?;
@@ -349,7 +350,7 @@ fn rejoin_at_once_with_the_same_identity() -> Result<()> {
     crashed.proc.kill();
     let mut back = start_listener(dir.path(), "listener", &host.ticket, &net, &[])?;
     let t = back.hears(&host, 50)?;
-    eprintln!("rejoin after a crash → first audio: {t:?}");
+    eprintln!("same identity, rejoin after a crash → first audio: {t:?}");
     back.holds(&host)?;
     host.proc.close_stdin();
     host.proc.exit(T)?;
@@ -379,7 +380,7 @@ fn relayed_room_survives_a_relay_restart() -> Result<()> {
         &["--bootstrap", &r],
     )?;
     let t = listener.hears(&host, 100)?;
-    eprintln!("join → first audio, cone ↔ symmetric: {t:?}");
+    eprintln!("cone ↔ symmetric via a relay, join → first audio: {t:?}");
 
     net.relay.kill();
     let killed = std::time::Instant::now();
@@ -390,7 +391,7 @@ fn relayed_room_survives_a_relay_restart() -> Result<()> {
                 .is_some_and(|m| m.contains("lost relay")))
         .then_some(())
     })?;
-    eprintln!("relay loss noticed after {:?}", killed.elapsed());
+    eprintln!("relay killed → loss noticed: {:?}", killed.elapsed());
     let before = listener.received(&host)?;
     let mut relay = restart_relay(dir.path(), &net)?;
     let restarted = std::time::Instant::now();
@@ -410,7 +411,7 @@ fn relayed_room_survives_a_relay_restart() -> Result<()> {
         (n >= before + 250).then_some(())
     })?;
     let back = back.context("audio back")?;
-    eprintln!("relay restart → audio back within {back:?} (stats once a second)");
+    eprintln!("relay restarted → audio back (to the second): {back:?}");
     let back_us = unix_us_now() - restarted.elapsed().as_micros() as u64 + back.as_micros() as u64;
     listener.holds_from(&host, back_us)?;
     host.proc.close_stdin();

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs each network-namespace topology test of crates/cli/tests/reachability.rs N times and
+# prints a table: runs, passes, failures, and join → first audio (p50, p95, max) from the
+# tests' own "first audio" lines. Needs root (the tests build network namespaces).
+#
+#   scripts/reachability.sh [N] [TEST...]      (default: 10 runs of every test)
+#
+# Failed runs keep their output in target/reachability/<test>-<run>.log.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs="${1:-10}"
+shift || true
+tests=("$@")
+if [ ${#tests[@]} -eq 0 ]; then
+  tests=(lan_with_mdns_only cone_nat_to_cone_nat_via_a_relay relayed_room_survives_a_relay_restart
+    rejoin_at_once_with_the_same_identity)
+fi
+out=target/reachability
+mkdir -p "$out"
+cargo test -p ruang --test reachability --no-run --quiet
+# "label<TAB>ms" for every "<label> → first audio: 80.2ms" (or 1.2s) line of a run's log, and
+# the relay test's "loss noticed" and "audio back" lines.
+timings() {
+  grep -E '(first audio|noticed|audio back[^:]*): [0-9.]+m?s$' "$1" | sed -E 's/^.*test [a-z_]+ \.\.\. //' |
+    awk -F': ' '{
+      v = $NF; label = $1
+      if (v ~ /ms$/) { sub(/ms$/, "", v); ms = v } else { sub(/s$/, "", v); ms = v * 1000 }
+      printf "%s\t%s\n", label, ms
+    }'
+}
+
+printf '%-40s %4s %4s %4s  %-38s %s\n' test runs ok fail timing "ms: p50 p95 max (n)"
+for t in "${tests[@]}"; do
+  ok=0
+  fail=0
+  all="$out/$t.timings"
+  : >"$all"
+  for i in $(seq 1 "$runs"); do
+    log="$out/$t-$i.log"
+    if timeout 300 cargo test -p ruang --test reachability --quiet -- --exact "$t" --nocapture \
+        >"$log" 2>&1; then
+      ok=$((ok + 1))
+      timings "$log" >>"$all"
+      rm -f "$log"
+    else
+      fail=$((fail + 1))
+    fi
+  done
+  first=1
+  while IFS= read -r label; do
+    stats=$(awk -F'\t' -v l="$label" '$1 == l { print $2 }' "$all" | sort -n | awk '
+      NF { v[n++] = $1 }
+      END {
+        p50 = v[int((n - 1) * 0.50)]; p95 = v[int((n - 1) * 0.95 + 0.5)]
+        printf "%.0f %.0f %.0f (%d)", p50, p95, v[n - 1], n
+      }')
+    if [ $first -eq 1 ]; then
+      printf '%-40s %4d %4d %4d  %-38s %s\n' "$t" "$runs" "$ok" "$fail" "$label" "$stats"
+      first=0
+    else
+      printf '%-40s %4s %4s %4s  %-38s %s\n' "" "" "" "" "$label" "$stats"
+    fi
+  done < <(cut -f1 "$all" | awk '!seen[$0]++')
+  if [ $first -eq 1 ]; then
+    printf '%-40s %4d %4d %4d  %s\n' "$t" "$runs" "$ok" "$fail" "-"
+  fi
+done
