@@ -1998,7 +1998,7 @@ async fn fetch_room(
             let started = tokio::time::Instant::now();
             match client.dial_peer(target, list.clone()).await {
                 Ok(()) => {
-                    peer = Some(target);
+                    peer = Some((target, list));
                     break 'peers;
                 }
                 Err(e) => {
@@ -2012,7 +2012,7 @@ async fn fetch_room(
             }
         }
     }
-    let Some(peer) = peer else {
+    let Some((peer, peer_addrs)) = peer else {
         return Err(NodeError::Unreachable(last_error));
     };
     let mut replica: Option<Room> = None;
@@ -2022,9 +2022,20 @@ async fn fetch_room(
             .as_ref()
             .map(|r| r.heads().into_iter().take(MAX_SYNC_HEADS).collect())
             .unwrap_or_default();
-        let bytes = client
-            .sync_request(peer, SyncRequest::Room { room, heads, from }.encode())
-            .await?;
+        let request = SyncRequest::Room { room, heads, from }.encode();
+        let mut attempt = 1;
+        let bytes = loop {
+            match client.sync_request(peer, request.clone()).await {
+                Ok(bytes) => break bytes,
+                // One of several connections to the peer closed under the request (a
+                // duplicate one, say): connect again and ask again.
+                Err(NetError::NotConnected { .. }) if attempt < JOIN_DIAL_ATTEMPTS => {
+                    attempt += 1;
+                    client.dial_peer(peer, peer_addrs.clone()).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let bad = |reason: String| NodeError::BadLog {
             peer: peer.to_string(),
             reason,

@@ -53,7 +53,7 @@ impl EventLoop {
                 // only on its first connection and sends on any of them, so the new process
                 // never learnt our subscriptions and some messages went into the dead one.
                 // Start over: disconnect, and whoever needs the peer dials again as new.
-                if num_established > 0 && oldest && cause.is_some() {
+                if num_established > 0 && oldest && cause.as_ref().is_some_and(died) {
                     tracing::debug!(peer = %peer_id, "a connection died beside another: reconnecting afresh");
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                 }
@@ -363,6 +363,18 @@ impl EventLoop {
                 tracing::debug!(%peer, %error, "inbound sync request failed");
             }
             E::ResponseSent { .. } => {}
+        }
+    }
+}
+
+/// Whether a connection ended because the peer went silent (QUIC idle timeout, keep-alive
+/// timeout), not because either side closed it.
+fn died(cause: &libp2p::swarm::ConnectionError) -> bool {
+    match cause {
+        libp2p::swarm::ConnectionError::KeepAliveTimeout => true,
+        libp2p::swarm::ConnectionError::IO(e) => {
+            // QUIC's idle timeout reaches us as an I/O error wrapping quinn's `TimedOut`.
+            e.kind() == std::io::ErrorKind::TimedOut || format!("{e:?}").contains("TimedOut")
         }
     }
 }
