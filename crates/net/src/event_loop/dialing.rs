@@ -243,6 +243,17 @@ impl EventLoop {
         tracing::debug!(%relay, %reason, backoff = ?kept.backoff, "relay reservation failed or lost");
         kept.state = RelayState::Waiting(tokio::time::Instant::now() + kept.backoff);
         kept.backoff = (kept.backoff * 2).min(RELAY_RETRY_MAX);
+        // Refused while connected to it (not a relay, full, denied): tell whoever waits now,
+        // and keep asking in the background. A failure before the connection was up (a dial
+        // racing a bootstrap dial) is not an answer: they wait for the next attempt.
+        if self.swarm.is_connected(&relay) {
+            for w in kept.waiters.drain(..) {
+                let _ = w.send(Err(NetError::Relay {
+                    relay: kept.addr.clone(),
+                    reason: reason.clone(),
+                }));
+            }
+        }
         if was_reserved {
             self.emit(Event::RelayLost { relay, reason });
         }
