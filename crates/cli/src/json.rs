@@ -1,7 +1,8 @@
 //! The headless JSON-lines protocol (`--json`): commands on stdin, events on stdout, one JSON
 //! object per line; logs on stderr only. The contract for bots, scripts and tests:
 //!
-//! - events: `ready`, `state`, `speaking`, `hearing`, `chat`, `reaction`, `capture_started`,
+//! - events: `ready`, `state`, `ticket` (our addresses changed: the ticket to share now),
+//!   `speaking`, `hearing` (a speaker's first audio), `chat`, `reaction`, `capture_started`,
 //!   `playout_started`, `stats`, `notice`, `error`, `ended`, `left`, `source_ended`;
 //! - commands: `raise_hand`, `lower_hand`, `accept_invite`, `step_down`, `invite`,
 //!   `move_to_audience`, `mute`, `unmute`, `kick`, `ban`, `unban`, `promote`, `demote`,

@@ -150,6 +150,9 @@ async fn plain(
             ev = events.recv() => match ev {
                 Ok(NodeEvent::Chat { name, text, .. }) => println!("<{name}> {text}"),
                 Ok(NodeEvent::Notice { message }) => println!("* {message}"),
+                Ok(NodeEvent::Ticket { ticket }) => {
+                    println!("Your addresses changed; the ticket to share now:\n{ticket}");
+                }
                 Ok(NodeEvent::Error { message }) => eprintln!("error: {message}"),
                 Ok(NodeEvent::Speaking { name, active: true, .. }) => println!("* {name} is talking"),
                 Ok(NodeEvent::Ended) => return Ok(Outcome::Ended),

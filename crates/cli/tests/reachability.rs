@@ -264,6 +264,10 @@ fn cone_nat_to_cone_nat_via_a_relay() -> Result<()> {
         host.ticket_has_circuit(),
         "the host's ticket has no relay circuit address"
     );
+    ensure!(
+        !host.describe_ticket().contains("/127.0.0.1/"),
+        "the ticket spends slots on loopback addresses"
+    );
     let mut listener = start_listener(
         dir.path(),
         "listener",
@@ -296,14 +300,7 @@ impl Host {
     }
 
     fn ticket_has_circuit(&self) -> bool {
-        ruang_proto::Ticket::parse(&self.ticket).is_ok_and(|t| {
-            t.addresses.iter().any(|a| {
-                ruang_net::Multiaddr::try_from(a.clone()).is_ok_and(|m| {
-                    m.iter()
-                        .any(|p| p == ruang_net::multiaddr::Protocol::P2pCircuit)
-                })
-            })
-        })
+        ticket_has_circuit(&self.ticket)
     }
 }
 
@@ -395,10 +392,17 @@ fn relayed_room_survives_a_relay_restart() -> Result<()> {
     let before = listener.received(&host)?;
     let mut relay = restart_relay(dir.path(), &net)?;
     let restarted = std::time::Instant::now();
-    host.proc.wait(T, "a notice that the relay is back", |v| {
-        (v["event"] == "notice" && v["message"].as_str().is_some_and(|m| m.contains("again")))
-            .then_some(())
-    })?;
+    // A notice that the relay is back, and the new ticket with the circuit again (in either
+    // order).
+    let (mut notice, mut ticket) = (false, false);
+    host.proc
+        .wait(T, "the relay back: notice and ticket", |v| {
+            notice |= v["event"] == "notice"
+                && v["message"].as_str().is_some_and(|m| m.contains("again"));
+            ticket |=
+                v["event"] == "ticket" && v["ticket"].as_str().is_some_and(ticket_has_circuit);
+            (notice && ticket).then_some(())
+        })?;
     let mut back = None;
     listener.proc.wait(T, "audio back", |v: &Value| {
         let n = (v["event"] == "stats")
@@ -441,4 +445,16 @@ impl Listener {
             (v["event"] == "stats").then(|| received_from(v, &host.key).unwrap_or(0))
         })
     }
+}
+
+/// Whether `ticket` holds a relayed address.
+fn ticket_has_circuit(ticket: &str) -> bool {
+    ruang_proto::Ticket::parse(ticket).is_ok_and(|t| {
+        t.addresses.iter().any(|a| {
+            ruang_net::Multiaddr::try_from(a.clone()).is_ok_and(|m| {
+                m.iter()
+                    .any(|p| p == ruang_net::multiaddr::Protocol::P2pCircuit)
+            })
+        })
+    })
 }

@@ -173,6 +173,12 @@ impl Client {
             .await
     }
 
+    /// Our addresses confirmed reachable from outside (AutoNAT, or configured).
+    pub async fn external_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        self.call("external_addrs", CALL_TIMEOUT, Command::ExternalAddrs)
+            .await
+    }
+
     /// Addresses to give to others (in a ticket, say): confirmed external addresses first, then
     /// listen addresses, each ending in `/p2p/<self>`.
     pub async fn p2p_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {

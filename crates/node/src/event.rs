@@ -182,6 +182,12 @@ pub enum NodeEvent {
         /// Talking now?
         active: bool,
     },
+    /// Our addresses changed (a relay reservation, a confirmed external address): the room's
+    /// ticket others should use now.
+    Ticket {
+        /// The new ticket (`ruang1…`).
+        ticket: String,
+    },
     /// The first audio of a speaker reached this node (once per speaker and room).
     Hearing {
         /// Their key (hex).

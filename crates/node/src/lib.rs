@@ -41,6 +41,7 @@
 //! # Ok(()) }
 //! ```
 
+mod addrs;
 pub mod audio;
 pub mod clock;
 pub mod config;

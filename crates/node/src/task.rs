@@ -22,6 +22,7 @@ use ruang_proto::{Identity, PublicKey, Ticket};
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn};
 
+use crate::addrs::{self, peer_of, relay_part};
 use crate::audio::capture::{Capture, Outbound, Pacing};
 use crate::audio::playout::{Mixing, Playout, SharedMixing};
 use crate::audio::receive::{self, ReceiveCounters};
@@ -1087,19 +1088,34 @@ impl Task {
         }
     }
 
+    /// Recomputes the addresses we give others (see [`addrs::shareable`]) and, in a room,
+    /// tells the front-ends the new ticket when it changed.
     async fn refresh_addrs(&mut self) {
-        let Ok(mut addrs) = self.client.p2p_addrs().await else {
+        let (Ok(mut listen), Ok(confirmed)) = (
+            self.client.p2p_addrs().await,
+            self.client.external_addrs().await,
+        ) else {
             return;
         };
         for a in self.relay_addrs.values() {
-            if !addrs.contains(a) {
-                addrs.push(a.clone());
+            if !listen.contains(a) {
+                listen.push(a.clone());
             }
         }
-        addrs.retain(|a| !is_unspecified(a));
-        // Reachable-from-elsewhere first, QUIC before TCP, loopback last.
-        addrs.sort_by_key(|a| (is_loopback(a), !is_quic(a)));
+        let me = self.client.local_peer_id();
+        let confirmed: Vec<Multiaddr> = confirmed
+            .into_iter()
+            .map(|a| ruang_net::with_peer(a, me))
+            .collect();
+        let addrs = addrs::shareable(&listen, &confirmed);
+        if addrs == self.addrs {
+            return;
+        }
         self.addrs = addrs;
+        if let Some(session) = self.session.as_ref() {
+            let ticket = self.ticket(session).to_string();
+            self.emit(NodeEvent::Ticket { ticket });
+        }
     }
 
     async fn gossip(&mut self, source: PeerId, topic: &str, data: &[u8]) -> Verdict {
@@ -2080,49 +2096,6 @@ async fn fetch_room(
         reason: "no genesis".into(),
     })?;
     Ok((room, peer))
-}
-
-fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter()
-        .filter_map(|p| match p {
-            ruang_net::multiaddr::Protocol::P2p(id) => Some(id),
-            _ => None,
-        })
-        .last()
-}
-
-/// The relay's own address (with its `/p2p/<relay>`) in a relayed address, if it is one.
-fn relay_part(addr: &Multiaddr) -> Option<Multiaddr> {
-    use ruang_net::multiaddr::Protocol;
-    let mut relay = Multiaddr::empty();
-    for p in addr.iter() {
-        if p == Protocol::P2pCircuit {
-            return matches!(relay.iter().last(), Some(Protocol::P2p(_))).then_some(relay);
-        }
-        relay.push(p);
-    }
-    None
-}
-
-fn is_quic(addr: &Multiaddr) -> bool {
-    addr.iter()
-        .any(|p| matches!(p, ruang_net::multiaddr::Protocol::QuicV1))
-}
-
-fn is_loopback(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| match p {
-        ruang_net::multiaddr::Protocol::Ip4(ip) => ip.is_loopback(),
-        ruang_net::multiaddr::Protocol::Ip6(ip) => ip.is_loopback(),
-        _ => false,
-    })
-}
-
-fn is_unspecified(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| match p {
-        ruang_net::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
-        ruang_net::multiaddr::Protocol::Ip6(ip) => ip.is_unspecified(),
-        _ => false,
-    })
 }
 
 fn truncate_utf8(s: &mut String, max: usize) {

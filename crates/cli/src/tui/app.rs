@@ -214,6 +214,13 @@ impl App {
                 self.push_system(LineKind::Error, message);
             }
             NodeEvent::Notice { message } => self.push_system(LineKind::Notice, message),
+            NodeEvent::Ticket { ticket } => {
+                self.ticket = Some(ticket);
+                self.push_system(
+                    LineKind::Notice,
+                    "your addresses changed: press t for the new ticket".into(),
+                );
+            }
             NodeEvent::Hearing { name, .. } => {
                 self.push_system(LineKind::Notice, format!("audio from {name} is coming in"));
             }
