@@ -246,18 +246,20 @@ fn internet(dir: &Path, nats: [Nat; 2]) -> Result<Option<Internet>> {
 }
 
 /// Two homes behind cone NATs, a public relay: the host follows the README (`--bootstrap R
-/// --via-relay R`), the listener bootstraps from the relay and joins by ticket.
+/// --via-relay R`), the listener bootstraps from the relay and joins by ticket. The relay
+/// carries the join; hole punching then connects the two directly, so the room goes on when
+/// the relay dies.
 #[test]
 fn cone_nat_to_cone_nat_via_a_relay() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let Some(net) = internet(dir.path(), [Nat::Cone, Nat::Cone])? else {
+    let Some(mut net) = internet(dir.path(), [Nat::Cone, Nat::Cone])? else {
         return Ok(());
     };
-    let r = net.relay_addr.as_str();
+    let r = net.relay_addr.clone();
     let mut host = start_host(
         dir.path(),
         &net.homes[0],
-        &["--bootstrap", r, "--via-relay", r],
+        &["--bootstrap", &r, "--via-relay", &r],
     )?;
     eprintln!("host's ticket: {}", host.describe_ticket());
     ensure!(
@@ -273,15 +275,51 @@ fn cone_nat_to_cone_nat_via_a_relay() -> Result<()> {
         "listener",
         &host.ticket,
         &net.homes[1],
-        &["--bootstrap", r],
+        &["--bootstrap", &r],
     )?;
-    let t = listener.hears(&host, 150)?;
+    let t = listener.hears(&host, 50)?;
     eprintln!("cone ↔ cone via a relay, join → first audio: {t:?}");
+    let is_direct = |v: &Value| {
+        v["event"] == "notice"
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("connected directly"))
+    };
+    // Often while joining: then it is among the events seen already.
+    let mut punched = listener
+        .proc
+        .seen
+        .iter()
+        .find(|v| is_direct(v))
+        .map(arrived);
+    if punched.is_none() {
+        listener
+            .proc
+            .wait(T, "a direct connection to the host", |v| {
+                if is_direct(v) {
+                    punched = Some(arrived(v));
+                }
+                punched.map(|_| ())
+            })?;
+    }
+    let punched = punched.context("punched")?;
+    let first = listener.first_frame.context("first frame")?;
+    eprintln!(
+        "cone ↔ cone, first audio → direct: {:?}",
+        punched.saturating_sub(first)
+    );
+    // Direct now: the relay can go and the audio goes on.
+    net.relay.kill();
+    let before = listener.received(&host)?;
+    listener
+        .proc
+        .wait(T, "audio without the relay", |v: &Value| {
+            (v["event"] == "stats" && received_from(v, &host.key).unwrap_or(0) >= before + 150)
+                .then_some(())
+        })?;
     listener.holds(&host)?;
     host.proc.close_stdin();
     host.proc.exit(T)?;
-    drop(net.relay);
-    drop(net.lab);
     Ok(())
 }
 

@@ -124,6 +124,12 @@ pub enum Event {
         /// Our address through it, ending in `/p2p-circuit/p2p/<self>`.
         addr: Multiaddr,
     },
+    /// A relayed connection to `peer` was upgraded to a direct one by hole punching (DCUtR);
+    /// the relayed one is closed.
+    HolePunched {
+        /// The peer now reached directly.
+        peer: PeerId,
+    },
     /// A reservation we held on a relay ended (the relay went away or refused to renew). The
     /// network layer asks it again until it accepts ([`Event::RelayReservation`] then).
     RelayLost {

@@ -96,6 +96,9 @@ pub const MAX_INBOUND_AUDIO_STREAMS: usize = 1024;
 pub const AUDIO_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long opening an outbound audio stream (including the dial) may take.
 pub const AUDIO_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an opened audio stream waits for the receiver's ack before it is given up and
+/// opened again (a few round trips on any path people talk over).
+pub const AUDIO_ACK_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// A write that blocks this long means the path is dead: the link reopens its stream.
 pub const AUDIO_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// First wait before an [`crate::AudioLink`] reopens a failed stream; doubles up to

@@ -1069,6 +1069,25 @@ impl Task {
                 }
                 self.refresh_addrs().await;
             }
+            Event::HolePunched { peer } => {
+                // Said of room members, and of anyone while joining (the join's own relayed
+                // connection is often the one upgraded).
+                let Some(key) = ids::public_key(&peer) else {
+                    return;
+                };
+                let name = match self.session.as_ref() {
+                    Some(s) if s.room.state().on_stage(&key) || s.presence.contains(&key) => {
+                        s.name_of(&key)
+                    }
+                    None if self.joining => key.fingerprint().to_string(),
+                    _ => return,
+                };
+                self.emit(NodeEvent::Notice {
+                    message: format!(
+                        "connected directly to {name} (hole punched: no longer through the relay)"
+                    ),
+                });
+            }
             Event::RelayLost { relay, reason } => {
                 self.relay_addrs.remove(&relay);
                 self.relays_lost.insert(relay);

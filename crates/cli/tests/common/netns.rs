@@ -117,7 +117,10 @@ impl Lab {
 
     /// A home: host namespace `name` (address 192.168.`n`.2) behind router `name-nat`, whose
     /// outside interface has `outside` (e.g. "203.0.113.11/24") on switch `switch` and which
-    /// NATs the home's traffic the `nat` way. Returns the host namespace's full name.
+    /// NATs the home's traffic the `nat` way. Like a home router, it forwards from outside only
+    /// what answers traffic from inside, and drops what is addressed to itself unasked (without
+    /// that, a hole-punching packet that arrives first leaves a conntrack entry that makes the
+    /// NAT move the home's own answer to another port). Returns the host namespace's name.
     pub fn home(
         &mut self,
         name: &str,
@@ -142,7 +145,8 @@ impl Lab {
         };
         let rules = format!(
             "table ip nat {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"wan\" {masquerade}\n  }}\n}}\n\
-             table ip filter {{\n  chain forward {{\n    type filter hook forward priority filter; policy drop;\n    ct state established,related accept\n    iifname \"lan\" accept\n  }}\n}}\n"
+             table ip filter {{\n  chain forward {{\n    type filter hook forward priority filter; policy drop;\n    ct state established,related accept\n    iifname \"lan\" accept\n  }}\n\
+               chain input {{\n    type filter hook input priority filter; policy accept;\n    iifname \"wan\" ct state new drop\n  }}\n}}\n"
         );
         nft(&router, &rules)?;
         Ok(host)

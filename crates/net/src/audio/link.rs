@@ -20,8 +20,9 @@ use crate::{
     client::Client,
     error::NetError,
     limits::{
-        AUDIO_BACKOFF_MAX, AUDIO_BACKOFF_MIN, AUDIO_LANES, AUDIO_LINK_QUEUE, AUDIO_OPEN_TIMEOUT,
-        AUDIO_STALE_AFTER, AUDIO_WRITE_TIMEOUT, MAX_AUDIO_FRAME_LEN, MAX_AUDIO_HEADER_LEN,
+        AUDIO_ACK_TIMEOUT, AUDIO_BACKOFF_MAX, AUDIO_BACKOFF_MIN, AUDIO_LANES, AUDIO_LINK_QUEUE,
+        AUDIO_OPEN_TIMEOUT, AUDIO_STALE_AFTER, AUDIO_WRITE_TIMEOUT, MAX_AUDIO_FRAME_LEN,
+        MAX_AUDIO_HEADER_LEN,
     },
 };
 
@@ -277,15 +278,18 @@ async fn open_lane(
         }
         let mut stream = open_stream(&mut control, peer, &hello).await?;
         let mut ack = [0u8; 1];
-        match stream.read_exact(&mut ack).await {
-            Ok(()) if ack[0] == AUDIO_ACK => return Ok(stream),
-            Ok(()) => {
+        // A stream opened on a connection that is closing (a relayed one replaced by a direct
+        // one) may never be answered: give up on it soon and open another.
+        match tokio::time::timeout(AUDIO_ACK_TIMEOUT, stream.read_exact(&mut ack)).await {
+            Ok(Ok(())) if ack[0] == AUDIO_ACK => return Ok(stream),
+            Ok(Ok(())) => {
                 return Err(NetError::Stream(format!(
                     "audio stream answered {:#04x}, not an ack",
                     ack[0]
                 )));
             }
-            Err(e) => why = e.to_string(),
+            Ok(Err(e)) => why = e.to_string(),
+            Err(_) => why = format!("no ack within {AUDIO_ACK_TIMEOUT:?}"),
         }
     }
     Err(NetError::Stream(format!(

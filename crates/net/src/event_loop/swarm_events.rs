@@ -293,7 +293,14 @@ impl EventLoop {
             }
             BehaviourEvent::RelayClient(event) => tracing::debug!(?event, "relay client"),
             BehaviourEvent::RelayServer(event) => tracing::debug!(?event, "relay server"),
-            BehaviourEvent::Dcutr(event) => tracing::debug!(?event, "dcutr"),
+            BehaviourEvent::Dcutr(event) => {
+                tracing::debug!(?event, "dcutr");
+                if event.result.is_ok() {
+                    self.emit(Event::HolePunched {
+                        peer: event.remote_peer_id,
+                    });
+                }
+            }
             BehaviourEvent::AutonatClient(event) => {
                 tracing::debug!(addr = %event.tested_addr, result = ?event.result, "autonat probe");
             }
