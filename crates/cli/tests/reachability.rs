@@ -206,13 +206,14 @@ fn lan_with_mdns_only() -> Result<()> {
 /// The internet of these tests: a switch with public addresses, a relay node on it, and two
 /// homes behind NATs of the given kinds.
 struct Internet {
-    lab: Lab,
     relay: Proc,
     /// The relay's QUIC address with its peer id.
     relay_addr: String,
     /// Where the relay runs.
     relay_net: Net,
     homes: [Net; 2],
+    /// Held for its drop, which deletes the namespaces (last: after the relay is stopped).
+    _lab: Lab,
 }
 
 fn internet(dir: &Path, nats: [Nat; 2]) -> Result<Option<Internet>> {
@@ -237,7 +238,7 @@ fn internet(dir: &Path, nats: [Nat; 2]) -> Result<Option<Internet>> {
     let peer = ready["peer_id"].as_str().context("peer_id")?;
     let relay_addr = format!("/ip4/203.0.113.1/udp/4001/quic-v1/p2p/{peer}");
     Ok(Some(Internet {
-        lab,
+        _lab: lab,
         relay,
         relay_addr,
         relay_net,
