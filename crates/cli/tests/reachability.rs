@@ -306,8 +306,8 @@ fn cone_nat_to_cone_nat_via_a_relay() -> Result<()> {
     let punched = punched.context("punched")?;
     let first = listener.first_frame.context("first frame")?;
     eprintln!(
-        "cone ↔ cone, first audio → direct: {:?}",
-        punched.saturating_sub(first)
+        "cone ↔ cone, first audio → direct (0 if before): {:.1}ms",
+        punched.saturating_sub(first).as_secs_f64() * 1e3
     );
     // Direct now: the relay can go and the audio goes on.
     net.relay.kill();

@@ -41,7 +41,12 @@ impl EventLoop {
                 tracing::debug!(peer = %peer_id, ?cause, "connection closed");
                 let mut oldest = false;
                 if let Some(list) = self.connections.get_mut(&peer_id) {
-                    let since = list.iter().find(|c| c.id == connection_id).map(|c| c.since);
+                    // A relayed connection that dies (its relay went away) beside a direct one
+                    // is expected, not a restarted peer.
+                    let since = list
+                        .iter()
+                        .find(|c| c.id == connection_id && connection_rank(&c.remote) > 0)
+                        .map(|c| c.since);
                     list.retain(|c| c.id != connection_id);
                     oldest = since.is_some_and(|s| list.iter().all(|c| c.since > s));
                     if list.is_empty() {
