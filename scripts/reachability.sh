@@ -12,8 +12,8 @@ runs="${1:-10}"
 shift || true
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
-  tests=(lan_with_mdns_only cone_nat_to_cone_nat_via_a_relay relayed_room_survives_a_relay_restart
-    rejoin_at_once_with_the_same_identity)
+  tests=(lan_with_mdns_only cone_nat_to_cone_nat_via_a_relay cone_nat_hole_punch_survives_the_relay
+    relayed_room_survives_a_relay_restart rejoin_at_once_with_the_same_identity)
 fi
 out=target/reachability
 mkdir -p "$out"
@@ -37,7 +37,7 @@ for t in "${tests[@]}"; do
   : >"$all"
   for i in $(seq 1 "$runs"); do
     log="$out/$t-$i.log"
-    if timeout 300 cargo test -p ruang --test reachability --quiet -- --exact "$t" --nocapture \
+    if timeout 300 cargo test -p ruang --test reachability --quiet -- --exact "$t" --include-ignored --nocapture \
         >"$log" 2>&1; then
       ok=$((ok + 1))
       timings "$log" >>"$all"

@@ -21,8 +21,13 @@ use anyhow::{Context, Result, bail};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Nat {
     /// Linux masquerade: the same outside port for a LAN socket whatever the destination
-    /// (endpoint-independent mapping, the "cone" NATs hole punching works through).
+    /// (endpoint-independent mapping, the "cone" NATs hole punching works through), on a
+    /// router that drops unsolicited packets addressed to itself, as home routers do.
     Cone,
+    /// The same NAT on a router that takes unsolicited packets to itself (open input). Hole
+    /// punching fails through it: a punching packet that arrives first leaves a conntrack entry
+    /// that makes the NAT move the home's own answer to another port. Rooms stay relayed.
+    ConeOpenRouter,
     /// `masquerade random,fully-random`: a fresh outside port per destination (symmetric NAT;
     /// hole punching cannot work, only a relay does).
     Symmetric,
@@ -117,10 +122,9 @@ impl Lab {
 
     /// A home: host namespace `name` (address 192.168.`n`.2) behind router `name-nat`, whose
     /// outside interface has `outside` (e.g. "203.0.113.11/24") on switch `switch` and which
-    /// NATs the home's traffic the `nat` way. Like a home router, it forwards from outside only
-    /// what answers traffic from inside, and drops what is addressed to itself unasked (without
-    /// that, a hole-punching packet that arrives first leaves a conntrack entry that makes the
-    /// NAT move the home's own answer to another port). Returns the host namespace's name.
+    /// NATs the home's traffic the `nat` way. It forwards from outside only what answers
+    /// traffic from inside (see [`Nat`] for what it does with packets to itself). Returns the
+    /// host namespace's name.
     pub fn home(
         &mut self,
         name: &str,
@@ -140,13 +144,18 @@ impl Lab {
         ip(&["-n", &host, "route", "add", "default", "via", &gateway])?;
         in_ns(&router, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])?;
         let masquerade = match nat {
-            Nat::Cone => "masquerade",
+            Nat::Cone | Nat::ConeOpenRouter => "masquerade",
             Nat::Symmetric => "masquerade random,fully-random",
+        };
+        let input = if nat == Nat::ConeOpenRouter {
+            "accept"
+        } else {
+            "drop"
         };
         let rules = format!(
             "table ip nat {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"wan\" {masquerade}\n  }}\n}}\n\
              table ip filter {{\n  chain forward {{\n    type filter hook forward priority filter; policy drop;\n    ct state established,related accept\n    iifname \"lan\" accept\n  }}\n\
-               chain input {{\n    type filter hook input priority filter; policy accept;\n    iifname \"wan\" ct state new drop\n  }}\n}}\n"
+               chain input {{\n    type filter hook input priority filter; policy accept;\n    iifname \"wan\" ct state new {input}\n  }}\n}}\n"
         );
         nft(&router, &rules)?;
         Ok(host)

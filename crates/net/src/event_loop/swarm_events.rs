@@ -43,12 +43,16 @@ impl EventLoop {
                 if let Some(list) = self.connections.get_mut(&peer_id) {
                     // A relayed connection that dies (its relay went away) beside a direct one
                     // is expected, not a restarted peer.
-                    let since = list
+                    // Nor is one of two hole-punched connections (same remote address) dying:
+                    // a restarted peer comes from a new port.
+                    let closed = list
                         .iter()
                         .find(|c| c.id == connection_id && connection_rank(&c.remote) > 0)
-                        .map(|c| c.since);
+                        .map(|c| (c.since, c.remote.clone()));
                     list.retain(|c| c.id != connection_id);
-                    oldest = since.is_some_and(|s| list.iter().all(|c| c.since > s));
+                    oldest = closed.is_some_and(|(since, remote)| {
+                        list.iter().all(|c| c.since > since && c.remote != remote)
+                    });
                     if list.is_empty() {
                         self.connections.remove(&peer_id);
                     }
