@@ -268,19 +268,12 @@ fn cone_nat_hole_punch_survives_the_relay() -> Result<()> {
     cone_to_cone(Nat::Cone)
 }
 
-/// Host and listener in homes behind `nat`, joined through a relay. With [`Nat::Cone`] it also
-/// asserts the hole-punched connection and kills the relay.
-fn cone_to_cone(nat: Nat) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let Some(mut net) = internet(dir.path(), [nat, nat])? else {
-        return Ok(());
-    };
-    let r = net.relay_addr.clone();
-    let mut host = start_host(
-        dir.path(),
-        &net.homes[0],
-        &["--bootstrap", &r, "--via-relay", &r],
-    )?;
+/// The host in the first home, following the README (`--bootstrap R --via-relay R`; its ticket
+/// must carry the circuit and no loopback address), and a listener in the second home that
+/// bootstraps from the relay and joins by the ticket.
+fn through_the_relay(dir: &Path, net: &Internet) -> Result<(Host, Listener)> {
+    let r = net.relay_addr.as_str();
+    let host = start_host(dir, &net.homes[0], &["--bootstrap", r, "--via-relay", r])?;
     eprintln!("host's ticket: {}", host.describe_ticket());
     ensure!(
         host.ticket_has_circuit(),
@@ -290,13 +283,24 @@ fn cone_to_cone(nat: Nat) -> Result<()> {
         !host.describe_ticket().contains("/127.0.0.1/"),
         "the ticket spends slots on loopback addresses"
     );
-    let mut listener = start_listener(
-        dir.path(),
+    let listener = start_listener(
+        dir,
         "listener",
         &host.ticket,
         &net.homes[1],
-        &["--bootstrap", &r],
+        &["--bootstrap", r],
     )?;
+    Ok((host, listener))
+}
+
+/// Host and listener in homes behind `nat`, joined through a relay. With [`Nat::Cone`] it also
+/// asserts the hole-punched connection and kills the relay.
+fn cone_to_cone(nat: Nat) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(mut net) = internet(dir.path(), [nat, nat])? else {
+        return Ok(());
+    };
+    let (mut host, mut listener) = through_the_relay(dir.path(), &net)?;
     let t = listener.hears(&host, 50)?;
     if nat != Nat::Cone {
         eprintln!("cone ↔ cone via a relay, join → first audio: {t:?}");
@@ -428,19 +432,7 @@ fn relayed_room_survives_a_relay_restart() -> Result<()> {
     let Some(mut net) = internet(dir.path(), [Nat::ConeOpenRouter, Nat::Symmetric])? else {
         return Ok(());
     };
-    let r = net.relay_addr.clone();
-    let mut host = start_host(
-        dir.path(),
-        &net.homes[0],
-        &["--bootstrap", &r, "--via-relay", &r],
-    )?;
-    let mut listener = start_listener(
-        dir.path(),
-        "listener",
-        &host.ticket,
-        &net.homes[1],
-        &["--bootstrap", &r],
-    )?;
+    let (mut host, mut listener) = through_the_relay(dir.path(), &net)?;
     let t = listener.hears(&host, 100)?;
     eprintln!("cone ↔ symmetric via a relay, join → first audio: {t:?}");
 
