@@ -1581,6 +1581,15 @@ impl Task {
         }
     }
 
+    /// `key`'s display name: ours, the room's name for them, or their fingerprint.
+    fn name_of(&self, key: &PublicKey) -> String {
+        match &self.session {
+            _ if *key == self.me => self.config.name.clone(),
+            Some(s) => s.name_of(key),
+            None => key.fingerprint().to_string(),
+        }
+    }
+
     /// Whether `peer` is the host of our room (and not us).
     fn is_room_host(&self, peer: PeerId) -> bool {
         self.session.as_ref().is_some_and(|s| {
@@ -1932,11 +1941,7 @@ impl Task {
             AudioEvent::Error(message) => self.emit(NodeEvent::Error { message }),
             AudioEvent::Speaking(who, active) => {
                 let key = who.unwrap_or(self.me);
-                let name = match &self.session {
-                    _ if key == self.me => self.config.name.clone(),
-                    Some(s) => s.name_of(&key),
-                    None => key.fingerprint().to_string(),
-                };
+                let name = self.name_of(&key);
                 self.emit(NodeEvent::Speaking {
                     peer_id: key.to_hex(),
                     name,
@@ -1944,10 +1949,7 @@ impl Task {
                 });
             }
             AudioEvent::FirstFrame(key, unix_us) => {
-                let name = match &self.session {
-                    Some(s) => s.name_of(&key),
-                    None => key.fingerprint().to_string(),
-                };
+                let name = self.name_of(&key);
                 self.emit(NodeEvent::Hearing {
                     peer_id: key.to_hex(),
                     name,
