@@ -3,8 +3,14 @@
 //! their own previous event (forks), with right or wrong lamports. After the sequence, the
 //! incrementally kept state must equal a re-run of the order from scratch, and a replica fed the
 //! same events in reverse order must reach the same state and outcomes.
+//!
+//! Signing dominated the run time, so signed events are memoised: ed25519 signatures are
+//! deterministic, and libFuzzer's mutants share long prefixes with their parents, so the same
+//! event (same author, parents, lamport, time and body) comes back often. The memo is bounded.
 #![no_main]
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
@@ -16,6 +22,31 @@ use ruang_proto::{Identity, PublicKey};
 
 const ACTORS: usize = 6;
 const MAX_OPS: usize = 64;
+/// Signed events kept for reuse; the memo is cleared when it reaches this size.
+const MEMO_CAP: usize = 200_000;
+
+/// What determines a signed event here: author index, parents, lamport, time, body kind, `who`.
+type MemoKey = (usize, Vec<EventHash>, u64, u64, u8, usize);
+
+thread_local! {
+    static MEMO: RefCell<HashMap<MemoKey, Verified<Event>>> = RefCell::new(HashMap::new());
+}
+
+/// Signs `event` by `actors[actor]`, or returns the copy signed earlier.
+fn sign_memoised(f: &Fixture, key: MemoKey, event: Event) -> Option<Verified<Event>> {
+    MEMO.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        if let Some(v) = memo.get(&key) {
+            return Some(v.clone());
+        }
+        let signed = signed::sign(&f.actors[key.0], event).ok()?;
+        if memo.len() >= MEMO_CAP {
+            memo.clear();
+        }
+        memo.insert(key, signed.clone());
+        Some(signed)
+    })
+}
 
 struct Fixture {
     actors: Vec<Identity>,
@@ -86,8 +117,10 @@ fuzz_target!(|bytes: &[u8]| {
     let mut room = Room::from_genesis(genesis.clone()).expect("a genesis");
     let mut known: Vec<Verified<Event>> = vec![genesis];
     for op in bytes.chunks_exact(5).take(MAX_OPS) {
-        let actor = &f.actors[op[0] as usize % ACTORS];
-        let who = f.actors[op[2] as usize % ACTORS].public();
+        let actor_index = op[0] as usize % ACTORS;
+        let actor = &f.actors[actor_index];
+        let who_index = op[2] as usize % ACTORS;
+        let who = f.actors[who_index].public();
         // Parents: one or two events picked by index, plus (unless bit 7) the actor's own tip.
         let mut parents = vec![known[op[3] as usize % known.len()].hash()];
         let second = known[op[4] as usize % known.len()].hash();
@@ -108,15 +141,18 @@ fuzz_target!(|bytes: &[u8]| {
         if op[1] & 0x20 != 0 {
             lamport = lamport.wrapping_add(u64::from(op[4] % 3));
         }
+        let created_at = u64::from(op[3]) * 1_000;
+        let kind = op[1] & 0x1f;
         let event = Event {
             room: room.id(),
             author: actor.public(),
-            parents,
+            parents: parents.clone(),
             lamport,
-            created_at: u64::from(op[3]) * 1_000,
-            body: body(op[1] & 0x1f, who),
+            created_at,
+            body: body(kind, who),
         };
-        let Ok(signed) = signed::sign(actor, event) else {
+        let key = (actor_index, parents, lamport, created_at, kind, who_index);
+        let Some(signed) = sign_memoised(f, key, event) else {
             continue;
         };
         let _ = room.insert(signed.clone());
