@@ -45,6 +45,15 @@ pub struct Cli {
     /// Do not discover peers on the local network with mDNS.
     #[arg(long, global = true)]
     pub no_mdns: bool,
+    /// Hide your IP address from the room: connect only through relays (--via-relay, or a
+    /// --bootstrap node that is a relay), listen on nothing, no mDNS or hole punching. Only
+    /// your relays and bootstrap nodes see your address.
+    #[arg(long, global = true)]
+    pub hide_ip: bool,
+    /// Do not look for relays by yourself (by default a node reserves on up to two relays
+    /// it is connected to, so that it can be reached from behind NAT with no flags).
+    #[arg(long, global = true)]
+    pub no_auto_relay: bool,
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,

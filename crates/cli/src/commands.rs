@@ -195,6 +195,9 @@ async fn rooms(settings: &Settings, json: bool, wait: u64) -> Result<ExitCode> {
 }
 
 async fn node(settings: &Settings, relay: bool, json: bool) -> Result<ExitCode> {
+    if relay && settings.hide_ip {
+        bail!("a relay serves others at its own address: --relay and --hide-ip exclude each other");
+    }
     let node = settings
         .node_builder(settings.name(None))
         .relay_server(relay)

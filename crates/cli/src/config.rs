@@ -23,6 +23,10 @@ pub struct FileConfig {
     pub relays: Vec<String>,
     /// mDNS on the local network.
     pub mdns: Option<bool>,
+    /// Hide the IP address (relays only), as `--hide-ip`.
+    pub hide_ip: Option<bool>,
+    /// Look for relays by ourselves (default true), as the opposite of `--no-auto-relay`.
+    pub auto_relay: Option<bool>,
     /// Default input: mic, voice, tone, silence or a WAV path.
     pub input: Option<String>,
     /// Default output: speaker, null, or a file path.

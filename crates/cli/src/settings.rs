@@ -26,6 +26,9 @@ pub struct Settings {
     bootstrap: Vec<Multiaddr>,
     relays: Vec<Multiaddr>,
     mdns: bool,
+    /// Reach and be reached only through relays.
+    pub hide_ip: bool,
+    auto_relay: bool,
 }
 
 fn parse_addrs(list: &[String], what: &str) -> Result<Vec<Multiaddr>> {
@@ -58,11 +61,17 @@ impl Settings {
                 Ok(flags.to_vec())
             }
         };
+        let hide_ip = cli.hide_ip || file.hide_ip.unwrap_or(false);
+        if hide_ip && !cli.listen.is_empty() {
+            bail!("--hide-ip listens on nothing (others reach you through a relay): drop --listen");
+        }
         Ok(Settings {
             listen: pick(&cli.listen, &file.listen, "listen address")?,
             bootstrap: pick(&cli.bootstrap, &file.bootstrap, "bootstrap peer")?,
             relays: pick(&cli.via_relay, &file.relays, "relay")?,
             mdns: !cli.no_mdns && file.mdns.unwrap_or(true),
+            hide_ip: cli.hide_ip || file.hide_ip.unwrap_or(false),
+            auto_relay: !cli.no_auto_relay && file.auto_relay.unwrap_or(true),
             identity,
             identity_path,
             created,
@@ -81,7 +90,13 @@ impl Settings {
     pub fn node_builder(&self, name: String) -> Builder {
         let mut b = ruang_node::Node::builder(self.identity.clone())
             .name(name)
-            .mdns(self.mdns);
+            .mdns(self.mdns && !self.hide_ip)
+            .hide_ip(self.hide_ip)
+            .auto_relays(if self.auto_relay {
+                ruang_net::DEFAULT_AUTO_RELAYS
+            } else {
+                0
+            });
         for a in &self.listen {
             b = b.listen(a.clone());
         }

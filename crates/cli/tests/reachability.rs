@@ -212,8 +212,10 @@ struct Internet {
     /// Where the relay runs.
     relay_net: Net,
     homes: [Net; 2],
+    /// A machine with a public address of its own (203.0.113.21), no NAT.
+    public: Net,
     /// Held for its drop, which deletes the namespaces (last: after the relay is stopped).
-    _lab: Lab,
+    lab: Lab,
 }
 
 fn internet(dir: &Path, nats: [Nat; 2]) -> Result<Option<Internet>> {
@@ -225,6 +227,8 @@ fn internet(dir: &Path, nats: [Nat; 2]) -> Result<Option<Internet>> {
     lab.plug(&wan, &relay_ns, "eth0", "203.0.113.1/24")?;
     let a = lab.home("a", 1, &wan, "203.0.113.11/24", nats[0])?;
     let b = lab.home("b", 2, &wan, "203.0.113.12/24", nats[1])?;
+    let public = lab.namespace("public")?;
+    lab.plug(&wan, &public, "eth0", "203.0.113.21/24")?;
     let relay_net = Net {
         namespace: Some(relay_ns),
         mdns: false,
@@ -238,11 +242,12 @@ fn internet(dir: &Path, nats: [Nat; 2]) -> Result<Option<Internet>> {
     let peer = ready["peer_id"].as_str().context("peer_id")?;
     let relay_addr = format!("/ip4/203.0.113.1/udp/4001/quic-v1/p2p/{peer}");
     Ok(Some(Internet {
-        _lab: lab,
         relay,
         relay_addr,
         relay_net,
         homes: [Net::inside(&a, false), Net::inside(&b, false)],
+        public: Net::inside(&public, false),
+        lab,
     }))
 }
 
@@ -371,6 +376,137 @@ impl Host {
     fn ticket_has_circuit(&self) -> bool {
         ticket_has_circuit(&self.ticket)
     }
+
+    /// The first ticket with a relay circuit: the one printed at start, or a later `ticket`
+    /// event once the reservation is in.
+    fn ticket_through_a_relay(&mut self) -> Result<String> {
+        if self.ticket_has_circuit() {
+            return Ok(self.ticket.clone());
+        }
+        let is_it = |v: &Value| {
+            (v["event"] == "ticket" && v["ticket"].as_str().is_some_and(ticket_has_circuit))
+                .then(|| v["ticket"].as_str().unwrap_or_default().to_string())
+        };
+        let seen = self.proc.seen.iter().find_map(is_it);
+        let ticket = match seen {
+            Some(t) => t,
+            None => self.proc.wait(T, "a ticket with a relay circuit", is_it)?,
+        };
+        self.ticket = ticket.clone();
+        eprintln!("host's ticket: {}", self.describe_ticket());
+        Ok(ticket)
+    }
+}
+
+/// A host behind NAT with no flags but the bootstrap node it has from its config (a public
+/// relay): it finds the relay by itself (identify says it offers circuit relay), reserves on
+/// it, and hands out a ticket with the circuit. A listener with a public address and no flags
+/// at all joins by that ticket and hears the room.
+#[test]
+fn host_behind_nat_with_no_flags() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(net) = internet(dir.path(), [Nat::Cone, Nat::Cone])? else {
+        return Ok(());
+    };
+    let mut host = start_host(dir.path(), &net.homes[0], &["--bootstrap", &net.relay_addr])?;
+    let ticket = host.ticket_through_a_relay()?;
+    let mut listener = start_listener(dir.path(), "listener", &ticket, &net.public, &[])?;
+    let t = listener.hears(&host, 50)?;
+    eprintln!("host behind NAT, no flags, join → first audio: {t:?}");
+    listener.holds(&host)?;
+    host.proc.close_stdin();
+    host.proc.exit(T)?;
+    Ok(())
+}
+
+/// A listener on a network that passes web traffic only (its router drops UDP and every TCP
+/// port but 443): the host listens for WebSocket on port 443 beside QUIC and TCP, and the
+/// listener's ticket join — all addresses raced — comes through on WebSocket.
+#[test]
+fn udp_blocked_websocket_carries_the_room() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(net) = internet(dir.path(), [Nat::Cone, Nat::Cone])? else {
+        return Ok(());
+    };
+    common::netns::nft(
+        &net.lab.name("b-nat"),
+        "table ip webonly {\n  chain forward {\n    type filter hook forward priority filter - 1; policy accept;\n    iifname \"lan\" meta l4proto udp drop\n    iifname \"lan\" tcp dport != 443 drop\n  }\n}\n",
+    )?;
+    let mut host_net = net.public.clone();
+    host_net.listen = vec![
+        "/ip4/0.0.0.0/udp/0/quic-v1".into(),
+        "/ip4/0.0.0.0/tcp/0".into(),
+        "/ip4/0.0.0.0/tcp/443/ws".into(),
+    ];
+    let mut host = start_host(dir.path(), &host_net, &[])?;
+    eprintln!("host's ticket: {}", host.describe_ticket());
+    ensure!(
+        host.describe_ticket().contains("/tcp/443/ws"),
+        "the ticket has no WebSocket address"
+    );
+    let mut listener = start_listener(dir.path(), "listener", &host.ticket, &net.homes[1], &[])?;
+    let t = listener.hears(&host, 50)?;
+    eprintln!("UDP blocked, WebSocket on 443, join → first audio: {t:?}");
+    listener.holds(&host)?;
+    host.proc.close_stdin();
+    host.proc.exit(T)?;
+    Ok(())
+}
+
+/// A listener that hides its IP address (`--hide-ip`) joins a host in another home through the
+/// relay. Both homes are behind cone NATs that hole punching gets through, so without the flag
+/// the two would connect directly. The host's namespace counts every packet from the
+/// listener's public address: none may arrive, while the relay's do.
+#[test]
+fn hidden_ip_listener_reaches_the_host_only_through_the_relay() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(net) = internet(dir.path(), [Nat::Cone, Nat::Cone])? else {
+        return Ok(());
+    };
+    let host_ns = net.homes[0].namespace.clone().context("namespace")?;
+    common::netns::nft(
+        &host_ns,
+        "table ip watch {\n  chain input {\n    type filter hook input priority filter - 1; policy accept;\n    ip saddr 203.0.113.12 counter\n    ip saddr 203.0.113.1 counter\n  }\n}\n",
+    )?;
+    let r = net.relay_addr.as_str();
+    let mut host = start_host(
+        dir.path(),
+        &net.homes[0],
+        &["--bootstrap", r, "--via-relay", r],
+    )?;
+    let ticket = host.ticket_through_a_relay()?;
+    let mut listener = start_listener(
+        dir.path(),
+        "listener",
+        &ticket,
+        &net.homes[1],
+        &["--hide-ip", "--bootstrap", r],
+    )?;
+    let t = listener.hears(&host, 50)?;
+    eprintln!("hidden-IP listener, join → first audio: {t:?}");
+    listener.holds(&host)?;
+    let counters = net
+        .lab
+        .exec(&host_ns, &["nft", "list", "table", "ip", "watch"])?;
+    let packets: Vec<u64> = counters
+        .lines()
+        .filter(|l| l.contains("counter packets"))
+        .filter_map(|l| {
+            let after = l.split("counter packets ").nth(1)?;
+            after.split_whitespace().next()?.parse().ok()
+        })
+        .collect();
+    eprintln!("packets at the host from the listener's address, from the relay: {packets:?}");
+    ensure!(packets.len() == 2, "counters not found in {counters}");
+    ensure!(packets[1] > 0, "the relay's packets were not counted");
+    ensure!(
+        packets[0] == 0,
+        "{} packets from the listener's address reached the host",
+        packets[0]
+    );
+    host.proc.close_stdin();
+    host.proc.exit(T)?;
+    Ok(())
 }
 
 /// A listener leaves and comes back at once with the same identity (an accidental `q`), then

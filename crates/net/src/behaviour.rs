@@ -52,6 +52,7 @@ pub(crate) type Gossipsub = gossipsub::Behaviour<gossipsub::IdentityTransform, T
 /// before any other behaviour sees them.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    pub(crate) privacy: crate::privacy::Guard,
     pub(crate) block_list: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) identify: identify::Behaviour,
@@ -60,9 +61,9 @@ pub(crate) struct Behaviour {
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(crate) relay_client: relay::client::Behaviour,
     pub(crate) relay_server: Toggle<relay::Behaviour>,
-    pub(crate) dcutr: dcutr::Behaviour,
-    pub(crate) autonat_client: autonat::v2::client::Behaviour,
-    pub(crate) autonat_server: autonat::v2::server::Behaviour,
+    pub(crate) dcutr: Toggle<dcutr::Behaviour>,
+    pub(crate) autonat_client: Toggle<autonat::v2::client::Behaviour>,
+    pub(crate) autonat_server: Toggle<autonat::v2::server::Behaviour>,
     pub(crate) gossipsub: Gossipsub,
     pub(crate) sync: request_response::Behaviour<SyncCodec>,
     pub(crate) stream: libp2p_stream::Behaviour,
@@ -78,13 +79,17 @@ impl Behaviour {
         let peer_id = key.public().to_peer_id();
 
         let identify = identify::Behaviour::new(
+            // libp2p's own agent string ("rust-libp2p/<version>"): what a peer learns of us
+            // does not single out ruang among libp2p programs.
             identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
-                .with_agent_version(format!("ruang/{}", env!("CARGO_PKG_VERSION")))
                 // Tell connected peers at once when we gain an address (a relay circuit, say).
                 .with_push_listen_addr_updates(true),
         );
 
-        let mdns = if config.mdns {
+        // Hiding our IP address: nothing that finds peers on the LAN, punches holes, asks
+        // others to dial us back or dials others back.
+        let open = !config.hide_ip;
+        let mdns = if config.mdns && open {
             match mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id) {
                 Ok(m) => Some(m),
                 Err(e) => {
@@ -105,9 +110,13 @@ impl Behaviour {
         // A ruang node answers DHT queries from the start (no waiting for AutoNAT to say we
         // are reachable); the node turns a room's audience into clients
         // (`Client::set_dht_server`).
-        kad.set_mode(Some(kad::Mode::Server));
+        kad.set_mode(Some(if open {
+            kad::Mode::Server
+        } else {
+            kad::Mode::Client
+        }));
 
-        let relay_server = config.relay_server.then(|| {
+        let relay_server = (config.relay_server && open).then(|| {
             let mut relay_config = relay::Config {
                 max_reservations: RELAY_MAX_RESERVATIONS,
                 max_circuits: RELAY_MAX_CIRCUITS,
@@ -139,6 +148,7 @@ impl Behaviour {
         );
 
         Ok(Behaviour {
+            privacy: crate::privacy::Guard::new(config.hide_ip, &config.bootstrap),
             block_list: allow_block_list::Behaviour::default(),
             limits,
             identify,
@@ -147,9 +157,9 @@ impl Behaviour {
             kad,
             relay_client,
             relay_server: Toggle::from(relay_server),
-            dcutr: dcutr::Behaviour::new(peer_id),
-            autonat_client: autonat::v2::client::Behaviour::default(),
-            autonat_server: autonat::v2::server::Behaviour::default(),
+            dcutr: Toggle::from(open.then(|| dcutr::Behaviour::new(peer_id))),
+            autonat_client: Toggle::from(open.then(autonat::v2::client::Behaviour::default)),
+            autonat_server: Toggle::from(open.then(autonat::v2::server::Behaviour::default)),
             gossipsub,
             sync,
             stream: libp2p_stream::Behaviour::new(),

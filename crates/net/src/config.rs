@@ -7,17 +7,22 @@ use libp2p::{Multiaddr, identity::Keypair, multiaddr::Protocol};
 /// How long an idle connection (no stream open, not in a gossipsub mesh) stays up by default.
 pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many relays a node reserves on by itself (see [`Config::auto_relays`]): two, so that
+/// losing one leaves the other.
+pub const DEFAULT_AUTO_RELAYS: usize = 2;
+
 /// Which transports the swarm is built with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Transport {
     /// QUIC (preferred, used for audio when both ends have it) and TCP + Noise + Yamux as a
-    /// fallback, with DNS resolution on top. The default.
+    /// fallback, plain or inside WebSocket (`/tcp/<port>/ws`, for networks that pass only web
+    /// traffic), with DNS resolution on top. The default.
     #[default]
     QuicAndTcp,
     /// QUIC only (UDP), with DNS.
     QuicOnly,
-    /// TCP + Noise + Yamux only, with DNS. Audio over TCP suffers head-of-line blocking under
-    /// loss (DESIGN.md §5): use it where UDP is blocked.
+    /// TCP + Noise + Yamux only (plain or inside WebSocket), with DNS. Audio over TCP suffers
+    /// head-of-line blocking under loss (DESIGN.md §5): use it where UDP is blocked.
     TcpOnly,
     /// libp2p's in-process memory transport + Noise + Yamux, for tests. Listen on
     /// `/memory/0` (or any `/memory/<n>`); it reaches only nodes in the same process.
@@ -83,6 +88,18 @@ pub struct Config {
     /// [`crate::limits`]). Default `false`. A relay needs a confirmed external address; when
     /// `external_addrs` is empty, its own listen addresses are used.
     pub relay_server: bool,
+    /// Hide this node's IP address from everyone but its relays and bootstrap nodes: listen on
+    /// nothing (`listen` is ignored), connect to others only through relay circuits, refuse
+    /// direct connections, and run no mDNS, hole punching, AutoNAT or relay service. Peers reach
+    /// the node only through a relay it reserves on ([`crate::Client::listen_via_relay`], or
+    /// one found by itself, see `auto_relays`). Default `false`.
+    pub hide_ip: bool,
+    /// Relays found by themselves: up to this many connected peers that offer circuit relay v2
+    /// (bootstrap nodes run as relays, say; learnt through identify) are asked for a
+    /// reservation, so that a node behind NAT can be reached with no flags. Relays given to
+    /// `listen_via_relay` count toward it; one that keeps refusing is given up for another.
+    /// Default [`DEFAULT_AUTO_RELAYS`]; 0 turns it off. Relay servers never use it.
+    pub auto_relays: usize,
     /// Transports to build. Default [`Transport::QuicAndTcp`].
     pub transport: Transport,
     /// How long a connection with nothing to do stays open.
@@ -101,6 +118,8 @@ impl Config {
             external_addrs: Vec::new(),
             mdns: true,
             relay_server: false,
+            hide_ip: false,
+            auto_relays: DEFAULT_AUTO_RELAYS,
             transport,
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
         }

@@ -23,7 +23,7 @@
 //!
 //! # Protocols
 //!
-//! - Transports: QUIC and TCP (Noise + Yamux) with DNS, or QUIC only, TCP only, or the
+//! - Transports: QUIC and TCP (Noise + Yamux) with DNS and WebSocket over TCP, or QUIC only, TCP only, or the
 //!   in-memory transport for tests ([`Transport`]). Substream negotiation is multistream-select
 //!   `V1Lazy` (one round trip saved per stream).
 //! - identify, ping, mDNS (switchable), Kademlia on `/ruang/kad/1.0.0` (server mode until
@@ -80,6 +80,7 @@ mod error;
 mod event;
 mod event_loop;
 pub mod limits;
+mod privacy;
 mod sync;
 mod transport;
 
@@ -90,7 +91,7 @@ pub use libp2p::{Multiaddr, PeerId, gossipsub::MessageId, identity::Keypair, mul
 pub use audio::{AUDIO_PROTOCOL, AudioIn, AudioInStats, AudioInbox, AudioLink, AudioLinkStats};
 pub use behaviour::{IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 pub use client::{Client, with_peer};
-pub use config::{Config, DEFAULT_IDLE_CONNECTION_TIMEOUT, Transport};
+pub use config::{Config, DEFAULT_AUTO_RELAYS, DEFAULT_IDLE_CONNECTION_TIMEOUT, Transport};
 pub use error::NetError;
 pub use event::{Event, Events, SyncReply, Verdict};
 pub use sync::SYNC_PROTOCOL;
@@ -110,11 +111,13 @@ use crate::{
 pub async fn spawn(config: Config) -> Result<(Client, Events, AudioInbox), NetError> {
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| NetError::Transport("ruang_net::spawn needs a tokio runtime".into()))?;
-    let mut swarm = transport::build_swarm(&config)?;
+    let mut swarm = transport::build_swarm(&config).await?;
     let local_peer_id = *swarm.local_peer_id();
 
     let mut unbound = HashMap::new();
-    for addr in &config.listen {
+    // Hiding our IP: no listener at all (peers reach us through relay circuits only).
+    let listen: &[Multiaddr] = if config.hide_ip { &[] } else { &config.listen };
+    for addr in listen {
         check_tcp_port_free(addr)?;
         let id = swarm
             .listen_on(addr.clone())
@@ -124,7 +127,7 @@ pub async fn spawn(config: Config) -> Result<(Client, Events, AudioInbox), NetEr
             })?;
         unbound.insert(id, addr.clone());
     }
-    for addr in &config.external_addrs {
+    for addr in config.external_addrs.iter().filter(|_| !config.hide_ip) {
         swarm.add_external_address(addr.clone());
     }
 
@@ -144,17 +147,25 @@ pub async fn spawn(config: Config) -> Result<(Client, Events, AudioInbox), NetEr
         audio_tx,
         event_tx.clone(),
     ));
-    let listen_is_external = config.relay_server && config.external_addrs.is_empty();
+    let policy = event_loop::Policy {
+        transport: config.transport,
+        listen_is_external: config.relay_server && config.external_addrs.is_empty(),
+        trim: !config.relay_server,
+        auto_relays: if config.relay_server && !config.hide_ip {
+            0
+        } else {
+            config.auto_relays
+        },
+        hide_ip: config.hide_ip,
+    };
     let event_loop = EventLoop::new(
         swarm,
         command_rx,
         event_tx,
-        config.transport,
-        listen_is_external,
+        policy,
         unbound,
         inbound.clone(),
         acceptor,
-        !config.relay_server,
     );
     runtime.spawn(event_loop.run());
 

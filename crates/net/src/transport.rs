@@ -32,7 +32,12 @@ fn quic_config(mut c: libp2p::quic::Config) -> libp2p::quic::Config {
 }
 
 /// Builds the swarm for `config`. Must run inside a tokio runtime.
-pub(crate) fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, NetError> {
+///
+/// Every transport with TCP also speaks WebSocket over TCP (`/tcp/<port>/ws`; Noise
+/// authenticates the peer inside it as on plain TCP): a network that lets through nothing but
+/// web traffic still carries a room when a node listens on port 443 with it. Smart dialling
+/// races all of a peer's addresses, QUIC first.
+pub(crate) async fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, NetError> {
     let idle = config.idle_connection_timeout;
     let swarm_config = move |c: libp2p::swarm::Config| {
         c.with_idle_connection_timeout(idle)
@@ -56,6 +61,9 @@ pub(crate) fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, NetError>
             .with_quic_config(quic_config)
             .with_dns()
             .map_err(|e| err(&e))?
+            .with_websocket(noise::Config::new, yamux::Config::default)
+            .await
+            .map_err(|e| err(&e))?
             .with_relay_client(noise::Config::new, yamux::Config::default)
             .map_err(|e| err(&e))?
             .with_behaviour(behaviour)
@@ -76,6 +84,9 @@ pub(crate) fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, NetError>
             .with_tcp(tcp_config(), noise::Config::new, yamux::Config::default)
             .map_err(|e| err(&e))?
             .with_dns()
+            .map_err(|e| err(&e))?
+            .with_websocket(noise::Config::new, yamux::Config::default)
+            .await
             .map_err(|e| err(&e))?
             .with_relay_client(noise::Config::new, yamux::Config::default)
             .map_err(|e| err(&e))?
@@ -107,8 +118,12 @@ pub(crate) fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, NetError>
 }
 
 /// How good a connection is for audio, from its remote address: direct QUIC beats any other
-/// direct connection, which beats a relayed one.
+/// direct connection, which beats a relayed one. (A relayed connection that came in through
+/// our circuit listener has the remote address `/p2p/<peer>`: no transport of its own.)
 pub(crate) fn connection_rank(addr: &Multiaddr) -> u8 {
+    if matches!(addr.iter().next(), Some(Protocol::P2p(_)) | None) {
+        return 0;
+    }
     let mut quic = false;
     for p in addr.iter() {
         match p {
@@ -162,6 +177,10 @@ mod tests {
                 .unwrap();
         assert!(connection_rank(&quic) > connection_rank(&tcp));
         assert!(connection_rank(&tcp) > connection_rank(&relayed));
+        let relayed_in: Multiaddr = "/p2p/12D3KooWLRPJAA5o6eg1aEFDVbUWgphJjUcmZtQgeTVCT5HZBkaX"
+            .parse()
+            .unwrap();
+        assert_eq!(connection_rank(&relayed_in), 0);
         assert!(transport_supports(Transport::QuicOnly, &quic));
         assert!(!transport_supports(Transport::QuicOnly, &tcp));
         assert!(transport_supports(Transport::TcpOnly, &tcp));

@@ -23,24 +23,27 @@ enum Reach {
 
 /// Orders `listen` (our listen and relayed addresses) and `confirmed` (confirmed external ones)
 /// into what we tell others: confirmed addresses, then circuits through public relays, other
-/// public addresses, LAN ones; QUIC before TCP within each. Loopback addresses only when there
-/// is nothing else (a room on one machine): a ticket read elsewhere would only waste slots on
-/// them. Unspecified addresses and duplicates are dropped.
+/// public addresses, LAN ones; QUIC before TCP within each. LAN (and VPN, carrier-NAT)
+/// addresses only when there is no public one: they tell people outside that network about it
+/// and do not reach us from there, and people on it find us through mDNS. Loopback addresses
+/// only when there is nothing else (a room on one machine). Unspecified addresses and
+/// duplicates are dropped.
 pub(crate) fn shareable(listen: &[Multiaddr], confirmed: &[Multiaddr]) -> Vec<Multiaddr> {
     let mut ranked: Vec<(Reach, bool, Multiaddr)> = Vec::new();
     for a in confirmed.iter().chain(listen) {
         if is_unspecified(a) || ranked.iter().any(|(_, _, b)| b == a) {
             continue;
         }
-        let reach = if confirmed.contains(a) {
-            Reach::Confirmed
-        } else {
-            reach_of(a)
+        let reach = match reach_of(a) {
+            Reach::PublicRelay | Reach::Public if confirmed.contains(a) => Reach::Confirmed,
+            reach => reach,
         };
         ranked.push((reach, !is_quic(a), a.clone()));
     }
     let only_loopback = ranked.iter().all(|(r, _, _)| *r == Reach::Loopback);
     ranked.retain(|(r, _, _)| only_loopback || *r != Reach::Loopback);
+    let public = ranked.iter().any(|(r, _, _)| *r < Reach::Private);
+    ranked.retain(|(r, _, _)| !public || *r != Reach::Private);
     ranked.sort_by_key(|(r, tcp, _)| (*r, *tcp));
     ranked.into_iter().map(|(_, _, a)| a).collect()
 }
@@ -156,9 +159,32 @@ mod tests {
                 a("/ip4/198.51.100.7/udp/1/quic-v1"),
                 a("/ip4/203.0.113.1/udp/4001/quic-v1/p2p/RELAY/p2p-circuit"),
                 a("/ip4/203.0.113.1/tcp/4001/p2p/RELAY/p2p-circuit"),
-                a("/ip4/192.168.1.2/udp/1/quic-v1"),
-                a("/ip4/192.168.1.2/tcp/2"),
             ]
+        );
+    }
+
+    #[test]
+    fn lan_addresses_only_on_a_lan() {
+        let lan = vec![
+            a("/ip4/192.168.1.2/tcp/2"),
+            a("/ip4/192.168.1.2/udp/1/quic-v1"),
+            a("/ip4/127.0.0.1/udp/1/quic-v1"),
+        ];
+        // A LAN with no way out: its addresses are what there is.
+        assert_eq!(
+            shareable(&lan, &[]),
+            vec![
+                a("/ip4/192.168.1.2/udp/1/quic-v1"),
+                a("/ip4/192.168.1.2/tcp/2")
+            ]
+        );
+        // A circuit through a public relay: the LAN addresses stay home, even one that a LAN
+        // peer confirmed.
+        let mut with_relay = lan.clone();
+        with_relay.push(a("/ip4/203.0.113.1/udp/4001/quic-v1/p2p/RELAY/p2p-circuit"));
+        assert_eq!(
+            shareable(&with_relay, &[a("/ip4/192.168.1.2/udp/1/quic-v1")]),
+            vec![a("/ip4/203.0.113.1/udp/4001/quic-v1/p2p/RELAY/p2p-circuit")]
         );
     }
 

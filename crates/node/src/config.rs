@@ -28,6 +28,11 @@ pub struct Config {
     pub mdns: bool,
     /// Serve as a circuit relay for others.
     pub relay_server: bool,
+    /// Hide our IP address: reach and be reached only through relays (see
+    /// `ruang_net::Config::hide_ip`). Presence and tickets then carry relay circuits only.
+    pub hide_ip: bool,
+    /// Relays to find and reserve on by ourselves (see `ruang_net::Config::auto_relays`).
+    pub auto_relays: usize,
     /// Transports.
     pub transport: Transport,
     /// Listeners a speaker streams to directly, at most.
@@ -57,6 +62,8 @@ impl Config {
             relays: Vec::new(),
             mdns: true,
             relay_server: false,
+            hide_ip: false,
+            auto_relays: ruang_net::DEFAULT_AUTO_RELAYS,
             transport: Transport::default(),
             fanout: DEFAULT_FANOUT,
             frame: FrameDuration::Ms20,
@@ -121,6 +128,18 @@ impl Builder {
     /// Serve as a relay.
     pub fn relay_server(mut self, on: bool) -> Self {
         self.config.relay_server = on;
+        self
+    }
+
+    /// Hide our IP address (relays only).
+    pub fn hide_ip(mut self, on: bool) -> Self {
+        self.config.hide_ip = on;
+        self
+    }
+
+    /// Relays to find and reserve on by ourselves (0: none).
+    pub fn auto_relays(mut self, n: usize) -> Self {
+        self.config.auto_relays = n;
         self
     }
 

@@ -147,7 +147,8 @@ impl EventLoop {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
             Command::DhtServer(server) => {
-                let mode = if server {
+                // Hiding our IP: never a DHT server (it would invite direct connections).
+                let mode = if server && !self.policy.hide_ip {
                     kad::Mode::Server
                 } else {
                     kad::Mode::Client

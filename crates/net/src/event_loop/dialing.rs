@@ -1,6 +1,9 @@
-//! Dialling, the QUIC preference, and what we know of peers' addresses.
+//! Dialling, the QUIC preference, relays we keep, and what we know of peers' addresses.
 
 use super::*;
+
+/// Why a direct dial is refused while hiding our IP address.
+const HIDDEN_IP: &str = "this node hides its IP address: it connects only through relays";
 
 impl EventLoop {
     pub(super) fn dial(&mut self, addr: Multiaddr, reply: Waiter) {
@@ -9,6 +12,13 @@ impl EventLoop {
             let _ = reply.send(Err(NetError::BadAddress {
                 addr,
                 reason: "that is our own peer id",
+            }));
+            return;
+        }
+        if !self.swarm.behaviour().privacy.permits(peer, &addr) {
+            let _ = reply.send(Err(NetError::Dial {
+                addr: addr.to_string(),
+                reason: HIDDEN_IP.into(),
             }));
             return;
         }
@@ -50,6 +60,14 @@ impl EventLoop {
             .map(|a| crate::addr_book::strip_peer(a, peer))
             .collect();
         self.learn(peer, addrs.clone());
+        let addrs = self.dialable(peer, addrs);
+        if addrs.is_empty() && self.policy.hide_ip {
+            let _ = reply.send(Err(NetError::NotConnected {
+                peer,
+                reason: format!("no relayed address, and {HIDDEN_IP}"),
+            }));
+            return;
+        }
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
             .condition(PeerCondition::Always)
@@ -114,9 +132,13 @@ impl EventLoop {
             self.maybe_upgrade(peer, None);
             return;
         }
-        let opts = DialOpts::peer_id(peer)
-            .addresses(self.addrs.get(&peer))
-            .extend_addresses_through_behaviour()
+        let addrs = self.dialable(peer, self.addrs.get(&peer));
+        let mut opts = DialOpts::peer_id(peer).addresses(addrs);
+        // Behaviours (Kademlia) may add direct addresses: not when hiding our IP.
+        if !self.policy.hide_ip {
+            opts = opts.extend_addresses_through_behaviour();
+        }
+        let opts = opts
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build();
         match self.swarm.dial(opts) {
@@ -144,8 +166,8 @@ impl EventLoop {
             .get(&peer)
             .and_then(|c| c.iter().map(|c| connection_rank(&c.remote)).max())
             .unwrap_or(0);
-        let quic = self.addrs.quic(&peer);
-        if best >= 2 || !self.transport.has_quic() || quic.is_empty() {
+        let quic = self.dialable(peer, self.addrs.quic(&peer));
+        if best >= 2 || !self.policy.transport.has_quic() || quic.is_empty() {
             if let Some(reply) = reply {
                 let _ = reply.send(Ok(()));
             }
@@ -191,7 +213,10 @@ impl EventLoop {
             return;
         }
         self.learn(relay_peer, vec![relay.clone()]);
+        self.swarm.behaviour_mut().privacy.allow(relay_peer);
         if let Some(kept) = self.relays.get_mut(&relay_peer) {
+            // Asked for by name now: kept for good.
+            kept.found = false;
             match &kept.state {
                 RelayState::Reserved(_, addr) => {
                     let _ = reply.send(Ok(addr.clone()));
@@ -200,16 +225,79 @@ impl EventLoop {
             }
             return;
         }
+        self.keep_relay(relay_peer, relay, vec![reply], false);
+    }
+
+    fn keep_relay(
+        &mut self,
+        relay_peer: PeerId,
+        relay: Multiaddr,
+        waiters: Vec<Reply<Result<Multiaddr, NetError>>>,
+        found: bool,
+    ) {
         self.relays.insert(
             relay_peer,
             KeptRelay {
                 addr: relay,
                 state: RelayState::Waiting(tokio::time::Instant::now()),
                 backoff: RELAY_RETRY_MIN,
-                waiters: vec![reply],
+                waiters,
+                found,
+                failures: 0,
             },
         );
         self.reserve(relay_peer);
+    }
+
+    /// `peer` offers circuit relay (identify says so): remember it as a candidate when we
+    /// reached it directly, and reserve on candidates while we keep fewer relays than
+    /// `Policy::auto_relays`.
+    pub(super) fn relay_offered(&mut self, peer: PeerId) {
+        if self.policy.auto_relays == 0 || peer == self.local_peer_id {
+            return;
+        }
+        // The address we dialled it at: known to work from here.
+        let addr = self.connections.get(&peer).and_then(|l| {
+            l.iter()
+                .find(|c| c.dialer && connection_rank(&c.remote) > 0)
+                .map(|c| with_peer(c.remote.clone(), peer))
+        });
+        if let Some(addr) = addr
+            && !self.relays_given_up.contains(&peer)
+            && (self.relay_candidates.len() < MAX_RELAY_CANDIDATES
+                || self.relay_candidates.contains_key(&peer))
+        {
+            self.relay_candidates.insert(peer, addr);
+        }
+        self.pick_relays();
+    }
+
+    /// Reserves on candidates until we keep `Policy::auto_relays` relays.
+    fn pick_relays(&mut self) {
+        while self.relays.len() < self.policy.auto_relays {
+            let Some((&peer, _)) = self
+                .relay_candidates
+                .iter()
+                .find(|(p, _)| !self.relays.contains_key(p))
+            else {
+                return;
+            };
+            let Some(addr) = self.relay_candidates.remove(&peer) else {
+                return;
+            };
+            tracing::debug!(relay = %peer, %addr, "reserving on a relay found by ourselves");
+            self.swarm.behaviour_mut().privacy.allow(peer);
+            self.keep_relay(peer, addr, Vec::new(), true);
+        }
+    }
+
+    /// Addresses in `addrs` we may dial `peer` at (all, unless we hide our IP).
+    pub(super) fn dialable(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Vec<Multiaddr> {
+        let guard = &self.swarm.behaviour().privacy;
+        addrs
+            .into_iter()
+            .filter(|a| guard.permits(Some(peer), a))
+            .collect()
     }
 
     /// Asks `relay` (a kept relay) for a reservation now, unless one is held or asked for.
@@ -239,6 +327,24 @@ impl EventLoop {
         let was_reserved = matches!(kept.state, RelayState::Reserved(..));
         if was_reserved {
             kept.backoff = RELAY_RETRY_MIN;
+            kept.failures = 0;
+        }
+        kept.failures += 1;
+        if kept.found && kept.failures >= AUTO_RELAY_ATTEMPTS {
+            tracing::debug!(%relay, %reason, "giving up a relay found by ourselves");
+            if let RelayState::Reserving(id) | RelayState::Reserved(id, _) = kept.state {
+                self.swarm.remove_listener(id);
+            }
+            self.relays.remove(&relay);
+            if self.relays_given_up.len() >= MAX_RELAY_CANDIDATES * 16 {
+                self.relays_given_up.clear();
+            }
+            self.relays_given_up.insert(relay);
+            if was_reserved {
+                self.emit(Event::RelayLost { relay, reason });
+            }
+            self.pick_relays();
+            return;
         }
         tracing::debug!(%relay, %reason, backoff = ?kept.backoff, "relay reservation failed or lost");
         kept.state = RelayState::Waiting(tokio::time::Instant::now() + kept.backoff);
@@ -267,6 +373,7 @@ impl EventLoop {
         };
         kept.state = RelayState::Reserved(id, addr.clone());
         kept.backoff = RELAY_RETRY_MIN;
+        kept.failures = 0;
         for w in kept.waiters.drain(..) {
             let _ = w.send(Ok(addr.clone()));
         }

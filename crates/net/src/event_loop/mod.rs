@@ -77,9 +77,24 @@ struct Conn {
     dialer: bool,
 }
 
+/// How the event loop behaves, from the [`Config`](crate::Config).
+pub(crate) struct Policy {
+    pub(crate) transport: Transport,
+    /// Confirm our own listen addresses as external (a relay with none configured).
+    pub(crate) listen_is_external: bool,
+    /// Close connections nothing uses (see `trim_idle_connections`); off on relay servers.
+    pub(crate) trim: bool,
+    /// Relays to reserve on by ourselves (see `Config::auto_relays`).
+    pub(crate) auto_relays: usize,
+    /// Connect to others only through relays (see `Config::hide_ip`).
+    pub(crate) hide_ip: bool,
+}
+
 /// A relay we keep a reservation on for as long as the node runs: when the reservation fails
 /// or the relay goes away, we ask again (after [`RELAY_RETRY_MIN`], doubling up to
-/// [`RELAY_RETRY_MAX`]), and at once when the relay connects again.
+/// [`RELAY_RETRY_MAX`]), and at once when the relay connects again. A relay found by
+/// ourselves ([`KeptRelay::found`]) is given up after [`AUTO_RELAY_ATTEMPTS`] failures in a
+/// row, for another.
 struct KeptRelay {
     /// The relay's address, with `/p2p/<relay>`.
     addr: Multiaddr,
@@ -88,6 +103,10 @@ struct KeptRelay {
     backoff: Duration,
     /// Callers of `listen_via_relay` waiting for the first reservation.
     waiters: Vec<Reply<Result<Multiaddr, NetError>>>,
+    /// Found by ourselves (not asked for through `listen_via_relay`).
+    found: bool,
+    /// Failed attempts since the last reservation.
+    failures: u32,
 }
 
 /// Where a [`KeptRelay`] is.
@@ -104,6 +123,11 @@ enum RelayState {
 const RELAY_RETRY_MIN: Duration = Duration::from_millis(250);
 /// Longest wait between attempts: a relay back from a restart is used again within this.
 const RELAY_RETRY_MAX: Duration = Duration::from_secs(4);
+/// Failures in a row after which a relay found by ourselves is given up (about 20 s of
+/// attempts with the backoff above).
+const AUTO_RELAY_ATTEMPTS: u32 = 8;
+/// Relay candidates remembered (peers offering circuit relay that we dialled).
+const MAX_RELAY_CANDIDATES: usize = 16;
 
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -111,9 +135,7 @@ pub(crate) struct EventLoop {
     events: mpsc::Sender<Event>,
     /// Events parked while `events` is full (bounded by EVENT_OVERFLOW_CAP).
     overflow: VecDeque<Event>,
-    transport: Transport,
-    /// Confirm our own listen addresses as external (a relay with none configured).
-    listen_is_external: bool,
+    policy: Policy,
     local_peer_id: PeerId,
     addrs: AddrBook,
     /// Open connections per peer.
@@ -124,6 +146,11 @@ pub(crate) struct EventLoop {
     sync_requests: HashMap<request_response::OutboundRequestId, Reply<Result<Vec<u8>, NetError>>>,
     /// Relays we keep a reservation on, by relay peer id.
     relays: HashMap<PeerId, KeptRelay>,
+    /// Peers offering circuit relay that we could reserve on by ourselves, with the address
+    /// we dialled them at (bounded by [`MAX_RELAY_CANDIDATES`]).
+    relay_candidates: HashMap<PeerId, Multiaddr>,
+    /// Relays found by ourselves and given up (they kept refusing): not asked again.
+    relays_given_up: HashSet<PeerId>,
     /// Initial listeners not yet bound, and callers waiting for them.
     unbound: HashMap<ListenerId, Multiaddr>,
     listen_waiters: Vec<Reply<Result<(), NetError>>>,
@@ -133,24 +160,19 @@ pub(crate) struct EventLoop {
     awaiting_verdict: HashMap<gossipsub::MessageId, tokio::time::Instant>,
     inbound: Arc<InboundShared>,
     acceptor: tokio::task::JoinHandle<()>,
-    /// Close connections nothing uses (see `trim_idle_connections`); off on relay servers.
-    trim: bool,
     /// Topics whose peers are never trimmed ([`crate::Client::subscribe_keeping_peers`]).
     kept_topics: HashSet<gossipsub::TopicHash>,
 }
 
 impl EventLoop {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         swarm: Swarm<Behaviour>,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<Event>,
-        transport: Transport,
-        listen_is_external: bool,
+        policy: Policy,
         unbound: HashMap<ListenerId, Multiaddr>,
         inbound: Arc<InboundShared>,
         acceptor: tokio::task::JoinHandle<()>,
-        trim: bool,
     ) -> Self {
         let local_peer_id = *swarm.local_peer_id();
         EventLoop {
@@ -158,15 +180,16 @@ impl EventLoop {
             commands,
             events,
             overflow: VecDeque::new(),
-            transport,
-            listen_is_external,
+            addrs: AddrBook::new(policy.transport),
+            policy,
             local_peer_id,
-            addrs: AddrBook::new(transport),
             connections: HashMap::new(),
             dials: HashMap::new(),
             peer_waiters: HashMap::new(),
             sync_requests: HashMap::new(),
             relays: HashMap::new(),
+            relay_candidates: HashMap::new(),
+            relays_given_up: HashSet::new(),
             unbound,
             listen_waiters: Vec::new(),
             listen_error: None,
@@ -174,7 +197,6 @@ impl EventLoop {
             awaiting_verdict: HashMap::new(),
             inbound,
             acceptor,
-            trim,
             kept_topics: HashSet::new(),
         }
     }
@@ -272,7 +294,7 @@ impl EventLoop {
         // gossipsub has dropped these from its cache by now (GOSSIP_VALIDATION_WINDOW).
         self.awaiting_verdict
             .retain(|_, at| at.elapsed() <= GOSSIP_VALIDATION_WINDOW + HOUSEKEEPING);
-        if self.trim {
+        if self.policy.trim {
             self.trim_idle_connections();
         }
     }
@@ -323,10 +345,9 @@ impl EventLoop {
                 !mesh.contains(peer)
                     && !audio.contains(peer)
                     && !relays.contains(peer)
-                    && conns.iter().all(|c| {
-                        c.since.elapsed() >= TRIM_AFTER
-                            && !c.remote.iter().any(|p| p == Protocol::P2pCircuit)
-                    })
+                    && conns
+                        .iter()
+                        .all(|c| c.since.elapsed() >= TRIM_AFTER && connection_rank(&c.remote) > 0)
             })
             .map(|(peer, _)| *peer)
             .collect();

@@ -118,7 +118,7 @@ impl EventLoop {
         if let Some(relay) = self.relay_of_listener(listener_id) {
             self.relay_reserved(relay, listener_id, address.clone());
         }
-        if self.listen_is_external && !is_circuit {
+        if self.policy.listen_is_external && !is_circuit {
             self.swarm.add_external_address(address.clone());
         }
         self.emit(Event::Listening { addr: address });
@@ -232,6 +232,7 @@ impl EventLoop {
             BehaviourEvent::Sync(event) => self.on_sync_event(event),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let speaks_kad = info.protocols.contains(&KAD_PROTOCOL);
+                let offers_relay = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
                 let new = self.learn_with(peer_id, info.listen_addrs, speaks_kad);
                 if !new.is_empty() {
                     self.emit(Event::Discovered {
@@ -248,6 +249,9 @@ impl EventLoop {
                     .is_some_and(|l| l.iter().any(|c| c.dialer));
                 if we_dialled {
                     self.maybe_upgrade(peer_id, None);
+                }
+                if offers_relay {
+                    self.relay_offered(peer_id);
                 }
             }
             BehaviourEvent::Identify(_) => {}
