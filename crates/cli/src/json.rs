@@ -167,7 +167,8 @@ pub async fn run(
                 }
             },
             ev = events.recv() => match ev {
-                Ok(NodeEvent::Joined { .. }) => {}
+                // Progress was printed while joining.
+                Ok(NodeEvent::Joined { .. } | NodeEvent::Progress { .. }) => {}
                 Ok(ev) => {
                     let done = match &ev {
                         NodeEvent::Left { reason } if reason == "banned" || reason == "kicked" => Some(Outcome::Removed(reason.clone())),

@@ -109,7 +109,7 @@ async fn stay(
     node.listen(sink).await?;
     let joined = match enter {
         Enter::Host(options) => node.host(options).await?,
-        Enter::Join(target) => node.join(target).await?,
+        Enter::Join(target) => join_showing_progress(node, target, json).await?,
     };
     if let Some((source, pacing)) = source {
         node.speak(source, pacing).await?;
@@ -124,6 +124,31 @@ async fn stay(
         })
     } else {
         plain(node, events, &joined).await
+    }
+}
+
+/// Joins, printing the join's progress as it goes (a JSON `progress` event, or a line on
+/// stderr before the terminal UI or plain output starts).
+async fn join_showing_progress(
+    node: &NodeHandle,
+    target: ruang_node::JoinTarget,
+    json: bool,
+) -> Result<ruang_node::Joined> {
+    let mut progress = node.subscribe();
+    let join = node.join(target);
+    tokio::pin!(join);
+    loop {
+        tokio::select! {
+            joined = &mut join => return Ok(joined?),
+            ev = progress.recv() => match ev {
+                Ok(NodeEvent::Progress { message }) if json => {
+                    println!("{}", serde_json::json!({"event": "progress", "message": message}));
+                }
+                Ok(NodeEvent::Progress { message }) => eprintln!("{message}"),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return Ok(join.await?),
+            },
+        }
     }
 }
 

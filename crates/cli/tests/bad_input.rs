@@ -119,6 +119,59 @@ fn a_corrupt_ticket_is_one_clear_line_and_a_nonzero_exit() -> Result<()> {
     Ok(())
 }
 
+/// A ticket whose host does not answer: the join shows what it tries (a JSON `progress`
+/// event), then fails with one line that names what was tried and a hint.
+#[test]
+fn an_unreachable_host_is_one_line_naming_what_was_tried() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A TCP port nobody listens on (bound, then closed): refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr: ruang_net::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse()?;
+    let host = ruang_proto::Identity::generate(&mut rand::rng()).public();
+    let ticket = ruang_proto::Ticket {
+        room: ruang_proto::room::RoomId(ruang_proto::Hash([1; 32])),
+        host,
+        addresses: vec![addr.to_vec()],
+        room_key: None,
+    }
+    .to_string();
+    let out = ruang()
+        .args([
+            "join",
+            &ticket,
+            "--json",
+            "--no-mdns",
+            "--input",
+            "silence",
+            "--output",
+            "null",
+        ])
+        .arg("--identity")
+        .arg(dir.path().join("id.key"))
+        .env("XDG_CONFIG_HOME", dir.path())
+        .output()?;
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains(r#""event":"progress""#)
+            && stdout.contains("connecting to the host (1 LAN)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("could not reach the room: tried 1 LAN:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Hint: the host has only LAN addresses"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    Ok(())
+}
+
 #[test]
 fn a_missing_wav_file_fails_before_joining() -> Result<()> {
     let dir = tempfile::tempdir()?;

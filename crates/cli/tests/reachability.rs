@@ -93,6 +93,24 @@ fn start_listener(
 }
 
 impl Listener {
+    /// Checks that the join said `what` in a `progress` event.
+    fn progressed(&self, what: &str) -> Result<()> {
+        let lines: Vec<&str> = self
+            .proc
+            .seen
+            .iter()
+            .filter(|v| v["event"] == "progress")
+            .filter_map(|v| v["message"].as_str())
+            .collect();
+        eprintln!("[{}] join progress: {lines:?}", self.proc.name);
+        ensure!(
+            lines.iter().any(|l| l.contains(what)),
+            "[{}] no progress line saying {what:?}: {lines:?}",
+            self.proc.name
+        );
+        Ok(())
+    }
+
     /// Waits until `frames` frames from the host arrived; returns the time from the process
     /// start to the first frame (the unix time in the `hearing` event).
     fn hears(&mut self, host: &Host, frames: u64) -> Result<Duration> {
@@ -447,6 +465,7 @@ fn udp_blocked_websocket_carries_the_room() -> Result<()> {
     let mut listener = start_listener(dir.path(), "listener", &host.ticket, &net.homes[1], &[])?;
     let t = listener.hears(&host, 50)?;
     eprintln!("UDP blocked, WebSocket on 443, join → first audio: {t:?}");
+    listener.progressed("connected to the host directly over WebSocket")?;
     listener.holds(&host)?;
     host.proc.close_stdin();
     host.proc.exit(T)?;
@@ -484,6 +503,7 @@ fn hidden_ip_listener_reaches_the_host_only_through_the_relay() -> Result<()> {
     )?;
     let t = listener.hears(&host, 50)?;
     eprintln!("hidden-IP listener, join → first audio: {t:?}");
+    listener.progressed("connected to the host through relay")?;
     listener.holds(&host)?;
     let counters = net
         .lab

@@ -48,6 +48,11 @@ pub(crate) fn shareable(listen: &[Multiaddr], confirmed: &[Multiaddr]) -> Vec<Mu
     ranked.into_iter().map(|(_, _, a)| a).collect()
 }
 
+/// Whether `addr` reaches only its own network (LAN, VPN, carrier NAT, this machine).
+pub(crate) fn is_private(addr: &Multiaddr) -> bool {
+    matches!(reach_of(addr), Reach::Private | Reach::Loopback)
+}
+
 /// Where `addr` can be reached from, by its IP (a relayed address: by its relay's).
 fn reach_of(addr: &Multiaddr) -> Reach {
     let relayed = addr.iter().any(|p| p == Protocol::P2pCircuit);

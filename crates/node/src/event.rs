@@ -245,6 +245,12 @@ pub enum NodeEvent {
         /// What, in one line.
         message: String,
     },
+    /// How a join is going (connecting, through which path, fetching the room): shown while
+    /// `join` runs, emitted only then.
+    Progress {
+        /// One line.
+        message: String,
+    },
     /// A notice worth showing (a successor took over, someone was banned, ...).
     Notice {
         /// What happened, in one line.

@@ -119,6 +119,8 @@ enum Internal {
     },
     /// Announcements from a directory answer.
     DirectoryPage(Vec<Vec<u8>>),
+    /// A join's progress, to show.
+    Progress(String),
     /// Unblock a peer blocked for flooding.
     Unblock(PeerId),
     /// Block a banned peer, once the ban had time to reach it.
@@ -597,9 +599,14 @@ impl Task {
         self.dht_server = false;
         let client = self.client.clone();
         let internal = self.internal_tx.clone();
+        let hide_ip = self.config.hide_ip;
         tokio::spawn(async move {
             let _ = client.set_dht_server(false).await;
-            let result = fetch_room(&client, room, host, addrs, key.as_ref())
+            let progress = Progress {
+                internal: internal.clone(),
+                hide_ip,
+            };
+            let result = fetch_room(&client, room, host, addrs, key.as_ref(), &progress)
                 .await
                 .map(|(r, p)| (Box::new(r), p));
             let _ = internal.send(Internal::Joined(result, key)).await;
@@ -901,6 +908,11 @@ impl Task {
                     && pages < MAX_SYNC_PAGES
                 {
                     self.request_sync_from(from, next, pages);
+                }
+            }
+            Internal::Progress(message) => {
+                if self.joining {
+                    self.emit(NodeEvent::Progress { message });
                 }
             }
             Internal::DirectoryPage(wires) => {
@@ -2000,16 +2012,135 @@ impl Task {
 }
 
 /// Dials the room's addresses and pulls its whole log from the first member that answers.
+/// Tells the node how a join goes (see [`NodeEvent::Progress`]).
+struct Progress {
+    internal: mpsc::Sender<Internal>,
+    hide_ip: bool,
+}
+
+impl Progress {
+    async fn say(&self, message: String) {
+        let _ = self.internal.send(Internal::Progress(message)).await;
+    }
+}
+
+/// What a join tries: the ticket's addresses by kind, for progress and failure lines.
+struct Tried {
+    direct: usize,
+    private: usize,
+    relays: Vec<String>,
+}
+
+impl Tried {
+    fn of(addrs: &[Multiaddr]) -> Tried {
+        let mut t = Tried {
+            direct: 0,
+            private: 0,
+            relays: Vec::new(),
+        };
+        for a in addrs {
+            match relay_part(a).as_ref().and_then(peer_of) {
+                Some(relay) => {
+                    let relay = short_peer(&relay);
+                    if !t.relays.contains(&relay) {
+                        t.relays.push(relay);
+                    }
+                }
+                None if addrs::is_private(a) => t.private += 1,
+                None => t.direct += 1,
+            }
+        }
+        t
+    }
+
+    /// What to try next, in one sentence.
+    fn hint(&self, hide_ip: bool) -> &'static str {
+        if self.relays.is_empty() && hide_ip {
+            "with --hide-ip only hosts reachable through a relay can be joined: ask for a \
+             ticket with a p2p-circuit address"
+        } else if self.relays.is_empty() && self.direct == 0 {
+            "the host has only LAN addresses: on another network it needs a relay (a \
+             --bootstrap node that runs --relay, or --via-relay) and a new ticket"
+        } else if self.relays.is_empty() {
+            "the host may be behind a NAT or firewall: it can use a relay (a --bootstrap node \
+             that runs --relay, or --via-relay) and share the new ticket"
+        } else {
+            "the relay may be down or full, or the host gone: try again in a moment, or ask \
+             for a fresh ticket"
+        }
+    }
+}
+
+impl std::fmt::Display for Tried {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if self.direct > 0 {
+            parts.push(format!("{} public", self.direct));
+        }
+        if self.private > 0 {
+            parts.push(format!("{} LAN", self.private));
+        }
+        if !self.relays.is_empty() {
+            parts.push(format!("through relay {}", self.relays.join(", ")));
+        }
+        write!(f, "{}", parts.join(", "))
+    }
+}
+
+/// `12D3…abcd`: enough of a peer id to tell relays apart in one line.
+fn short_peer(peer: &PeerId) -> String {
+    let s = peer.to_string();
+    let tail = &s[s.len().saturating_sub(6)..];
+    format!("…{tail}")
+}
+
+/// Direct QUIC > other direct > relayed, for naming the path a join took.
+fn path_rank(addr: &Multiaddr) -> u8 {
+    use ruang_net::multiaddr::Protocol;
+    let relayed = addr.iter().any(|p| p == Protocol::P2pCircuit)
+        || matches!(addr.iter().next(), Some(Protocol::P2p(_)));
+    let quic = addr.iter().any(|p| p == Protocol::QuicV1);
+    match (relayed, quic) {
+        (true, _) => 0,
+        (false, false) => 1,
+        (false, true) => 2,
+    }
+}
+
+/// "connected to the host directly over QUIC" / "... through relay …abcd".
+fn describe_path(addr: &Multiaddr) -> String {
+    use ruang_net::multiaddr::Protocol;
+    if let Some(relay) = relay_part(addr).as_ref().and_then(peer_of) {
+        return format!("connected to the host through relay {}", short_peer(&relay));
+    }
+    let over = if addr.iter().any(|p| p == Protocol::QuicV1) {
+        "QUIC"
+    } else if addr
+        .iter()
+        .any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_)))
+    {
+        "WebSocket"
+    } else {
+        "TCP"
+    };
+    format!("connected to the host directly over {over}")
+}
+
 async fn fetch_room(
     client: &Client,
     room: RoomId,
     host: PublicKey,
     addrs: Vec<Multiaddr>,
     key: Option<&RoomKey>,
+    progress: &Progress,
 ) -> Result<(Room, PeerId), NodeError> {
     if addrs.is_empty() {
         return Err(NodeError::Unreachable("the ticket has no addresses".into()));
     }
+    let tried = Tried::of(&addrs);
+    progress
+        .say(format!("connecting to the host ({tried})"))
+        .await;
     let host_peer = ids::peer_id(&host);
     let mut last_error = String::from("no address answered");
     let mut peer = None;
@@ -2052,8 +2183,23 @@ async fn fetch_room(
         }
     }
     let Some((peer, peer_addrs)) = peer else {
-        return Err(NodeError::Unreachable(last_error));
+        return Err(NodeError::Unreachable(format!(
+            "tried {tried}: {last_error}. Hint: {}",
+            tried.hint(progress.hide_ip)
+        )));
     };
+    let path = client
+        .connection_addrs(peer)
+        .await
+        .ok()
+        .and_then(|list| list.into_iter().max_by_key(path_rank));
+    let how = match &path {
+        Some(a) => describe_path(a),
+        None => "connected".to_string(),
+    };
+    progress
+        .say(format!("{how}; fetching the room's log"))
+        .await;
     let mut replica: Option<Room> = None;
     let mut from = 0u32;
     for _ in 0..MAX_SYNC_PAGES {

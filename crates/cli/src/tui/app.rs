@@ -243,7 +243,9 @@ impl App {
                     Exit::Removed(reason)
                 });
             }
+            // Progress was printed before the UI started.
             NodeEvent::Joined { .. }
+            | NodeEvent::Progress { .. }
             | NodeEvent::CaptureStarted { .. }
             | NodeEvent::PlayoutStarted { .. } => {}
         }
