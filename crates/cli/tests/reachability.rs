@@ -128,6 +128,20 @@ impl Listener {
         })?;
         let first = first.context("no hearing event")?;
         let after = Duration::from_micros(first.saturating_sub(self.proc.started_unix_us));
+        if after > Duration::from_secs(1) {
+            // Slow: what the join went through, for whoever looks into it.
+            let timeline: Vec<String> = self
+                .proc
+                .seen
+                .iter()
+                .filter(|v| v["event"] != "stats")
+                .map(|v| {
+                    let what = v["message"].as_str().unwrap_or_default();
+                    format!("{:.0}ms {} {what}", arrived(v).as_secs_f64() * 1e3, v["event"])
+                })
+                .collect();
+            eprintln!("[{}] slow join; events: {timeline:#?}", self.proc.name);
+        }
         self.first_frame = Some(after);
         Ok(after)
     }

@@ -10,7 +10,7 @@ use std::{
 
 use futures::{AsyncWriteExt, StreamExt, io::BufReader};
 use libp2p::{PeerId, Stream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{
     AUDIO_ACK, AudioIn, AudioInStats, InboundCounters, ReadError, bump, load, read_frame,
@@ -26,10 +26,26 @@ const READ_BUFFER: usize = 4096;
 
 /// State shared by the acceptor, the readers, the [`AudioInbox`](super::AudioInbox) and the
 /// `Client` (which closes streams by peer).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct InboundShared {
     streams: Mutex<Streams>,
     pub(crate) counters: InboundCounters,
+    /// Peers whose connection (one of them) just closed, for lanes waiting for an ack (see
+    /// `link::open_lane`); bounded, and a lagging reader assumes the worst.
+    pub(crate) closes: broadcast::Sender<PeerId>,
+}
+
+/// Connection closes kept for lanes that have not read them yet.
+const CLOSES_CAP: usize = 256;
+
+impl Default for InboundShared {
+    fn default() -> Self {
+        InboundShared {
+            streams: Mutex::default(),
+            counters: InboundCounters::default(),
+            closes: broadcast::channel(CLOSES_CAP).0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]

@@ -13,7 +13,7 @@ use std::{
 use bytes::Bytes;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt, stream::FuturesUnordered};
 use libp2p::{PeerId, Stream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 
 use super::{AUDIO_ACK, AUDIO_PROTOCOL, bump, load, put_chunk};
 use crate::{
@@ -210,6 +210,7 @@ async fn run(
                             peer,
                             hello.clone(),
                             shared.clone(),
+                            client.inbound.closes.clone(),
                         ))
                     })
                     .collect();
@@ -257,17 +258,28 @@ async fn open(
     shared: &Arc<Shared>,
 ) -> Result<Vec<Stream>, NetError> {
     client.connect(peer).await?;
-    let first = open_lane(control.clone(), peer, hello.to_vec(), shared.clone()).await?;
+    let first = open_lane(
+        control.clone(),
+        peer,
+        hello.to_vec(),
+        shared.clone(),
+        client.inbound.closes.clone(),
+    )
+    .await?;
     Ok(vec![first])
 }
 
 /// Opens one lane: the stream, the header, the receiver's ack; again after a short pause when
-/// the receiver dropped the stream unread.
+/// the receiver dropped the stream unread, when no ack came in [`AUDIO_ACK_TIMEOUT`], or at
+/// once when a connection to the peer closed meanwhile (`closes`): a stream opened on a
+/// connection that is being replaced (a relayed one, by a hole-punched one) is never answered,
+/// and waiting for the timeout held the first audio of punched joins back by 1.5 s.
 async fn open_lane(
     mut control: libp2p_stream::Control,
     peer: PeerId,
     hello: Vec<u8>,
     shared: Arc<Shared>,
+    closes: broadcast::Sender<PeerId>,
 ) -> Result<Stream, NetError> {
     let mut why = String::new();
     for attempt in 0..LANE_OPEN_ATTEMPTS {
@@ -276,21 +288,40 @@ async fn open_lane(
             let pause = std::time::Duration::from_millis(10 << attempt);
             tokio::time::sleep(pause).await;
         }
-        let mut stream = open_stream(&mut control, peer, &hello).await?;
-        let mut ack = [0u8; 1];
-        // A stream opened on a connection that is closing (a relayed one replaced by a direct
-        // one) may never be answered: give up on it soon and open another.
-        match tokio::time::timeout(AUDIO_ACK_TIMEOUT, stream.read_exact(&mut ack)).await {
-            Ok(Ok(())) if ack[0] == AUDIO_ACK => return Ok(stream),
-            Ok(Ok(())) => {
-                return Err(NetError::Stream(format!(
+        let mut closed = closes.subscribe();
+        let gone = async {
+            loop {
+                match closed.recv().await {
+                    Ok(p) if p == peer => return,
+                    Ok(_) => {}
+                    // Missed some: one may have been ours.
+                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                }
+            }
+        };
+        let opened = async {
+            let mut stream = open_stream(&mut control, peer, &hello).await?;
+            let mut ack = [0u8; 1];
+            match stream.read_exact(&mut ack).await {
+                Ok(()) if ack[0] == AUDIO_ACK => Ok(Ok(stream)),
+                Ok(()) => Err(NetError::Stream(format!(
                     "audio stream answered {:#04x}, not an ack",
                     ack[0]
-                )));
+                ))),
+                Err(e) => Ok(Err(e.to_string())),
             }
-            Ok(Err(e)) => why = e.to_string(),
-            Err(_) => why = format!("no ack within {AUDIO_ACK_TIMEOUT:?}"),
+        };
+        tokio::select! {
+            r = tokio::time::timeout(AUDIO_ACK_TIMEOUT, opened) => match r {
+                Ok(Ok(Ok(stream))) => return Ok(stream),
+                Ok(Ok(Err(e))) => why = e,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => why = format!("no ack within {AUDIO_ACK_TIMEOUT:?}"),
+            },
+            () = gone => why = "a connection to the peer closed meanwhile".into(),
         }
+        tracing::debug!(%peer, attempt, %why, "audio lane not taken");
     }
     Err(NetError::Stream(format!(
         "audio stream not taken by the receiver after {LANE_OPEN_ATTEMPTS} attempts: {why}"

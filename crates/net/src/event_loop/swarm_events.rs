@@ -39,6 +39,8 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, ?cause, "connection closed");
+                // Audio lanes waiting for an ack from this peer try again at once.
+                let _ = self.inbound.closes.send(peer_id);
                 let mut oldest = false;
                 if let Some(list) = self.connections.get_mut(&peer_id) {
                     // A relayed connection that dies (its relay went away) beside a direct one
