@@ -115,7 +115,7 @@ impl Listener {
     /// start to the first frame (the unix time in the `hearing` event).
     fn hears(&mut self, host: &Host, frames: u64) -> Result<Duration> {
         let mut first = None;
-        self.proc.wait(T, "frames from the host", |v: &Value| {
+        let waited = self.proc.wait(T, "frames from the host", |v: &Value| {
             if v["event"] == "hearing" && v["peer_id"] == host.key.as_str() {
                 let unix_us = v["unix_us"].as_u64().unwrap_or(0);
                 first = Some(unix_us);
@@ -125,25 +125,38 @@ impl Listener {
                 .flatten()
                 .unwrap_or(0);
             (n >= frames).then_some(())
-        })?;
+        });
+        if let Err(e) = waited {
+            self.show_timeline("no audio");
+            return Err(e);
+        }
         let first = first.context("no hearing event")?;
         let after = Duration::from_micros(first.saturating_sub(self.proc.started_unix_us));
         if after > Duration::from_secs(1) {
-            // Slow: what the join went through, for whoever looks into it.
-            let timeline: Vec<String> = self
-                .proc
-                .seen
-                .iter()
-                .filter(|v| v["event"] != "stats")
-                .map(|v| {
-                    let what = v["message"].as_str().unwrap_or_default();
-                    format!("{:.0}ms {} {what}", arrived(v).as_secs_f64() * 1e3, v["event"])
-                })
-                .collect();
-            eprintln!("[{}] slow join; events: {timeline:#?}", self.proc.name);
+            self.show_timeline("slow join");
         }
         self.first_frame = Some(after);
         Ok(after)
+    }
+
+    /// Prints what the join went through (events but stats, with when), for whoever looks
+    /// into a slow or failed one.
+    fn show_timeline(&self, why: &str) {
+        let timeline: Vec<String> = self
+            .proc
+            .seen
+            .iter()
+            .filter(|v| v["event"] != "stats")
+            .map(|v| {
+                let what = v["message"].as_str().unwrap_or_default();
+                format!(
+                    "{:.0}ms {} {what}",
+                    arrived(v).as_secs_f64() * 1e3,
+                    v["event"]
+                )
+            })
+            .collect();
+        eprintln!("[{}] {why}; events: {timeline:#?}", self.proc.name);
     }
 
     /// Leaves, and checks that the recording holds the host's voice from where it joined.

@@ -1271,6 +1271,7 @@ impl Task {
                 }
             }
             if matches!(change, PresenceChange::Joined | PresenceChange::Left) {
+                debug!(author = %msg.author.fingerprint(), ?change, "presence");
                 self.membership_changed();
             }
         } else {
@@ -1516,6 +1517,7 @@ impl Task {
         if let Some(header) = header {
             for peer in targets {
                 if !links.iter().any(|l| l.peer() == peer) {
+                    debug!(%peer, "audio link to a listener");
                     links.push(self.client.open_audio(peer, header.clone()));
                 }
             }
@@ -1826,6 +1828,7 @@ impl Task {
             RoomMessage::Ephemeral(signed.wire().to_vec()).encode(),
         );
         let delivered = self.publish(&topic, payload).await;
+        debug!(delivered, leaving, "presence sent");
         let interval = self.presence_interval_ms();
         if let Some(s) = self.session.as_mut() {
             s.presence_undelivered = !delivered && !leaving;
