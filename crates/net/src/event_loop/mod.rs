@@ -93,6 +93,8 @@ pub(crate) struct Policy {
     pub(crate) auto_relays: usize,
     /// Connect to others only through relays (see `Config::hide_ip`).
     pub(crate) hide_ip: bool,
+    /// The topic every peer subscribes to (see `Config::greeting_topic`).
+    pub(crate) greeting_topic: Option<gossipsub::TopicHash>,
 }
 
 /// A relay we keep a reservation on for as long as the node runs: when the reservation fails
@@ -316,10 +318,15 @@ impl EventLoop {
     /// connection, so when a relayed connection is replaced by a hole-punched one a few
     /// milliseconds after it opened, the greeting can go down with it; neither side then
     /// knows the other is in the room (presence undelivered, no audio, until a connection
-    /// timed out: 5 s in about 1 join of 10). Every ruang node is subscribed to the directory
-    /// topic, so knowing no topic of a peer means exactly this. Disconnect it: the node dials
-    /// the stage again, and a fresh first connection greets both ways.
+    /// timed out: 5 s in about 1 join of 10). Every peer subscribes to
+    /// `Policy::greeting_topic` (ruang: the directory), so not knowing it subscribed means
+    /// exactly this. Disconnect it: the node dials the stage again, and a fresh first
+    /// connection greets both ways.
     fn check_greetings(&mut self) {
+        let Some(topic) = self.policy.greeting_topic.clone() else {
+            self.greeting_checks.clear();
+            return;
+        };
         let now = tokio::time::Instant::now();
         while let Some(&(peer, at)) = self.greeting_checks.front() {
             if at > now {
@@ -334,7 +341,7 @@ impl EventLoop {
                 .behaviour()
                 .gossipsub
                 .all_peers()
-                .any(|(p, topics)| *p == peer && !topics.is_empty());
+                .any(|(p, topics)| *p == peer && topics.contains(&&topic));
             if !greeted {
                 tracing::debug!(%peer, "gossipsub lost its greeting with a closed connection: reconnecting");
                 let _ = self.swarm.disconnect_peer_id(peer);
