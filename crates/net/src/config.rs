@@ -100,11 +100,6 @@ pub struct Config {
     /// `listen_via_relay` count toward it; one that keeps refusing is given up for another.
     /// Default [`DEFAULT_AUTO_RELAYS`]; 0 turns it off. Relay servers never use it.
     pub auto_relays: usize,
-    /// A gossipsub topic every peer of this network subscribes to from its start (ruang: the
-    /// directory), if any. It tells a peer whose gossipsub greeting went down with a closed
-    /// connection (we know it is not subscribed to this topic) from one that subscribes to
-    /// nothing; such a peer is reconnected. Default: none (no such check).
-    pub greeting_topic: Option<String>,
     /// Transports to build. Default [`Transport::QuicAndTcp`].
     pub transport: Transport,
     /// How long a connection with nothing to do stays open.
@@ -125,7 +120,6 @@ impl Config {
             relay_server: false,
             hide_ip: false,
             auto_relays: DEFAULT_AUTO_RELAYS,
-            greeting_topic: None,
             transport,
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
         }

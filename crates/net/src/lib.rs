@@ -157,10 +157,6 @@ pub async fn spawn(config: Config) -> Result<(Client, Events, AudioInbox), NetEr
             config.auto_relays
         },
         hide_ip: config.hide_ip,
-        greeting_topic: config
-            .greeting_topic
-            .as_ref()
-            .map(|t| libp2p::gossipsub::IdentTopic::new(t.clone()).hash()),
     };
     let event_loop = EventLoop::new(
         swarm,

@@ -137,7 +137,6 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
     net_config.mdns = config.mdns;
     net_config.relay_server = config.relay_server;
     net_config.hide_ip = config.hide_ip;
-    net_config.greeting_topic = Some(DIRECTORY_TOPIC.to_string());
     net_config.auto_relays = config.auto_relays;
     let (client, net_events, inbox) = ruang_net::spawn(net_config).await?;
     client.subscribe(DIRECTORY_TOPIC).await?;

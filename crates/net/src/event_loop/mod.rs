@@ -52,11 +52,6 @@ const KEEP_PEERS: usize = 12;
 const TRIM_AFTER: Duration = Duration::from_secs(30);
 /// How long shutdown waits for connections to close cleanly.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-/// How long after closing one of a peer's connections we check that gossipsub heard the
-/// peer's subscriptions (see `EventLoop::check_greetings`).
-const GREETING_CHECK_AFTER: Duration = Duration::from_millis(750);
-/// Pending greeting checks at most.
-const MAX_GREETING_CHECKS: usize = 256;
 /// How long shutdown keeps the transports running once every connection is closed.
 const CLOSE_LINGER: Duration = Duration::from_millis(150);
 
@@ -93,8 +88,6 @@ pub(crate) struct Policy {
     pub(crate) auto_relays: usize,
     /// Connect to others only through relays (see `Config::hide_ip`).
     pub(crate) hide_ip: bool,
-    /// The topic every peer subscribes to (see `Config::greeting_topic`).
-    pub(crate) greeting_topic: Option<gossipsub::TopicHash>,
 }
 
 /// A relay we keep a reservation on for as long as the node runs: when the reservation fails
@@ -167,10 +160,6 @@ pub(crate) struct EventLoop {
     awaiting_verdict: HashMap<gossipsub::MessageId, tokio::time::Instant>,
     inbound: Arc<InboundShared>,
     acceptor: tokio::task::JoinHandle<()>,
-    /// Peers one of whose connections we closed for a better one, and when to check that
-    /// gossipsub heard their subscriptions (see `check_greetings`); bounded by
-    /// [`MAX_GREETING_CHECKS`].
-    greeting_checks: VecDeque<(PeerId, tokio::time::Instant)>,
     /// Topics whose peers are never trimmed ([`crate::Client::subscribe_keeping_peers`]).
     kept_topics: HashSet<gossipsub::TopicHash>,
 }
@@ -208,7 +197,6 @@ impl EventLoop {
             awaiting_verdict: HashMap::new(),
             inbound,
             acceptor,
-            greeting_checks: VecDeque::new(),
             kept_topics: HashSet::new(),
         }
     }
@@ -302,50 +290,12 @@ impl EventLoop {
         });
         self.sync_requests.retain(|_, r| !r.is_closed());
         self.retry_relays();
-        self.check_greetings();
         self.listen_waiters.retain(|w| !w.is_closed());
         // gossipsub has dropped these from its cache by now (GOSSIP_VALIDATION_WINDOW).
         self.awaiting_verdict
             .retain(|_, at| at.elapsed() <= GOSSIP_VALIDATION_WINDOW + HOUSEKEEPING);
         if self.policy.trim {
             self.trim_idle_connections();
-        }
-    }
-
-    /// After one of a peer's connections was closed for a better one: a peer that is still
-    /// connected but of whom gossipsub knows no subscription lost its greeting with the closed
-    /// connection. gossipsub greets a peer (sends our subscriptions) only on its first
-    /// connection, so when a relayed connection is replaced by a hole-punched one a few
-    /// milliseconds after it opened, the greeting can go down with it; neither side then
-    /// knows the other is in the room (presence undelivered, no audio, until a connection
-    /// timed out: 5 s in about 1 join of 10). Every peer subscribes to
-    /// `Policy::greeting_topic` (ruang: the directory), so not knowing it subscribed means
-    /// exactly this. Disconnect it: the node dials the stage again, and a fresh first
-    /// connection greets both ways.
-    fn check_greetings(&mut self) {
-        let Some(topic) = self.policy.greeting_topic.clone() else {
-            self.greeting_checks.clear();
-            return;
-        };
-        let now = tokio::time::Instant::now();
-        while let Some(&(peer, at)) = self.greeting_checks.front() {
-            if at > now {
-                break;
-            }
-            self.greeting_checks.pop_front();
-            if !self.swarm.is_connected(&peer) {
-                continue;
-            }
-            let greeted = self
-                .swarm
-                .behaviour()
-                .gossipsub
-                .all_peers()
-                .any(|(p, topics)| *p == peer && topics.contains(&&topic));
-            if !greeted {
-                tracing::debug!(%peer, "gossipsub lost its greeting with a closed connection: reconnecting");
-                let _ = self.swarm.disconnect_peer_id(peer);
-            }
         }
     }
 

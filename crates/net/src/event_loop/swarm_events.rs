@@ -201,14 +201,9 @@ impl EventLoop {
             .filter(|c| connection_rank(&c.remote) < best)
             .map(|c| c.id)
             .collect();
-        let closing = !worse.is_empty();
         for id in worse {
             tracing::debug!(%peer, "closing a connection now that a better one exists");
             self.swarm.close_connection(id);
-        }
-        if closing && self.greeting_checks.len() < MAX_GREETING_CHECKS {
-            self.greeting_checks
-                .push_back((peer, tokio::time::Instant::now() + GREETING_CHECK_AFTER));
         }
     }
 
