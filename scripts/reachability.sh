@@ -15,7 +15,7 @@ if [ ${#tests[@]} -eq 0 ]; then
   tests=(lan_with_mdns_only cone_nat_to_cone_nat_via_a_relay cone_nat_hole_punch_survives_the_relay
     relayed_room_survives_a_relay_restart rejoin_at_once_with_the_same_identity
     host_behind_nat_with_no_flags udp_blocked_websocket_carries_the_room
-    hidden_ip_listener_reaches_the_host_only_through_the_relay)
+    hidden_ip_listener_reaches_the_host_only_through_the_relay host_with_a_forwarded_port)
 fi
 out=target/reachability
 mkdir -p "$out"

@@ -464,6 +464,65 @@ fn host_behind_nat_with_no_flags() -> Result<()> {
     Ok(())
 }
 
+/// A host behind NAT whose router forwards one UDP port to it (a "port forward"), with a
+/// public relay as bootstrap node: AutoNAT (the relay dials the address back) confirms the
+/// forwarded address a few seconds after the start, and a `ticket` event hands out a ticket
+/// with it. A public listener with no flags joins by that ticket and connects directly.
+#[test]
+fn host_with_a_forwarded_port() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(net) = internet(dir.path(), [Nat::Cone, Nat::Cone])? else {
+        return Ok(());
+    };
+    common::netns::nft(
+        &net.lab.name("a-nat"),
+        // The port forward: DNAT in, and a rule in the router's own forward chain (its
+        // policy drops what it does not accept, whatever other chains say).
+        "table ip forward {\n  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    iifname \"wan\" udp dport 4002 dnat to 192.168.1.2:4002\n  }\n}\nadd rule ip filter forward iifname \"wan\" ct status dnat accept\n",
+    )?;
+    let mut host_net = net.homes[0].clone();
+    host_net.listen = vec!["/ip4/0.0.0.0/udp/4002/quic-v1".into()];
+    let mut host = start_host(dir.path(), &host_net, &["--bootstrap", &net.relay_addr])?;
+    let forwarded = "/ip4/203.0.113.11/udp/4002/quic-v1";
+    let has_forwarded = |t: &str| {
+        ruang_proto::Ticket::parse(t).is_ok_and(|t| {
+            t.addresses.iter().any(|a| {
+                ruang_net::Multiaddr::try_from(a.clone())
+                    .is_ok_and(|m| m.to_string().starts_with(forwarded))
+            })
+        })
+    };
+    let ticket = if has_forwarded(&host.ticket) {
+        host.ticket.clone()
+    } else {
+        let is_it = |v: &Value| {
+            let t = v["ticket"].as_str().unwrap_or_default();
+            (v["event"] == "ticket" && has_forwarded(t)).then(|| t.to_string())
+        };
+        match host.proc.seen.iter().find_map(is_it) {
+            Some(t) => t,
+            None => host
+                .proc
+                .wait(T, "a ticket with the forwarded address", is_it)?,
+        }
+    };
+    let confirmed = host
+        .proc
+        .seen
+        .iter()
+        .find(|v| v["event"] == "ticket" && has_forwarded(v["ticket"].as_str().unwrap_or_default()))
+        .map(arrived);
+    eprintln!("forwarded port: ticket with it after {confirmed:?}");
+    let mut listener = start_listener(dir.path(), "listener", &ticket, &net.public, &[])?;
+    let t = listener.hears(&host, 50)?;
+    eprintln!("host with a forwarded port, join → first audio: {t:?}");
+    listener.progressed("connected to the host directly over QUIC")?;
+    listener.holds(&host)?;
+    host.proc.close_stdin();
+    host.proc.exit(T)?;
+    Ok(())
+}
+
 /// A listener on a network that passes web traffic only (its router drops UDP and every TCP
 /// port but 443): the host listens for WebSocket on port 443 beside QUIC and TCP, and the
 /// listener's ticket join — all addresses raced — comes through on WebSocket.
