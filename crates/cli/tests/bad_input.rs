@@ -10,6 +10,16 @@ use common::*;
 
 const T: Duration = Duration::from_secs(15);
 
+/// Runs `ruang <args>` to its end with its identity and config folder in `dir`.
+fn run_once(dir: &std::path::Path, args: &[&str]) -> Result<std::process::Output> {
+    Ok(ruang()
+        .args(args)
+        .arg("--identity")
+        .arg(dir.join("id.key"))
+        .env("XDG_CONFIG_HOME", dir)
+        .output()?)
+}
+
 #[test]
 fn bad_json_lines_and_forbidden_actions_are_reported_and_survived() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -96,24 +106,14 @@ fn a_corrupt_ticket_is_one_clear_line_and_a_nonzero_exit() -> Result<()> {
     let mut typo: Vec<char> = ticket.chars().collect();
     typo[30] = if typo[30] == 'q' { 'r' } else { 'q' };
     let typo: String = typo.into_iter().collect();
-    let out = ruang()
-        .args(["join", &typo, "--json", "--no-mdns"])
-        .arg("--identity")
-        .arg(dir.path().join("id.key"))
-        .env("XDG_CONFIG_HOME", dir.path())
-        .output()?;
+    let out = run_once(dir.path(), &["join", &typo, "--json", "--no-mdns"])?;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("error: the ticket is damaged"), "{stderr}");
     assert!(stderr.contains("hint: copy the whole ticket"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
-    let out = ruang()
-        .args(["join", "hello", "--no-mdns"])
-        .arg("--identity")
-        .arg(dir.path().join("id.key"))
-        .env("XDG_CONFIG_HOME", dir.path())
-        .output()?;
+    let out = run_once(dir.path(), &["join", "hello", "--no-mdns"])?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a ruang ticket"));
     Ok(())
@@ -137,8 +137,9 @@ fn an_unreachable_host_is_one_line_naming_what_was_tried() -> Result<()> {
         room_key: None,
     }
     .to_string();
-    let out = ruang()
-        .args([
+    let out = run_once(
+        dir.path(),
+        &[
             "join",
             &ticket,
             "--json",
@@ -147,11 +148,8 @@ fn an_unreachable_host_is_one_line_naming_what_was_tried() -> Result<()> {
             "silence",
             "--output",
             "null",
-        ])
-        .arg("--identity")
-        .arg(dir.path().join("id.key"))
-        .env("XDG_CONFIG_HOME", dir.path())
-        .output()?;
+        ],
+    )?;
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -175,8 +173,9 @@ fn an_unreachable_host_is_one_line_naming_what_was_tried() -> Result<()> {
 #[test]
 fn a_missing_wav_file_fails_before_joining() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let out = ruang()
-        .args([
+    let out = run_once(
+        dir.path(),
+        &[
             "host",
             "--title",
             "x",
@@ -186,11 +185,8 @@ fn a_missing_wav_file_fails_before_joining() -> Result<()> {
             "null",
             "--input",
             "/nonexistent/speech.wav",
-        ])
-        .arg("--identity")
-        .arg(dir.path().join("id.key"))
-        .env("XDG_CONFIG_HOME", dir.path())
-        .output()?;
+        ],
+    )?;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/speech.wav"), "{stderr}");

@@ -422,20 +422,25 @@ impl Host {
         ticket_has_circuit(&self.ticket)
     }
 
-    /// The first ticket with a relay circuit: the one printed at start, or a later `ticket`
-    /// event once the reservation is in.
+    /// The first ticket with a relay circuit (see [`Host::ticket_where`]).
     fn ticket_through_a_relay(&mut self) -> Result<String> {
-        if self.ticket_has_circuit() {
+        self.ticket_where("a ticket with a relay circuit", ticket_has_circuit)
+    }
+
+    /// The first ticket that `good` accepts: the one printed at start, or a later `ticket`
+    /// event (addresses change as reservations and AutoNAT come in). It becomes the host's.
+    fn ticket_where(&mut self, what: &str, good: impl Fn(&str) -> bool) -> Result<String> {
+        if good(&self.ticket) {
             return Ok(self.ticket.clone());
         }
         let is_it = |v: &Value| {
-            (v["event"] == "ticket" && v["ticket"].as_str().is_some_and(ticket_has_circuit))
-                .then(|| v["ticket"].as_str().unwrap_or_default().to_string())
+            let t = v["ticket"].as_str().unwrap_or_default();
+            (v["event"] == "ticket" && good(t)).then(|| t.to_string())
         };
         let seen = self.proc.seen.iter().find_map(is_it);
         let ticket = match seen {
             Some(t) => t,
-            None => self.proc.wait(T, "a ticket with a relay circuit", is_it)?,
+            None => self.proc.wait(T, what, is_it)?,
         };
         self.ticket = ticket.clone();
         eprintln!("host's ticket: {}", self.describe_ticket());
@@ -492,25 +497,12 @@ fn host_with_a_forwarded_port() -> Result<()> {
             })
         })
     };
-    let ticket = if has_forwarded(&host.ticket) {
-        host.ticket.clone()
-    } else {
-        let is_it = |v: &Value| {
-            let t = v["ticket"].as_str().unwrap_or_default();
-            (v["event"] == "ticket" && has_forwarded(t)).then(|| t.to_string())
-        };
-        match host.proc.seen.iter().find_map(is_it) {
-            Some(t) => t,
-            None => host
-                .proc
-                .wait(T, "a ticket with the forwarded address", is_it)?,
-        }
-    };
+    let ticket = host.ticket_where("a ticket with the forwarded address", has_forwarded)?;
     let confirmed = host
         .proc
         .seen
         .iter()
-        .find(|v| v["event"] == "ticket" && has_forwarded(v["ticket"].as_str().unwrap_or_default()))
+        .find(|v| v["event"] == "ticket" && v["ticket"] == ticket.as_str())
         .map(arrived);
     eprintln!("forwarded port: ticket with it after {confirmed:?}");
     let mut listener = start_listener(dir.path(), "listener", &ticket, &net.public, &[])?;

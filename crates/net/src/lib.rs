@@ -95,6 +95,7 @@ pub use config::{Config, DEFAULT_AUTO_RELAYS, DEFAULT_IDLE_CONNECTION_TIMEOUT, T
 pub use error::NetError;
 pub use event::{Event, Events, SyncReply, Verdict};
 pub use sync::SYNC_PROTOCOL;
+pub use transport::connection_rank;
 
 use tokio::sync::mpsc;
 

@@ -120,7 +120,7 @@ pub(crate) async fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Net
 /// How good a connection is for audio, from its remote address: direct QUIC beats any other
 /// direct connection, which beats a relayed one. (A relayed connection that came in through
 /// our circuit listener has the remote address `/p2p/<peer>`: no transport of its own.)
-pub(crate) fn connection_rank(addr: &Multiaddr) -> u8 {
+pub fn connection_rank(addr: &Multiaddr) -> u8 {
     if matches!(addr.iter().next(), Some(Protocol::P2p(_)) | None) {
         return 0;
     }

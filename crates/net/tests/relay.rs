@@ -10,13 +10,19 @@ use bytes::Bytes;
 use common::*;
 use ruang_net::{Event, NetError, Transport};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audio_through_a_relay() -> anyhow::Result<()> {
-    init_tracing();
+/// A relay node on loopback, and its QUIC address.
+async fn relay() -> anyhow::Result<(Node, ruang_net::Multiaddr)> {
     let mut relay_config = config(Transport::QuicAndTcp);
     relay_config.relay_server = true;
     let r = node(relay_config).await?;
-    let relay_addr = addr_of(&r.client, Some("quic-v1")).await?;
+    let addr = addr_of(&r.client, Some("quic-v1")).await?;
+    Ok((r, addr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_through_a_relay() -> anyhow::Result<()> {
+    init_tracing();
+    let (r, relay_addr) = relay().await?;
 
     // L and S listen on nothing: the only way to L is through R, and DCUtR has no address of
     // either to punch to, so the circuit stays the path.
@@ -114,10 +120,7 @@ async fn audio_through_a_relay() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bootstrap_relay_is_used_by_itself() -> anyhow::Result<()> {
     init_tracing();
-    let mut relay_config = config(Transport::QuicAndTcp);
-    relay_config.relay_server = true;
-    let r = node(relay_config).await?;
-    let relay_addr = addr_of(&r.client, Some("quic-v1")).await?;
+    let (r, relay_addr) = relay().await?;
 
     let mut n_config = config(Transport::QuicAndTcp);
     n_config.listen.clear();
@@ -149,10 +152,7 @@ async fn a_bootstrap_relay_is_used_by_itself() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_hiding_its_ip_connects_only_through_relays() -> anyhow::Result<()> {
     init_tracing();
-    let mut relay_config = config(Transport::QuicAndTcp);
-    relay_config.relay_server = true;
-    let r = node(relay_config).await?;
-    let relay_addr = addr_of(&r.client, Some("quic-v1")).await?;
+    let (r, relay_addr) = relay().await?;
 
     // S: an ordinary node, reachable directly and through R.
     let s = node(config(Transport::QuicAndTcp)).await?;

@@ -2097,19 +2097,6 @@ fn short_peer(peer: &PeerId) -> String {
     format!("…{tail}")
 }
 
-/// Direct QUIC > other direct > relayed, for naming the path a join took.
-fn path_rank(addr: &Multiaddr) -> u8 {
-    use ruang_net::multiaddr::Protocol;
-    let relayed = addr.iter().any(|p| p == Protocol::P2pCircuit)
-        || matches!(addr.iter().next(), Some(Protocol::P2p(_)));
-    let quic = addr.iter().any(|p| p == Protocol::QuicV1);
-    match (relayed, quic) {
-        (true, _) => 0,
-        (false, false) => 1,
-        (false, true) => 2,
-    }
-}
-
 /// "connected to the host directly over QUIC" / "... through relay …abcd".
 fn describe_path(addr: &Multiaddr) -> String {
     use ruang_net::multiaddr::Protocol;
@@ -2195,7 +2182,7 @@ async fn fetch_room(
         .connection_addrs(peer)
         .await
         .ok()
-        .and_then(|list| list.into_iter().max_by_key(path_rank));
+        .and_then(|list| list.into_iter().max_by_key(ruang_net::connection_rank));
     let how = match &path {
         Some(a) => describe_path(a),
         None => "connected".to_string(),
