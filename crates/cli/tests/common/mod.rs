@@ -110,9 +110,18 @@ impl Proc {
             )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .context("starting ruang")?;
+        // Each log line is named by its process, so interleaved logs of a test can be told apart.
+        let stderr = child.stderr.take().context("stderr")?;
+        let who = name.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[{who}] {line}");
+            }
+        });
         let stdout = child.stdout.take().context("stdout")?;
         let (tx, rx) = sync_channel(4096);
         let who = name.to_string();

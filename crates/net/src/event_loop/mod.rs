@@ -75,6 +75,11 @@ struct Conn {
     since: tokio::time::Instant,
     /// We dialled it (so we know the peer's address is reachable from here).
     dialer: bool,
+    /// The peer has shown it holds this connection too (identify went across it either way).
+    /// Only then may an older, worse connection be closed: if the peer's end of the new one
+    /// were not up yet, it would see no connection to us for a moment, and gossipsub there
+    /// would forget our subscriptions while ours keeps its view of the peer.
+    confirmed: bool,
 }
 
 /// How the event loop behaves, from the [`Config`](crate::Config).

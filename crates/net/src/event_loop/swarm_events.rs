@@ -159,6 +159,7 @@ impl EventLoop {
             since: tokio::time::Instant::now(),
             remote: remote.clone(),
             dialer: endpoint.is_dialer(),
+            confirmed: false,
         });
         if let Some(d) = self.dials.remove(&id) {
             for w in d.waiters {
@@ -187,15 +188,19 @@ impl EventLoop {
 
     /// Keeps only the best class of connection to `peer` (QUIC > other direct > relayed), so
     /// that libp2p-stream, which picks a connection at random, opens audio streams on QUIC.
+    /// A better connection counts only once the peer has confirmed it (see `Conn::confirmed`).
     pub(super) fn dedup(&mut self, peer: PeerId) {
         let Some(list) = self.connections.get(&peer) else {
             return;
         };
-        let best = list
+        let Some(best) = list
             .iter()
+            .filter(|c| c.confirmed)
             .map(|c| connection_rank(&c.remote))
             .max()
-            .unwrap_or(0);
+        else {
+            return;
+        };
         let worse: Vec<ConnectionId> = list
             .iter()
             .filter(|c| connection_rank(&c.remote) < best)
@@ -204,6 +209,21 @@ impl EventLoop {
         for id in worse {
             tracing::debug!(%peer, "closing a connection now that a better one exists");
             self.swarm.close_connection(id);
+        }
+    }
+
+    /// The peer used connection `id` (identify went across it): it has the connection up.
+    fn confirm(&mut self, peer: PeerId, id: ConnectionId) {
+        let Some(conn) = self
+            .connections
+            .get_mut(&peer)
+            .and_then(|l| l.iter_mut().find(|c| c.id == id))
+        else {
+            return;
+        };
+        if !conn.confirmed {
+            conn.confirmed = true;
+            self.dedup(peer);
         }
     }
 
@@ -232,7 +252,12 @@ impl EventLoop {
                 tracing::trace!(event = ?other, "gossipsub");
             }
             BehaviourEvent::Sync(event) => self.on_sync_event(event),
-            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+            BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                connection_id,
+            }) => {
+                self.confirm(peer_id, connection_id);
                 let speaks_kad = info.protocols.contains(&KAD_PROTOCOL);
                 let offers_relay = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
                 let new = self.learn_with(peer_id, info.listen_addrs, speaks_kad);
@@ -256,6 +281,10 @@ impl EventLoop {
                     self.relay_offered(peer_id);
                 }
             }
+            BehaviourEvent::Identify(identify::Event::Sent {
+                peer_id,
+                connection_id,
+            }) => self.confirm(peer_id, connection_id),
             BehaviourEvent::Identify(_) => {}
             BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
                 let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
