@@ -202,6 +202,20 @@ impl Listener {
             "[{}] recording vs the host's source: {compared}",
             self.proc.name
         );
+        if !compared.is_heard() {
+            let stats: Vec<String> = self
+                .proc
+                .seen
+                .iter()
+                .filter(|v| v["event"] == "stats")
+                .map(|v| format!("{:.0}ms {}", arrived(v).as_secs_f64() * 1e3, v["speakers"]))
+                .collect();
+            eprintln!("[{}] stats: {stats:#?}", self.proc.name);
+            eprintln!(
+                "[{}] source due from unix µs {}, playout from {playout}, heard from {first_us}",
+                self.proc.name, host.capture_started
+            );
+        }
         ensure!(
             compared.is_heard(),
             "[{}] did not hear the host's voice",

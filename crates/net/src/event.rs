@@ -124,6 +124,13 @@ pub enum Event {
         /// Our address through it, ending in `/p2p-circuit/p2p/<self>`.
         addr: Multiaddr,
     },
+    /// One of several connections to `peer` closed (a worse one replaced by a better one, say);
+    /// the peer stays connected. Messages that were in flight on it may be lost: whatever the
+    /// peer must not miss is worth sending again.
+    ConnectionDropped {
+        /// The peer, still connected.
+        peer: PeerId,
+    },
     /// A relayed connection to `peer` was upgraded to a direct one by hole punching (DCUtR);
     /// the relayed one is closed.
     HolePunched {

@@ -74,6 +74,10 @@ pub const MAX_SYNC_STREAMS: usize = 64;
 pub const AUDIO_LINK_QUEUE: usize = 8;
 /// A queued frame older than this is dropped rather than sent (after a reconnect, say).
 pub const AUDIO_STALE_AFTER: Duration = Duration::from_millis(300);
+/// When a link's stream opens (first time or again), queued frames older than this are dropped:
+/// the receiver starts on live audio. Sent in one burst, the backlog made the receiver's jitter
+/// buffer hold 80 ms more for seconds after a hole-punched join.
+pub const AUDIO_RESUME_BACKLOG: Duration = Duration::from_millis(40);
 /// Largest audio frame on the wire (an Opus packet plus ruang's frame header fits easily).
 pub const MAX_AUDIO_FRAME_LEN: usize = 1500;
 /// Largest audio stream header.

@@ -116,6 +116,8 @@ pub struct Session {
     pub last_presence: u64,
     /// The last presence found no peer on the room's topic: send again when one subscribes.
     pub presence_undelivered: bool,
+    /// When presence was last sent early because a connection dropped (unix ms).
+    pub presence_resent: u64,
     /// Chat lines and reactions that found no peer on the room's topic.
     pub held: Held,
     /// When it last announced the room (unix ms).
@@ -168,6 +170,7 @@ impl Session {
             key,
             last_presence: 0,
             presence_undelivered: false,
+            presence_resent: 0,
             held: Held::default(),
             last_announce: 0,
             last_sync: now,

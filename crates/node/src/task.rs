@@ -49,6 +49,8 @@ pub const EVENT_BROADCAST_CAP: usize = 1_024;
 const INTERNAL_CAP: usize = 64;
 /// How often the node task checks its timers.
 const TICK: Duration = Duration::from_millis(200);
+/// Presence is sent again after a dropped connection at most this often (ms).
+const PRESENCE_RESEND_MS: u64 = 1_000;
 /// Room members a node dials until it is connected to this many. With the members that dial
 /// it, a listener ends up with about twice as many: enough for gossipsub's mesh (4 to 12, 6
 /// wanted), few enough that a room of 200 in one process stays within two cores (bench
@@ -1082,6 +1084,21 @@ impl Task {
                     });
                 }
                 self.refresh_addrs().await;
+            }
+            Event::ConnectionDropped { peer } => {
+                // A connection replaced by a better one (a relayed one by a punched one, most
+                // often while joining) takes with it what was in flight, our presence too, and
+                // the host streams to us only once it has that. Send it again at the next tick
+                // (when the old connection is gone), at most once a second.
+                let now = self.now();
+                let interval = self.presence_interval_ms();
+                if let Some(s) = self.session.as_mut()
+                    && now >= s.presence_resent + PRESENCE_RESEND_MS
+                {
+                    debug!(%peer, "a connection dropped: presence again");
+                    s.presence_resent = now;
+                    s.last_presence = s.last_presence.min(now.saturating_sub(interval));
+                }
             }
             Event::HolePunched { peer } => {
                 // Said of room members, and of anyone while joining (the join's own relayed

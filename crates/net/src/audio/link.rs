@@ -21,8 +21,8 @@ use crate::{
     error::NetError,
     limits::{
         AUDIO_ACK_TIMEOUT, AUDIO_BACKOFF_MAX, AUDIO_BACKOFF_MIN, AUDIO_LANES, AUDIO_LINK_QUEUE,
-        AUDIO_OPEN_TIMEOUT, AUDIO_STALE_AFTER, AUDIO_WRITE_TIMEOUT, MAX_AUDIO_FRAME_LEN,
-        MAX_AUDIO_HEADER_LEN,
+        AUDIO_OPEN_TIMEOUT, AUDIO_RESUME_BACKLOG, AUDIO_STALE_AFTER, AUDIO_WRITE_TIMEOUT,
+        MAX_AUDIO_FRAME_LEN, MAX_AUDIO_HEADER_LEN,
     },
 };
 
@@ -201,6 +201,7 @@ async fn run(
                 opened_before = true;
                 backoff = AUDIO_BACKOFF_MIN;
                 shared.connected.store(true, Ordering::Relaxed);
+                drop_older_than(&shared, AUDIO_RESUME_BACKLOG);
                 tracing::debug!(%peer, "audio stream open");
                 // The other lanes open while frames already flow on the first.
                 let mut more: FuturesUnordered<_> = (1..AUDIO_LANES)
@@ -241,7 +242,7 @@ async fn run(
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(AUDIO_BACKOFF_MAX);
-        drop_stale(&shared);
+        drop_older_than(&shared, AUDIO_STALE_AFTER);
     }
 }
 
@@ -432,10 +433,10 @@ where
 }
 
 /// Drops queued frames that are too old to be worth sending.
-fn drop_stale(shared: &Shared) {
+fn drop_older_than(shared: &Shared, age: std::time::Duration) {
     let mut q = shared.queue();
     let before = q.len();
-    q.retain(|(at, _)| at.elapsed() <= AUDIO_STALE_AFTER);
+    q.retain(|(at, _)| at.elapsed() <= age);
     let n = (before - q.len()) as u64;
     drop(q);
     bump(&shared.dropped, n);

@@ -67,6 +67,8 @@ impl EventLoop {
                 if num_established > 0 && oldest && cause.as_ref().is_some_and(died) {
                     tracing::debug!(peer = %peer_id, "a connection died beside another: reconnecting afresh");
                     let _ = self.swarm.disconnect_peer_id(peer_id);
+                } else if num_established > 0 {
+                    self.emit(Event::ConnectionDropped { peer: peer_id });
                 }
                 if num_established == 0 {
                     self.rtt.remove(&peer_id);
