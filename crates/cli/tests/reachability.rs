@@ -321,13 +321,7 @@ fn cone_nat_to_cone_nat_via_a_relay() -> Result<()> {
 
 /// Two homes behind cone NATs with home-router firewalls: after the join through the relay,
 /// hole punching connects the two directly, and the room goes on when the relay dies.
-///
-/// Ignored in the suite: under CPU load it fails (2 of 10 runs with two busy loops beside it,
-/// 1 of 4 runs in CI): the audio lanes open while the relayed connection is being replaced by
-/// the punched one and sometimes do not recover in 30 s. Run it with `scripts/reachability.sh
-/// N cone_nat_hole_punch_survives_the_relay`; issue 12's note has the figures.
 #[test]
-#[ignore = "flaky under load: audio lanes racing the hole-punch connection swap (issue 12)"]
 fn cone_nat_hole_punch_survives_the_relay() -> Result<()> {
     cone_to_cone(Nat::Cone)
 }

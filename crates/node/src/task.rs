@@ -291,42 +291,48 @@ struct Lookup {
     asked: u64,
 }
 
-#[derive(PartialEq, Eq)]
 enum Flow {
     Continue,
-    Stop,
+    /// Shut down; answer the caller (if any) once the network layer has closed its
+    /// connections, so that a process exiting right after does not leave them to time out.
+    Stop(Option<Reply<()>>),
 }
 
 impl Task {
     async fn run(mut self) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        let reply = loop {
             tokio::select! {
                 biased;
                 cmd = self.commands.recv() => match cmd {
-                    Some(cmd) => if self.command(cmd).await == Flow::Stop { break },
+                    Some(cmd) => if let Flow::Stop(reply) = self.command(cmd).await {
+                        break reply;
+                    },
                     // Every handle dropped: nobody can use the node any more.
-                    None => break,
+                    None => break None,
                 },
                 Some(internal) = self.internal_rx.recv() => self.internal(internal).await,
                 ev = self.net_events.recv() => match ev {
                     Some(ev) => self.net_event(ev).await,
                     None => {
                         self.emit(NodeEvent::Error { message: "the network layer stopped".into() });
-                        break;
+                        break None;
                     }
                 },
                 Some(ev) = self.audio_rx.recv() => self.audio_event(ev).await,
                 _ = tick.tick() => self.tick().await,
             }
-        }
+        };
         self.leave_room("node shut down").await;
         self.capture = None;
         if let Some(p) = self.playout.take() {
             p.finish();
         }
         self.client.shutdown().await;
+        if let Some(reply) = reply {
+            let _ = reply.send(Ok(()));
+        }
     }
 
     fn emit(&self, event: NodeEvent) {
@@ -411,8 +417,7 @@ impl Task {
                 if let Some(p) = self.playout.take() {
                     p.finish();
                 }
-                let _ = reply.send(Ok(()));
-                return Flow::Stop;
+                return Flow::Stop(Some(reply));
             }
         }
         Flow::Continue
