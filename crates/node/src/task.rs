@@ -2224,9 +2224,13 @@ async fn fetch_room(
         let bytes = loop {
             match client.sync_request(peer, request.clone()).await {
                 Ok(bytes) => break bytes,
-                // One of several connections to the peer closed under the request (a
-                // duplicate one, say): connect again and ask again.
-                Err(NetError::NotConnected { .. }) if attempt < JOIN_DIAL_ATTEMPTS => {
+                // The connection closed under the request (a duplicate one; or the peer
+                // dropped us to start afresh, as it does when an older connection of ours
+                // is still up from a process with our identity that crashed): connect
+                // again and ask again.
+                Err(NetError::NotConnected { .. } | NetError::Stream(_))
+                    if attempt < JOIN_DIAL_ATTEMPTS =>
+                {
                     attempt += 1;
                     client.dial_peer(peer, peer_addrs.clone()).await?;
                 }

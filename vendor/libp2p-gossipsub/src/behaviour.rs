@@ -40,8 +40,8 @@ use libp2p_core::{
 };
 use libp2p_identity::{Keypair, PeerId};
 use libp2p_swarm::{
-    ConnectionDenied, ConnectionId, NetworkBehaviour, NotifyHandler, THandler, THandlerInEvent,
-    THandlerOutEvent, ToSwarm,
+    CloseConnection, ConnectionDenied, ConnectionId, NetworkBehaviour, NotifyHandler, THandler,
+    THandlerInEvent, THandlerOutEvent, ToSwarm,
     behaviour::{AddressChange, ConnectionClosed, ConnectionEstablished, FromSwarm},
     dial_opts::DialOpts,
 };
@@ -1697,10 +1697,21 @@ where
         };
 
         if peer.extensions.is_some() {
+            // ruang patch: a peer sends extensions on its first connection to us only. A
+            // second time, it started over: it restarted (our older connections to it are
+            // dead and will take seconds to time out), or it saw all its connections to us
+            // close while one of ours stayed up. Either way it no longer knows our
+            // subscriptions, and we would not tell it again (we greet on our first
+            // connection only), so nothing we publish would reach it. Disconnect: both ends
+            // then meet afresh when it dials again.
             tracing::debug!(
                 peer=%peer_id,
-                "Peer had already sent us extensions message"
+                "Peer sent extensions again: disconnecting it to start afresh"
             );
+            self.events.push_back(ToSwarm::CloseConnection {
+                peer_id: *peer_id,
+                connection: CloseConnection::All,
+            });
             return;
         }
 
