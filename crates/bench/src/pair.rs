@@ -26,6 +26,9 @@ pub enum Proto {
     Quic,
     /// TCP (Noise + Yamux) only.
     Tcp,
+    /// WebSocket over TCP (`/tcp/<port>/ws`, Noise + Yamux inside), as through a firewall that
+    /// passes only web traffic.
+    WebSocket,
 }
 
 /// The path between them.
@@ -193,6 +196,7 @@ pub fn run(ctx: &Ctx, spec: Spec) -> Result<Outcome> {
     let listen = |ip: &str| match spec.proto {
         Proto::Quic => vec![format!("/ip4/{ip}/udp/0/quic-v1")],
         Proto::Tcp => vec![format!("/ip4/{ip}/tcp/0")],
+        Proto::WebSocket => vec![format!("/ip4/{ip}/tcp/0/ws")],
     };
     let mut host = Proc::ruang(
         &dir,
@@ -457,10 +461,16 @@ pub fn loss(ctx: &Ctx) -> Result<Vec<Table>> {
     }
     let ns = netns::available();
     if ns {
-        // The same impairments through a tunnel, for TCP next to QUIC (5 % random, 2 % bursty).
+        // The same impairments through a tunnel, for TCP and WebSocket next to QUIC (5 %
+        // random, 2 % bursty).
         for i in [0usize, 1] {
             let label = relay_scenarios()[i].0.replace("relay ", "");
-            for (name, proto) in [("QUIC", Proto::Quic), ("TCP", Proto::Tcp)] {
+            let protos = [
+                ("QUIC", Proto::Quic),
+                ("TCP", Proto::Tcp),
+                ("WebSocket", Proto::WebSocket),
+            ];
+            for (name, proto) in protos {
                 specs.push(Spec {
                     label: format!("{name}, tunnel {label}"),
                     frame_ms: 20,
