@@ -148,3 +148,47 @@ async fn chain_forwards_only_accepted() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A peer reached over TCP, then over QUIC: the TCP connection (whose gossipsub handler held
+/// the outbound stream) is closed as the worse one, and messages must still go out at once
+/// over QUIC both ways. Unpatched gossipsub left them in the peer's send queue until
+/// unrelated traffic woke the QUIC connection (seconds in punched joins; see vendor/README.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_flow_at_once_after_the_first_connection_is_replaced() -> anyhow::Result<()> {
+    init_tracing();
+    let mut a = node(config(Transport::QuicAndTcp)).await?;
+    let mut b = node(config(Transport::QuicAndTcp)).await?;
+    b.client
+        .dial(addr_of(&a.client, Some("/tcp/")).await?)
+        .await?;
+    a.client.subscribe(TOPIC).await?;
+    b.client.subscribe(TOPIC).await?;
+    wait_topic_peers(&a.client, TOPIC, 1).await?;
+    wait_topic_peers(&b.client, TOPIC, 1).await?;
+    a.client.publish(TOPIC, b"over tcp".to_vec()).await?;
+    let (_, _, data) = next_gossip(&mut b.events, SOON).await?;
+    assert_eq!(data, b"over tcp");
+
+    // Now QUIC: the TCP connection goes once A has confirmed the QUIC one.
+    b.client
+        .dial(addr_of(&a.client, Some("/quic-v1")).await?)
+        .await?;
+    let a_id = a.id();
+    wait_for(&mut b.events, SOON, |e| match e {
+        Event::ConnectionDropped { peer } if peer == a_id => Some(()),
+        _ => None,
+    })
+    .await?;
+
+    // Delivery within 2 s both ways (milliseconds on loopback; the bug held it for seconds).
+    const AT_ONCE: Duration = Duration::from_secs(2);
+    a.client.publish(TOPIC, b"a over quic".to_vec()).await?;
+    let (_, _, data) = next_gossip(&mut b.events, AT_ONCE).await?;
+    assert_eq!(data, b"a over quic");
+    b.client.publish(TOPIC, b"b over quic".to_vec()).await?;
+    let (_, _, data) = next_gossip(&mut a.events, AT_ONCE).await?;
+    assert_eq!(data, b"b over quic");
+    a.client.shutdown().await;
+    b.client.shutdown().await;
+    Ok(())
+}
