@@ -1093,12 +1093,18 @@ impl Task {
             Event::ConnectionDropped { peer } => {
                 // A connection replaced by a better one (a relayed one by a punched one, most
                 // often while joining) takes with it what was in flight, our presence too, and
-                // the host streams to us only once it has that. Send it again at the next tick
-                // (when the old connection is gone), at most once a second.
+                // the stage streams to us only once it has that. Send it again at the next tick
+                // (when the old connection is gone), at most once a second, and only when the
+                // peer is on stage: presence goes to the whole room, and every new neighbour
+                // connection can swap TCP for QUIC.
                 let now = self.now();
                 let interval = self.presence_interval_ms();
+                let on_stage = |s: &Session| {
+                    ids::public_key(&peer).is_some_and(|k| s.room.state().on_stage(&k))
+                };
                 if let Some(s) = self.session.as_mut()
                     && now >= s.presence_resent + PRESENCE_RESEND_MS
+                    && on_stage(s)
                 {
                     debug!(%peer, "a connection dropped: presence again");
                     s.presence_resent = now;
