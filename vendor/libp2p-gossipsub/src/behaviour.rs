@@ -81,9 +81,6 @@ use crate::{
     types::SubscriptionOpts,
 };
 
-#[cfg(test)]
-mod tests;
-
 /// IDONTWANT cache capacity.
 const IDONTWANT_CAP: usize = 10_000;
 

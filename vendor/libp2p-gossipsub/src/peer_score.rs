@@ -40,9 +40,6 @@ pub use params::{
 
 use crate::ValidationError;
 
-#[cfg(test)]
-mod tests;
-
 /// The number of seconds delivery messages are stored in the cache.
 const TIME_CACHE_DURATION: u64 = 120;
 
