@@ -277,6 +277,13 @@ struct Internet {
     lab: Lab,
 }
 
+impl Internet {
+    /// Adds nftables `rules` on the router namespace `router` of the lab (`a-nat`, `b-nat`).
+    fn router_rules(&self, router: &str, rules: &str) -> Result<()> {
+        common::netns::nft(&self.lab.name(router), rules)
+    }
+}
+
 fn internet(dir: &Path, nats: [Nat; 2]) -> Result<Option<Internet>> {
     let Some(mut lab) = Lab::new()? else {
         return Ok(None);
@@ -487,8 +494,8 @@ fn host_with_a_forwarded_port() -> Result<()> {
     let Some(net) = internet(dir.path(), [Nat::Cone, Nat::Cone])? else {
         return Ok(());
     };
-    common::netns::nft(
-        &net.lab.name("a-nat"),
+    net.router_rules(
+        "a-nat",
         // The port forward: DNAT in, and a rule in the router's own forward chain (its
         // policy drops what it does not accept, whatever other chains say).
         "table ip forward {\n  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    iifname \"wan\" udp dport 4002 dnat to 192.168.1.2:4002\n  }\n}\nadd rule ip filter forward iifname \"wan\" ct status dnat accept\n",
@@ -532,8 +539,8 @@ fn udp_blocked_websocket_carries_the_room() -> Result<()> {
     let Some(net) = internet(dir.path(), [Nat::Cone, Nat::Cone])? else {
         return Ok(());
     };
-    common::netns::nft(
-        &net.lab.name("b-nat"),
+    net.router_rules(
+        "b-nat",
         "table ip webonly {\n  chain forward {\n    type filter hook forward priority filter - 1; policy accept;\n    iifname \"lan\" meta l4proto udp drop\n    iifname \"lan\" tcp dport != 443 drop\n  }\n}\n",
     )?;
     let mut host_net = net.public.clone();
