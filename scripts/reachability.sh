@@ -5,7 +5,9 @@
 #
 #   scripts/reachability.sh [N] [TEST...]      (default: 10 runs of every test)
 #
-# Failed runs keep their output in target/reachability/<test>-<run>.log.
+# Failed runs keep their output in target/reachability/<test>-<run>.log. The tests run from a
+# copy of the test binary and of `ruang` made at start, so building while it runs changes
+# nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-10}"
@@ -15,11 +17,19 @@ if [ ${#tests[@]} -eq 0 ]; then
   tests=(lan_with_mdns_only cone_nat_to_cone_nat_via_a_relay cone_nat_hole_punch_survives_the_relay
     relayed_room_survives_a_relay_restart rejoin_at_once_with_the_same_identity
     host_behind_nat_with_no_flags udp_blocked_websocket_carries_the_room
+    udp_blocked_tls_websocket_carries_the_room
     hidden_ip_listener_reaches_the_host_only_through_the_relay host_with_a_forwarded_port)
 fi
 out=target/reachability
 mkdir -p "$out"
-cargo test -p ruang --test reachability --no-run --quiet
+exe=$(cargo test -p ruang --test reachability --no-run 2>&1 | grep -o 'target/debug/deps/reachability-[0-9a-f]*' | head -1)
+cargo build -p ruang --bin ruang --quiet
+[ -n "$exe" ] || { echo "could not build the reachability tests" >&2; exit 1; }
+bin="$out/bin"
+mkdir -p "$bin"
+cp "$exe" "$bin/reachability"
+cp target/debug/ruang "$bin/ruang"
+export RUANG_BIN="$PWD/$bin/ruang"
 # "label<TAB>ms" for every "<label> → first audio: 80.2ms" (or 1.2s) line of a run's log, and
 # the relay test's "loss noticed" and "audio back" lines.
 timings() {
@@ -39,7 +49,8 @@ for t in "${tests[@]}"; do
   : >"$all"
   for i in $(seq 1 "$runs"); do
     log="$out/$t-$i.log"
-    if timeout 300 cargo test -p ruang --test reachability --quiet -- --exact "$t" --include-ignored --nocapture \
+    # From the crate's folder, as `cargo test` runs it.
+    if (cd crates/cli && timeout 300 "../../$bin/reachability" --exact "$t" --include-ignored --nocapture) \
         >"$log" 2>&1; then
       ok=$((ok + 1))
       timings "$log" >>"$all"

@@ -54,6 +54,17 @@ pub struct Cli {
     /// it is connected to, so that it can be reached from behind NAT with no flags).
     #[arg(long, global = true)]
     pub no_auto_relay: bool,
+    /// Certificate chain (PEM, leaf first) to serve WebSocket inside TLS with: for a
+    /// `--listen /ip4/0.0.0.0/tcp/443/tls/ws` that looks like any HTTPS site. Needs --tls-key.
+    #[arg(long, global = true, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, global = true, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Also trust the certificate authorities in this PEM file when connecting to a /tls/ws
+    /// address (repeatable); the web's usual authorities are always trusted.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub tls_trust: Vec<PathBuf>,
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,

@@ -27,6 +27,13 @@ pub struct FileConfig {
     pub hide_ip: Option<bool>,
     /// Look for relays by ourselves (default true), as the opposite of `--no-auto-relay`.
     pub auto_relay: Option<bool>,
+    /// Certificate chain (PEM) for `/tls/ws` listen addresses, as `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM), as `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// Extra certificate authorities (PEM files) trusted for `/tls/ws`, as `--tls-trust`.
+    #[serde(default)]
+    pub tls_trust: Vec<PathBuf>,
     /// Default input: mic, voice, tone, silence or a WAV path.
     pub input: Option<String>,
     /// Default output: speaker, null, or a file path.

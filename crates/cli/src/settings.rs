@@ -1,6 +1,6 @@
 //! Flags and configuration file merged into what a command needs (flags win).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use ruang_audio::format::FrameDuration;
@@ -29,6 +29,7 @@ pub struct Settings {
     /// Reach and be reached only through relays.
     pub hide_ip: bool,
     auto_relay: bool,
+    websocket_tls: ruang_net::WebSocketTls,
 }
 
 fn parse_addrs(list: &[String], what: &str) -> Result<Vec<Multiaddr>> {
@@ -38,6 +39,40 @@ fn parse_addrs(list: &[String], what: &str) -> Result<Vec<Multiaddr>> {
                 .with_context(|| format!("{what} {s:?} in the config file is not a multiaddr"))
         })
         .collect()
+}
+
+/// The TLS settings for WebSocket from `--tls-cert`/`--tls-key`/`--tls-trust` (or the
+/// configuration file's).
+fn websocket_tls(cli: &Cli, file: &FileConfig) -> Result<ruang_net::WebSocketTls> {
+    let read = |path: &Path, what: &str| {
+        std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
+    };
+    let mut tls = ruang_net::WebSocketTls::default();
+    let cert = cli.tls_cert.as_ref().or(file.tls_cert.as_ref());
+    let key = cli.tls_key.as_ref().or(file.tls_key.as_ref());
+    match (cert, key) {
+        (Some(cert), Some(key)) => tls
+            .serve_pem(&read(cert, "certificate")?, &read(key, "key")?)
+            .with_context(|| {
+                format!(
+                    "--tls-cert {} / --tls-key {}",
+                    cert.display(),
+                    key.display()
+                )
+            })?,
+        (None, None) => {}
+        _ => bail!("a TLS certificate needs its key: give both --tls-cert and --tls-key"),
+    }
+    let trust = if cli.tls_trust.is_empty() {
+        &file.tls_trust
+    } else {
+        &cli.tls_trust
+    };
+    for path in trust {
+        tls.trust_pem(&read(path, "trusted certificate file")?)
+            .with_context(|| format!("--tls-trust {}", path.display()))?;
+    }
+    Ok(tls)
 }
 
 impl Settings {
@@ -65,7 +100,9 @@ impl Settings {
         if hide_ip && !cli.listen.is_empty() {
             bail!("--hide-ip listens on nothing (others reach you through a relay): drop --listen");
         }
+        let websocket_tls = websocket_tls(cli, &file)?;
         Ok(Settings {
+            websocket_tls,
             listen: pick(&cli.listen, &file.listen, "listen address")?,
             bootstrap: pick(&cli.bootstrap, &file.bootstrap, "bootstrap peer")?,
             relays: pick(&cli.via_relay, &file.relays, "relay")?,
@@ -92,6 +129,7 @@ impl Settings {
             .name(name)
             .mdns(self.mdns && !self.hide_ip)
             .hide_ip(self.hide_ip)
+            .websocket_tls(self.websocket_tls.clone())
             .auto_relays(if self.auto_relay {
                 ruang_net::DEFAULT_AUTO_RELAYS
             } else {

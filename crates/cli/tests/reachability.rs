@@ -535,6 +535,22 @@ fn host_with_a_forwarded_port() -> Result<()> {
 /// listener's ticket join — all addresses raced — comes through on WebSocket.
 #[test]
 fn udp_blocked_websocket_carries_the_room() -> Result<()> {
+    web_only(false)
+}
+
+/// As [`udp_blocked_websocket_carries_the_room`], WebSocket inside TLS (`/tls/ws`): the host
+/// serves a certificate for its address signed by an authority the listener is told to trust
+/// (`--tls-trust`).
+#[test]
+fn udp_blocked_tls_websocket_carries_the_room() -> Result<()> {
+    web_only(true)
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn web_only(tls: bool) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let Some(net) = internet(dir.path(), [Nat::Cone, Nat::Cone])? else {
         return Ok(());
@@ -543,26 +559,78 @@ fn udp_blocked_websocket_carries_the_room() -> Result<()> {
         "b-nat",
         "table ip webonly {\n  chain forward {\n    type filter hook forward priority filter - 1; policy accept;\n    iifname \"lan\" meta l4proto udp drop\n    iifname \"lan\" tcp dport != 443 drop\n  }\n}\n",
     )?;
+    let ws = if tls { "/tls/ws" } else { "/ws" };
     let mut host_net = net.public.clone();
     host_net.listen = vec![
         "/ip4/0.0.0.0/udp/0/quic-v1".into(),
         "/ip4/0.0.0.0/tcp/0".into(),
-        "/ip4/0.0.0.0/tcp/443/ws".into(),
+        format!("/ip4/0.0.0.0/tcp/443{ws}"),
     ];
-    let mut host = start_host(dir.path(), &host_net, &[])?;
+    let (mut host_flags, mut listener_flags): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    if tls {
+        let files = certificate_for(dir.path(), "203.0.113.21")?;
+        let path = |p: &std::path::PathBuf| p.to_str().map(str::to_string).context("path");
+        host_flags = vec![
+            "--tls-cert".to_string(),
+            path(&files.cert)?,
+            "--tls-key".into(),
+            path(&files.key)?,
+        ];
+        listener_flags = vec!["--tls-trust".to_string(), path(&files.authority)?];
+    }
+    let mut host = start_host(dir.path(), &host_net, &strs(&host_flags))?;
     eprintln!("host's ticket: {}", host.describe_ticket());
     ensure!(
-        host.describe_ticket().contains("/tcp/443/ws"),
-        "the ticket has no WebSocket address"
+        host.describe_ticket().contains(&format!("/tcp/443{ws}")),
+        "the ticket has no {ws} address"
     );
-    let mut listener = start_listener(dir.path(), "listener", &host.ticket, &net.homes[1], &[])?;
+    let mut listener = start_listener(
+        dir.path(),
+        "listener",
+        &host.ticket,
+        &net.homes[1],
+        &strs(&listener_flags),
+    )?;
     let t = listener.hears(&host, 50)?;
-    eprintln!("UDP blocked, WebSocket on 443, join → first audio: {t:?}");
-    listener.progressed("connected to the host directly over WebSocket")?;
+    eprintln!("UDP blocked, {ws} on 443, join → first audio: {t:?}");
+    let over = if tls {
+        "WebSocket inside TLS"
+    } else {
+        "WebSocket"
+    };
+    listener.progressed(&format!("connected to the host directly over {over}"))?;
     listener.holds(&host)?;
     host.proc.close_stdin();
     host.proc.exit(T)?;
     Ok(())
+}
+
+/// PEM files of a certificate for `ip` and the authority that signed it.
+struct CertificateFiles {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    authority: std::path::PathBuf,
+}
+
+fn certificate_for(dir: &Path, ip: &str) -> Result<CertificateFiles> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "ruang test authority");
+    let ca = ca.self_signed(&ca_key)?;
+    let key = rcgen::KeyPair::generate()?;
+    let cert =
+        rcgen::CertificateParams::new(vec![ip.to_string()])?.signed_by(&key, &ca, &ca_key)?;
+    let files = CertificateFiles {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+        authority: dir.join("authority.pem"),
+    };
+    std::fs::write(&files.cert, cert.pem())?;
+    std::fs::write(&files.key, key.serialize_pem())?;
+    std::fs::write(&files.authority, ca.pem())?;
+    Ok(files)
 }
 
 /// A listener that hides its IP address (`--hide-ip`) joins a host in another home through the

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use libp2p::{Multiaddr, identity::Keypair, multiaddr::Protocol};
 
+use crate::tls::WebSocketTls;
+
 /// How long an idle connection (no stream open, not in a gossipsub mesh) stays up by default.
 pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -102,6 +104,9 @@ pub struct Config {
     pub auto_relays: usize,
     /// Transports to build. Default [`Transport::QuicAndTcp`].
     pub transport: Transport,
+    /// TLS for WebSocket: a certificate to listen on `/tls/ws` with, and authorities to trust
+    /// besides the built-in ones when dialling one. Default: no certificate, built-in trust.
+    pub websocket_tls: WebSocketTls,
     /// How long a connection with nothing to do stays open.
     pub idle_connection_timeout: Duration,
 }
@@ -121,6 +126,7 @@ impl Config {
             hide_ip: false,
             auto_relays: DEFAULT_AUTO_RELAYS,
             transport,
+            websocket_tls: WebSocketTls::default(),
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
         }
     }

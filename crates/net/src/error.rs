@@ -111,6 +111,10 @@ pub enum NetError {
     /// A transport or protocol failure that fits no other variant.
     #[error("transport error: {0}")]
     Transport(String),
+    /// A TLS certificate, key or trusted authority could not be used (see
+    /// [`crate::WebSocketTls`]).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The relay refused or failed to give us a reservation.
     #[error("relay {relay} refused a reservation: {reason}")]
     Relay {

@@ -23,8 +23,9 @@
 //!
 //! # Protocols
 //!
-//! - Transports: QUIC and TCP (Noise + Yamux) with DNS and WebSocket over TCP, or QUIC only, TCP only, or the
-//!   in-memory transport for tests ([`Transport`]). Substream negotiation is multistream-select
+//! - Transports: QUIC and TCP (Noise + Yamux) with DNS and WebSocket over TCP (`/ws`, or
+//!   `/tls/ws` with [`WebSocketTls`]), or QUIC only, TCP only, or the in-memory transport for
+//!   tests ([`Transport`]). Substream negotiation is multistream-select
 //!   `V1Lazy` (one round trip saved per stream).
 //! - identify, ping, mDNS (switchable), Kademlia on `/ruang/kad/1.0.0` (server mode until
 //!   [`Client::set_dht_server`] says otherwise, bootstrap peers, periodic refresh), AutoNAT v2
@@ -82,6 +83,7 @@ mod event_loop;
 pub mod limits;
 mod privacy;
 mod sync;
+mod tls;
 mod transport;
 
 use std::{collections::HashMap, sync::Arc};
@@ -95,6 +97,7 @@ pub use config::{Config, DEFAULT_AUTO_RELAYS, DEFAULT_IDLE_CONNECTION_TIMEOUT, T
 pub use error::NetError;
 pub use event::{Event, Events, SyncReply, Verdict};
 pub use sync::SYNC_PROTOCOL;
+pub use tls::WebSocketTls;
 pub use transport::connection_rank;
 
 use tokio::sync::mpsc;
@@ -120,6 +123,12 @@ pub async fn spawn(config: Config) -> Result<(Client, Events, AudioInbox), NetEr
     let listen: &[Multiaddr] = if config.hide_ip { &[] } else { &config.listen };
     for addr in listen {
         check_tcp_port_free(addr)?;
+        if addr.iter().any(|p| p == multiaddr::Protocol::Tls) && !config.websocket_tls.serves() {
+            return Err(NetError::ListenFailed {
+                addr: addr.clone(),
+                reason: "listening on /tls/ws needs a certificate and its key".into(),
+            });
+        }
         let id = swarm
             .listen_on(addr.clone())
             .map_err(|e| NetError::ListenFailed {

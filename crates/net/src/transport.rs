@@ -3,11 +3,19 @@
 
 use std::time::Duration;
 
+use futures::{AsyncRead, AsyncWrite};
 use libp2p::{
-    Multiaddr, Swarm, SwarmBuilder,
-    core::{Transport as _, transport::MemoryTransport, upgrade::Version},
+    Multiaddr, PeerId, Swarm, SwarmBuilder,
+    core::{
+        Transport as _,
+        muxing::StreamMuxerBox,
+        transport::{self, MemoryTransport, timeout::TransportTimeout},
+        upgrade::Version,
+    },
+    dns,
+    identity::Keypair,
     multiaddr::Protocol,
-    noise, tcp, yamux,
+    noise, quic, tcp, websocket, yamux,
 };
 
 use crate::{
@@ -31,12 +39,68 @@ fn quic_config(mut c: libp2p::quic::Config) -> libp2p::quic::Config {
     c
 }
 
+/// Every libp2p transport of a node, authenticated (Noise) and multiplexed (Yamux for those
+/// that need it), boxed.
+type Boxed = transport::Boxed<(PeerId, StreamMuxerBox)>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Noise + Yamux over `inner`'s connections.
+fn secured<T>(inner: T, key: &Keypair) -> Result<Boxed, BoxError>
+where
+    T: libp2p::core::Transport + Send + Unpin + 'static,
+    T::Output: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T::Error: Send + Sync + 'static,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
+{
+    Ok(inner
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed())
+}
+
+/// The transports of `config.transport`, built by hand rather than with `SwarmBuilder`'s
+/// phases so that WebSocket can take a TLS configuration.
+///
+/// WebSocket sits outside DNS (it resolves `/dns*` itself, inside, and keeps the name for TLS
+/// server-name checks); plain TCP and QUIC are dialled through DNS.
+fn transports(key: &Keypair, config: &Config) -> Result<Boxed, BoxError> {
+    let tcp = || tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    let quic = || {
+        quic::tokio::Transport::new(quic_config(quic::Config::new(key)))
+            .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
+            .boxed()
+    };
+    let dns = |inner: Boxed| -> Result<Boxed, BoxError> {
+        Ok(dns::tokio::Transport::system(inner)?.boxed())
+    };
+    let websocket = || -> Result<Boxed, BoxError> {
+        let mut ws = websocket::Config::new(dns::tokio::Transport::system(tcp())?);
+        ws.set_tls_config(config.websocket_tls.libp2p_config()?);
+        secured(ws, key)
+    };
+    let either = |a: Boxed, b: Boxed| a.or_transport(b).map(|e, _| e.into_inner()).boxed();
+    Ok(match config.transport {
+        Transport::QuicAndTcp => either(websocket()?, dns(either(quic(), secured(tcp(), key)?))?),
+        Transport::QuicOnly => dns(quic())?,
+        Transport::TcpOnly => either(websocket()?, dns(secured(tcp(), key)?)?),
+        Transport::Memory => TransportTimeout::new(
+            secured(MemoryTransport::default(), key)?,
+            MEMORY_UPGRADE_TIMEOUT,
+        )
+        .boxed(),
+    })
+}
+
 /// Builds the swarm for `config`. Must run inside a tokio runtime.
 ///
-/// Every transport with TCP also speaks WebSocket over TCP (`/tcp/<port>/ws`; Noise
-/// authenticates the peer inside it as on plain TCP): a network that lets through nothing but
-/// web traffic still carries a room when a node listens on port 443 with it. Smart dialling
-/// races all of a peer's addresses, QUIC first.
+/// Every transport with TCP also speaks WebSocket over TCP (`/tcp/<port>/ws`, or `/tls/ws`
+/// with [`Config::websocket_tls`]; Noise authenticates the peer inside it as on plain TCP): a
+/// network that lets through nothing but web traffic still carries a room when a node listens
+/// on port 443 with it. Smart dialling races all of a peer's addresses, QUIC first.
 pub(crate) async fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, NetError> {
     let idle = config.idle_connection_timeout;
     let swarm_config = move |c: libp2p::swarm::Config| {
@@ -47,73 +111,20 @@ pub(crate) async fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Net
             .with_smart_dial()
     };
     let err = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
-    let tcp_config = || tcp::Config::default().nodelay(true);
-    let builder = SwarmBuilder::with_existing_identity(config.keypair.clone()).with_tokio();
-    let behaviour = |key: &libp2p::identity::Keypair, relay_client| {
-        Behaviour::new(key, relay_client, config)
-            .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
-    };
-
-    let swarm = match config.transport {
-        Transport::QuicAndTcp => builder
-            .with_tcp(tcp_config(), noise::Config::new, yamux::Config::default)
-            .map_err(|e| err(&e))?
-            .with_quic_config(quic_config)
-            .with_dns()
-            .map_err(|e| err(&e))?
-            .with_websocket(noise::Config::new, yamux::Config::default)
-            .await
-            .map_err(|e| err(&e))?
-            .with_relay_client(noise::Config::new, yamux::Config::default)
-            .map_err(|e| err(&e))?
-            .with_behaviour(behaviour)
-            .map_err(|e| err(&e))?
-            .with_swarm_config(swarm_config)
-            .build(),
-        Transport::QuicOnly => builder
-            .with_quic_config(quic_config)
-            .with_dns()
-            .map_err(|e| err(&e))?
-            .with_relay_client(noise::Config::new, yamux::Config::default)
-            .map_err(|e| err(&e))?
-            .with_behaviour(behaviour)
-            .map_err(|e| err(&e))?
-            .with_swarm_config(swarm_config)
-            .build(),
-        Transport::TcpOnly => builder
-            .with_tcp(tcp_config(), noise::Config::new, yamux::Config::default)
-            .map_err(|e| err(&e))?
-            .with_dns()
-            .map_err(|e| err(&e))?
-            .with_websocket(noise::Config::new, yamux::Config::default)
-            .await
-            .map_err(|e| err(&e))?
-            .with_relay_client(noise::Config::new, yamux::Config::default)
-            .map_err(|e| err(&e))?
-            .with_behaviour(behaviour)
-            .map_err(|e| err(&e))?
-            .with_swarm_config(swarm_config)
-            .build(),
-        Transport::Memory => builder
-            .with_other_transport(|key| {
-                let noise = noise::Config::new(key)
-                    .map_err(Box::<dyn std::error::Error + Send + Sync>::from)?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                    MemoryTransport::default()
-                        .upgrade(Version::V1Lazy)
-                        .authenticate(noise)
-                        .multiplex(yamux::Config::default())
-                        .timeout(MEMORY_UPGRADE_TIMEOUT),
-                )
-            })
-            .map_err(|e| err(&e))?
-            .with_relay_client(noise::Config::new, yamux::Config::default)
-            .map_err(|e| err(&e))?
-            .with_behaviour(behaviour)
-            .map_err(|e| err(&e))?
-            .with_swarm_config(swarm_config)
-            .build(),
-    };
+    // A TLS problem is found (and reported as such) before the builder wraps it in its own.
+    config.websocket_tls.libp2p_config()?;
+    let swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
+        .with_tokio()
+        .with_other_transport(|key| transports(key, config))
+        .map_err(|e| err(&e))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| err(&e))?
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, relay_client, config).map_err(BoxError::from)
+        })
+        .map_err(|e| err(&e))?
+        .with_swarm_config(swarm_config)
+        .build();
     Ok(swarm)
 }
 

@@ -1,5 +1,5 @@
-//! Each transport on its own — TCP only, QUIC only, memory — carries a connection, gossip and
-//! audio.
+//! Each transport on its own — TCP only, QUIC only, memory, WebSocket inside TLS — carries a
+//! connection, gossip and audio.
 
 mod common;
 
@@ -8,18 +8,23 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use common::*;
-use ruang_net::{Event, Transport, Verdict};
+use ruang_net::{Config, Event, Multiaddr, Transport, Verdict};
 
 const TOPIC: &str = "ruang/test/transports";
 
 async fn scenario(transport: Transport, expect_in_addr: &str) -> anyhow::Result<()> {
+    scenario_between(config(transport), config(transport), expect_in_addr).await
+}
+
+/// A dials B: they connect, gossip both ways and A's audio reaches B.
+async fn scenario_between(a: Config, b: Config, expect_in_addr: &str) -> anyhow::Result<()> {
     init_tracing();
-    let a = node(config(transport)).await?;
-    let mut b = node(config(transport)).await?;
+    let a = node(a).await?;
+    let mut b = node(b).await?;
     let addrs = b.client.listen_addrs().await?;
     assert!(
         !addrs.is_empty() && addrs.iter().all(|a| a.to_string().contains(expect_in_addr)),
-        "{transport:?} listens on {addrs:?}"
+        "B listens on {addrs:?}, all should have {expect_in_addr}"
     );
     connect(&a.client, &b.client).await?;
     let connected = wait_for(&mut b.events, SOON, |e| match e {
@@ -100,4 +105,92 @@ async fn memory() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quic_and_tcp() -> anyhow::Result<()> {
     scenario(Transport::QuicAndTcp, "/ip4/127.0.0.1/").await
+}
+
+/// A certificate authority, and a certificate it signed for `localhost` and 127.0.0.1: (chain,
+/// key, authority), PEM.
+fn localhost_certificate() -> anyhow::Result<(String, String, String)> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "ruang test authority");
+    let ca = ca.self_signed(&ca_key)?;
+    let key = rcgen::KeyPair::generate()?;
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".into()])?
+        .signed_by(&key, &ca, &ca_key)?;
+    Ok((leaf.pem(), key.serialize_pem(), ca.pem()))
+}
+
+/// A TCP-only node listening on WebSocket inside TLS only, with the certificate of
+/// [`localhost_certificate`].
+fn tls_server(cert: &str, key: &str) -> anyhow::Result<Config> {
+    let mut c = config(Transport::TcpOnly);
+    c.listen = vec!["/ip4/127.0.0.1/tcp/0/tls/ws".parse()?];
+    c.websocket_tls.serve_pem(cert.as_bytes(), key.as_bytes())?;
+    Ok(c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_inside_tls() -> anyhow::Result<()> {
+    let (cert, key, ca) = localhost_certificate()?;
+    let mut dialler = config(Transport::QuicAndTcp);
+    dialler.websocket_tls.trust_pem(ca.as_bytes())?;
+    scenario_between(dialler, tls_server(&cert, &key)?, "/tls/ws").await
+}
+
+/// By DNS name (the TLS server name is the name, not the address it resolves to); refused by
+/// a dialler that does not trust the certificate's authority; listening on `/tls/ws` without
+/// a certificate is an error that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_tls_checks_the_certificate() -> anyhow::Result<()> {
+    init_tracing();
+    let (cert, key, ca) = localhost_certificate()?;
+    let server = node(tls_server(&cert, &key)?).await?;
+    let bound = addr_of(&server.client, Some("/tls/ws")).await?;
+    let port = bound
+        .iter()
+        .find_map(|p| match p {
+            ruang_net::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .context("no TCP port")?;
+    let by_name: Multiaddr =
+        format!("/dns4/localhost/tcp/{port}/tls/ws/p2p/{}", server.id()).parse()?;
+
+    let stranger = node(config(Transport::TcpOnly)).await?;
+    let refused = stranger.client.dial(by_name.clone()).await;
+    let Err(refused) = refused else {
+        anyhow::bail!("a dialler that does not trust the authority connected");
+    };
+    assert!(
+        refused.to_string().to_lowercase().contains("certificate"),
+        "refused for another reason: {refused}"
+    );
+
+    let mut trusting = config(Transport::TcpOnly);
+    trusting.websocket_tls.trust_pem(ca.as_bytes())?;
+    let mut trusting = node(trusting).await?;
+    trusting.client.dial(by_name).await?;
+    let addr = wait_for(&mut trusting.events, SOON, |e| match e {
+        Event::PeerConnected { peer, addr } if peer == server.id() => Some(addr),
+        _ => None,
+    })
+    .await?;
+    assert!(
+        addr.to_string().contains("/tls/ws"),
+        "connected over {addr}"
+    );
+
+    let mut no_cert = config(Transport::TcpOnly);
+    no_cert.listen = vec!["/ip4/127.0.0.1/tcp/0/tls/ws".parse()?];
+    let err = node(no_cert)
+        .await
+        .err()
+        .context("listened without a certificate")?;
+    assert!(err.to_string().contains("certificate"), "{err:#}");
+    for n in [&server.client, &stranger.client, &trusting.client] {
+        n.shutdown().await;
+    }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use ruang_audio::format::FrameDuration;
-use ruang_net::{Multiaddr, Transport};
+use ruang_net::{Multiaddr, Transport, WebSocketTls};
 use ruang_proto::Identity;
 
 /// Default number of listeners a speaker streams to directly.
@@ -35,6 +35,9 @@ pub struct Config {
     pub auto_relays: usize,
     /// Transports.
     pub transport: Transport,
+    /// TLS for WebSocket: a certificate for `/tls/ws` listen addresses, extra trusted
+    /// authorities.
+    pub websocket_tls: WebSocketTls,
     /// Listeners a speaker streams to directly, at most.
     pub fanout: usize,
     /// Audio frame duration.
@@ -65,6 +68,7 @@ impl Config {
             hide_ip: false,
             auto_relays: ruang_net::DEFAULT_AUTO_RELAYS,
             transport: Transport::default(),
+            websocket_tls: WebSocketTls::default(),
             fanout: DEFAULT_FANOUT,
             frame: FrameDuration::Ms20,
             bitrate_bps: DEFAULT_BITRATE_BPS,
@@ -146,6 +150,12 @@ impl Builder {
     /// Transports.
     pub fn transport(mut self, transport: Transport) -> Self {
         self.config.transport = transport;
+        self
+    }
+
+    /// TLS for WebSocket (`/tls/ws`).
+    pub fn websocket_tls(mut self, tls: WebSocketTls) -> Self {
+        self.config.websocket_tls = tls;
         self
     }
 

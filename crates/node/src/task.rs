@@ -140,6 +140,7 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
     net_config.relay_server = config.relay_server;
     net_config.hide_ip = config.hide_ip;
     net_config.auto_relays = config.auto_relays;
+    net_config.websocket_tls = config.websocket_tls.clone();
     let (client, net_events, inbox) = ruang_net::spawn(net_config).await?;
     client.subscribe(DIRECTORY_TOPIC).await?;
 
@@ -2133,6 +2134,8 @@ fn describe_path(addr: &Multiaddr) -> String {
     }
     let over = if addr.iter().any(|p| p == Protocol::QuicV1) {
         "QUIC"
+    } else if addr.iter().any(|p| p == Protocol::Tls) {
+        "WebSocket inside TLS"
     } else if addr
         .iter()
         .any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_)))

@@ -12,9 +12,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-/// The `ruang` binary under test.
+/// The `ruang` binary under test: `$RUANG_BIN` if set (scripts/reachability.sh runs a copy,
+/// so that building while it runs changes nothing), else the one cargo built for the test.
+pub fn ruang_bin() -> PathBuf {
+    std::env::var_os("RUANG_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_ruang").into())
+}
+
+/// A command running [`ruang_bin`].
 pub fn ruang() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ruang"))
+    Command::new(ruang_bin())
 }
 
 /// Where a [`Proc`] runs and how it finds peers.
@@ -83,7 +91,7 @@ impl Proc {
         let mut command = match &net.namespace {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_ruang")]);
+                c.args(["netns", "exec", ns]).arg(ruang_bin());
                 c
             }
             None => ruang(),
