@@ -5,7 +5,8 @@
 #
 #   scripts/reachability.sh [N] [TEST...]      (default: 10 runs of every test)
 #
-# Failed runs keep their output in target/reachability/<test>-<run>.log. The tests run from a
+# RUANG_TEST_LOSS_PCT=N makes every switch of the topologies drop N % of frames (see
+# crates/cli/tests/common/netns.rs). Failed runs keep their output in target/reachability/<test>-<run>.log. The tests run from a
 # copy of the test binary and of `ruang` made at start, so building while it runs changes
 # nothing.
 set -euo pipefail
@@ -41,6 +42,7 @@ timings() {
     }'
 }
 
+[ -n "${RUANG_TEST_LOSS_PCT:-}" ] && echo "links: ${RUANG_TEST_LOSS_PCT} % loss per switch crossing"
 printf '%-40s %4s %4s %4s  %-38s %s\n' test runs ok fail timing "ms: p50 p95 max (n)"
 for t in "${tests[@]}"; do
   ok=0

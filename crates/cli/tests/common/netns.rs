@@ -11,6 +11,11 @@
 //! - a *switch*: a namespace with a bridge `br0` that [`Lab::plug`] attaches hosts to (a LAN,
 //!   or "the internet": a flat segment of public addresses in 203.0.113.0/24);
 //! - a *home*: [`Lab::home`] puts a host behind a router that NATs its LAN onto a switch.
+//!
+//! Links are ideal (no delay, no loss) unless `RUANG_TEST_LOSS_PCT` is set (1 to 50): then
+//! every switch drops that share of the frames it forwards, at random (`nft` on the bridge;
+//! this kernel has no `netem`, so no added delay). A packet between two hosts crosses one
+//! switch; through a relay, two crossings.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -89,6 +94,14 @@ impl Lab {
             "0",
         ])?;
         ip(&["-n", &ns, "link", "set", "br0", "up"])?;
+        if let Some(pct) = loss_pct()? {
+            nft(
+                &ns,
+                &format!(
+                    "table bridge impair {{\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n    numgen random mod 100 < {pct} drop\n  }}\n}}\n"
+                ),
+            )?;
+        }
         Ok(ns)
     }
 
@@ -196,6 +209,18 @@ fn in_ns(ns: &str, command: &[&str]) -> Result<String> {
 }
 
 /// Loads an nftables ruleset into namespace `ns`.
+/// `RUANG_TEST_LOSS_PCT`, checked: the share of frames every switch drops.
+fn loss_pct() -> Result<Option<u32>> {
+    let Ok(text) = std::env::var("RUANG_TEST_LOSS_PCT") else {
+        return Ok(None);
+    };
+    match text.trim().parse::<u32>() {
+        Ok(0) => Ok(None),
+        Ok(pct @ 1..=50) => Ok(Some(pct)),
+        _ => bail!("RUANG_TEST_LOSS_PCT={text:?}: give a whole number from 0 to 50"),
+    }
+}
+
 pub fn nft(ns: &str, rules: &str) -> Result<()> {
     let file = tempfile::NamedTempFile::new()?;
     std::fs::write(file.path(), rules)?;
