@@ -100,4 +100,21 @@ mod tests {
         assert_eq!(c.mdns, Some(false));
         assert!(toml::from_str::<FileConfig>("nmae = \"typo\"").is_err());
     }
+
+    /// The README's sample file, with its commented-out keys turned on, is a valid file.
+    #[test]
+    fn the_readme_sample_parses() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("## Configuration").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let sample = &section[start..start + section[start..].find("```").unwrap()];
+        let uncommented: String = sample
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c: FileConfig = toml::from_str(&uncommented).unwrap();
+        assert_eq!(c.tls_key.as_deref(), Some(Path::new("key.pem")));
+        assert!(c.input.is_some() && c.frame_ms.is_some());
+    }
 }
