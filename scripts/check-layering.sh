@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Fails if a sans-IO crate (ruang-proto, ruang-audio) pulls in an async runtime, libp2p or cpal,
+# Fails if a sans-IO crate (ruang-proto, ruang-audio, ruang-session) pulls in an async runtime, libp2p or cpal,
 # or if ruang-net depends on ruang-proto/ruang-audio (DESIGN.md §1: arrows point one way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
-for crate in ruang-proto ruang-audio; do
+for crate in ruang-proto ruang-audio ruang-session; do
   if ! cargo metadata --format-version 1 --no-deps | grep -q "\"name\":\"$crate\""; then
     echo "layering: $crate not in the workspace yet; skipped"
     continue

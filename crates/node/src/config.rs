@@ -202,6 +202,6 @@ impl Builder {
 
     /// Starts the node on the current tokio runtime.
     pub async fn spawn(self) -> Result<crate::NodeHandle, crate::NodeError> {
-        crate::task::spawn(self.config).await
+        crate::driver::spawn(self.config).await
     }
 }

@@ -49,3 +49,20 @@ pub enum NodeError {
     #[error("the node has shut down")]
     Shutdown,
 }
+
+impl From<ruang_session::Error> for NodeError {
+    fn from(e: ruang_session::Error) -> Self {
+        use ruang_session::Error as E;
+        match e {
+            E::NotInRoom => NodeError::NotInRoom,
+            E::AlreadyInRoom => NodeError::AlreadyInRoom,
+            E::Refused(r) => NodeError::Refused(r),
+            E::Unreachable(why) => NodeError::Unreachable(why),
+            E::NotListed(room) => NodeError::NotListed(room),
+            E::Banned => NodeError::Banned,
+            E::Ended => NodeError::Ended,
+            E::BadLog { peer, reason } => NodeError::BadLog { peer, reason },
+            E::Invalid(why) => NodeError::Invalid(why),
+        }
+    }
+}

@@ -4,45 +4,17 @@
 use ruang_audio::sink::Sink;
 use ruang_audio::source::Source;
 use ruang_net::{Multiaddr, PeerId};
-use ruang_proto::room::{EventBody, Info, RoomId};
+use ruang_proto::room::EventBody;
 use ruang_proto::{PublicKey, Ticket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use crate::audio::capture::Pacing;
 use crate::error::NodeError;
 use crate::event::{Listing, NodeEvent, RoomView};
+pub use ruang_session::{HostOptions, JoinTarget, Joined};
 
 /// Capacity of the command queue: callers wait (backpressure) when it is full.
 pub const COMMAND_QUEUE_CAP: usize = 64;
-
-/// What to open a room with.
-#[derive(Clone, Debug, Default)]
-pub struct HostOptions {
-    /// Title, topic, tags, language.
-    pub info: Info,
-    /// Who may take over if the host is gone, in order.
-    pub successors: Vec<PublicKey>,
-    /// Not announced in the directory; reachable by ticket only.
-    pub private: bool,
-}
-
-/// Which room to join.
-#[derive(Clone, Debug)]
-pub enum JoinTarget {
-    /// By ticket (works without the directory).
-    Ticket(Ticket),
-    /// By id, looked up in the directory.
-    Room(RoomId),
-}
-
-/// The room a node is in.
-#[derive(Clone, Debug)]
-pub struct Joined {
-    /// Its id.
-    pub room: RoomId,
-    /// A ticket others can join with (this node's addresses).
-    pub ticket: Ticket,
-}
 
 /// A snapshot of the node.
 #[derive(Clone, Debug)]

@@ -6,11 +6,12 @@
 //!
 //! # Run loop
 //!
-//! [`Node::builder`]`(identity)...spawn()` starts the network and one task that owns the room
-//! state. The returned [`NodeHandle`] sends it commands over a bounded queue (each with a reply)
-//! and [`NodeHandle::subscribe`] gives its [`NodeEvent`]s. The task handles local commands
-//! first, then results of its background work (joins, syncs), network events, audio events and
-//! a 200 ms timer (presence, announcements, anti-entropy sync, host succession).
+//! [`Node::builder`]`(identity)...spawn()` starts the network and one task, the driver, that
+//! owns the room logic: a sans-IO [`session::Core`] (crate `ruang-session`) it feeds with
+//! commands, network and audio events and the core's own deadline, carrying out what the core
+//! asks through the network layer and the audio threads. The returned [`NodeHandle`] sends it
+//! commands over a bounded queue (each with a reply) and [`NodeHandle::subscribe`] gives its
+//! [`NodeEvent`]s.
 //!
 //! Audio runs beside it ([`audio`]): a capture thread encodes and pushes frames into per-peer
 //! drop-oldest links; a receive task drops frames from anyone the verified state does not
@@ -45,19 +46,18 @@ mod addrs;
 pub mod audio;
 pub mod clock;
 pub mod config;
+mod driver;
 pub mod error;
-pub mod event;
 pub mod handle;
 pub mod ids;
-pub mod session;
-mod task;
-pub mod wire;
+
+pub use ruang_session as session;
+pub use ruang_session::{DIRECTORY_TOPIC, event, wire};
 
 pub use config::{Builder, Config};
 pub use error::NodeError;
 pub use event::{Listing, NodeEvent, Person, RoomView, SpeakerStats};
 pub use handle::{HostOptions, JoinTarget, Joined, NodeHandle, Pacing, Status};
-pub use task::DIRECTORY_TOPIC;
 
 /// Entry point: `Node::builder(identity)`.
 pub struct Node;

@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use common::*;
 use ruang_net::Transport;
 use ruang_node::NodeHandle;
-use ruang_node::session::topic;
+use ruang_node::session::room::topic;
 use ruang_node::wire::RoomMessage;
 use ruang_proto::ephemeral::{Ephemeral, EphemeralBody};
 use ruang_proto::identity::SIGNATURE_LEN;

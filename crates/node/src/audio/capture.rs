@@ -8,7 +8,7 @@ use bytes::Bytes;
 use ruang_audio::wire::Frame;
 use ruang_proto::seal::RoomKey;
 
-use crate::wire::frame_aad;
+use crate::audio::frame_aad;
 use ruang_audio::send::Sender;
 use ruang_audio::source::Source;
 use ruang_net::AudioLink;

@@ -60,3 +60,12 @@ pub enum AudioEvent {
 
 /// Capacity of the audio → node event queue; the audio side never waits on it.
 pub const AUDIO_EVENT_CAP: usize = 256;
+
+/// The clear fields of a frame that a sealed payload is bound to.
+pub fn frame_aad(frame: &ruang_audio::wire::Frame) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&frame.speaker.to_be_bytes());
+    out[8..12].copy_from_slice(&frame.seq.to_be_bytes());
+    out[12..].copy_from_slice(&frame.timestamp.to_be_bytes());
+    out
+}

@@ -116,7 +116,7 @@ pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
                 break 'verdict Verdict::Malformed;
             };
             if let Some(key) = key {
-                let aad = crate::wire::frame_aad(&frame);
+                let aad = crate::audio::frame_aad(&frame);
                 match key.open_audio(
                     &header.room.0.0,
                     header.salt,

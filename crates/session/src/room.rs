@@ -1,36 +1,16 @@
-//! One room as this node lives it: the verified log, who is present, the rate limiters, and
-//! the bookkeeping of timers. Owned by the node task; no I/O here.
+//! One room as this node lives it ([`Membership`]): the verified log, who is present, the rate
+//! limiters, and the bookkeeping of its timers. Owned by [`crate::Core`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use ruang_net::{Multiaddr, PeerId};
+use rand::Rng;
 use ruang_proto::PublicKey;
 use ruang_proto::ephemeral::{EphemeralBody, PresenceTable, RateLimiter};
 use ruang_proto::room::{Role, Room};
 use ruang_proto::seal::{Purpose, RoomKey};
 
 use crate::event::RoomView;
-use crate::ids;
-
-/// Chat lines and reactions an author may send in a burst.
-pub const CHAT_BURST: u32 = 10;
-/// Chat lines and reactions per second an author may send on average.
-pub const CHAT_PER_SECOND: f64 = 2.0;
-/// Presence messages per second an author may send on average (heartbeats are every 2 s).
-pub const PRESENCE_PER_SECOND: f64 = 2.0;
-/// Consecutive over-rate messages from a directly connected author before it is disconnected.
-pub const FLOOD_STRIKES: u32 = 50;
-/// Authors tracked by each rate limiter.
-pub const MAX_RATE_KEYS: usize = 10_000;
-/// New log events an author may have forwarded in a burst.
-pub const LOG_BURST: u32 = 20;
-/// New log events per second an author may have forwarded on average.
-pub const LOG_PER_SECOND: f64 = 2.0;
-
-/// Chat lines and reactions held while no peer is on the room's topic.
-pub const MAX_HELD: usize = 16;
-/// How long a held chat line or reaction waits for a peer before it is given up (ms).
-pub const HELD_TTL_MS: u64 = 10_000;
+use crate::limits::*;
 
 /// Chat lines and reactions that found no peer subscribed to the room's topic (a joiner's
 /// first words can race the subscriptions of the members it just connected to), oldest first,
@@ -71,6 +51,19 @@ impl Held {
         }
     }
 
+    /// Holds again a message said at `at` whose sending found nobody, in time order; returns
+    /// how many were dropped to stay within [`MAX_HELD`] (the oldest go).
+    pub fn hold_again(&mut self, at: u64, body: EphemeralBody) -> usize {
+        let position = self.queue.partition_point(|(t, _)| *t <= at);
+        self.queue.insert(position, (at, body));
+        let mut dropped = 0;
+        while self.queue.len() > MAX_HELD {
+            self.queue.pop_front();
+            dropped += 1;
+        }
+        dropped
+    }
+
     /// Gives up what has waited [`HELD_TTL_MS`] or longer by `now`; returns how many.
     pub fn expire(&mut self, now: u64) -> usize {
         let before = self.queue.len();
@@ -94,8 +87,8 @@ pub fn topic(room: &ruang_proto::room::RoomId, key: Option<&RoomKey>) -> String 
     }
 }
 
-/// A room this node is in.
-pub struct Session {
+/// A room this node is in. Times are the core's monotonic milliseconds unless said otherwise.
+pub struct Membership {
     /// The verified log and its state.
     pub room: Room,
     /// Its gossip topic.
@@ -112,54 +105,49 @@ pub struct Session {
     pub log_limiter: RateLimiter<PublicKey>,
     /// A private room's key: its payloads are sealed, and it is not in the directory.
     pub key: Option<RoomKey>,
-    /// When this node's last presence went out (unix ms).
+    /// When this node's last presence went out .
     pub last_presence: u64,
     /// The last presence found no peer on the room's topic: send again when one subscribes.
     pub presence_undelivered: bool,
-    /// When presence was last sent early because a connection dropped (unix ms).
+    /// When presence was last sent early because a connection dropped .
     pub presence_resent: u64,
     /// Chat lines and reactions that found no peer on the room's topic.
     pub held: Held,
-    /// When it last announced the room (unix ms).
+    /// When it last announced the room .
     pub last_announce: u64,
-    /// When it last asked a member for missing events (unix ms).
+    /// When it last asked a member for missing events .
     pub last_sync: u64,
-    /// When it joined (unix ms).
+    /// When it joined .
     pub joined_at: u64,
-    /// Since when the host has not been present (unix ms).
+    /// Since when the host has not been present .
     pub host_missing_since: Option<u64>,
-    /// When the room ended, if it did (unix ms): the node leaves shortly after.
+    /// When the room ended, if it did : the node leaves shortly after.
     pub ended_at: Option<u64>,
-    /// Addresses already told to the network layer, per peer.
-    pub known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
-    /// Members we dialled to have enough room neighbours, with when (unix ms).
-    pub neighbour_dials: HashMap<PeerId, u64>,
-    /// When the room neighbours were last counted (unix ms).
+    /// Addresses (multiaddr bytes) already told to the network layer, per member.
+    pub known_addrs: HashMap<PublicKey, Vec<Vec<u8>>>,
+    /// Members we dialled to have enough room neighbours, with when.
+    pub neighbour_dials: HashMap<PublicKey, u64>,
+    /// When the room neighbours were last counted.
     pub last_neighbour_check: u64,
     /// Peers streaming audio to us now.
-    pub streams_from: HashSet<PeerId>,
+    pub streams_from: HashSet<PublicKey>,
     /// Whether the "speakers are at their fan-out limit" notice was given.
     pub fanout_notice_given: bool,
     /// Whether the membership changed since the last state event.
     pub dirty: bool,
 }
 
-impl Session {
-    /// Whether `peer` is a member present in the room now.
-    pub fn is_present_peer(&self, peer: &PeerId) -> bool {
-        present(&self.presence, peer)
-    }
-
+impl Membership {
     /// Forgets the addresses of members no longer present (the map stays as large as the
     /// room).
     pub fn forget_departed(&mut self) {
         let presence = &self.presence;
-        self.known_addrs.retain(|p, _| present(presence, p));
+        self.known_addrs.retain(|k, _| presence.contains(k));
     }
 
-    /// A session for `room`, joined at `now`; `key` for a private room.
-    pub fn new(room: Room, key: Option<RoomKey>, now: u64) -> Session {
-        Session {
+    /// A membership of `room`, joined at `now`; `key` for a private room.
+    pub fn new(room: Room, key: Option<RoomKey>, now: u64) -> Membership {
+        Membership {
             topic: topic(&room.id(), key.as_ref()),
             room,
             presence: PresenceTable::default(),
@@ -191,10 +179,10 @@ impl Session {
         self.key.is_some()
     }
 
-    /// Seals a payload for `purpose` if the room is private.
-    pub fn seal(&self, purpose: Purpose, payload: Vec<u8>) -> Vec<u8> {
+    /// Seals a payload for `purpose` if the room is private (nonces from `rng`).
+    pub fn seal(&self, purpose: Purpose, payload: Vec<u8>, rng: &mut impl Rng) -> Vec<u8> {
         match &self.key {
-            Some(k) => k.seal(&self.room.id().0.0, purpose, &payload, &mut rand::rng()),
+            Some(k) => k.seal(&self.room.id().0.0, purpose, &payload, rng),
             None => payload,
         }
     }
@@ -212,30 +200,26 @@ impl Session {
         who == me || self.presence.contains(who)
     }
 
-    /// The peers this node should stream its audio to, stage first, at most `fanout`; and how
-    /// many present members there are besides this node. Banned keys get nothing, nor do keys
-    /// kicked less than the cool-down before `now_ms` (unix ms).
+    /// The members this node should stream its audio to, stage first, at most `fanout`; and
+    /// how many present members there are besides this node. Banned keys get nothing, nor do
+    /// keys kicked less than the cool-down before `unix_ms`.
     pub fn audio_targets(
         &self,
         me: &PublicKey,
         fanout: usize,
-        now_ms: u64,
-    ) -> (Vec<PeerId>, usize) {
+        unix_ms: u64,
+    ) -> (Vec<PublicKey>, usize) {
         let state = self.room.state();
         let mut members: Vec<(u8, PublicKey)> = self
             .presence
             .iter()
             .map(|(k, _)| *k)
-            .filter(|k| k != me && state.role(k) != Role::Banned && !state.is_kicked(k, now_ms))
+            .filter(|k| k != me && state.role(k) != Role::Banned && !state.is_kicked(k, unix_ms))
             .map(|k| (if state.on_stage(&k) { 0 } else { 1 }, k))
             .collect();
         members.sort();
         let total = members.len();
-        let targets = members
-            .into_iter()
-            .take(fanout)
-            .filter_map(|(_, k)| ids::peer_id(&k))
-            .collect();
+        let targets = members.into_iter().take(fanout).map(|(_, k)| k).collect();
         (targets, total)
     }
 
@@ -268,10 +252,6 @@ impl Session {
             .cloned()
             .unwrap_or_else(|| who.fingerprint().to_string())
     }
-}
-
-fn present(presence: &PresenceTable, peer: &PeerId) -> bool {
-    ids::public_key(peer).is_some_and(|k| presence.contains(&k))
 }
 
 #[cfg(test)]

@@ -152,15 +152,6 @@ impl SyncResponse {
     }
 }
 
-/// The clear fields of a frame that a sealed payload is bound to.
-pub fn frame_aad(frame: &ruang_audio::wire::Frame) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&frame.speaker.to_be_bytes());
-    out[8..12].copy_from_slice(&frame.seq.to_be_bytes());
-    out[12..].copy_from_slice(&frame.timestamp.to_be_bytes());
-    out
-}
-
 /// The first message on an audio stream: whose audio, for which room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AudioHeader {

@@ -1,0 +1,78 @@
+//! Every bound and interval of the session core, in one place. Times are milliseconds.
+
+/// Chat lines and reactions an author may send in a burst.
+pub const CHAT_BURST: u32 = 10;
+/// Chat lines and reactions per second an author may send on average.
+pub const CHAT_PER_SECOND: f64 = 2.0;
+/// Presence messages per second an author may send on average (heartbeats are every 2 s).
+pub const PRESENCE_PER_SECOND: f64 = 2.0;
+/// Consecutive over-rate messages from a directly connected author before it is disconnected.
+pub const FLOOD_STRIKES: u32 = 50;
+/// Authors tracked by each rate limiter.
+pub const MAX_RATE_KEYS: usize = 10_000;
+/// New log events an author may have forwarded in a burst.
+pub const LOG_BURST: u32 = 20;
+/// New log events per second an author may have forwarded on average.
+pub const LOG_PER_SECOND: f64 = 2.0;
+
+/// Chat lines and reactions held while no peer is on the room's topic.
+pub const MAX_HELD: usize = 16;
+/// How long a held chat line or reaction waits for a peer before it is given up (ms).
+pub const HELD_TTL_MS: u64 = 10_000;
+
+/// How often the core checks its periodic work (presence, announcements, sync, succession).
+pub const TICK_MS: u64 = 200;
+/// Presence is sent again after a dropped connection at most this often.
+pub const PRESENCE_RESEND_MS: u64 = 1_000;
+/// Room members a node dials until it is connected to this many. With the members that dial
+/// it, a listener ends up with about twice as many: enough for gossipsub's mesh (4 to 12, 6
+/// wanted), few enough that a room of 200 in one process stays within two cores (bench
+/// `scale`: 6 cost 140 % of 200 and 146 ms mouth-to-ear, 4 cost 133 % and 93 ms).
+pub const ROOM_NEIGHBOURS: usize = 4;
+/// How often a node counts its room neighbours (and dials at most one).
+pub const NEIGHBOUR_CHECK_MS: u64 = 1_000;
+/// How long before a member we dialled as a neighbour is dialled again.
+pub const NEIGHBOUR_RETRY_MS: u64 = 30_000;
+/// Most pages a join or a sync asks for from one peer.
+pub const MAX_SYNC_PAGES: usize = 10_000;
+/// How long to keep a flooding peer blocked.
+pub const FLOOD_BLOCK_MS: u64 = 60_000;
+/// How long a banned peer stays connected so the ban reaches it (its audio is refused at once).
+pub const BAN_GRACE_MS: u64 = 2_000;
+/// How long after EndRoom a node stays subscribed (so the event spreads) before leaving.
+pub const END_GRACE_MS: u64 = 2_000;
+/// How often the host re-publishes the ended announcement during [`END_GRACE_MS`]. It is the
+/// only message that removes a room from directories, and one copy can miss a node whose
+/// gossip neighbours just left (measured in `tests/directory_20_nodes.rs`: after a node
+/// left, 1–2 of 19 nodes held the ended room ~4.5 s in about half the runs). Nodes that
+/// already hold the tombstone ignore the copies, so they are not forwarded again.
+pub const ENDED_REANNOUNCE_MS: u64 = 500;
+/// Addresses put in presence and announcements.
+pub const MAX_SHARED_ADDRS: usize = 6;
+/// Peers asked for their directory when they connect (the first few are enough).
+pub const DIRECTORY_SYNC_PEERS: usize = 8;
+/// Attempts at one peer's directory: an answer lost to a connection closing (two connections
+/// to one peer, the worse one closed) is asked again.
+pub const DIRECTORY_SYNC_ATTEMPTS: u32 = 3;
+/// Wait before asking a peer for its directory again, doubled per attempt.
+pub const DIRECTORY_RETRY_MS: u64 = 500;
+/// How long `join <room id>` waits for the room to reach the directory of a fresh node (mDNS,
+/// bootstrap and directory answers take a moment) before saying it is not listed.
+pub const JOIN_LOOKUP_MS: u64 = 15_000;
+/// How often a waiting lookup asks the connected peers for their directory again.
+pub const JOIN_LOOKUP_RETRY_MS: u64 = 2_000;
+/// Connections a join makes to the member it fetches from: the first, and again when it
+/// closes under a page request.
+pub const JOIN_DIAL_ATTEMPTS: u32 = 3;
+/// First wait before dialling a stage member we lost the connection to; doubles up to
+/// [`STAGE_REDIAL_MAX_MS`].
+pub const STAGE_REDIAL_MIN_MS: u64 = 500;
+/// Longest wait between dials of a stage member we are not connected to.
+pub const STAGE_REDIAL_MAX_MS: u64 = 8_000;
+/// Presence heartbeats per second that a room's audience sends in total, about: a listener's
+/// interval stretches with the room (see `Core::presence_interval_ms`), so a room of
+/// thousands does not push thousands of heartbeats per second through every node.
+pub const AUDIENCE_PRESENCE_PER_S: u64 = 8;
+/// Longest interval between a listener's heartbeats (its TTL is three of these, within
+/// `ruang_proto::ephemeral::MAX_TTL_MS`).
+pub const MAX_AUDIENCE_PRESENCE_MS: u64 = 30_000;
