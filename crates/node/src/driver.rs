@@ -25,8 +25,8 @@ use ruang_net::{
 };
 use ruang_proto::PublicKey;
 use ruang_session::{
-    Answer, AudioPolicy, Command as CoreCommand, CommandId, Core, DIRECTORY_TOPIC, Input, Output,
-    SyncFailure, Time, Verdict,
+    Answer, AudioPolicy, Command as CoreCommand, CommandId, Core, Input, Output, SyncFailure, Time,
+    Verdict,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
@@ -91,7 +91,6 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
     net_config.auto_relays = config.auto_relays;
     net_config.websocket_tls = config.websocket_tls.clone();
     let (client, net_events, inbox) = ruang_net::spawn(net_config).await?;
-    client.subscribe(DIRECTORY_TOPIC).await?;
 
     let (events, _) = broadcast::channel(EVENT_BROADCAST_CAP);
     // Reservations on every relay at once; the network layer keeps them (asks again when one
@@ -196,6 +195,11 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
         join_addrs: None,
         stopped: false,
     };
+    // The core's first outputs (the directory's subscription) are done before the node is.
+    driver
+        .outbox
+        .extend(std::iter::from_fn(|| driver.core.poll_output()));
+    driver.flush().await;
     driver.refresh_addrs().await;
     tokio::spawn(driver.run());
     Ok(handle)
@@ -329,6 +333,21 @@ impl Driver {
         }
     }
 
+    /// Carries out every queued output, waiting for each network call.
+    async fn flush(&mut self) {
+        loop {
+            self.pump();
+            match self.in_flight.take() {
+                Some(call) => {
+                    for input in call.await {
+                        self.feed(input);
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+
     fn time(&self) -> Time {
         Time {
             mono_ms: self.started.elapsed().as_millis() as u64,
@@ -405,12 +424,17 @@ impl Driver {
                     Vec::new()
                 }));
             }
-            Output::Subscribe(topic) => {
+            Output::Subscribe { topic, keep_peers } => {
                 let events = self.events.clone();
                 self.in_flight = Some(Box::pin(async move {
-                    if let Err(e) = client.subscribe_keeping_peers(&topic).await {
+                    let subscribed = if keep_peers {
+                        client.subscribe_keeping_peers(&topic).await
+                    } else {
+                        client.subscribe(&topic).await
+                    };
+                    if let Err(e) = subscribed {
                         let _ = events.send(NodeEvent::Error {
-                            message: format!("cannot subscribe to the room: {e}"),
+                            message: format!("cannot subscribe to {topic}: {e}"),
                         });
                     }
                     Vec::new()

@@ -304,8 +304,14 @@ pub enum Output {
         /// Accept, reject or ignore.
         verdict: Verdict,
     },
-    /// Subscribe to a topic, keeping the peers we have (a room's topic).
-    Subscribe(String),
+    /// Subscribe to a topic.
+    Subscribe {
+        /// The topic.
+        topic: String,
+        /// Keep the connection to every peer on it open (a room's members need theirs whether
+        /// or not gossip uses them today).
+        keep_peers: bool,
+    },
     /// Unsubscribe from a topic.
     Unsubscribe(String),
     /// Ask `to` (connected) with a sync request; report [`Input::SyncAnswer`].
@@ -481,8 +487,14 @@ pub struct Core {
 }
 
 impl Core {
-    /// A core for `config`, started at `time`. Not in a room; a Kademlia server.
+    /// A core for `config`, started at `time`. Not in a room; a Kademlia server. Its first
+    /// output subscribes to the directory.
     pub fn new(config: Config, time: Time) -> Core {
+        let mut outputs = VecDeque::new();
+        outputs.push_back(Output::Subscribe {
+            topic: DIRECTORY_TOPIC.into(),
+            keep_peers: false,
+        });
         Core {
             me: config.identity.public(),
             rng: ChaCha8Rng::from_seed(config.seed),
@@ -503,7 +515,7 @@ impl Core {
             sending: false,
             policy: Arc::new(AudioPolicy::default()),
             targets: Vec::new(),
-            outputs: VecDeque::new(),
+            outputs,
             timers: BTreeMap::new(),
             next_tick: time.mono_ms + TICK_MS,
             next_id: 1,
@@ -1061,7 +1073,10 @@ impl Core {
     fn enter(&mut self, room: Room, key: Option<RoomKey>) -> Joined {
         let now = self.time.mono_ms;
         let m = Membership::new(room, key, now);
-        self.push(Output::Subscribe(m.topic.clone()));
+        self.push(Output::Subscribe {
+            topic: m.topic.clone(),
+            keep_peers: true,
+        });
         let id = m.room.id();
         self.room = Some(m);
         self.apply_state_effects(None);
@@ -1886,7 +1901,7 @@ impl Core {
     }
 
     /// Dials a present member when we are connected to fewer than [`ROOM_NEIGHBOURS`] of
-    /// them, one per [`NEIGHBOUR_CHECK_MS`], each member at most once per
+    /// them off the stage, one per [`NEIGHBOUR_CHECK_MS`], each member at most once per
     /// [`NEIGHBOUR_RETRY_MS`].
     ///
     /// The audience are Kademlia clients (see `set_dht_server`), so nothing else connects them
@@ -1907,10 +1922,16 @@ impl Core {
         m.last_neighbour_check = now;
         m.neighbour_dials
             .retain(|_, at| now < *at + NEIGHBOUR_RETRY_MS);
+        // The stage does not count: every member is connected to it anyway (see
+        // `keep_stage_connected`), and a room whose stage has four members would otherwise
+        // leave its audience hanging on the stage alone.
+        let state = m.room.state();
         let connected = self
             .connected
             .iter()
-            .filter(|p| m.known_addrs.contains_key(*p) && m.presence.contains(p))
+            .filter(|p| {
+                m.known_addrs.contains_key(*p) && m.presence.contains(p) && !state.on_stage(p)
+            })
             .count();
         if connected >= ROOM_NEIGHBOURS {
             return;

@@ -24,8 +24,9 @@ pub const HELD_TTL_MS: u64 = 10_000;
 pub const TICK_MS: u64 = 200;
 /// Presence is sent again after a dropped connection at most this often.
 pub const PRESENCE_RESEND_MS: u64 = 1_000;
-/// Room members a node dials until it is connected to this many. With the members that dial
-/// it, a listener ends up with about twice as many: enough for gossipsub's mesh (4 to 12, 6
+/// Room members off the stage a node dials until it is connected to this many (it connects to
+/// the stage anyway). With the members that dial it, a listener ends up with about twice as
+/// many: enough for gossipsub's mesh (4 to 12, 6
 /// wanted), few enough that a room of 200 in one process stays within two cores (bench
 /// `scale`: 6 cost 140 % of 200 and 146 ms mouth-to-ear, 4 cost 133 % and 93 ms).
 pub const ROOM_NEIGHBOURS: usize = 4;

@@ -2,6 +2,8 @@
 //!
 //! - [`sim`]: a seeded discrete-event simulated network (latency, jitter, loss, partitions) in
 //!   virtual time, for running many sans-IO `ruang-proto` peers in one test.
+//! - [`rooms`]: many nodes' room logic (`ruang-session` cores) over that network: rooms of
+//!   thousands, host succession, presence, sync, in virtual time.
 //! - [`seed`]: the test seed, taken from `SEED` when set, printed so a failure can be replayed.
 //! - [`impair`]: network impairment (delay, jitter, random and bursty loss, bandwidth cap) as a
 //!   sans-IO [`impair::Link`] model and a real UDP [`impair::Relay`] (binary: `impair`), for
@@ -14,6 +16,7 @@
 
 pub mod heard;
 pub mod impair;
+pub mod rooms;
 pub mod seed;
 pub mod sim;
 

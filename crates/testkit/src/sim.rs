@@ -126,6 +126,11 @@ impl<M> Network<M> {
     /// Sends `msg` from `from` to `to`; it may be lost. A message to oneself is a timer: never
     /// lost, delivered after exactly `delay_ms`.
     pub fn send(&mut self, from: usize, to: usize, msg: M) {
+        self.send_after(from, to, 0, msg);
+    }
+
+    /// As [`Network::send`], `extra_ms` later.
+    pub fn send_after(&mut self, from: usize, to: usize, extra_ms: u64, msg: M) {
         self.stats.sent += 1;
         if from != to {
             if !self.connected(from, to) {
@@ -140,7 +145,30 @@ impl<M> Network<M> {
         let latency = self
             .rng
             .random_range(self.links.min_latency_ms..=self.links.max_latency_ms);
+        self.schedule(from, to, latency + extra_ms, msg);
+    }
+
+    /// Sends `msg` from `from` to `to` over a reliable stream: never lost, delayed like any
+    /// message (a partition still drops it).
+    pub fn send_reliable(&mut self, from: usize, to: usize, msg: M) {
+        self.stats.sent += 1;
+        if from != to && !self.connected(from, to) {
+            self.stats.partitioned += 1;
+            return;
+        }
+        let latency = self
+            .rng
+            .random_range(self.links.min_latency_ms..=self.links.max_latency_ms);
         self.schedule(from, to, latency, msg);
+    }
+
+    /// Adds a peer; returns its index.
+    pub fn add_peer(&mut self) -> usize {
+        self.peers += 1;
+        if let Some(groups) = self.groups.as_mut() {
+            groups.push(0);
+        }
+        self.peers - 1
     }
 
     /// Schedules a timer for `peer` after `delay_ms`.

@@ -1,0 +1,63 @@
+//! Presence: a member that crashes leaves every presence table within its TTL (not before);
+//! one that leaves cleanly leaves them within a gossip delay.
+
+use ruang_session::Command;
+use ruang_testkit::Seed;
+
+use crate::*;
+
+fn present_anywhere(sim: &ruang_testkit::rooms::Sim, members: &[usize], who: usize) -> Vec<usize> {
+    let key = sim.peers[who].core.key();
+    members
+        .iter()
+        .copied()
+        .filter(|&p| p != who && sim.peers[p].online)
+        .filter(|&p| {
+            sim.peers[p]
+                .core
+                .membership()
+                .is_some_and(|m| m.presence.contains(&key))
+        })
+        .collect()
+}
+
+#[test]
+fn a_crashed_member_lapses_after_its_ttl_and_a_leaving_one_at_once() {
+    let seed = Seed::from_env("presence");
+    let mut sim = sim(calm(), seed.value());
+    let host_p = sim.add_peer("host");
+    let members: Vec<usize> = (0..6).map(|i| sim.add_peer(&format!("m{i}"))).collect();
+    let ticket = host(&mut sim, host_p, Vec::new(), false);
+    join_all(&mut sim, &members, &ticket);
+    sim.run_for(10_000);
+    let mut all = members.clone();
+    all.push(host_p);
+    for &p in &members {
+        assert_eq!(
+            present_anywhere(&sim, &all, p).len(),
+            all.len() - 1,
+            "peer {p} not seen by all"
+        );
+    }
+
+    // A listener in a room of 7 beats every 2 s, with a TTL of three beats.
+    let crashed = members[0];
+    sim.crash(crashed);
+    sim.run_for(100);
+    assert!(
+        !present_anywhere(&sim, &all, crashed).is_empty(),
+        "dropped before its TTL"
+    );
+    sim.run_for(6_300);
+    assert_eq!(present_anywhere(&sim, &all, crashed), Vec::<usize>::new());
+
+    let leaving = members[1];
+    let id = sim.command(leaving, Command::Leave);
+    assert!(matches!(sim.reply(leaving, id), Some(Ok(_))));
+    sim.run_for(500);
+    assert_eq!(present_anywhere(&sim, &all, leaving), Vec::<usize>::new());
+    // The others are still there.
+    for &p in &members[2..] {
+        assert_eq!(present_anywhere(&sim, &all, p).len(), all.len() - 3);
+    }
+}
