@@ -48,6 +48,14 @@ pub enum NodeError {
     /// The node has shut down.
     #[error("the node has shut down")]
     Shutdown,
+    /// The node did not answer in time (it is stuck, or the machine is overloaded).
+    #[error("{what} timed out after {after:?}: the node did not answer")]
+    TimedOut {
+        /// What was asked.
+        what: &'static str,
+        /// How long the caller waited.
+        after: std::time::Duration,
+    },
 }
 
 impl From<ruang_session::Error> for NodeError {

@@ -1,6 +1,8 @@
 //! [`NodeHandle`]: the cloneable API of a running node. Each call sends a command to the node
 //! task over a bounded queue and waits for its reply.
 
+use std::time::Duration;
+
 use ruang_audio::sink::Sink;
 use ruang_audio::source::Source;
 use ruang_net::{Multiaddr, PeerId};
@@ -15,6 +17,11 @@ pub use ruang_session::{HostOptions, JoinTarget, Joined};
 
 /// Capacity of the command queue: callers wait (backpressure) when it is full.
 pub const COMMAND_QUEUE_CAP: usize = 64;
+/// Longest a call waits for the node's answer (queueing included).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a join waits: looking the room up in the directory (15 s at most), connecting
+/// (every address at once, dials retried) and fetching its log.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A snapshot of the node.
 #[derive(Clone, Debug)]
@@ -65,6 +72,28 @@ pub(crate) enum Command {
     Shutdown(Reply<()>),
 }
 
+impl Command {
+    /// What the command is, for a timeout's message.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Host(..) => "hosting a room",
+            Command::Join(..) => "joining a room",
+            Command::Leave(..) => "leaving the room",
+            Command::Act(..) => "a room action",
+            Command::Chat(..) => "sending a chat line",
+            Command::React(..) => "sending a reaction",
+            Command::Speak(..) => "starting to speak",
+            Command::StopSpeaking(..) => "stopping to speak",
+            Command::Listen(..) => "starting playout",
+            Command::StopListening(..) => "stopping playout",
+            Command::SelfMute(..) => "muting oneself",
+            Command::Rooms(..) => "listing rooms",
+            Command::Status(..) => "the node's status",
+            Command::Shutdown(..) => "shutting down",
+        }
+    }
+}
+
 /// The API of a running node. Cheap to clone; every clone talks to the same node.
 #[derive(Clone)]
 pub struct NodeHandle {
@@ -76,12 +105,30 @@ pub struct NodeHandle {
 
 impl NodeHandle {
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NodeError> {
+        self.call_within(CALL_TIMEOUT, make).await
+    }
+
+    async fn call_within<T>(
+        &self,
+        within: Duration,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, NodeError> {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(make(tx))
+        let command = make(tx);
+        let what = command.name();
+        let answer = async {
+            self.commands
+                .send(command)
+                .await
+                .map_err(|_| NodeError::Shutdown)?;
+            rx.await.map_err(|_| NodeError::Shutdown)?
+        };
+        tokio::time::timeout(within, answer)
             .await
-            .map_err(|_| NodeError::Shutdown)?;
-        rx.await.map_err(|_| NodeError::Shutdown)?
+            .map_err(|_| NodeError::TimedOut {
+                what,
+                after: within,
+            })?
     }
 
     /// This node's peer id.
@@ -106,7 +153,8 @@ impl NodeHandle {
 
     /// Joins a room by ticket or by id.
     pub async fn join(&self, target: JoinTarget) -> Result<Joined, NodeError> {
-        self.call(|r| Command::Join(target, r)).await
+        self.call_within(JOIN_TIMEOUT, |r| Command::Join(target, r))
+            .await
     }
 
     /// Leaves the room (says so to the others first).
