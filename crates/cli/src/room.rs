@@ -135,19 +135,33 @@ async fn join_showing_progress(
     json: bool,
 ) -> Result<ruang_node::Joined> {
     let mut progress = node.subscribe();
+    let show = |message: String| {
+        if json {
+            println!("{}", serde_json::json!({"event": "progress", "message": message}));
+        } else {
+            eprintln!("{message}");
+        }
+    };
     let join = node.join(target);
     tokio::pin!(join);
     loop {
         tokio::select! {
-            joined = &mut join => return Ok(joined?),
+            // Progress first: the node says how the join went before it answers, and a line
+            // still queued when the answer comes must not be lost.
+            biased;
             ev = progress.recv() => match ev {
-                Ok(NodeEvent::Progress { message }) if json => {
-                    println!("{}", serde_json::json!({"event": "progress", "message": message}));
-                }
-                Ok(NodeEvent::Progress { message }) => eprintln!("{message}"),
+                Ok(NodeEvent::Progress { message }) => show(message),
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return Ok(join.await?),
             },
+            joined = &mut join => {
+                while let Ok(ev) = progress.try_recv() {
+                    if let NodeEvent::Progress { message } = ev {
+                        show(message);
+                    }
+                }
+                return Ok(joined?);
+            }
         }
     }
 }
