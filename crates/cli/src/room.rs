@@ -137,7 +137,10 @@ async fn join_showing_progress(
     let mut progress = node.subscribe();
     let show = |message: String| {
         if json {
-            println!("{}", serde_json::json!({"event": "progress", "message": message}));
+            println!(
+                "{}",
+                serde_json::json!({"event": "progress", "message": message})
+            );
         } else {
             eprintln!("{message}");
         }

@@ -1,12 +1,10 @@
 //! A private room: not in the directory; its ticket carries the room key; members hear each
 //! other; someone with the room's id and addresses but not its key cannot read its log.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use anyhow::Result;
-use common::*;
 use ruang_audio::format::FrameDuration;
 use ruang_audio::source::{Limited, VoiceSource};
 use ruang_node::{HostOptions, JoinTarget, NodeError, NodeEvent, Pacing};

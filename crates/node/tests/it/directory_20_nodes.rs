@@ -6,12 +6,10 @@
 //!   which the test drops), expires from every other directory once its last announcement's
 //!   lifetime (three announce intervals) is over.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use anyhow::Result;
-use common::*;
 use ruang_net::Transport;
 use ruang_node::NodeHandle;
 use ruang_proto::room::EventBody;

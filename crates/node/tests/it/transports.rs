@@ -2,10 +2,8 @@
 //! listener joins by ticket (every address in the ticket is of that transport), syncs the
 //! room, and hears 3 s of the host's voice in full.
 
-mod common;
-
+use crate::common::*;
 use anyhow::Result;
-use common::*;
 use ruang_net::Transport;
 use ruang_net::multiaddr::Protocol;
 

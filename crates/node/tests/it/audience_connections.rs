@@ -3,12 +3,10 @@
 //! other listener. Each member keeps a few room neighbours instead, and what an audience
 //! member says reaches the whole audience through them.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use anyhow::Result;
-use common::*;
 use ruang_node::{NodeEvent, NodeHandle};
 
 const LISTENERS: usize = 16;

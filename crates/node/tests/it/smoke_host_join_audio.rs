@@ -1,12 +1,10 @@
 //! The smallest real room: a host speaks a synthetic voice, a listener joins by ticket, syncs
 //! the log and hears the host.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use anyhow::Result;
-use common::*;
 use ruang_audio::format::FrameDuration;
 use ruang_audio::source::{Limited, VoiceSource};
 use ruang_node::{JoinTarget, NodeEvent, Pacing};

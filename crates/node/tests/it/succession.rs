@@ -5,12 +5,10 @@
 //! directory as its host, and the audio among the remaining speakers and the listener goes on
 //! without a gap.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use anyhow::{Context, Result};
-use common::*;
 use ruang_audio::format::FrameDuration;
 use ruang_audio::source::ToneSource;
 use ruang_net::Transport;

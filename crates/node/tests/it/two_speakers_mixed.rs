@@ -2,12 +2,10 @@
 //! at the same time. Both listeners receive both streams in full and play a mix that holds
 //! both tones; each speaker hears the other and not itself.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use anyhow::{Context, Result};
-use common::*;
 use ruang_audio::format::FrameDuration;
 use ruang_audio::source::{Limited, ToneSource};
 use ruang_node::{NodeHandle, Pacing};

@@ -4,10 +4,8 @@
 //! a ticket whose only address is the host's circuit address (through the relay's QUIC
 //! address), syncs the room and hears the host's voice.
 
-mod common;
-
+use crate::common::*;
 use anyhow::Result;
-use common::*;
 use ruang_net::Transport;
 use ruang_net::multiaddr::Protocol;
 use ruang_proto::Ticket;

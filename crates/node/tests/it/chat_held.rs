@@ -2,12 +2,10 @@
 //! sends it when a peer subscribes to the room (as when a joiner's first words race the
 //! subscriptions of the members it just connected to), within `session::HELD_TTL_MS`.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use anyhow::Result;
-use common::*;
 use ruang_node::NodeEvent;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,12 +4,10 @@
 //! flooder is disconnected and refused by every member, and each listener still receives at
 //! least 99% of the host's audio frames.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use anyhow::{Context, Result};
-use common::*;
 use ruang_audio::format::FrameDuration;
 use ruang_audio::source::{Limited, VoiceSource};
 use ruang_node::session::limits::{CHAT_BURST, CHAT_PER_SECOND};

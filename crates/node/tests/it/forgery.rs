@@ -13,12 +13,10 @@
 //! The rejections cost the forger its standing: its next, valid, chat line reaches nobody,
 //! while the host's still reaches everyone.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use anyhow::{Context, Result};
-use common::*;
 use ruang_net::Transport;
 use ruang_node::NodeHandle;
 use ruang_node::session::room::topic;

@@ -10,13 +10,11 @@
 //! 4. a muted speaker that does not obey (a raw client with its key that keeps streaming
 //!    after the mute) is refused by the listeners: frames counted as refused, none played.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use anyhow::{Result, bail};
 use bytes::Bytes;
-use common::*;
 use ruang_audio::codec::EncoderConfig;
 use ruang_audio::format::FrameDuration;
 use ruang_audio::send::Sender;

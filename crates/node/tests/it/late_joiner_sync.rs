@@ -2,12 +2,10 @@
 //! events (more than one sync page) with hands, invitations, a promotion, a mute and a ban; a
 //! node that joins afterwards by ticket ends up with exactly the host's view of the room.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use anyhow::Result;
-use common::*;
 use ruang_node::RoomView;
 use ruang_node::wire::SYNC_PAGE_EVENTS;
 use ruang_proto::room::EventBody;

@@ -3,12 +3,10 @@
 //! the frames the speaker sent, plays all but a few of them (see [`MAX_MISSED_PERCENT`]), and
 //! what it played is what was said (see `common::assert_heard`).
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use anyhow::{Context, Result};
-use common::*;
 use ruang_audio::format::FrameDuration;
 use ruang_audio::source::{Limited, VoiceSource};
 use ruang_node::Pacing;
