@@ -26,7 +26,8 @@ use crate::event::{Listing, NodeEvent, RoomView};
 use crate::limits::*;
 use crate::room::{self, Membership};
 use crate::wire::{
-    MAX_DIRECTORY_ANSWER, MAX_SYNC_HEADS, RoomMessage, SYNC_PAGE_EVENTS, SyncRequest, SyncResponse,
+    MAX_DIRECTORY_ANSWER, MAX_SYNC_HEADS, RoomMessage, SYNC_PAGE_EVENTS, SyncRefusal, SyncRequest,
+    SyncResponse,
 };
 
 /// The directory's gossip topic.
@@ -1005,10 +1006,12 @@ impl Core {
         };
         let (events, next) = match SyncResponse::decode(&bytes) {
             Ok(SyncResponse::Room { events, next }) => (events, next),
-            Ok(SyncResponse::Refused(reason)) if reason.contains("banned") => {
+            Ok(SyncResponse::Refused(SyncRefusal::Banned)) => {
                 return self.fail_join(Error::Banned);
             }
-            Ok(SyncResponse::Refused(reason)) => return self.fail_join(Error::Unreachable(reason)),
+            Ok(SyncResponse::Refused(why)) => {
+                return self.fail_join(Error::Unreachable(why.to_string()));
+            }
             Ok(SyncResponse::Directory { .. }) => {
                 return self.fail_join(bad("answered with a directory".into()));
             }
@@ -1392,7 +1395,10 @@ impl Core {
 
     fn serve_sync(&mut self, from: Option<PublicKey>, request: &[u8]) -> SyncResponse {
         match SyncRequest::decode(request) {
-            Err(e) => SyncResponse::Refused(format!("bad request: {e}")),
+            Err(e) => {
+                debug!(error = %e, "a malformed sync request");
+                SyncResponse::Refused(SyncRefusal::BadRequest)
+            }
             Ok(SyncRequest::Directory) => {
                 self.directory.expire(self.time.unix_ms);
                 let announcements = self
@@ -1411,7 +1417,7 @@ impl Core {
             }) => match self.room.as_ref() {
                 Some(m) if m.room.id() == room => {
                     if from.is_some_and(|k| m.room.state().banned.contains(&k)) {
-                        SyncResponse::Refused("you are banned from this room".into())
+                        SyncResponse::Refused(SyncRefusal::Banned)
                     } else {
                         let (page, next) =
                             m.room
@@ -1426,7 +1432,7 @@ impl Core {
                         SyncResponse::Room { events, next }
                     }
                 }
-                _ => SyncResponse::Refused("this node is not in that room".into()),
+                _ => SyncResponse::Refused(SyncRefusal::NotInRoom),
             },
         }
     }

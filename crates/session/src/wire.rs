@@ -120,6 +120,21 @@ impl SyncRequest {
     }
 }
 
+/// Why a node refuses a sync request: a closed set, so that a peer cannot make a joiner show
+/// words of its choosing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum SyncRefusal {
+    /// The request did not decode.
+    #[error("the request was malformed")]
+    BadRequest,
+    /// The node is not in the room asked for.
+    #[error("this node is not in that room")]
+    NotInRoom,
+    /// The asker is banned from the room.
+    #[error("you are banned from this room")]
+    Banned,
+}
+
 /// An answer on `/ruang/sync/1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncResponse {
@@ -136,8 +151,8 @@ pub enum SyncResponse {
         /// Signed announcement envelopes.
         announcements: Vec<Vec<u8>>,
     },
-    /// The peer will not answer, and says why (not in that room, banned, ...).
-    Refused(String),
+    /// The peer will not answer, and says why.
+    Refused(SyncRefusal),
 }
 
 impl SyncResponse {
@@ -208,6 +223,18 @@ mod tests {
             next: Some(300),
         };
         assert_eq!(SyncResponse::decode(&s.encode()).unwrap(), s);
+        for why in [
+            SyncRefusal::BadRequest,
+            SyncRefusal::NotInRoom,
+            SyncRefusal::Banned,
+        ] {
+            let r = SyncResponse::Refused(why);
+            assert_eq!(SyncResponse::decode(&r.encode()).unwrap(), r);
+        }
+        // A refusal is one of three: anything beyond them does not decode.
+        let mut bad = SyncResponse::Refused(SyncRefusal::Banned).encode();
+        *bad.last_mut().unwrap() = 3;
+        assert_eq!(SyncResponse::decode(&bad), Err(WireError::Malformed));
         assert_eq!(SyncRequest::decode(&[2, 0]), Err(WireError::Version(2)));
     }
 

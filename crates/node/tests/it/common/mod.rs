@@ -436,7 +436,8 @@ pub async fn raw_peer(identity: Identity) -> Result<RawPeer> {
                     let _ = c
                         .respond(
                             reply,
-                            SyncResponse::Refused("raw test peer".into()).encode(),
+                            SyncResponse::Refused(ruang_node::wire::SyncRefusal::NotInRoom)
+                                .encode(),
                         )
                         .await;
                 }
