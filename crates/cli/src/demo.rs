@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use ruang_audio::format::FrameDuration;
 use ruang_audio::source::{ToneSource, VoiceSource};
 use ruang_net::Transport;
+use ruang_node::event::LeaveReason;
 use ruang_node::{
     HostOptions, JoinTarget, NodeError, NodeEvent, NodeHandle, Pacing, RoomView, SpeakerStats,
 };
@@ -36,7 +37,7 @@ struct Member {
     /// The latest room view.
     view: Arc<Mutex<Option<RoomView>>>,
     /// Why it left, if it did.
-    left: Arc<Mutex<Option<String>>>,
+    left: Arc<Mutex<Option<LeaveReason>>>,
 }
 
 /// A node's latest receive counters, by speaker key, and when they came.
@@ -407,7 +408,7 @@ pub async fn run(nodes: usize, seconds: u64, out: &Path) -> Result<ExitCode> {
         .await;
     let troll_out = script
         .until(Duration::from_secs(3), || {
-            members[troll].left.lock().unwrap().as_deref() == Some("banned")
+            *members[troll].left.lock().unwrap() == Some(LeaveReason::Banned)
         })
         .await;
     script.check("the troll's node was told it is banned and left", troll_out);

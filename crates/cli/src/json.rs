@@ -171,8 +171,7 @@ pub async fn run(
                 Ok(NodeEvent::Joined { .. } | NodeEvent::Progress { .. }) => {}
                 Ok(ev) => {
                     let done = match &ev {
-                        NodeEvent::Left { reason } if reason == "banned" || reason == "kicked" => Some(Outcome::Removed(reason.clone())),
-                        NodeEvent::Left { .. } => Some(Outcome::Ended),
+                        NodeEvent::Left { reason } => Some(Outcome::of(*reason)),
                         _ => None,
                     };
                     print(serde_json::to_value(&ev)?);

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use ruang_node::event::LeaveReason;
 use ruang_node::{HostOptions, JoinTarget, NodeEvent, NodeHandle};
 use tokio::sync::broadcast;
 use tracing::warn;
@@ -28,10 +29,20 @@ pub enum Outcome {
     /// The host ended the room.
     Ended,
     /// A moderator removed this node (kicked or banned).
-    Removed(String),
+    Removed(LeaveReason),
 }
 
 impl Outcome {
+    /// How a stay ends when the node left its room for `reason`: every front-end (plain
+    /// output, JSON mode, the terminal UI) takes its exit from here.
+    pub fn of(reason: LeaveReason) -> Outcome {
+        match reason {
+            LeaveReason::Left | LeaveReason::Shutdown => Outcome::Left,
+            LeaveReason::Ended => Outcome::Ended,
+            LeaveReason::Kicked | LeaveReason::Banned => Outcome::Removed(reason),
+        }
+    }
+
     /// The exit code and the message the user sees.
     pub fn finish(&self) -> ExitCode {
         match self {
@@ -198,9 +209,7 @@ async fn plain(
                 Ok(NodeEvent::Error { message }) => eprintln!("error: {message}"),
                 Ok(NodeEvent::Speaking { name, active: true, .. }) => println!("* {name} is talking"),
                 Ok(NodeEvent::Ended) => return Ok(Outcome::Ended),
-                Ok(NodeEvent::Left { reason }) => {
-                    return Ok(if reason == "banned" || reason == "kicked" { Outcome::Removed(reason) } else { Outcome::Ended });
-                }
+                Ok(NodeEvent::Left { reason }) => return Ok(Outcome::of(reason)),
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return Ok(Outcome::Left),

@@ -22,7 +22,7 @@ use ruang_proto::signed::{self, Verified};
 use ruang_proto::{Identity, PublicKey, Ticket};
 use tracing::{debug, info, warn};
 
-use crate::event::{Listing, NodeEvent, RoomView};
+use crate::event::{LeaveReason, Listing, NodeEvent, RoomView};
 use crate::limits::*;
 use crate::room::{self, Membership};
 use crate::wire::{
@@ -754,7 +754,7 @@ impl Core {
             Command::Join(target) => self.join(id, target),
             Command::Leave => {
                 let result = if self.room.is_some() {
-                    self.leave_room("left");
+                    self.leave_room(LeaveReason::Left);
                     Ok(Answer::Done)
                 } else {
                     Err(Error::NotInRoom)
@@ -778,7 +778,7 @@ impl Core {
                 self.reply(id, result);
             }
             Command::Shutdown => {
-                self.leave_room("node shut down");
+                self.leave_room(LeaveReason::Shutdown);
                 self.reply(id, Ok(Answer::Done));
                 self.push(Output::Stopped);
             }
@@ -1096,7 +1096,7 @@ impl Core {
         Joined { room: id, ticket }
     }
 
-    fn leave_room(&mut self, reason: &str) {
+    fn leave_room(&mut self, reason: LeaveReason) {
         let Some(m) = self.room.as_ref() else {
             return;
         };
@@ -1115,9 +1115,7 @@ impl Core {
         self.set_dht_server(true);
         self.set_policy(AudioPolicy::default());
         self.refresh_links();
-        self.emit(NodeEvent::Left {
-            reason: reason.to_string(),
-        });
+        self.emit(NodeEvent::Left { reason });
     }
 
     fn act(&mut self, body: EventBody) -> Result<(), Error> {
@@ -1721,11 +1719,11 @@ impl Core {
         self.refresh_links();
         if state.banned.contains(&me) {
             self.banned_from.insert(room_id);
-            self.leave_room("banned");
+            self.leave_room(LeaveReason::Banned);
             return;
         }
         if newly_kicked.contains(&me) {
-            self.leave_room("kicked");
+            self.leave_room(LeaveReason::Kicked);
             return;
         }
         if before.as_ref().is_some_and(|b| b.host != state.host) && state.host == me {
@@ -1830,7 +1828,7 @@ impl Core {
         };
         if let Some(ended) = m.ended_at {
             if mono >= ended + END_GRACE_MS {
-                self.leave_room("the room has ended");
+                self.leave_room(LeaveReason::Ended);
             } else if mono >= m.last_announce + ENDED_REANNOUNCE_MS {
                 // Only the host announces (checked inside).
                 self.maybe_announce(true);

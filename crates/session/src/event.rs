@@ -158,6 +158,41 @@ pub struct Listing {
     pub scheduled_for: Option<u64>,
 }
 
+/// Why a node left its room. Serialised in snake case (`"left"`, `"kicked"`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// The user asked to leave.
+    Left,
+    /// A moderator kicked this node.
+    Kicked,
+    /// A moderator banned this node.
+    Banned,
+    /// The room ended (the node stayed a moment so the end could spread).
+    Ended,
+    /// The node shut down.
+    Shutdown,
+}
+
+impl LeaveReason {
+    /// Whether a moderator removed the node (kicked or banned).
+    pub fn removed(self) -> bool {
+        matches!(self, LeaveReason::Kicked | LeaveReason::Banned)
+    }
+}
+
+impl std::fmt::Display for LeaveReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LeaveReason::Left => "left",
+            LeaveReason::Kicked => "kicked",
+            LeaveReason::Banned => "banned",
+            LeaveReason::Ended => "the room has ended",
+            LeaveReason::Shutdown => "the node shut down",
+        })
+    }
+}
+
 /// Something that happened, for UIs, bots and tests. Sent on a bounded broadcast channel: a
 /// subscriber that falls far behind loses the oldest events (and is told how many).
 #[derive(Clone, Debug, Serialize)]
@@ -261,7 +296,7 @@ pub enum NodeEvent {
     /// This node left the room (asked to, kicked or banned).
     Left {
         /// Why.
-        reason: String,
+        reason: LeaveReason,
     },
     /// The subscriber fell behind and missed this many events.
     Lagged {

@@ -46,4 +46,4 @@ pub use crate::core::{
     Answer, AudioPolicy, Command, CommandId, Config, Core, DIRECTORY_TOPIC, Error, Gossip,
     HostOptions, Input, JoinTarget, Joined, Output, SyncFailure, Time, Verdict,
 };
-pub use event::{Listing, NodeEvent, Person, RoomView, SpeakerStats};
+pub use event::{LeaveReason, Listing, NodeEvent, Person, RoomView, SpeakerStats};

@@ -14,11 +14,6 @@ use super::keys::Action;
 /// Chat lines (and notices, reactions, errors) kept for the chat pane; older ones are dropped.
 pub const CHAT_HISTORY_CAP: usize = 200;
 
-/// The node's `Left` reason when the user (or another handle) asked to leave.
-const LEFT_ON_REQUEST: &str = "left";
-/// The node's `Left` reason after the room ended and its grace period ran out.
-const LEFT_ROOM_ENDED: &str = "the room has ended";
-
 /// What the keyboard is doing now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum InputMode {
@@ -235,12 +230,14 @@ impl App {
             }
             NodeEvent::Ended => return Some(Exit::Ended),
             NodeEvent::Left { reason } => {
-                return Some(if self.leaving || reason == LEFT_ON_REQUEST {
+                return Some(if self.leaving {
                     Exit::Left
-                } else if reason == LEFT_ROOM_ENDED {
-                    Exit::Ended
                 } else {
-                    Exit::Removed(reason)
+                    match crate::room::Outcome::of(reason) {
+                        crate::room::Outcome::Left => Exit::Left,
+                        crate::room::Outcome::Ended => Exit::Ended,
+                        crate::room::Outcome::Removed(r) => Exit::Removed(r),
+                    }
                 });
             }
             // Progress was printed before the UI started.

@@ -58,8 +58,8 @@ pub enum Exit {
     Left,
     /// The room ended.
     Ended,
-    /// The node was removed from the room; the node's reason ("kicked", "banned", ...).
-    Removed(String),
+    /// The node was removed from the room (kicked or banned).
+    Removed(ruang_node::event::LeaveReason),
 }
 
 /// Runs the terminal UI for the room the node is in until the user leaves (q / Ctrl-C) or the
@@ -133,7 +133,9 @@ async fn event_loop(
                     app.apply(NodeEvent::Lagged { missed });
                     refresh(node, app).await;
                 }
-                Err(RecvError::Closed) => return Ok(Exit::Removed("the node stopped".into())),
+                Err(RecvError::Closed) => {
+                    return Ok(Exit::Removed(ruang_node::event::LeaveReason::Shutdown));
+                }
             },
             Some((action, what, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 app.on_result(&action, &what, result);

@@ -6,6 +6,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::Modifier;
+use ruang_node::event::LeaveReason;
 use ruang_node::{NodeError, NodeEvent, Person, RoomView, SpeakerStats};
 use ruang_proto::PublicKey;
 use ruang_proto::room::{EventBody, Refusal, Role};
@@ -528,16 +529,16 @@ fn events_update_talking_chat_and_exit() {
 
     assert_eq!(app.apply(NodeEvent::Ended), Some(Exit::Ended));
     let banned = NodeEvent::Left {
-        reason: "banned".into(),
+        reason: LeaveReason::Banned,
     };
-    assert_eq!(app.apply(banned), Some(Exit::Removed("banned".into())));
+    assert_eq!(app.apply(banned), Some(Exit::Removed(LeaveReason::Banned)));
     let ended = NodeEvent::Left {
-        reason: "the room has ended".into(),
+        reason: LeaveReason::Ended,
     };
     assert_eq!(app.apply(ended), Some(Exit::Ended));
     app.leaving = true;
     let left = NodeEvent::Left {
-        reason: "kicked".into(),
+        reason: LeaveReason::Kicked,
     };
     assert_eq!(app.apply(left), Some(Exit::Left));
 }

@@ -125,7 +125,10 @@ async fn mute_unmute_and_ban_are_enforced_by_every_node() -> Result<()> {
         banned_rec.get().left.is_some()
     })
     .await?;
-    assert_eq!(banned_rec.get().left.as_deref(), Some("banned"));
+    assert_eq!(
+        banned_rec.get().left,
+        Some(ruang_node::event::LeaveReason::Banned)
+    );
     assert!(banned.status().await?.room.is_none());
     for (i, (sink, mark)) in sinks.iter().zip(&marks).enumerate() {
         let out = played_after(sink, *mark, ENFORCED_WITHIN + Duration::from_secs(1)).await?;

@@ -266,7 +266,7 @@ pub struct Recorded {
     /// When the source ended.
     pub source_ended: Option<tokio::time::Instant>,
     /// Why the node left its room, if it did.
-    pub left: Option<String>,
+    pub left: Option<ruang_node::event::LeaveReason>,
     /// Notices and errors, the last 64.
     pub notices: Vec<String>,
 }
