@@ -307,6 +307,17 @@ impl Sim {
         }
     }
 
+    /// Splits the network: `group(peer)` names each peer's side; messages between sides are
+    /// dropped, and sync requests across fail at once (as a dead connection's would, later).
+    pub fn partition(&mut self, group: impl Fn(usize) -> u32) {
+        self.net.partition(group);
+    }
+
+    /// Ends the partition.
+    pub fn heal(&mut self) {
+        self.net.heal();
+    }
+
     /// Runs until virtual time `until` (ms).
     pub fn run_until(&mut self, until: u64) {
         while let Some(d) = self.net.next(until) {
@@ -686,7 +697,10 @@ impl Sim {
             }
             Output::SyncRequest { id, to, request } => {
                 let target = self.index_of(&to);
-                match target.filter(|t| self.peers[index].connections.contains(t)) {
+                let reachable = |t: &usize| {
+                    self.peers[index].connections.contains(t) && self.net.connected(index, *t)
+                };
+                match target.filter(reachable) {
                     Some(t) => {
                         self.peers[index].traffic.sync_sent += 1;
                         self.net

@@ -5,6 +5,7 @@
 mod directory;
 mod held_chat;
 mod neighbours;
+mod partition;
 mod presence;
 mod scale;
 mod succession;
