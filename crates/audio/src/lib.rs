@@ -12,7 +12,7 @@
 //! - [`mod@format`]: 48 kHz mono `f32`; [`FrameDuration`] 20 ms (default) or 10 ms.
 //! - [`codec`]: Opus [`codec::Encoder`] (Voip, VBR, FEC, DTX) and [`codec::Decoder`]
 //!   (decode, conceal, FEC recovery).
-//! - [`wire`]: the [`wire::Frame`] sent to peers and its length-prefixed stream framing.
+//! - [`wire`]: the [`wire::Frame`] sent to peers.
 //! - [`send`]: the [`send::Sender`], PCM frame in, wire frame out (encoder + levels + flags +
 //!   sequence numbers and timestamps).
 //! - [`jitter`]: the adaptive [`jitter::Buffer`] and the ready-to-mix
@@ -38,7 +38,7 @@
 //! ```text
 //! source.next_frame(&mut pcm)          // microphone, WAV file or synthetic voice
 //! frame = sender.encode(&pcm)          // send::Sender: Opus + level + VOICE/FEC/DTX flags
-//! frame.encode() / wire::write_len_prefixed(&frame, ..)   -> network
+//! frame.encode()                       -> network (ruang-net frames it on the stream)
 //! ```
 //!
 //! Receive side: on every frame from the network, `streams[speaker].push(frame, now_us)`; once

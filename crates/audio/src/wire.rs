@@ -15,10 +15,9 @@
 //! ```
 //!
 //! A whole frame is at most [`MAX_FRAME_LEN`] bytes, so it fits a datagram on any path with a
-//! 1500-byte MTU budget. On a byte stream (today's `libp2p-stream`, DESIGN.md §5) each frame is
-//! preceded by its length as a big-endian `u16`: [`write_len_prefixed`] writes that, and the
-//! sans-IO [`FrameReader`] takes bytes as they come and gives back whole frames. Arbitrary input
-//! never panics: every malformed case is a [`WireError`].
+//! 1500-byte MTU budget. On a byte stream each frame is preceded by its length; that framing
+//! belongs to the stream (`ruang_net::audio`), not to the frame. Arbitrary input never panics:
+//! every malformed case is a [`WireError`].
 
 /// Format version written in byte 0.
 pub const VERSION: u8 = 1;
@@ -35,13 +34,6 @@ pub const MAX_PAYLOAD_LEN: usize = MAX_FRAME_LEN - HEADER_LEN;
 
 /// Largest valid `level` value (silence).
 pub const MAX_LEVEL: u8 = 127;
-
-/// Bytes of the length prefix on a stream.
-pub const LEN_PREFIX: usize = 2;
-
-/// Bound on the bytes a [`FrameReader`] holds while waiting for the rest of a frame: a few
-/// frames' worth, so a peer cannot make us buffer without limit.
-pub const READER_CAPACITY: usize = 16 * 1024;
 
 /// What went wrong reading a frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,12 +58,6 @@ pub enum WireError {
     /// A level outside `0..=127`.
     #[error("audio level {0} is outside 0..=127")]
     InvalidLevel(u8),
-    /// A stream length prefix of zero.
-    #[error("zero-length audio frame on a stream")]
-    EmptyFrame,
-    /// The [`FrameReader`] was handed more bytes than it may hold; read frames out first.
-    #[error("frame reader is full ({READER_CAPACITY} bytes); take frames out before feeding more")]
-    ReaderFull,
 }
 
 /// Bit flags of a [`Frame`].
@@ -224,98 +210,6 @@ impl Frame {
     }
 }
 
-/// Appends `frame` to `out` preceded by its length (big-endian `u16`), for a byte stream.
-pub fn write_len_prefixed(frame: &Frame, out: &mut Vec<u8>) -> Result<(), WireError> {
-    let len = frame.encoded_len();
-    if len > MAX_FRAME_LEN {
-        return Err(WireError::TooLong {
-            len,
-            max: MAX_FRAME_LEN,
-        });
-    }
-    // `len` <= MAX_FRAME_LEN (1500) fits in a u16.
-    out.extend_from_slice(&(len as u16).to_be_bytes());
-    frame.encode_into(out)
-}
-
-/// Incremental, sans-IO reader of length-prefixed frames from a byte stream.
-///
-/// Feed it whatever the socket returned with [`push_bytes`](Self::push_bytes), then call
-/// [`next_frame`](Self::next_frame) until it returns `Ok(None)`. It holds at most
-/// [`READER_CAPACITY`] bytes.
-///
-/// Errors come in two kinds. A frame whose length prefix is fine but whose contents are not
-/// ([`WireError::UnsupportedVersion`], [`WireError::InvalidLevel`], [`WireError::Truncated`]) is
-/// consumed and reported; the stream stays usable. A length prefix of zero or over
-/// [`MAX_FRAME_LEN`] means the stream is out of sync: the reader stays failed and the caller
-/// should close the stream.
-#[derive(Debug, Default)]
-pub struct FrameReader {
-    buf: Vec<u8>,
-    start: usize,
-    failed: Option<WireError>,
-}
-
-impl FrameReader {
-    /// An empty reader.
-    pub fn new() -> FrameReader {
-        FrameReader::default()
-    }
-
-    /// Bytes held that are not yet part of a returned frame.
-    pub fn pending(&self) -> usize {
-        self.buf.len() - self.start
-    }
-
-    /// Appends bytes read from the stream. Fails (taking nothing) if that would hold more than
-    /// [`READER_CAPACITY`] bytes.
-    pub fn push_bytes(&mut self, data: &[u8]) -> Result<(), WireError> {
-        if self.pending() + data.len() > READER_CAPACITY {
-            return Err(WireError::ReaderFull);
-        }
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(data);
-        Ok(())
-    }
-
-    /// The next complete frame, `Ok(None)` if more bytes are needed.
-    pub fn next_frame(&mut self) -> Result<Option<Frame>, WireError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let avail = &self.buf[self.start..];
-        let Some((prefix, rest)) = avail.split_first_chunk::<LEN_PREFIX>() else {
-            return Ok(None);
-        };
-        let len = u16::from_be_bytes(*prefix) as usize;
-        if len == 0 {
-            self.failed = Some(WireError::EmptyFrame);
-            return Err(WireError::EmptyFrame);
-        }
-        if len > MAX_FRAME_LEN {
-            let err = WireError::TooLong {
-                len,
-                max: MAX_FRAME_LEN,
-            };
-            self.failed = Some(err.clone());
-            return Err(err);
-        }
-        if rest.len() < len {
-            return Ok(None);
-        }
-        let result = Frame::decode(&rest[..len]);
-        self.start += LEN_PREFIX + len;
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        }
-        result.map(Some)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,61 +276,5 @@ mod tests {
             .set(Flags::DTX, true)
             .set(Flags::VOICE, false);
         assert!(f.contains(Flags::DTX) && !f.contains(Flags::VOICE));
-    }
-
-    #[test]
-    fn reader_reassembles_frames_split_anywhere() {
-        let frames: Vec<Frame> = (0..5u32)
-            .map(|i| Frame {
-                seq: i,
-                payload: vec![i as u8; i as usize * 30],
-                ..sample()
-            })
-            .collect();
-        let mut stream = Vec::new();
-        for f in &frames {
-            write_len_prefixed(f, &mut stream).unwrap();
-        }
-        for chunk in [1, 2, 7, 19, 64, stream.len()] {
-            let mut reader = FrameReader::new();
-            let mut got = Vec::new();
-            for piece in stream.chunks(chunk) {
-                reader.push_bytes(piece).unwrap();
-                while let Some(f) = reader.next_frame().unwrap() {
-                    got.push(f);
-                }
-            }
-            assert_eq!(got, frames, "chunk size {chunk}");
-            assert_eq!(reader.pending(), 0);
-        }
-    }
-
-    #[test]
-    fn reader_skips_a_bad_frame_but_fails_on_a_bad_prefix() {
-        let mut stream = Vec::new();
-        let mut bad = sample().encode();
-        bad[0] = 9;
-        stream.extend_from_slice(&(bad.len() as u16).to_be_bytes());
-        stream.extend_from_slice(&bad);
-        write_len_prefixed(&sample(), &mut stream).unwrap();
-        let mut reader = FrameReader::new();
-        reader.push_bytes(&stream).unwrap();
-        assert_eq!(reader.next_frame(), Err(WireError::UnsupportedVersion(9)));
-        assert_eq!(reader.next_frame(), Ok(Some(sample())));
-
-        let mut reader = FrameReader::new();
-        reader.push_bytes(&[0x40, 0x00, 1, 2, 3]).unwrap();
-        let err = WireError::TooLong {
-            len: 0x4000,
-            max: MAX_FRAME_LEN,
-        };
-        assert_eq!(reader.next_frame(), Err(err.clone()));
-        assert_eq!(reader.next_frame(), Err(err));
-
-        let mut reader = FrameReader::new();
-        assert_eq!(
-            reader.push_bytes(&vec![0; READER_CAPACITY + 1]),
-            Err(WireError::ReaderFull)
-        );
     }
 }

@@ -2,9 +2,7 @@
 //! round-trips, and the stream reader reassembles frames however the bytes are split.
 
 use proptest::prelude::*;
-use ruang_audio::wire::{
-    Flags, Frame, FrameReader, MAX_FRAME_LEN, MAX_PAYLOAD_LEN, WireError, write_len_prefixed,
-};
+use ruang_audio::wire::{Flags, Frame, MAX_FRAME_LEN, WireError};
 
 fn any_frame() -> impl Strategy<Value = Frame> {
     (
@@ -65,49 +63,5 @@ proptest! {
         let bytes = frame.encode();
         prop_assert!(bytes.len() <= MAX_FRAME_LEN);
         prop_assert_eq!(Frame::decode(&bytes).unwrap(), frame);
-    }
-
-    #[test]
-    fn the_reader_reassembles_any_split(
-        frames in prop::collection::vec(any_frame(), 0..8),
-        cuts in prop::collection::vec(1usize..200, 1..50),
-    ) {
-        let mut stream = Vec::new();
-        for f in &frames {
-            write_len_prefixed(f, &mut stream).unwrap();
-        }
-        let mut reader = FrameReader::new();
-        let mut got = Vec::new();
-        let mut rest = stream.as_slice();
-        let mut cut = cuts.iter().cycle();
-        while !rest.is_empty() {
-            let n = (*cut.next().unwrap()).min(rest.len());
-            reader.push_bytes(&rest[..n]).unwrap();
-            rest = &rest[n..];
-            while let Some(f) = reader.next_frame().unwrap() {
-                got.push(f);
-            }
-        }
-        prop_assert_eq!(got, frames);
-        prop_assert_eq!(reader.pending(), 0);
-    }
-
-    #[test]
-    fn the_reader_never_panics_on_garbage(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..600), 0..20)) {
-        let mut reader = FrameReader::new();
-        for c in chunks {
-            if reader.push_bytes(&c).is_err() {
-                break;
-            }
-            // Drain until it needs bytes or the stream is declared broken.
-            for _ in 0..64 {
-                match reader.next_frame() {
-                    Ok(Some(f)) => prop_assert!(f.payload.len() <= MAX_PAYLOAD_LEN),
-                    Ok(None) => break,
-                    Err(WireError::TooLong { .. } | WireError::EmptyFrame) => break,
-                    Err(_) => {}
-                }
-            }
-        }
     }
 }
