@@ -1,7 +1,7 @@
 //! Ephemeral signed messages that are not part of the log: presence, chat and reactions;
 //! plus the per-author rate limiter and the presence table. All take `now` (unix ms).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -264,10 +264,12 @@ pub enum PresenceChange {
     Ignored,
 }
 
-/// Who is in a room right now, from presence heartbeats.
+/// Who is in a room right now, from presence heartbeats. Expiring is proportional to what
+/// expires, not to the room: entries are also indexed by when they lapse.
 #[derive(Default)]
 pub struct PresenceTable {
     members: BTreeMap<PublicKey, Member>,
+    by_expiry: BTreeSet<(u64, PublicKey)>,
 }
 
 impl PresenceTable {
@@ -288,7 +290,7 @@ impl PresenceTable {
             return PresenceChange::Ignored;
         }
         if *leaving {
-            return if self.members.remove(&msg.author).is_some() {
+            return if self.remove(&msg.author) {
                 PresenceChange::Left
             } else {
                 PresenceChange::Ignored
@@ -303,29 +305,41 @@ impl PresenceTable {
             expires_at: now.saturating_add(u64::from(*ttl_ms)),
             last_sent_at: msg.sent_at,
         };
+        self.by_expiry.insert((member.expires_at, msg.author));
         match self.members.insert(msg.author, member) {
             None => PresenceChange::Joined,
-            Some(_) => PresenceChange::Refreshed,
+            Some(old) => {
+                if old.expires_at != self.members[&msg.author].expires_at {
+                    self.by_expiry.remove(&(old.expires_at, msg.author));
+                }
+                PresenceChange::Refreshed
+            }
         }
     }
 
     /// Removes members whose presence lapsed by `now`; returns them.
     pub fn expire(&mut self, now: u64) -> Vec<PublicKey> {
-        let gone: Vec<PublicKey> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.expires_at <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in &gone {
-            self.members.remove(k);
+        let mut gone = Vec::new();
+        while let Some(&(at, who)) = self.by_expiry.first() {
+            if at > now {
+                break;
+            }
+            self.by_expiry.pop_first();
+            self.members.remove(&who);
+            gone.push(who);
         }
         gone
     }
 
     /// Removes `who` (kicked, banned, disconnected).
     pub fn remove(&mut self, who: &PublicKey) -> bool {
-        self.members.remove(who).is_some()
+        match self.members.remove(who) {
+            Some(m) => {
+                self.by_expiry.remove(&(m.expires_at, *who));
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether `who` is present.
@@ -357,6 +371,68 @@ impl PresenceTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn presence(
+        who: &crate::Identity,
+        sent_at: u64,
+        ttl_ms: u32,
+        leaving: bool,
+    ) -> Verified<Ephemeral> {
+        let msg = Ephemeral {
+            room: crate::room::RoomId(crate::Hash([1; 32])),
+            author: who.public(),
+            sent_at,
+            body: EphemeralBody::Presence {
+                name: "x".into(),
+                ttl_ms,
+                addresses: Vec::new(),
+                leaving,
+            },
+        };
+        crate::signed::sign(who, msg).unwrap()
+    }
+
+    #[test]
+    fn presence_lapses_at_its_latest_ttl_and_leaves_at_once() {
+        let (a, b, c) = (
+            crate::Identity::from_secret_bytes(&[1; 32]),
+            crate::Identity::from_secret_bytes(&[2; 32]),
+            crate::Identity::from_secret_bytes(&[3; 32]),
+        );
+        let mut t = PresenceTable::default();
+        assert_eq!(
+            t.insert(&presence(&a, 10, 1_000, false), 0),
+            PresenceChange::Joined
+        );
+        assert_eq!(
+            t.insert(&presence(&b, 10, 3_000, false), 0),
+            PresenceChange::Joined
+        );
+        assert_eq!(
+            t.insert(&presence(&c, 10, 3_000, false), 0),
+            PresenceChange::Joined
+        );
+        // A beats again: it now lapses at 1,500, not at 1,000.
+        assert_eq!(
+            t.insert(&presence(&a, 20, 1_000, false), 500),
+            PresenceChange::Refreshed
+        );
+        // An older beat changes nothing.
+        assert_eq!(
+            t.insert(&presence(&a, 15, 9_000, false), 600),
+            PresenceChange::Ignored
+        );
+        assert_eq!(t.expire(1_499), Vec::<PublicKey>::new());
+        assert_eq!(t.expire(1_500), vec![a.public()]);
+        assert_eq!(
+            t.insert(&presence(&c, 30, 3_000, true), 1_600),
+            PresenceChange::Left
+        );
+        assert!(!t.contains(&c.public()) && t.len() == 1);
+        assert!(t.remove(&b.public()));
+        assert_eq!(t.expire(u64::MAX), Vec::<PublicKey>::new());
+        assert!(t.is_empty() && t.by_expiry.is_empty());
+    }
 
     #[test]
     fn rate_limiter_allows_burst_then_refills() {
