@@ -14,12 +14,12 @@
 
 use anyhow::Result;
 use ruang_node::{Joined, NodeEvent, NodeHandle};
-use ruang_proto::room::EventBody;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::broadcast;
 
+use crate::act::RoomAction;
 use crate::room::Outcome;
 use crate::settings::parse_person;
 
@@ -109,6 +109,35 @@ pub enum JsonCommand {
     End,
     /// Leave the room.
     Leave,
+}
+
+impl JsonCommand {
+    /// The room action the command asks for, and whom it names, if it is one.
+    fn room_action(&self) -> Option<(RoomAction, Option<&str>)> {
+        use RoomAction as A;
+        Some(match self {
+            JsonCommand::RaiseHand => (A::RaiseHand, None),
+            JsonCommand::LowerHand => (A::LowerHand, None),
+            JsonCommand::AcceptInvite => (A::AcceptInvite, None),
+            JsonCommand::StepDown => (A::StepDown, None),
+            JsonCommand::End => (A::EndRoom, None),
+            JsonCommand::Invite { peer } => (A::Invite, Some(peer)),
+            JsonCommand::MoveToAudience { peer } => (A::MoveToAudience, Some(peer)),
+            JsonCommand::Mute { peer } => (A::Mute, Some(peer)),
+            JsonCommand::Unmute { peer } => (A::Unmute, Some(peer)),
+            JsonCommand::Kick { peer } => (A::Kick, Some(peer)),
+            JsonCommand::Ban { peer } => (A::Ban, Some(peer)),
+            JsonCommand::Unban { peer } => (A::Unban, Some(peer)),
+            JsonCommand::Promote { peer } => (A::Promote, Some(peer)),
+            JsonCommand::Demote { peer } => (A::Demote, Some(peer)),
+            JsonCommand::HandOff { peer } => (A::HandOff, Some(peer)),
+            JsonCommand::Chat { .. }
+            | JsonCommand::React { .. }
+            | JsonCommand::SelfMute { .. }
+            | JsonCommand::Status
+            | JsonCommand::Leave => return None,
+        })
+    }
 }
 
 /// Parses one line into a command, or says what is wrong with it.
@@ -206,8 +235,6 @@ async fn command(node: &NodeHandle, line: &str) -> Option<Outcome> {
             return None;
         }
     };
-    let on =
-        |peer: &str, make: fn(ruang_proto::PublicKey) -> EventBody| parse_person(peer).map(make);
     let result: Result<(), String> = match cmd {
         JsonCommand::Leave => return Some(Outcome::Left),
         JsonCommand::Status => {
@@ -232,32 +259,17 @@ async fn command(node: &NodeHandle, line: &str) -> Option<Outcome> {
         JsonCommand::Chat { text } => node.chat(text).await.map_err(|e| e.to_string()),
         JsonCommand::React { reaction } => node.react(reaction).await.map_err(|e| e.to_string()),
         JsonCommand::SelfMute { on } => node.self_mute(on).await.map_err(|e| e.to_string()),
-        other => {
-            let body = match other {
-                JsonCommand::RaiseHand => Ok(EventBody::RaiseHand),
-                JsonCommand::LowerHand => Ok(EventBody::LowerHand),
-                JsonCommand::AcceptInvite => Ok(EventBody::AcceptInvite),
-                JsonCommand::StepDown => Ok(EventBody::StepDown),
-                JsonCommand::End => Ok(EventBody::EndRoom),
-                JsonCommand::Invite { peer } => on(&peer, |who| EventBody::InviteSpeaker { who }),
-                JsonCommand::MoveToAudience { peer } => {
-                    on(&peer, |who| EventBody::MoveToAudience { who })
+        other => match other.room_action() {
+            Some((action, peer)) => {
+                let who = peer.map(parse_person).transpose();
+                match who.map(|who| action.event(who)) {
+                    Ok(Some(body)) => node.act(body).await.map_err(|e| e.to_string()),
+                    Ok(None) => Err("this command needs a \"peer\"".into()),
+                    Err(e) => Err(e.to_string()),
                 }
-                JsonCommand::Mute { peer } => on(&peer, |who| EventBody::Mute { who }),
-                JsonCommand::Unmute { peer } => on(&peer, |who| EventBody::Unmute { who }),
-                JsonCommand::Kick { peer } => on(&peer, |who| EventBody::Kick { who }),
-                JsonCommand::Ban { peer } => on(&peer, |who| EventBody::Ban { who }),
-                JsonCommand::Unban { peer } => on(&peer, |who| EventBody::Unban { who }),
-                JsonCommand::Promote { peer } => on(&peer, |who| EventBody::Promote { who }),
-                JsonCommand::Demote { peer } => on(&peer, |who| EventBody::Demote { who }),
-                JsonCommand::HandOff { peer } => on(&peer, |to| EventBody::HandOff { to }),
-                _ => unreachable!("handled above"),
-            };
-            match body {
-                Ok(body) => node.act(body).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
             }
-        }
+            None => unreachable!("every other command is a room action"),
+        },
     };
     if let Err(message) = result {
         print(json!({"event": "error", "message": message}));

@@ -5,6 +5,7 @@
 //! UI ([`tui`]) or, with `--json`, speaks JSON lines on stdin/stdout ([`json`]) for bots,
 //! scripts and tests. Errors are one clear line with a hint, and a non-zero exit code.
 
+mod act;
 mod args;
 mod audio_io;
 mod commands;

@@ -137,6 +137,8 @@ pub struct Peer {
     pub traffic: Traffic,
     blocked: HashSet<usize>,
     seen: HashMap<[u8; 32], u64>,
+    /// Size of `seen` at which it is next pruned.
+    seen_limit: usize,
     wake_at: Option<u64>,
     /// Its gossip mesh per topic.
     mesh: HashMap<Arc<str>, Vec<usize>>,
@@ -186,6 +188,8 @@ pub struct Sim {
     settings: NodeSettings,
     /// Decoded gossip by message id (each message is decoded once).
     decoded: HashMap<[u8; 32], (Gossip, u64)>,
+    /// Size of `decoded` at which it is next pruned.
+    decoded_limit: usize,
     seed: u64,
 }
 
@@ -198,6 +202,7 @@ impl Sim {
             by_key: HashMap::new(),
             settings,
             decoded: HashMap::new(),
+            decoded_limit: 4_096,
             seed,
         }
     }
@@ -250,6 +255,7 @@ impl Sim {
             traffic: Traffic::default(),
             blocked: HashSet::new(),
             seen: HashMap::new(),
+            seen_limit: 4_096,
             mesh: HashMap::new(),
             wake_at: None,
             judging: HashMap::new(),
@@ -481,8 +487,9 @@ impl Sim {
         let g = self.peers[by].core.decode(topic, data, time.unix_ms);
         // Only what does not depend on the decoder's own room is shared.
         if !matches!(g, Gossip::NotOurs) {
-            if self.decoded.len() > 200_000 {
+            if self.decoded.len() >= self.decoded_limit {
                 self.decoded.retain(|_, (_, at)| now < *at + SEEN_MS);
+                self.decoded_limit = (2 * self.decoded.len()).max(4_096);
             }
             self.decoded.insert(id, (g.clone(), now));
         }
@@ -777,11 +784,14 @@ impl Sim {
         }
     }
 
+    /// Forgets the ids seen longer than [`SEEN_MS`] ago, once the set has doubled since it
+    /// last did (so the cost stays proportional to what is added).
     fn forget_seen(&mut self, index: usize) {
         let now = self.now();
-        let seen = &mut self.peers[index].seen;
-        if seen.len() > 4_096 {
-            seen.retain(|_, at| now < *at + SEEN_MS);
+        let peer = &mut self.peers[index];
+        if peer.seen.len() >= peer.seen_limit {
+            peer.seen.retain(|_, at| now < *at + SEEN_MS);
+            peer.seen_limit = (2 * peer.seen.len()).max(4_096);
         }
     }
 }

@@ -12,6 +12,7 @@ use ruang_proto::ephemeral::MAX_CHAT_LEN;
 use ruang_proto::room::{EventBody, Refusal, Role};
 
 use super::app::{App, InputMode};
+use crate::act::RoomAction;
 
 /// Something the user asked the node to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,28 +136,28 @@ impl App {
                 self.scroll = 0;
                 None
             }
-            KeyCode::Char('h') => Some(Action::Act(if self.hand_raised() {
-                EventBody::LowerHand
+            KeyCode::Char('h') => self.act(if self.hand_raised() {
+                RoomAction::LowerHand
             } else {
-                EventBody::RaiseHand
-            })),
+                RoomAction::RaiseHand
+            }),
             KeyCode::Char('m') => Some(Action::SelfMute(!self.self_muted)),
-            KeyCode::Char('a') => Some(Action::Act(EventBody::AcceptInvite)),
-            KeyCode::Char('s') => Some(Action::Act(EventBody::StepDown)),
-            KeyCode::Char('i') => self.moderate(false, |who| EventBody::InviteSpeaker { who }),
-            KeyCode::Char('x') => self.moderate(false, |who| EventBody::MoveToAudience { who }),
+            KeyCode::Char('a') => self.act(RoomAction::AcceptInvite),
+            KeyCode::Char('s') => self.act(RoomAction::StepDown),
+            KeyCode::Char('i') => self.moderate(RoomAction::Invite),
+            KeyCode::Char('x') => self.moderate(RoomAction::MoveToAudience),
             KeyCode::Char('u') => {
                 let muted = self.selected_person().is_some_and(|p| p.muted);
-                if muted {
-                    self.moderate(false, |who| EventBody::Unmute { who })
+                self.moderate(if muted {
+                    RoomAction::Unmute
                 } else {
-                    self.moderate(false, |who| EventBody::Mute { who })
-                }
+                    RoomAction::Mute
+                })
             }
-            KeyCode::Char('K') => self.moderate(false, |who| EventBody::Kick { who }),
-            KeyCode::Char('B') => self.moderate(false, |who| EventBody::Ban { who }),
-            KeyCode::Char('p') => self.moderate(true, |who| EventBody::Promote { who }),
-            KeyCode::Char('d') => self.moderate(true, |who| EventBody::Demote { who }),
+            KeyCode::Char('K') => self.moderate(RoomAction::Kick),
+            KeyCode::Char('B') => self.moderate(RoomAction::Ban),
+            KeyCode::Char('p') => self.moderate(RoomAction::Promote),
+            KeyCode::Char('d') => self.moderate(RoomAction::Demote),
             KeyCode::Char('E') => {
                 if self.my_role() == Role::Host {
                     self.mode = InputMode::ConfirmEnd;
@@ -174,12 +175,14 @@ impl App {
     }
 
     /// A moderation action on the selected person, after the role pre-check.
-    fn moderate(
-        &mut self,
-        host_only: bool,
-        make: impl FnOnce(PublicKey) -> EventBody,
-    ) -> Option<Action> {
-        if host_only && self.my_role() != Role::Host {
+    /// A room action about nobody.
+    fn act(&mut self, action: RoomAction) -> Option<Action> {
+        action.event(None).map(Action::Act)
+    }
+
+    /// A moderator's action about the selected person.
+    fn moderate(&mut self, action: RoomAction) -> Option<Action> {
+        if action.host_only() && self.my_role() != Role::Host {
             self.refuse(Refusal::NotHost);
             return None;
         }
@@ -192,7 +195,7 @@ impl App {
             return None;
         };
         match PublicKey::from_hex(&person.key) {
-            Some(who) => Some(Action::Act(make(who))),
+            Some(who) => action.event(Some(who)).map(Action::Act),
             None => {
                 let text = format!("cannot act on {}: their key is unreadable", person.key);
                 self.set_status(text, true);
