@@ -169,7 +169,7 @@ async fn rooms(settings: &Settings, json: bool, wait: u64) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let now = ruang_node::clock::unix_ms();
+    let now = ruang_node::unix_ms();
     for r in rooms {
         println!("{}", r.title);
         if !r.topic.is_empty() {

@@ -43,21 +43,28 @@
 //! ```
 
 mod addrs;
+/// The audio threads (public with the `bench` feature, for ruang-bench's measurements).
+#[cfg(feature = "bench")]
 pub mod audio;
-pub mod clock;
-pub mod config;
+#[cfg(not(feature = "bench"))]
+mod audio;
+mod clock;
+mod config;
 mod driver;
-pub mod error;
-pub mod handle;
+mod error;
+mod handle;
 pub mod ids;
 
 pub use ruang_session as session;
 pub use ruang_session::{DIRECTORY_TOPIC, event, wire};
 
-pub use config::{Builder, Config};
+pub use clock::unix_ms;
+pub use config::{Builder, Config, DEFAULT_BITRATE_BPS, DEFAULT_FANOUT};
 pub use error::NodeError;
-pub use event::{Listing, NodeEvent, Person, RoomView, SpeakerStats};
-pub use handle::{HostOptions, JoinTarget, Joined, NodeHandle, Pacing, Status};
+pub use event::{LeaveReason, Listing, NodeEvent, Person, RoomView, SpeakerStats};
+pub use handle::{
+    CALL_TIMEOUT, HostOptions, JOIN_TIMEOUT, JoinTarget, Joined, NodeHandle, Pacing, Status,
+};
 
 /// Entry point: `Node::builder(identity)`.
 pub struct Node;

@@ -165,13 +165,6 @@ impl Capture {
     }
 }
 
-impl Capture {
-    /// Whether the thread has finished (source ended or failed).
-    pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
-    }
-}
-
 impl Drop for Capture {
     fn drop(&mut self) {
         // The thread sees the flag within a frame (paced) or its device timeout, and exits;

@@ -69,11 +69,6 @@ impl Mixing {
         }
     }
 
-    /// Forgets a speaker and everything buffered from them (muted, banned, left the stage).
-    pub fn remove(&mut self, speaker: &PublicKey) -> bool {
-        self.speakers.remove(speaker).is_some()
-    }
-
     /// Keeps only the speakers for which `keep` holds.
     pub fn retain(&mut self, keep: impl Fn(&PublicKey) -> bool) {
         self.speakers.retain(|k, _| keep(k));

@@ -74,7 +74,7 @@ async fn a_chat_flood_is_limited_and_the_flooder_cut_off() -> Result<()> {
             let msg = Ephemeral {
                 room: joined.room,
                 author: flooder.identity.public(),
-                sent_at: ruang_node::clock::unix_ms(),
+                sent_at: ruang_node::unix_ms(),
                 body: EphemeralBody::Chat {
                     text: format!("spam {sent}"),
                 },

@@ -28,7 +28,7 @@ use ruang_proto::signed;
 use ruang_proto::{Identity, PublicKey};
 
 fn now_ms() -> u64 {
-    ruang_node::clock::unix_ms()
+    ruang_node::unix_ms()
 }
 
 fn chat(identity: &Identity, room: ruang_proto::room::RoomId, text: &str) -> Result<Vec<u8>> {
