@@ -13,7 +13,7 @@
 //! commands over a bounded queue (each with a reply) and [`NodeHandle::subscribe`] gives its
 //! [`NodeEvent`]s.
 //!
-//! Audio runs beside it ([`audio`]): a capture thread encodes and pushes frames into per-peer
+//! Audio runs beside it (module `audio`): a capture thread encodes and pushes frames into per-peer
 //! drop-oldest links; a receive task drops frames from anyone the verified state does not
 //! allow to speak and fills per-speaker jitter buffers; a playout thread on an absolute
 //! deadline clock mixes them into the sink. Nothing on the audio path waits on the network or
