@@ -5,6 +5,7 @@
 #
 #   scripts/reachability.sh [N] [TEST...]      (default: 10 runs of every test)
 #
+# REACHABILITY_OUT=DIR keeps logs and timings there instead of target/reachability.
 # RUANG_TEST_LOSS_PCT=N makes every switch of the topologies drop N % of frames (see
 # crates/cli/tests/common/netns.rs). Failed runs keep their output in target/reachability/<test>-<run>.log. The tests run from a
 # copy of the test binary and of `ruang` made at start, so building while it runs changes
@@ -21,7 +22,7 @@ if [ ${#tests[@]} -eq 0 ]; then
     udp_blocked_tls_websocket_carries_the_room
     hidden_ip_listener_reaches_the_host_only_through_the_relay host_with_a_forwarded_port)
 fi
-out=target/reachability
+out="${REACHABILITY_OUT:-target/reachability}"
 mkdir -p "$out"
 exe=$(cargo test -p ruang --test reachability --no-run 2>&1 | grep -o 'target/debug/deps/reachability-[0-9a-f]*' | head -1)
 cargo build -p ruang --bin ruang --quiet
