@@ -317,7 +317,10 @@ pub async fn run(nodes: usize, seconds: u64, out: &Path) -> Result<ExitCode> {
     ));
     script.check(
         "a listener's moderation attempt is refused",
-        matches!(refused, Err(NodeError::Refused(_))),
+        matches!(
+            refused,
+            Err(NodeError::Room(ruang_node::session::Error::Refused(_)))
+        ),
     );
 
     // Ana mutes Budi: nobody plays his audio; then unmutes.

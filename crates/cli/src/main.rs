@@ -125,18 +125,17 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
                 _ => continue,
             });
         }
-        if let Some(node) = cause.downcast_ref::<ruang_node::NodeError>() {
-            return Some(match node {
-                ruang_node::NodeError::Unreachable(_) => {
+        if let Some(ruang_node::NodeError::Room(room)) =
+            cause.downcast_ref::<ruang_node::NodeError>()
+        {
+            use ruang_node::session::Error as E;
+            return Some(match room {
+                E::Unreachable(_) => {
                     "the host may be offline or behind a firewall/NAT: ask for a fresh ticket, or use --via-relay / --bootstrap (see README, Troubleshooting)"
                 }
-                ruang_node::NodeError::NotListed(_) => {
-                    "ask the host for the room's ticket and join with it"
-                }
-                ruang_node::NodeError::Banned => "a moderator banned this identity from the room",
-                ruang_node::NodeError::Ended => {
-                    "the host ended the room; `ruang rooms` lists open ones"
-                }
+                E::NotListed(_) => "ask the host for the room's ticket and join with it",
+                E::Banned => "a moderator banned this identity from the room",
+                E::Ended => "the host ended the room; `ruang rooms` lists open ones",
                 _ => continue,
             });
         }

@@ -402,7 +402,10 @@ fn moderation_keys_say_why_they_are_not_allowed() {
     // What the node refuses is shown as the node says it.
     let action = Action::Act(EventBody::Ban { who: key(BO) });
     let what = host.describe(&action);
-    let refusal = NodeError::Refused(Refusal::TargetIsModerator).to_string();
+    let refusal = NodeError::Room(ruang_node::session::Error::Refused(
+        Refusal::TargetIsModerator,
+    ))
+    .to_string();
     host.on_result(&action, &what, Err(refusal));
     let status = host.status.clone().unwrap();
     assert!(status.error, "{status:?}");

@@ -161,7 +161,12 @@ async fn mute_unmute_and_ban_are_enforced_by_every_node() -> Result<()> {
     .await?;
     eprintln!("the banned node's rejoin: {rejoin:?}");
     assert!(
-        matches!(rejoin, Err(ruang_node::NodeError::Banned)),
+        matches!(
+            rejoin,
+            Err(ruang_node::NodeError::Room(
+                ruang_node::session::Error::Banned
+            ))
+        ),
         "a banned node rejoined: {rejoin:?}"
     );
     banned.shutdown().await?;

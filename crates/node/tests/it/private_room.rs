@@ -76,7 +76,10 @@ async fn private_room_is_sealed_and_unlisted() -> Result<()> {
     )
     .await?;
     assert!(
-        matches!(err, Err(NodeError::BadLog { .. })),
+        matches!(
+            err,
+            Err(NodeError::Room(ruang_node::session::Error::BadLog { .. }))
+        ),
         "a keyless join cannot read the sealed log: {err:?}"
     );
     // And the room is never announced.
