@@ -613,23 +613,15 @@ struct CertificateFiles {
 }
 
 fn certificate_for(dir: &Path, ip: &str) -> Result<CertificateFiles> {
-    let ca_key = rcgen::KeyPair::generate()?;
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "ruang test authority");
-    let ca = ca.self_signed(&ca_key)?;
-    let key = rcgen::KeyPair::generate()?;
-    let cert =
-        rcgen::CertificateParams::new(vec![ip.to_string()])?.signed_by(&key, &ca, &ca_key)?;
+    let made = ruang_testkit::tls::certificate(&[ip])?;
     let files = CertificateFiles {
         cert: dir.join("cert.pem"),
         key: dir.join("key.pem"),
         authority: dir.join("authority.pem"),
     };
-    std::fs::write(&files.cert, cert.pem())?;
-    std::fs::write(&files.key, key.serialize_pem())?;
-    std::fs::write(&files.authority, ca.pem())?;
+    std::fs::write(&files.cert, made.cert)?;
+    std::fs::write(&files.key, made.key)?;
+    std::fs::write(&files.authority, made.authority)?;
     Ok(files)
 }
 

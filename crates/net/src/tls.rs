@@ -132,14 +132,14 @@ impl WebSocketTls {
 mod tests {
     use super::*;
 
-    fn self_signed() -> (String, String) {
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        (cert.cert.pem(), cert.key_pair.serialize_pem())
+    fn a_certificate() -> (String, String) {
+        let c = ruang_testkit::tls::certificate(&["localhost"]).unwrap();
+        (c.cert, c.key)
     }
 
     #[test]
     fn serves_a_matching_certificate_and_key() {
-        let (cert, key) = self_signed();
+        let (cert, key) = a_certificate();
         let mut tls = WebSocketTls::default();
         assert!(!tls.serves());
         tls.serve_pem(cert.as_bytes(), key.as_bytes()).unwrap();
@@ -149,8 +149,8 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error_not_a_panic() {
-        let (cert, key) = self_signed();
-        let (_, other_key) = self_signed();
+        let (cert, key) = a_certificate();
+        let (_, other_key) = a_certificate();
         let mut tls = WebSocketTls::default();
         let cases: [(&str, &str, &str); 5] = [
             ("", &key, "no PEM CERTIFICATE"),

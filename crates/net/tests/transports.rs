@@ -107,19 +107,10 @@ async fn quic_and_tcp() -> anyhow::Result<()> {
     scenario(Transport::QuicAndTcp, "/ip4/127.0.0.1/").await
 }
 
-/// A certificate authority, and a certificate it signed for `localhost` and 127.0.0.1: (chain,
-/// key, authority), PEM.
+/// A certificate for `localhost` and 127.0.0.1 and its authority: (chain, key, authority).
 fn localhost_certificate() -> anyhow::Result<(String, String, String)> {
-    let ca_key = rcgen::KeyPair::generate()?;
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "ruang test authority");
-    let ca = ca.self_signed(&ca_key)?;
-    let key = rcgen::KeyPair::generate()?;
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".into()])?
-        .signed_by(&key, &ca, &ca_key)?;
-    Ok((leaf.pem(), key.serialize_pem(), ca.pem()))
+    let c = ruang_testkit::tls::certificate(&["localhost", "127.0.0.1"])?;
+    Ok((c.cert, c.key, c.authority))
 }
 
 /// A TCP-only node listening on WebSocket inside TLS only, with the certificate of

@@ -11,6 +11,8 @@
 //! - [`heard`]: did a listener hear what was said? A recording compared with its source in
 //!   short windows that follow the jitter buffer's steps of delay.
 //!
+//! - [`tls`]: test certificates signed by a throwaway authority.
+//!
 //! Everything but the relay is deterministic for a given seed: no wall clock, no threads. The
 //! relay runs real sockets and threads, but its decisions come from the same seeded model.
 
@@ -19,6 +21,7 @@ pub mod impair;
 pub mod rooms;
 pub mod seed;
 pub mod sim;
+pub mod tls;
 
 pub use seed::Seed;
 pub use sim::Network;

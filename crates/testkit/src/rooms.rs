@@ -362,35 +362,13 @@ impl Sim {
                     return;
                 }
                 self.net.send_reliable(to, from, Msg::Accepted { join });
-                if self.peers[to].connections.insert(from) {
-                    self.input(to, Input::Connected(self.key(from)));
-                    let topics: Vec<Arc<str>> = self.peers[from].topics.iter().cloned().collect();
-                    for topic in topics {
-                        self.input(
-                            to,
-                            Input::Subscribed {
-                                topic: topic.to_string(),
-                            },
-                        );
-                    }
-                }
+                self.now_connected(to, from);
             }
             Msg::Accepted { join } => {
                 if !self.peers[from].online {
                     return self.dial_failed(to, from, join);
                 }
-                if self.peers[to].connections.insert(from) {
-                    self.input(to, Input::Connected(self.key(from)));
-                    let topics: Vec<Arc<str>> = self.peers[from].topics.iter().cloned().collect();
-                    for topic in topics {
-                        self.input(
-                            to,
-                            Input::Subscribed {
-                                topic: topic.to_string(),
-                            },
-                        );
-                    }
-                }
+                self.now_connected(to, from);
                 if join && self.peers[to].joining_to.remove(&from) {
                     let key = self.key(from);
                     self.input(to, Input::JoinDialed(Ok(key)));
@@ -466,6 +444,19 @@ impl Sim {
             Msg::SyncAnswer { id, result } => {
                 self.peers[to].traffic.sync_received += 1;
                 self.input(to, Input::SyncAnswer { id, result });
+            }
+        }
+    }
+
+    /// `to` learns it is connected to `from`, and `from`'s topics (gossipsub's subscription
+    /// exchange on a new connection).
+    fn now_connected(&mut self, to: usize, from: usize) {
+        if self.peers[to].connections.insert(from) {
+            self.input(to, Input::Connected(self.key(from)));
+            let topics: Vec<Arc<str>> = self.peers[from].topics.iter().cloned().collect();
+            for topic in topics {
+                let topic = topic.to_string();
+                self.input(to, Input::Subscribed { topic });
             }
         }
     }

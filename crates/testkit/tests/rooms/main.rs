@@ -11,7 +11,7 @@ mod scale;
 mod succession;
 mod sync;
 
-use ruang_proto::room::Info;
+use ruang_proto::room::{EventBody, Info};
 use ruang_proto::{PublicKey, Ticket};
 use ruang_session::{Answer, Command, HostOptions, JoinTarget, NodeEvent};
 use ruang_testkit::rooms::{NodeSettings, Sim};
@@ -68,6 +68,24 @@ pub fn join_all(sim: &mut Sim, who: &[usize], ticket: &Ticket) {
             Some(Ok(Answer::Joined(_))) => {}
             other => panic!("peer {p} did not join: {other:?}"),
         }
+    }
+}
+
+/// The host invites `speakers` (in the room already) and they accept: a stage of host and
+/// speakers.
+pub fn stage(sim: &mut Sim, host: usize, speakers: &[usize]) {
+    for &s in speakers {
+        let who = sim.peers[s].core.key();
+        sim.command(host, Command::Act(EventBody::InviteSpeaker { who }));
+    }
+    sim.run_for(2_000);
+    for &s in speakers {
+        let id = sim.command(s, Command::Act(EventBody::AcceptInvite));
+        assert!(
+            matches!(sim.reply(s, id), Some(Ok(_))),
+            "{:?}",
+            sim.reply(s, id)
+        );
     }
 }
 

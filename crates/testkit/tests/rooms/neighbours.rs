@@ -2,8 +2,6 @@
 //! `ROOM_NEIGHBOURS` present members of the audience each (the stage does not count: everyone
 //! connects to it anyway), so the audience's gossip does not hang on the stage alone.
 
-use ruang_proto::room::EventBody;
-use ruang_session::Command;
 use ruang_session::limits::ROOM_NEIGHBOURS;
 use ruang_testkit::Seed;
 
@@ -18,19 +16,7 @@ fn every_listener_finds_room_neighbours_off_the_stage() {
     let listeners: Vec<usize> = (0..30).map(|i| sim.add_peer(&format!("l{i}"))).collect();
     let ticket = host(&mut sim, host_p, Vec::new(), false);
     join_all(&mut sim, &speakers, &ticket);
-    for &s in &speakers {
-        let who = sim.peers[s].core.key();
-        sim.command(host_p, Command::Act(EventBody::InviteSpeaker { who }));
-    }
-    sim.run_for(1_000);
-    for &s in &speakers {
-        let id = sim.command(s, Command::Act(EventBody::AcceptInvite));
-        assert!(
-            matches!(sim.reply(s, id), Some(Ok(_))),
-            "{:?}",
-            sim.reply(s, id)
-        );
-    }
+    stage(&mut sim, host_p, &speakers);
     join_all(&mut sim, &listeners, &ticket);
     sim.run_for(30_000);
     let state = sim.peers[host_p].core.state().unwrap().clone();

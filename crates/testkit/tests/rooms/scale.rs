@@ -10,7 +10,6 @@ use std::collections::HashSet;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use ruang_proto::room::EventBody;
 use ruang_session::Command;
 use ruang_session::limits::MAX_AUDIENCE_PRESENCE_MS;
 use ruang_testkit::Seed;
@@ -45,19 +44,7 @@ fn a_large_room_under_churn_converges() {
     let ticket = host(&mut sim, host_p, Vec::new(), false);
     let speakers: Vec<usize> = (0..3).map(|i| sim.add_peer(&format!("s{i}"))).collect();
     join_all(&mut sim, &speakers, &ticket);
-    for &s in &speakers {
-        let who = sim.peers[s].core.key();
-        sim.command(host_p, Command::Act(EventBody::InviteSpeaker { who }));
-    }
-    sim.run_for(2_000);
-    for &s in &speakers {
-        let id = sim.command(s, Command::Act(EventBody::AcceptInvite));
-        assert!(
-            matches!(sim.reply(s, id), Some(Ok(_))),
-            "{:?}",
-            sim.reply(s, id)
-        );
-    }
+    stage(&mut sim, host_p, &speakers);
 
     // The audience arrives over the first 30 s.
     let audience = members.saturating_sub(4);
