@@ -57,7 +57,7 @@ const MAX_BACKGROUND: usize = 256;
 /// of a fresh node can be cancelled while its connection to the relay is being set up.
 const JOIN_DIAL_QUICK_FAILURE: Duration = Duration::from_millis(500);
 /// Dials of a join to one peer when they fail quickly (see [`JOIN_DIAL_QUICK_FAILURE`]).
-const JOIN_DIAL_ATTEMPTS: u32 = 3;
+const JOIN_DIAL_TRIES: u32 = 3;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -1158,7 +1158,7 @@ async fn join_dial(
     let relays: HashSet<Multiaddr> = addrs.iter().filter_map(relay_part).collect();
     futures::future::join_all(relays.into_iter().map(|r| client.dial(r))).await;
     'peers: for (target, list) in by_peer {
-        for attempt in 1..=JOIN_DIAL_ATTEMPTS {
+        for attempt in 1..=JOIN_DIAL_TRIES {
             let started = Instant::now();
             match client.dial_peer(target, list.clone()).await {
                 Ok(()) => {

@@ -992,7 +992,7 @@ impl Core {
             // The connection closed under the request (a duplicate one; or the peer dropped
             // us to start afresh, as it does when an older connection of ours is still up
             // from a process with our identity that crashed): connect again and ask again.
-            Err(SyncFailure::Disconnected) if j.redials + 1 < JOIN_DIAL_ATTEMPTS => {
+            Err(SyncFailure::Disconnected) if j.redials + 1 < JOIN_CONNECTIONS => {
                 j.redials += 1;
                 if let Some(peer) = j.peer {
                     self.push(Output::JoinRedial { peer });

@@ -64,7 +64,7 @@ pub const JOIN_LOOKUP_MS: u64 = 15_000;
 pub const JOIN_LOOKUP_RETRY_MS: u64 = 2_000;
 /// Connections a join makes to the member it fetches from: the first, and again when it
 /// closes under a page request.
-pub const JOIN_DIAL_ATTEMPTS: u32 = 3;
+pub const JOIN_CONNECTIONS: u32 = 3;
 /// First wait before dialling a stage member we lost the connection to; doubles up to
 /// [`STAGE_REDIAL_MAX_MS`].
 pub const STAGE_REDIAL_MIN_MS: u64 = 500;
