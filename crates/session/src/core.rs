@@ -1208,7 +1208,6 @@ impl Core {
         let Some(what) = self.publications.remove(&id) else {
             return;
         };
-        let interval = self.presence_interval_ms();
         let Some(m) = self.room.as_mut() else {
             return;
         };
@@ -1221,7 +1220,7 @@ impl Core {
                     // heartbeat races the host's subscription. Again when a peer subscribes
                     // (`Input::Subscribed`), else at the next tick, not an interval later: the
                     // host learns of us (and starts streaming to us) only then.
-                    m.last_presence = m.last_presence.saturating_sub(interval);
+                    m.presence_due = true;
                 }
             }
             Publication::Said { at, body } if !delivered => {
@@ -1561,14 +1560,14 @@ impl Core {
         // presence goes to the whole room, and every new neighbour connection can swap TCP
         // for QUIC.
         let now = self.time.mono_ms;
-        let interval = self.presence_interval_ms();
         if let Some(m) = self.room.as_mut()
-            && now >= m.presence_resent + PRESENCE_RESEND_MS
+            && m.presence_resent
+                .is_none_or(|at| now >= at + PRESENCE_RESEND_MS)
             && m.room.state().on_stage(&peer)
         {
             debug!(peer = %peer.fingerprint(), "a connection dropped: presence again");
-            m.presence_resent = now;
-            m.last_presence = m.last_presence.min(now.saturating_sub(interval));
+            m.presence_resent = Some(now);
+            m.presence_due = true;
         }
     }
 
@@ -1854,8 +1853,9 @@ impl Core {
             });
         }
         if let Some(m) = self.room.as_mut()
-            && mono >= m.last_presence + interval
+            && (m.presence_due || mono >= m.last_presence + interval)
         {
+            m.presence_due = false;
             m.last_presence = mono;
             self.send_presence(false);
         }

@@ -107,10 +107,12 @@ pub struct Membership {
     pub key: Option<RoomKey>,
     /// When this node's last presence went out .
     pub last_presence: u64,
+    /// Presence goes out at the next tick whatever the interval (it was lost or found nobody).
+    pub presence_due: bool,
     /// The last presence found no peer on the room's topic: send again when one subscribes.
     pub presence_undelivered: bool,
     /// When presence was last sent early because a connection dropped .
-    pub presence_resent: u64,
+    pub presence_resent: Option<u64>,
     /// Chat lines and reactions that found no peer on the room's topic.
     pub held: Held,
     /// When it last announced the room .
@@ -157,8 +159,9 @@ impl Membership {
             log_limiter: RateLimiter::new(LOG_BURST, LOG_PER_SECOND, MAX_RATE_KEYS),
             key,
             last_presence: 0,
+            presence_due: false,
             presence_undelivered: false,
-            presence_resent: 0,
+            presence_resent: None,
             held: Held::default(),
             last_announce: 0,
             last_sync: now,

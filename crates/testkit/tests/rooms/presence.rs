@@ -61,3 +61,26 @@ fn a_crashed_member_lapses_after_its_ttl_and_a_leaving_one_at_once() {
         assert_eq!(present_anywhere(&sim, &all, p).len(), all.len() - 3);
     }
 }
+
+/// A connection to a stage member that drops (replaced by a better one) takes our presence in
+/// flight with it: it is sent again at the next tick, also in the first second of the node's
+/// life (the monotonic clock starts at 0 there; a check against "a second since the last
+/// resend" once skipped it, and a punched join waited 2 s for the next heartbeat).
+#[test]
+fn presence_goes_again_when_a_connection_to_the_stage_drops_even_at_once() {
+    let seed = Seed::from_env("presence_resend");
+    let mut sim = sim(calm(), seed.value());
+    let host_p = sim.add_peer("host");
+    let listener = sim.add_peer("listener");
+    let ticket = host(&mut sim, host_p, Vec::new(), false);
+    join_all(&mut sim, &[listener], &ticket);
+    assert!(sim.now() < 500, "joined at {} ms", sim.now());
+    let before = sim.peers[listener].traffic.gossip_sent;
+    let host_key = sim.peers[host_p].core.key();
+    sim.input(listener, ruang_session::Input::ConnectionDropped(host_key));
+    sim.run_for(300);
+    assert!(
+        sim.peers[listener].traffic.gossip_sent > before,
+        "no presence after the dropped connection"
+    );
+}
