@@ -417,16 +417,15 @@ impl Driver {
                     Verdict::Reject => NetVerdict::Reject,
                     Verdict::Ignore => NetVerdict::Ignore,
                 };
-                self.in_flight = Some(Box::pin(async move {
+                self.call(async move {
                     if let Err(e) = client.report_validation(id, source, verdict).await {
                         debug!(error = %e, "could not report a validation result");
                     }
-                    Vec::new()
-                }));
+                });
             }
             Output::Subscribe { topic, keep_peers } => {
                 let events = self.events.clone();
-                self.in_flight = Some(Box::pin(async move {
+                self.call(async move {
                     let subscribed = if keep_peers {
                         client.subscribe_keeping_peers(&topic).await
                     } else {
@@ -437,25 +436,22 @@ impl Driver {
                             message: format!("cannot subscribe to {topic}: {e}"),
                         });
                     }
-                    Vec::new()
-                }));
+                });
             }
             Output::Unsubscribe(topic) => {
-                self.in_flight = Some(Box::pin(async move {
+                self.call(async move {
                     let _ = client.unsubscribe(&topic).await;
-                    Vec::new()
-                }));
+                });
             }
             Output::SyncReply { token, response } => {
                 let Some(reply) = self.sync_replies.remove(&token) else {
                     return;
                 };
-                self.in_flight = Some(Box::pin(async move {
+                self.call(async move {
                     if let Err(e) = client.respond(reply, response).await {
                         debug!(error = %e, "could not answer a sync request");
                     }
-                    Vec::new()
-                }));
+                });
             }
             Output::AddAddresses {
                 peer: key,
@@ -464,41 +460,37 @@ impl Driver {
                 let Some(peer) = peer(&key) else {
                     return;
                 };
-                self.in_flight = Some(Box::pin(async move {
+                self.call(async move {
                     for a in addresses
                         .into_iter()
                         .filter_map(|a| Multiaddr::try_from(a).ok())
                     {
                         let _ = client.add_address(peer, a).await;
                     }
-                    Vec::new()
-                }));
+                });
             }
             Output::Block(key) => {
                 let Some(peer) = peer(&key) else {
                     return;
                 };
-                self.in_flight = Some(Box::pin(async move {
+                self.call(async move {
                     let _ = client.block(peer).await;
-                    Vec::new()
-                }));
+                });
             }
             Output::Unblock(key) => {
                 let Some(peer) = peer(&key) else {
                     return;
                 };
-                self.in_flight = Some(Box::pin(async move {
+                self.call(async move {
                     let _ = client.unblock(peer).await;
-                    Vec::new()
-                }));
+                });
             }
             Output::SetDhtServer(server) => {
-                self.in_flight = Some(Box::pin(async move {
+                self.call(async move {
                     if let Err(e) = client.set_dht_server(server).await {
                         debug!(error = %e, "cannot switch the Kademlia mode");
                     }
-                    Vec::new()
-                }));
+                });
             }
             Output::SyncRequest { id, to, request } => {
                 let Some(peer) = peer(&to) else {
@@ -614,6 +606,14 @@ impl Driver {
             Output::Reply { id, result } => self.reply(id, result),
             Output::Stopped => self.stopped = true,
         }
+    }
+
+    /// Puts a network call that reports nothing in flight.
+    fn call(&mut self, call: impl Future<Output = ()> + Send + 'static) {
+        self.in_flight = Some(Box::pin(async move {
+            call.await;
+            Vec::new()
+        }));
     }
 
     fn reply(&mut self, id: CommandId, result: Result<Answer, ruang_session::Error>) {

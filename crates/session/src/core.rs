@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::event::{LeaveReason, Listing, NodeEvent, RoomView};
 use crate::limits::*;
-use crate::room::{self, Membership};
+use crate::room::Membership;
 use crate::wire::{
     MAX_DIRECTORY_ANSWER, MAX_SYNC_HEADS, RoomMessage, SYNC_PAGE_EVENTS, SyncRefusal, SyncRequest,
     SyncResponse,
@@ -2202,9 +2202,4 @@ fn listing(ann: &Verified<Announcement>) -> Listing {
         started_at: ann.started_at,
         scheduled_for: ann.scheduled_for,
     }
-}
-
-/// The topic of a room's gossip (see [`room::topic`]).
-pub fn room_topic(room: &RoomId, key: Option<&RoomKey>) -> String {
-    room::topic(room, key)
 }

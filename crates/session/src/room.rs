@@ -40,17 +40,6 @@ impl Held {
         self.queue.drain(..).collect()
     }
 
-    /// Puts messages taken with [`Held::take`] back in front, in order; when that overfills
-    /// the queue, the oldest are dropped.
-    pub fn put_back(&mut self, taken: Vec<(u64, EphemeralBody)>) {
-        for entry in taken.into_iter().rev() {
-            if self.queue.len() >= MAX_HELD {
-                break;
-            }
-            self.queue.push_front(entry);
-        }
-    }
-
     /// Holds again a message said at `at` whose sending found nobody, in time order; returns
     /// how many were dropped to stay within [`MAX_HELD`] (the oldest go).
     pub fn hold_again(&mut self, at: u64, body: EphemeralBody) -> usize {
@@ -287,7 +276,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_drops_its_oldest_and_put_back_keeps_the_order_and_the_bound() {
+    fn a_full_queue_drops_its_oldest_and_holding_again_keeps_the_order_and_the_bound() {
         let mut held = Held::default();
         for i in 0..MAX_HELD {
             assert_eq!(held.push(i as u64, chat(&i.to_string())), 0);
@@ -299,7 +288,9 @@ mod tests {
         assert_eq!(texts(&all)[MAX_HELD - 1], "new");
         // None could be sent; one more was said meanwhile: the oldest goes.
         held.push(500, chat("meanwhile"));
-        held.put_back(all);
+        for (at, body) in all {
+            held.hold_again(at, body);
+        }
         let again = held.take();
         assert_eq!(again.len(), MAX_HELD);
         assert_eq!((again[0].0, texts(&again)[0].as_str()), (2, "2"));
