@@ -174,9 +174,38 @@ pub(crate) fn peer_of(addr: &Multiaddr) -> Option<libp2p::PeerId> {
     }
 }
 
+/// The relay a circuit address goes through: the peer named just before `/p2p-circuit`.
+pub(crate) fn relay_of(addr: &Multiaddr) -> Option<libp2p::PeerId> {
+    let mut last = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2p(peer) => last = Some(peer),
+            Protocol::P2pCircuit => return last,
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_relay_of_a_circuit_address() {
+        let r = libp2p::PeerId::random();
+        let n = libp2p::PeerId::random();
+        let circuit: Multiaddr = format!("/ip4/127.0.0.1/tcp/1/p2p/{r}/p2p-circuit/p2p/{n}")
+            .parse()
+            .unwrap();
+        assert_eq!(relay_of(&circuit), Some(r));
+        let listener: Multiaddr = format!("/ip4/127.0.0.1/tcp/1/p2p/{r}/p2p-circuit")
+            .parse()
+            .unwrap();
+        assert_eq!(relay_of(&listener), Some(r));
+        let direct: Multiaddr = format!("/ip4/127.0.0.1/tcp/1/p2p/{n}").parse().unwrap();
+        assert_eq!(relay_of(&direct), None);
+    }
 
     #[test]
     fn ranks() {

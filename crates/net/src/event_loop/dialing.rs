@@ -37,7 +37,8 @@ impl EventLoop {
             }
             None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
         };
-        self.start_dial(opts, addr.to_string(), Some(reply), false);
+        let via = relay_of(&addr).into_iter().collect();
+        self.start_dial(opts, addr.to_string(), Some(reply), false, via);
     }
 
     /// Dials `peer` on every address in `addrs` at once (see `Client::dial_peer`).
@@ -68,11 +69,12 @@ impl EventLoop {
             }));
             return;
         }
+        let via = addrs.iter().filter_map(relay_of).collect();
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
             .condition(PeerCondition::Always)
             .build();
-        self.start_dial(opts, peer.to_string(), Some(reply), false);
+        self.start_dial(opts, peer.to_string(), Some(reply), false, via);
     }
 
     pub(super) fn start_dial(
@@ -81,6 +83,7 @@ impl EventLoop {
         target: String,
         reply: Option<Waiter>,
         upgrade: bool,
+        via: Vec<PeerId>,
     ) {
         let id = opts.connection_id();
         match self.swarm.dial(opts) {
@@ -91,6 +94,7 @@ impl EventLoop {
                         target,
                         waiters: reply.into_iter().collect(),
                         upgrade,
+                        via,
                     },
                 );
             }
@@ -167,7 +171,13 @@ impl EventLoop {
             .and_then(|c| c.iter().map(|c| connection_rank(&c.remote)).max())
             .unwrap_or(0);
         let quic = self.dialable(peer, self.addrs.quic(&peer));
-        if best >= 2 || !self.policy.transport.has_quic() || quic.is_empty() {
+        // A relay carrying our circuits stays on the connection they run over: a second one
+        // would make either end close the first (`dedup`), and the circuits with it.
+        if best >= 2
+            || !self.policy.transport.has_quic()
+            || quic.is_empty()
+            || self.carries_circuits(peer)
+        {
             if let Some(reply) = reply {
                 let _ = reply.send(Ok(()));
             }
@@ -188,7 +198,7 @@ impl EventLoop {
             .addresses(quic)
             .condition(PeerCondition::Always)
             .build();
-        self.start_dial(opts, target, reply, true);
+        self.start_dial(opts, target, reply, true, Vec::new());
     }
 
     /// Keeps a reservation on `relay` from now on; `reply` gets our address through it once

@@ -41,7 +41,7 @@ use crate::{
         EVENT_OVERFLOW_CAP, GOSSIP_VALIDATION_WINDOW, MAX_GOSSIP_SIZE, MAX_SYNC_REQUEST,
         MAX_SYNC_RESPONSE,
     },
-    transport::{connection_rank, peer_of},
+    transport::{connection_rank, peer_of, relay_of},
 };
 
 /// How often stale waiters (whose caller timed out) are swept.
@@ -65,6 +65,9 @@ struct PendingDial {
     /// An opportunistic QUIC upgrade: its failure is not an error for the waiters (they are
     /// connected already).
     upgrade: bool,
+    /// The relays its circuit addresses go through: their connections must stay while it is
+    /// pending (see `EventLoop::carries_circuits`).
+    via: Vec<PeerId>,
 }
 
 /// One open connection.
@@ -75,6 +78,8 @@ struct Conn {
     since: tokio::time::Instant,
     /// We dialled it (so we know the peer's address is reachable from here).
     dialer: bool,
+    /// The relay a relayed connection goes through.
+    via: Option<PeerId>,
     /// The peer has shown it holds this connection too (identify went across it either way).
     /// Only then may an older, worse connection be closed: if the peer's end of the new one
     /// were not up yet, it would see no connection to us for a moment, and gossipsub there
@@ -151,6 +156,9 @@ pub(crate) struct EventLoop {
     sync_requests: HashMap<request_response::OutboundRequestId, Reply<Result<Vec<u8>, NetError>>>,
     /// Relays we keep a reservation on, by relay peer id.
     relays: HashMap<PeerId, KeptRelay>,
+    /// As a relay server: how many circuits each peer is an end of (bounded by the relay's
+    /// circuit limit).
+    circuits: HashMap<PeerId, usize>,
     /// Peers offering circuit relay that we could reserve on by ourselves, with the address
     /// we dialled them at (bounded by [`MAX_RELAY_CANDIDATES`]).
     relay_candidates: HashMap<PeerId, Multiaddr>,
@@ -193,6 +201,7 @@ impl EventLoop {
             peer_waiters: HashMap::new(),
             sync_requests: HashMap::new(),
             relays: HashMap::new(),
+            circuits: HashMap::new(),
             relay_candidates: HashMap::new(),
             relays_given_up: HashSet::new(),
             unbound,

@@ -42,6 +42,7 @@ impl EventLoop {
                 // Audio lanes waiting for an ack from this peer try again at once.
                 let _ = self.inbound.closes.send(peer_id);
                 let mut oldest = false;
+                let mut relay = None;
                 if let Some(list) = self.connections.get_mut(&peer_id) {
                     // A relayed connection that dies (its relay went away) beside a direct one
                     // is expected, not a restarted peer.
@@ -51,6 +52,10 @@ impl EventLoop {
                         .iter()
                         .find(|c| c.id == connection_id && connection_rank(&c.remote) > 0)
                         .map(|c| (c.since, c.remote.clone()));
+                    relay = list
+                        .iter()
+                        .find(|c| c.id == connection_id)
+                        .and_then(|c| c.via);
                     list.retain(|c| c.id != connection_id);
                     oldest = closed.is_some_and(|(since, remote)| {
                         list.iter().all(|c| c.since > since && c.remote != remote)
@@ -74,6 +79,8 @@ impl EventLoop {
                     self.rtt.remove(&peer_id);
                     self.emit(Event::PeerDisconnected { peer: peer_id });
                 }
+                // Its relay may carry no circuit any more.
+                self.dedup_all(relay);
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
@@ -89,6 +96,7 @@ impl EventLoop {
                             Err(dial_error(&d.target, &error))
                         });
                     }
+                    self.dedup_all(d.via);
                 }
                 if let Some(peer) = peer_id
                     && !self.swarm.is_connected(&peer)
@@ -152,6 +160,10 @@ impl EventLoop {
         num_established: u32,
     ) {
         let remote = endpoint.get_remote_address().clone();
+        let via = match &endpoint {
+            ConnectedPoint::Dialer { address, .. } => relay_of(address),
+            ConnectedPoint::Listener { local_addr, .. } => relay_of(local_addr),
+        };
         tracing::debug!(%peer, %remote, "connection established");
         if endpoint.is_dialer() {
             self.learn(peer, vec![remote.clone()]);
@@ -161,12 +173,14 @@ impl EventLoop {
             since: tokio::time::Instant::now(),
             remote: remote.clone(),
             dialer: endpoint.is_dialer(),
+            via,
             confirmed: false,
         });
         if let Some(d) = self.dials.remove(&id) {
             for w in d.waiters {
                 let _ = w.send(Ok(()));
             }
+            self.dedup_all(d.via);
         }
         // Whoever waits for the peer (an audio link, say) goes ahead on this connection; a
         // better one, if any, is tried in the background (`dedup` then closes this one).
@@ -191,7 +205,13 @@ impl EventLoop {
     /// Keeps only the best class of connection to `peer` (QUIC > other direct > relayed), so
     /// that libp2p-stream, which picks a connection at random, opens audio streams on QUIC.
     /// A better connection counts only once the peer has confirmed it (see `Conn::confirmed`).
+    ///
+    /// Connections to a peer that carries circuits (see [`Self::carries_circuits`]) are all
+    /// kept: the circuit runs over one of them, and closing it would cut the circuit.
     pub(super) fn dedup(&mut self, peer: PeerId) {
+        if self.carries_circuits(peer) {
+            return;
+        }
         let Some(list) = self.connections.get(&peer) else {
             return;
         };
@@ -211,6 +231,43 @@ impl EventLoop {
         for id in worse {
             tracing::debug!(%peer, "closing a connection now that a better one exists");
             self.swarm.close_connection(id);
+        }
+    }
+
+    /// [`Self::dedup`] for each of `peers`.
+    pub(super) fn dedup_all(&mut self, peers: impl IntoIterator<Item = PeerId>) {
+        for peer in peers {
+            self.dedup(peer);
+        }
+    }
+
+    /// Whether a circuit runs (or is being dialled) over our connections to `peer`: we relay
+    /// for it as a relay server, or it is the relay of one of our relayed connections.
+    pub(super) fn carries_circuits(&self, peer: PeerId) -> bool {
+        self.circuits.get(&peer).is_some_and(|n| *n > 0)
+            || self
+                .connections
+                .values()
+                .flatten()
+                .any(|c| c.via == Some(peer))
+            || self.dials.values().any(|d| d.via.contains(&peer))
+    }
+
+    /// As a relay server: a circuit between `src` and `dst` opened (`+1`) or closed (`-1`).
+    fn count_circuit(&mut self, src: PeerId, dst: PeerId, opened: bool) {
+        for peer in [src, dst] {
+            let n = self.circuits.entry(peer).or_default();
+            if opened {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.circuits.remove(&peer);
+                }
+            }
+        }
+        if !opened {
+            self.dedup_all([src, dst]);
         }
     }
 
@@ -338,7 +395,21 @@ impl EventLoop {
                 tracing::debug!(relay = %relay_peer_id, renewal, "relay reservation accepted");
             }
             BehaviourEvent::RelayClient(event) => tracing::debug!(?event, "relay client"),
-            BehaviourEvent::RelayServer(event) => tracing::debug!(?event, "relay server"),
+            BehaviourEvent::RelayServer(event) => {
+                tracing::debug!(?event, "relay server");
+                match event {
+                    relay::Event::CircuitReqAccepted {
+                        src_peer_id,
+                        dst_peer_id,
+                    } => self.count_circuit(src_peer_id, dst_peer_id, true),
+                    relay::Event::CircuitClosed {
+                        src_peer_id,
+                        dst_peer_id,
+                        ..
+                    } => self.count_circuit(src_peer_id, dst_peer_id, false),
+                    _ => {}
+                }
+            }
             BehaviourEvent::Dcutr(event) => {
                 tracing::debug!(?event, "dcutr");
                 if event.result.is_ok() {
