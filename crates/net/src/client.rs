@@ -252,10 +252,11 @@ impl Client {
         self.subscribe_with(topic, false).await
     }
 
-    /// Like [`subscribe`](Client::subscribe), and the connection to every peer on the topic is
-    /// kept open: the node closes connections nothing uses (beyond a dozen peers), and a room's
-    /// members need theirs whether or not gossipsub has them in its mesh today (the host relays
-    /// the audience's messages, the speakers stream to them).
+    /// Like [`subscribe`](Client::subscribe), and connections to peers on the topic are kept
+    /// open, up to 64 peers: the node closes connections nothing uses (beyond a dozen peers),
+    /// and a room's members want their neighbours whether or not gossipsub has them in its
+    /// mesh today. Beyond 64 (a host that every joiner dialled), the longest-idle room peers
+    /// are closed too; mesh peers and audio peers never are.
     pub async fn subscribe_keeping_peers(&self, topic: &str) -> Result<(), NetError> {
         self.subscribe_with(topic, true).await
     }

@@ -25,8 +25,10 @@ pub const MAX_ADDRESS_LEN: usize = 128;
 pub const MAX_AGE_MS: u64 = 30_000;
 /// Messages dated further than this in the future are refused.
 pub const MAX_SKEW_MS: u64 = 30_000;
-/// Longest presence time-to-live.
-pub const MAX_TTL_MS: u32 = 120_000;
+/// Longest presence time-to-live: an hour, three heartbeats of a listener in a room of ten
+/// thousand, whose audience spaces its heartbeats out so that the room as a whole sends a
+/// few per second (see ruang-session's `limits::MAX_AUDIENCE_PRESENCE_MS`).
+pub const MAX_TTL_MS: u32 = 3_600_000;
 
 /// A signed message about a room that is not part of its log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,12 +266,22 @@ pub enum PresenceChange {
     Ignored,
 }
 
+/// Members that said they left, remembered this long (ms) so that an older heartbeat of
+/// theirs arriving late (gossip does not keep order) cannot bring them back: past it, that
+/// heartbeat is stale anyway ([`MAX_AGE_MS`] + [`MAX_SKEW_MS`]).
+pub const DEPARTED_MEMORY_MS: u64 = MAX_AGE_MS + MAX_SKEW_MS;
+/// Most departures a presence table remembers at once (see [`DEPARTED_MEMORY_MS`]).
+pub const MAX_DEPARTED: usize = 4_096;
+
 /// Who is in a room right now, from presence heartbeats. Expiring is proportional to what
 /// expires, not to the room: entries are also indexed by when they lapse.
 #[derive(Default)]
 pub struct PresenceTable {
     members: BTreeMap<PublicKey, Member>,
     by_expiry: BTreeSet<(u64, PublicKey)>,
+    /// Who left, with the `sent_at` of its leaving message and when it is forgotten.
+    departed: BTreeMap<PublicKey, (u64, u64)>,
+    departed_by_time: BTreeSet<(u64, PublicKey)>,
 }
 
 impl PresenceTable {
@@ -289,7 +301,15 @@ impl PresenceTable {
         {
             return PresenceChange::Ignored;
         }
+        if let Some((left_at, _)) = self.departed.get(&msg.author) {
+            if *left_at >= msg.sent_at {
+                return PresenceChange::Ignored;
+            }
+            // Back after leaving.
+            self.forget_departure(&msg.author);
+        }
         if *leaving {
+            self.remember_departure(msg.author, msg.sent_at, now);
             return if self.remove(&msg.author) {
                 PresenceChange::Left
             } else {
@@ -317,8 +337,33 @@ impl PresenceTable {
         }
     }
 
+    fn remember_departure(&mut self, who: PublicKey, sent_at: u64, now: u64) {
+        self.forget_departure(&who);
+        if self.departed.len() >= MAX_DEPARTED
+            && let Some((_, oldest)) = self.departed_by_time.pop_first()
+        {
+            self.departed.remove(&oldest);
+        }
+        let forget_at = now.saturating_add(DEPARTED_MEMORY_MS);
+        self.departed.insert(who, (sent_at, forget_at));
+        self.departed_by_time.insert((forget_at, who));
+    }
+
+    fn forget_departure(&mut self, who: &PublicKey) {
+        if let Some((_, at)) = self.departed.remove(who) {
+            self.departed_by_time.remove(&(at, *who));
+        }
+    }
+
     /// Removes members whose presence lapsed by `now`; returns them.
     pub fn expire(&mut self, now: u64) -> Vec<PublicKey> {
+        while let Some(&(at, who)) = self.departed_by_time.first() {
+            if at > now {
+                break;
+            }
+            self.departed_by_time.pop_first();
+            self.departed.remove(&who);
+        }
         let mut gone = Vec::new();
         while let Some(&(at, who)) = self.by_expiry.first() {
             if at > now {
@@ -432,6 +477,34 @@ mod tests {
         assert!(t.remove(&b.public()));
         assert_eq!(t.expire(u64::MAX), Vec::<PublicKey>::new());
         assert!(t.is_empty() && t.by_expiry.is_empty());
+    }
+
+    #[test]
+    fn a_late_heartbeat_does_not_bring_back_who_left() {
+        let a = crate::Identity::from_secret_bytes(&[1; 32]);
+        let mut t = PresenceTable::default();
+        // The leaving message overtakes the heartbeat sent before it.
+        assert_eq!(
+            t.insert(&presence(&a, 20, 60_000, true), 0),
+            PresenceChange::Ignored
+        );
+        assert_eq!(
+            t.insert(&presence(&a, 10, 60_000, false), 100),
+            PresenceChange::Ignored
+        );
+        assert!(t.is_empty());
+        // Coming back later is a join.
+        assert_eq!(
+            t.insert(&presence(&a, 30, 60_000, false), 200),
+            PresenceChange::Joined
+        );
+        assert_eq!(
+            t.insert(&presence(&a, 40, 60_000, true), 300),
+            PresenceChange::Left
+        );
+        // The departure is forgotten once any older heartbeat is stale anyway.
+        assert!(t.expire(300 + DEPARTED_MEMORY_MS).is_empty());
+        assert!(t.departed.is_empty() && t.departed_by_time.is_empty());
     }
 
     #[test]

@@ -589,6 +589,7 @@ impl Core {
                     token,
                     response: response.encode(),
                 });
+                self.pull_back(from, &request);
             }
             Input::SyncAnswer { id, result } => self.sync_answer(id, result),
             Input::Published { id, delivered } => self.published(id, delivered),
@@ -596,7 +597,7 @@ impl Core {
             Input::Connected(peer) => self.connected(peer),
             Input::Disconnected(peer) => {
                 self.connected.remove(&peer);
-                if self.is_room_host(&peer) && !self.host_lost {
+                if self.is_room_host(&peer) && self.wants_stage_link(&peer) && !self.host_lost {
                     self.host_lost = true;
                     self.notice("lost the connection to the host: reconnecting".into());
                 }
@@ -1346,6 +1347,9 @@ impl Core {
                 debug!(author = %msg.author.fingerprint(), ?change, "presence");
                 self.membership_changed();
             }
+            if matches!(change, PresenceChange::Joined) {
+                self.maybe_welcome(msg.author);
+            }
         } else {
             self.ephemeral_effects(&msg);
         }
@@ -1431,6 +1435,30 @@ impl Core {
                 }
                 _ => SyncResponse::Refused(SyncRefusal::NotInRoom),
             },
+        }
+    }
+
+    /// A member asked us for our room's events naming heads we do not have: it holds events
+    /// we lack, so we ask it back (unless we are asking it already). Each anti-entropy round
+    /// is then push and pull, and an event held by few spreads twice as fast: a healed
+    /// partition's 40 members sometimes needed longer than 30 s with pull alone (the
+    /// `partition` scenario, about 1 run in 20).
+    fn pull_back(&mut self, from: Option<PublicKey>, request: &[u8]) {
+        let (Some(peer), Ok(SyncRequest::Room { room, heads, .. })) =
+            (from, SyncRequest::decode(request))
+        else {
+            return;
+        };
+        let Some(m) = self.room.as_ref().filter(|m| m.room.id() == room) else {
+            return;
+        };
+        let lacking = heads.iter().any(|h| !m.room.contains(h));
+        let asking = self
+            .requests
+            .values()
+            .any(|r| matches!(r, Request::RoomPage { peer: p, .. } if *p == peer));
+        if lacking && !asking && !m.room.state().banned.contains(&peer) {
+            self.request_sync(peer);
         }
     }
 
@@ -1612,6 +1640,9 @@ impl Core {
             self.push(Output::CloseAudioFrom(from));
         } else {
             m.streams_from.insert(from);
+            if m.heard_from.len() < MAX_HEARD_FROM {
+                m.heard_from.insert(from);
+            }
         }
     }
 
@@ -1802,9 +1833,10 @@ impl Core {
     /// configured interval: the stage and host succession need fresh presence. In the
     /// audience it stretches with the number of members, so that the audience as a whole sends
     /// about [`AUDIENCE_PRESENCE_PER_S`] heartbeats per second (2 s up to 16 members, 25 s at
-    /// 200, at most [`MAX_AUDIENCE_PRESENCE_MS`]). Each heartbeat carries its own TTL (three
-    /// intervals), so receivers need not know the sender's interval.
-    fn presence_interval_ms(&self) -> u64 {
+    /// 200, at most [`MAX_AUDIENCE_PRESENCE_MS`]); the members counted are those present, or
+    /// the listeners in the host's latest announcement if more. Each heartbeat carries its own
+    /// TTL (three intervals), so receivers need not know the sender's interval.
+    pub fn presence_interval_ms(&self) -> u64 {
         let base = self.config.presence_interval_ms;
         let Some(m) = self.room.as_ref() else {
             return base;
@@ -1813,7 +1845,9 @@ impl Core {
         if state.on_stage(&self.me) || state.successors.contains(&self.me) {
             return base;
         }
-        let members = m.presence.len() as u64;
+        // A newcomer knows few members yet (they send presence minutes apart in a large
+        // room): the host's own count in the directory says how many there are.
+        let members = (m.presence.len() as u64).max(announced_listeners(&self.directory, m));
         (members * 1_000 / AUDIENCE_PRESENCE_PER_S).clamp(base, MAX_AUDIENCE_PRESENCE_MS.max(base))
     }
 
@@ -1853,7 +1887,10 @@ impl Core {
             });
         }
         if let Some(m) = self.room.as_mut()
-            && (m.presence_due || mono >= m.last_presence + interval)
+            && (m.presence_due
+                || mono
+                    >= m.last_presence
+                        .saturating_add(interval.min(m.presence_sent_every)))
         {
             m.presence_due = false;
             m.last_presence = mono;
@@ -1873,21 +1910,38 @@ impl Core {
         }
     }
 
-    /// Dials the stage members we are not connected to, each with its own backoff
-    /// ([`STAGE_REDIAL_MIN_MS`] doubling to [`STAGE_REDIAL_MAX_MS`]). A speaker's audio comes
-    /// over a connection that the speaker usually opened; when it dies (a relay restarted, a
-    /// path changed) a listener behind NAT cannot be dialled back, so the listener dials.
+    /// Whether we keep a connection to stage member `peer` (see
+    /// [`Self::keep_stage_connected`]): when we are on stage too, when the room is small
+    /// enough that every speaker streams to every member, or when `peer` streamed to us.
+    fn wants_stage_link(&self, peer: &PublicKey) -> bool {
+        let Some(m) = self.room.as_ref() else {
+            return false;
+        };
+        let state = m.room.state();
+        state.on_stage(peer)
+            && (state.on_stage(&self.me)
+                || m.presence.len() < self.config.fanout
+                || m.heard_from.contains(peer))
+    }
+
+    /// Dials the stage members we are not connected to and want a link to (see
+    /// [`Self::wants_stage_link`]), each with its own backoff ([`STAGE_REDIAL_MIN_MS`]
+    /// doubling to [`STAGE_REDIAL_MAX_MS`]). A speaker's audio comes over a connection that
+    /// the speaker usually opened; when it dies (a relay restarted, a path changed) a listener
+    /// behind NAT cannot be dialled back, so the listener dials. In a room larger than the
+    /// fan-out, a listener no speaker streams to keeps no link to the stage: its gossip goes
+    /// through its neighbours, and a stage of a few cannot hold a connection to thousands.
     fn keep_stage_connected(&mut self) {
         let now = self.time.mono_ms;
-        let Some(m) = self.room.as_ref() else {
+        let Some(m) = self.room.as_mut() else {
             return;
         };
-        let stage: Vec<PublicKey> = m
-            .room
-            .state()
+        let state = m.room.state();
+        m.heard_from.retain(|k| state.on_stage(k));
+        let stage: Vec<PublicKey> = state
             .stage()
             .into_iter()
-            .filter(|k| *k != self.me && !self.connected.contains(k))
+            .filter(|k| *k != self.me && !self.connected.contains(k) && self.wants_stage_link(k))
             .collect();
         self.stage_dials.retain(|p, _| stage.contains(p));
         for peer in stage {
@@ -1952,12 +2006,52 @@ impl Core {
                     && m.presence.contains(p)
             })
             .collect();
+        // Sorted, so that a seeded core picks the same member whatever the map's order.
+        let mut candidates = candidates;
+        candidates.sort_unstable_by_key(|(k, _)| **k);
         let Some((peer, addrs)) = candidates.choose(&mut self.rng) else {
             return;
         };
         let (peer, addresses) = (**peer, (*addrs).clone());
         m.neighbour_dials.insert(peer, now);
         debug!(peer = %peer.fingerprint(), connected, "dialling a room neighbour");
+        self.push(Output::Dial { peer, addresses });
+    }
+
+    /// Dials a member new to us with probability [`ROOM_NEIGHBOURS`] / members, so that each
+    /// newcomer is dialled by about that many members. A newcomer knows only the stage and
+    /// whoever has sent presence since it joined (in a room of thousands, listeners send it
+    /// minutes apart), and the member it joined through closes an idle connection once it has
+    /// many: without these dials a newcomer could be left with no room peer at all, its
+    /// presence reaching nobody (seen in the `scale` scenario at 1,000 members).
+    fn maybe_welcome(&mut self, peer: PublicKey) {
+        let now = self.time.mono_ms;
+        let Some(m) = self.room.as_mut() else {
+            return;
+        };
+        if self.connected.contains(&peer)
+            || self.blocked.contains(&peer)
+            || m.room.state().on_stage(&peer)
+            || m.neighbour_dials.contains_key(&peer)
+        {
+            return;
+        }
+        let Some(addresses) = m.known_addrs.get(&peer).filter(|a| !a.is_empty()) else {
+            return;
+        };
+        // A newcomer ourselves, everyone is new to us: our own neighbour dials do (see
+        // `keep_room_neighbours`).
+        if now < m.joined_at + self.config.presence_interval_ms.max(NEIGHBOUR_RETRY_MS) {
+            return;
+        }
+        let members = (m.presence.len() as u64).max(announced_listeners(&self.directory, m));
+        let share = ROOM_NEIGHBOURS as f64 / members.max(1) as f64;
+        if !self.rng.random_bool(share.min(1.0)) {
+            return;
+        }
+        let addresses = addresses.clone();
+        m.neighbour_dials.insert(peer, now);
+        debug!(peer = %peer.fingerprint(), "dialling a newcomer");
         self.push(Output::Dial { peer, addresses });
     }
 
@@ -2049,8 +2143,14 @@ impl Core {
     }
 
     fn send_presence(&mut self, leaving: bool) {
-        let ttl_ms = (3 * self.presence_interval_ms())
-            .min(u64::from(ruang_proto::ephemeral::MAX_TTL_MS)) as u32;
+        let interval = self.presence_interval_ms();
+        // Others keep our entry three intervals: the next heartbeat must come within this
+        // one even if the room grows meanwhile (a newcomer's interval grows fast: it learns
+        // the audience as they send presence).
+        if let Some(m) = self.room.as_mut() {
+            m.presence_sent_every = interval;
+        }
+        let ttl_ms = (3 * interval).min(u64::from(ruang_proto::ephemeral::MAX_TTL_MS)) as u32;
         let addresses = self.addrs.iter().take(MAX_SHARED_ADDRS).cloned().collect();
         let mut name = self.config.name.clone();
         truncate_utf8(&mut name, ruang_proto::ephemeral::MAX_NAME_LEN);
@@ -2202,4 +2302,14 @@ fn listing(ann: &Verified<Announcement>) -> Listing {
         started_at: ann.started_at,
         scheduled_for: ann.scheduled_for,
     }
+}
+
+/// The listeners of room `m` in its latest announcement by its host (or its creator), or 0.
+fn announced_listeners(directory: &Directory, m: &Membership) -> u64 {
+    let state = m.room.state();
+    let genesis_author = m.room.genesis().author;
+    directory
+        .get(&m.room.id())
+        .filter(|a| a.author == state.host || a.author == genesis_author)
+        .map_or(0, |a| u64::from(a.listener_count))
 }

@@ -68,12 +68,18 @@ pub const JOIN_CONNECTIONS: u32 = 3;
 /// First wait before dialling a stage member we lost the connection to; doubles up to
 /// [`STAGE_REDIAL_MAX_MS`].
 pub const STAGE_REDIAL_MIN_MS: u64 = 500;
+/// Stage members remembered as having streamed to us (see `Membership::heard_from`).
+pub const MAX_HEARD_FROM: usize = 64;
 /// Longest wait between dials of a stage member we are not connected to.
 pub const STAGE_REDIAL_MAX_MS: u64 = 8_000;
 /// Presence heartbeats per second that a room's audience sends in total, about: a listener's
 /// interval stretches with the room (see `Core::presence_interval_ms`), so a room of
-/// thousands does not push thousands of heartbeats per second through every node.
+/// thousands does not push thousands of heartbeats per second through every node (every
+/// heartbeat reaches every member).
 pub const AUDIENCE_PRESENCE_PER_S: u64 = 8;
-/// Longest interval between a listener's heartbeats (its TTL is three of these, within
-/// `ruang_proto::ephemeral::MAX_TTL_MS`).
-pub const MAX_AUDIENCE_PRESENCE_MS: u64 = 30_000;
+/// Longest interval between a listener's heartbeats, reached at 9,600 members (its TTL is
+/// three of these, within `ruang_proto::ephemeral::MAX_TTL_MS`). Until then the audience's
+/// heartbeats stay at [`AUDIENCE_PRESENCE_PER_S`] whatever the room's size; the price is
+/// that a listener that crashes (one that leaves says so at once) is still counted for up
+/// to three intervals: 75 s at 200 members, 37.5 min at 10,000.
+pub const MAX_AUDIENCE_PRESENCE_MS: u64 = 1_200_000;

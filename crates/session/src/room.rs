@@ -96,6 +96,9 @@ pub struct Membership {
     pub key: Option<RoomKey>,
     /// When this node's last presence went out .
     pub last_presence: u64,
+    /// The heartbeat interval that presence was sent for (its TTL is three of these): the
+    /// next goes out within it even when the interval has grown since.
+    pub presence_sent_every: u64,
     /// Presence goes out at the next tick whatever the interval (it was lost or found nobody).
     pub presence_due: bool,
     /// The last presence found no peer on the room's topic: send again when one subscribes.
@@ -122,6 +125,9 @@ pub struct Membership {
     pub last_neighbour_check: u64,
     /// Peers streaming audio to us now.
     pub streams_from: HashSet<PublicKey>,
+    /// Peers that streamed audio to us since we joined: we keep (or get back) a connection
+    /// to those on stage, since a listener behind NAT cannot be dialled back.
+    pub heard_from: HashSet<PublicKey>,
     /// Whether the "speakers are at their fan-out limit" notice was given.
     pub fanout_notice_given: bool,
     /// Whether the membership changed since the last state event.
@@ -148,6 +154,7 @@ impl Membership {
             log_limiter: RateLimiter::new(LOG_BURST, LOG_PER_SECOND, MAX_RATE_KEYS),
             key,
             last_presence: 0,
+            presence_sent_every: u64::MAX,
             presence_due: false,
             presence_undelivered: false,
             presence_resent: None,
@@ -161,6 +168,7 @@ impl Membership {
             neighbour_dials: HashMap::new(),
             last_neighbour_check: 0,
             streams_from: HashSet::new(),
+            heard_from: HashSet::new(),
             fanout_notice_given: false,
             dirty: true,
         }

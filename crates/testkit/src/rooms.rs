@@ -51,6 +51,11 @@ pub const HEARTBEAT_MS: u64 = 500;
 pub const HISTORY_GOSSIP: u64 = 3;
 /// How long a peer remembers the ids of gossip it has seen (duplicates within it are dropped).
 const SEEN_MS: u64 = 120_000;
+/// Connections a peer keeps before it closes idle ones (ruang-net's `KEEP_ROOM_PEERS`: the
+/// model's connections are all room peers).
+pub const KEEP_CONNECTIONS: usize = 64;
+/// A connection younger than this is never closed as idle (ruang-net's `TRIM_AFTER`).
+pub const TRIM_AFTER_MS: u64 = 30_000;
 
 /// What travels between simulated peers.
 #[derive(Clone)]
@@ -73,11 +78,17 @@ enum Msg {
         data: Arc<Vec<u8>>,
         id: [u8; 32],
     },
-    /// A message announced by IHAVE (delivered if the receiver asks for it).
-    Lazy {
+    /// A heartbeat at which the receiver announces a message it passed on (IHAVE) to peers
+    /// outside its mesh; those that lack it ask (IWANT) and get it. One event per heartbeat,
+    /// not one per peer told, so a large room stays cheap to simulate.
+    LazyRound {
         topic: Arc<str>,
         data: Arc<Vec<u8>>,
         id: [u8; 32],
+        /// The peer it came from (not told).
+        source: usize,
+        /// Heartbeats left after this one.
+        left: u64,
     },
     /// A sync request (id of the asker's output).
     SyncRequest { id: u64, request: Vec<u8> },
@@ -93,6 +104,8 @@ enum Msg {
 /// so they are counted apart).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
+    /// Gossip messages this peer published (each counted once, not per recipient).
+    pub published: u64,
     /// Gossip messages sent (publishes, forwards, and answers to IWANT).
     pub gossip_sent: u64,
     /// Gossip messages received (duplicates included).
@@ -125,6 +138,8 @@ pub struct Peer {
     pub online: bool,
     /// Peers it is connected to.
     pub connections: HashSet<usize>,
+    /// When each connection came up.
+    connected_at: HashMap<usize, u64>,
     /// Topics it is subscribed to.
     pub topics: HashSet<Arc<str>>,
     /// What its core said to the user, with when (virtual ms), if recording.
@@ -248,6 +263,7 @@ impl Sim {
             core,
             online: true,
             connections: HashSet::new(),
+            connected_at: HashMap::new(),
             topics: HashSet::new(),
             events: Vec::new(),
             replies: Vec::new(),
@@ -307,7 +323,9 @@ impl Sim {
             return;
         }
         peer.online = false;
-        let connections: Vec<usize> = peer.connections.drain().collect();
+        peer.connected_at.clear();
+        let mut connections: Vec<usize> = peer.connections.drain().collect();
+        connections.sort_unstable();
         for other in connections {
             self.net.send_reliable(index, other, Msg::Closed);
         }
@@ -349,6 +367,7 @@ impl Sim {
                 if self.peers[to].wake_at == Some(at) {
                     self.peers[to].wake_at = None;
                     self.input(to, Input::Timeout);
+                    self.trim(to);
                 }
             }
             Msg::Dial { join } => {
@@ -376,6 +395,7 @@ impl Sim {
             }
             Msg::Refused { join } => self.dial_failed(to, from, join),
             Msg::Closed => {
+                self.peers[to].connected_at.remove(&from);
                 if self.peers[to].connections.remove(&from) {
                     self.input(to, Input::Disconnected(self.key(from)));
                 }
@@ -415,16 +435,13 @@ impl Sim {
                     },
                 );
             }
-            Msg::Lazy { topic, data, id } => {
-                // IHAVE arrives; if the message is new, IWANT goes back and the message comes.
-                self.peers[to].traffic.ihave_received += 1;
-                if self.peers[to].seen.contains_key(&id) || !self.peers[to].topics.contains(&topic)
-                {
-                    return;
-                }
-                self.peers[from].traffic.gossip_sent += 1;
-                self.deliver(from, to, Msg::Gossip { topic, data, id });
-            }
+            Msg::LazyRound {
+                topic,
+                data,
+                id,
+                source,
+                left,
+            } => self.lazy_round(to, topic, data, id, source, left),
             Msg::SyncRequest { id, request } => {
                 self.peers[to].traffic.sync_received += 1;
                 let peer = &mut self.peers[to];
@@ -452,12 +469,58 @@ impl Sim {
     /// exchange on a new connection).
     fn now_connected(&mut self, to: usize, from: usize) {
         if self.peers[to].connections.insert(from) {
+            let now = self.now();
+            self.peers[to].connected_at.insert(from, now);
             self.input(to, Input::Connected(self.key(from)));
-            let topics: Vec<Arc<str>> = self.peers[from].topics.iter().cloned().collect();
+            let mut topics: Vec<Arc<str>> = self.peers[from].topics.iter().cloned().collect();
+            topics.sort_unstable();
             for topic in topics {
                 let topic = topic.to_string();
                 self.input(to, Input::Subscribed { topic });
             }
+        }
+    }
+
+    /// Closes peer `index`'s idle connections beyond [`KEEP_CONNECTIONS`], the longest-held
+    /// first, as ruang-net does: those in a gossip mesh either way, carrying audio either way,
+    /// or younger than [`TRIM_AFTER_MS`] are kept.
+    fn trim(&mut self, index: usize) {
+        let peer = &self.peers[index];
+        if peer.connections.len() <= KEEP_CONNECTIONS {
+            return;
+        }
+        let now = self.now();
+        let in_mesh = |a: usize, b: usize| self.peers[a].mesh.values().any(|m| m.contains(&b));
+        let audio = |a: usize, b: usize| {
+            let key = self.peers[b].core.key();
+            self.peers[a].audio_targets.contains(&key)
+        };
+        let mut idle: Vec<(u64, usize)> = peer
+            .connections
+            .iter()
+            .map(|p| (peer.connected_at.get(p).copied().unwrap_or(0), *p))
+            .filter(|(at, p)| {
+                now >= at + TRIM_AFTER_MS
+                    && !in_mesh(index, *p)
+                    && !in_mesh(*p, index)
+                    && !audio(index, *p)
+                    && !audio(*p, index)
+            })
+            .collect();
+        idle.sort_unstable();
+        let excess = peer.connections.len() - KEEP_CONNECTIONS;
+        for (_, p) in idle.into_iter().take(excess) {
+            self.close(index, p);
+        }
+    }
+
+    /// Peer `index` closes its connection to `other`.
+    fn close(&mut self, index: usize, other: usize) {
+        if self.peers[index].connections.remove(&other) {
+            self.peers[index].connected_at.remove(&other);
+            self.net.send_reliable(index, other, Msg::Closed);
+            let key = self.key(other);
+            self.input(index, Input::Disconnected(key));
         }
     }
 
@@ -588,40 +651,84 @@ impl Sim {
         mesh
     }
 
-    /// Announces a message to peers on the topic outside the mesh at the next heartbeat.
+    /// Announces a message to peers on the topic outside the mesh at the next
+    /// [`HISTORY_GOSSIP`] heartbeats (the first within [`HEARTBEAT_MS`]).
     fn lazy_push(
         &mut self,
         index: usize,
-        mesh: &[usize],
         from: usize,
         topic: Arc<str>,
         data: Arc<Vec<u8>>,
         id: [u8; 32],
     ) {
-        let others: Vec<usize> = self
-            .subscribers(index, &topic, Some(from))
+        let first = crate::sim::pick(self.net.rng(), HEARTBEAT_MS as usize) as u64;
+        self.net.timer(
+            index,
+            first,
+            Msg::LazyRound {
+                topic,
+                data,
+                id,
+                source: from,
+                left: HISTORY_GOSSIP - 1,
+            },
+        );
+    }
+
+    /// One heartbeat's IHAVE of one message by peer `index`: [`GOSSIP_LAZY`] peers outside its
+    /// mesh, or a quarter of them if more, are told; each that lacks the message asks for it
+    /// and gets it (over a lossy hop).
+    fn lazy_round(
+        &mut self,
+        index: usize,
+        topic: Arc<str>,
+        data: Arc<Vec<u8>>,
+        id: [u8; 32],
+        source: usize,
+        left: u64,
+    ) {
+        let mesh = self.peers[index]
+            .mesh
+            .get(&topic)
+            .cloned()
+            .unwrap_or_default();
+        let mut others: Vec<usize> = self
+            .subscribers(index, &topic, Some(source))
             .into_iter()
             .filter(|p| !mesh.contains(p))
             .collect();
         let n = GOSSIP_LAZY.max((others.len() as f64 * GOSSIP_FACTOR) as usize);
-        let first = crate::sim::pick(self.net.rng(), HEARTBEAT_MS as usize) as u64;
-        for round in 0..HISTORY_GOSSIP {
-            let mut pool = others.clone();
-            for _ in 0..n.min(pool.len()) {
-                let i = crate::sim::pick(self.net.rng(), pool.len());
-                let peer = pool.swap_remove(i);
-                self.peers[index].traffic.ihave_sent += 1;
-                self.net.send_after(
-                    index,
-                    peer,
-                    first + round * HEARTBEAT_MS,
-                    Msg::Lazy {
-                        topic: topic.clone(),
-                        data: data.clone(),
-                        id,
-                    },
-                );
+        for _ in 0..n.min(others.len()) {
+            let i = crate::sim::pick(self.net.rng(), others.len());
+            let peer = others.swap_remove(i);
+            self.peers[index].traffic.ihave_sent += 1;
+            self.peers[peer].traffic.ihave_received += 1;
+            if self.peers[peer].seen.contains_key(&id) || !self.peers[peer].online {
+                continue;
             }
+            self.peers[index].traffic.gossip_sent += 1;
+            self.net.send(
+                index,
+                peer,
+                Msg::Gossip {
+                    topic: topic.clone(),
+                    data: data.clone(),
+                    id,
+                },
+            );
+        }
+        if left > 0 {
+            self.net.timer(
+                index,
+                HEARTBEAT_MS,
+                Msg::LazyRound {
+                    topic,
+                    data,
+                    id,
+                    source,
+                    left: left - 1,
+                },
+            );
         }
     }
 
@@ -654,6 +761,7 @@ impl Sim {
                 let topic: Arc<str> = topic.into();
                 let msg_id: [u8; 32] = Sha256::digest(&data).into();
                 self.peers[index].seen.insert(msg_id, now);
+                self.peers[index].traffic.published += 1;
                 let to = self.subscribers(index, &topic, None);
                 let delivered = !to.is_empty();
                 self.send_gossip(index, to, topic, Arc::new(data), msg_id);
@@ -670,13 +778,15 @@ impl Sim {
                     let mesh = self.mesh(index, &topic);
                     let to: Vec<usize> = mesh.iter().copied().filter(|p| *p != from).collect();
                     self.send_gossip(index, to, topic.clone(), data.clone(), id);
-                    self.lazy_push(index, &mesh, from, topic, data, id);
+                    self.lazy_push(index, from, topic, data, id);
                 }
             }
             Output::Subscribe { topic, .. } => {
                 let topic: Arc<str> = topic.into();
                 if self.peers[index].topics.insert(topic.clone()) {
-                    let peers: Vec<usize> = self.peers[index].connections.iter().copied().collect();
+                    let mut peers: Vec<usize> =
+                        self.peers[index].connections.iter().copied().collect();
+                    peers.sort_unstable();
                     for p in peers {
                         self.net.send_reliable(
                             index,
@@ -745,10 +855,7 @@ impl Sim {
             Output::Block(peer) => {
                 if let Some(p) = self.index_of(&peer) {
                     self.peers[index].blocked.insert(p);
-                    if self.peers[index].connections.remove(&p) {
-                        self.net.send_reliable(index, p, Msg::Closed);
-                        self.input(index, Input::Disconnected(peer));
-                    }
+                    self.close(index, p);
                 }
             }
             Output::Unblock(peer) => {
@@ -756,7 +863,17 @@ impl Sim {
                     self.peers[index].blocked.remove(&p);
                 }
             }
-            Output::AudioTargets(targets) => self.peers[index].audio_targets = targets,
+            Output::AudioTargets(targets) => {
+                // The driver opens a stream to each target, dialling it if need be.
+                for t in &targets {
+                    if let Some(p) = self.index_of(t)
+                        && !self.peers[index].connections.contains(&p)
+                    {
+                        self.dial(index, p, false);
+                    }
+                }
+                self.peers[index].audio_targets = targets;
+            }
             Output::Event(event) => {
                 if self.settings.record_events {
                     self.peers[index].events.push((now, event));
@@ -767,7 +884,9 @@ impl Sim {
             Output::Stopped => {
                 let peer = &mut self.peers[index];
                 peer.online = false;
-                let connections: Vec<usize> = peer.connections.drain().collect();
+                peer.connected_at.clear();
+                let mut connections: Vec<usize> = peer.connections.drain().collect();
+                connections.sort_unstable();
                 for other in connections {
                     self.net.send_reliable(index, other, Msg::Closed);
                 }

@@ -6,7 +6,7 @@
 //! messages a peer sends to itself. Nothing here reads the wall clock.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -66,8 +66,7 @@ pub struct Network<M> {
     peers: usize,
     /// Partition group of each peer; messages between groups are dropped. `None`: connected.
     groups: Option<Vec<u32>>,
-    queue: BinaryHeap<Reverse<(u64, u64)>>,
-    in_flight: HashMap<u64, (usize, usize, M)>,
+    queue: BinaryHeap<Reverse<Queued<M>>>,
     seq: u64,
     stats: Stats,
 }
@@ -82,7 +81,6 @@ impl<M> Network<M> {
             peers,
             groups: None,
             queue: BinaryHeap::new(),
-            in_flight: HashMap::new(),
             seq: 0,
             stats: Stats::default(),
         }
@@ -178,33 +176,68 @@ impl<M> Network<M> {
     }
 
     fn schedule(&mut self, from: usize, to: usize, delay_ms: u64, msg: M) {
-        let id = self.seq;
+        let seq = self.seq;
         self.seq += 1;
-        self.queue.push(Reverse((self.now + delay_ms, id)));
-        self.in_flight.insert(id, (from, to, msg));
+        self.queue.push(Reverse(Queued {
+            at: self.now + delay_ms,
+            seq,
+            from,
+            to,
+            msg,
+        }));
     }
 
     /// The next delivery, advancing virtual time; `None` when nothing is in flight or the next
     /// delivery is after `until` (then time advances to `until`).
     pub fn next(&mut self, until: u64) -> Option<Delivery<M>> {
-        let Reverse((at, id)) = *self.queue.peek()?;
+        let at = self.queue.peek()?.0.at;
         if at > until {
             self.now = self.now.max(until);
             return None;
         }
-        self.queue.pop();
+        let Reverse(q) = self.queue.pop()?;
         self.now = at;
-        let (from, to, msg) = self
-            .in_flight
-            .remove(&id)
-            .expect("queued ids are in flight");
         self.stats.delivered += 1;
-        Some(Delivery { at, from, to, msg })
+        Some(Delivery {
+            at,
+            from: q.from,
+            to: q.to,
+            msg: q.msg,
+        })
     }
 
     /// Messages in flight.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.queue.len()
+    }
+}
+
+/// A message in flight, ordered by delivery time, then by when it was sent.
+struct Queued<M> {
+    at: u64,
+    seq: u64,
+    from: usize,
+    to: usize,
+    msg: M,
+}
+
+impl<M> PartialEq for Queued<M> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl<M> Eq for Queued<M> {}
+
+impl<M> PartialOrd for Queued<M> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<M> Ord for Queued<M> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
     }
 }
 

@@ -48,6 +48,11 @@ use crate::{
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Peers a node stays connected to in any case (see `EventLoop::trim_idle_connections`).
 const KEEP_PEERS: usize = 12;
+/// Peers on our room's topic kept beyond [`KEEP_PEERS`] (see
+/// `EventLoop::trim_idle_connections`): enough for a room's neighbours, its gossipsub mesh
+/// candidates and the joiners of the last half minute, but not the whole audience of a room
+/// of thousands, whose every member dialled the host once to join.
+const KEEP_ROOM_PEERS: usize = 64;
 /// A connection younger than this is never trimmed (gossipsub grafts, queries finish).
 const TRIM_AFTER: Duration = Duration::from_secs(30);
 /// How long shutdown waits for connections to close cleanly.
@@ -320,25 +325,21 @@ impl EventLoop {
     /// (rust-libp2p#5190). So every connection a Kademlia query makes stays forever: in a room
     /// every member ended up connected to every other (bench `scale`: 100 peers per listener
     /// in a room of 100, 2 GB of RSS; a room's audience are Kademlia clients now, see
-    /// `Client::set_dht_server`). A peer is kept when it is in one of our gossipsub meshes or
-    /// on a topic subscribed with `subscribe_keeping_peers` (our room), audio flows with it
-    /// either way, it is our relay or reached through one, or its connection is younger than
-    /// [`TRIM_AFTER`].
+    /// `Client::set_dht_server`). A peer is kept when it is in one of our gossipsub meshes,
+    /// audio flows with it either way, it is our relay or reached through one, or its
+    /// connection is younger than [`TRIM_AFTER`]. Peers on a topic subscribed with
+    /// `subscribe_keeping_peers` (our room) are kept up to [`KEEP_ROOM_PEERS`]: a host would
+    /// otherwise keep a connection to every member that ever joined.
     fn trim_idle_connections(&mut self) {
-        let mut excess = self.connections.len().saturating_sub(KEEP_PEERS);
-        if excess == 0 {
+        if self.connections.len() <= KEEP_PEERS {
             return;
         }
         let gossipsub = &self.swarm.behaviour().gossipsub;
-        let mesh: HashSet<PeerId> = gossipsub
-            .all_mesh_peers()
-            .copied()
-            .chain(
-                gossipsub
-                    .all_peers()
-                    .filter(|(_, topics)| topics.iter().any(|t| self.kept_topics.contains(t)))
-                    .map(|(peer, _)| *peer),
-            )
+        let mesh: HashSet<PeerId> = gossipsub.all_mesh_peers().copied().collect();
+        let room: HashSet<PeerId> = gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.iter().any(|t| self.kept_topics.contains(t)))
+            .map(|(peer, _)| *peer)
             .collect();
         let audio = self.inbound.audio_peers();
         let relays: HashSet<PeerId> = self
@@ -352,26 +353,49 @@ impl EventLoop {
                 })
             })
             .collect();
-        let idle: Vec<PeerId> = self
-            .connections
-            .iter()
-            .filter(|(peer, conns)| {
-                !mesh.contains(peer)
-                    && !audio.contains(peer)
-                    && !relays.contains(peer)
-                    && conns
-                        .iter()
-                        .all(|c| c.since.elapsed() >= TRIM_AFTER && connection_rank(&c.remote) > 0)
-            })
-            .map(|(peer, _)| *peer)
-            .collect();
-        for peer in idle {
-            if excess == 0 {
+        let idle = |peer: &PeerId, conns: &Vec<Conn>| {
+            !mesh.contains(peer)
+                && !audio.contains(peer)
+                && !relays.contains(peer)
+                && conns
+                    .iter()
+                    .all(|c| c.since.elapsed() >= TRIM_AFTER && connection_rank(&c.remote) > 0)
+        };
+        // Others first, down to KEEP_PEERS; then room peers, down to KEEP_ROOM_PEERS.
+        let mut others: Vec<PeerId> = Vec::new();
+        let mut room_idle: Vec<(tokio::time::Instant, PeerId)> = Vec::new();
+        for (peer, conns) in &self.connections {
+            if !idle(peer, conns) {
+                continue;
+            }
+            if room.contains(peer) {
+                let newest = conns.iter().map(|c| c.since).max();
+                room_idle.extend(newest.map(|at| (at, *peer)));
+            } else {
+                others.push(*peer);
+            }
+        }
+        let mut left = self.connections.len();
+        let mut close = Vec::new();
+        for peer in others {
+            if left <= KEEP_PEERS {
                 break;
             }
+            close.push(peer);
+            left -= 1;
+        }
+        // The longest-connected go first: the newest are likeliest a joiner still syncing.
+        room_idle.sort();
+        for (_, peer) in room_idle {
+            if left <= KEEP_ROOM_PEERS {
+                break;
+            }
+            close.push(peer);
+            left -= 1;
+        }
+        for peer in close {
             tracing::debug!(%peer, "closing a connection nothing uses");
             let _ = self.swarm.disconnect_peer_id(peer);
-            excess -= 1;
         }
     }
 }
