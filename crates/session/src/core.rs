@@ -1316,6 +1316,15 @@ impl Core {
         if m.room.state().banned.contains(&msg.author) {
             return Verdict::Ignore;
         }
+        // A copy of a presence we have (or an older one) changes nothing: it must not use up
+        // its author's rate either, or replays would have the real heartbeats refused.
+        if matches!(msg.body, EphemeralBody::Presence { .. })
+            && m.presence
+                .get(&msg.author)
+                .is_some_and(|known| known.last_sent_at >= msg.sent_at)
+        {
+            return Verdict::Ignore;
+        }
         let limiter = match msg.body {
             EphemeralBody::Presence { .. } => &mut m.presence_limiter,
             _ => &mut m.chat_limiter,

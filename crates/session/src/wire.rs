@@ -49,7 +49,14 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], max: usize) -> Result<T, WireError> {
+/// Decodes `bytes`, which must be the one encoding of a value: nothing after it, no
+/// over-long integers. A message then has one byte form, so a peer cannot make copies that
+/// pass for new ones (gossip ids are content hashes): 8 junk bytes appended to a replayed
+/// presence were accepted and forwarded as a new message.
+fn decode<T: Serialize + for<'de> Deserialize<'de>>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, WireError> {
     if bytes.len() > max {
         return Err(WireError::TooLarge {
             len: bytes.len(),
@@ -60,7 +67,11 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], max: usize) -> Result<T, W
     if version != WIRE_VERSION {
         return Err(WireError::Version(version));
     }
-    postcard::from_bytes(rest).map_err(|_| WireError::Malformed)
+    let (value, left) = postcard::take_from_bytes(rest).map_err(|_| WireError::Malformed)?;
+    if !left.is_empty() || encode(&value) != bytes {
+        return Err(WireError::Malformed);
+    }
+    Ok(value)
 }
 
 /// A message on a room's gossip topic.
@@ -236,6 +247,29 @@ mod tests {
         *bad.last_mut().unwrap() = 3;
         assert_eq!(SyncResponse::decode(&bad), Err(WireError::Malformed));
         assert_eq!(SyncRequest::decode(&[2, 0]), Err(WireError::Version(2)));
+    }
+
+    #[test]
+    fn one_byte_form_per_message() {
+        let m = RoomMessage::Ephemeral(vec![7; 40]);
+        let mut wire = m.encode();
+        assert_eq!(RoomMessage::decode(&wire).unwrap(), m);
+        // Junk after the message.
+        wire.extend([1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(RoomMessage::decode(&wire), Err(WireError::Malformed));
+        // An over-long length prefix (40 as two varint bytes) for the same bytes.
+        let mut long = vec![WIRE_VERSION, 1, 0x80 | 40, 0];
+        long.extend([7; 40]);
+        assert!(RoomMessage::decode(&long).is_err());
+        let h = AudioHeader {
+            room: RoomId(Hash([3; 32])),
+            speaker: PublicKey([2; 32]),
+            frame_ms: 20,
+            salt: 9,
+        };
+        let mut wire = h.encode();
+        wire.push(0);
+        assert_eq!(AudioHeader::decode(&wire), Err(WireError::Malformed));
     }
 
     proptest! {

@@ -1,0 +1,121 @@
+//! Replayed gossip: a copy of a message the core has seen changes nothing and costs its author
+//! nothing, and bytes appended to a message make it invalid, not new.
+
+use ruang_proto::Identity;
+use ruang_proto::ephemeral::{Ephemeral, EphemeralBody};
+use ruang_session::wire::RoomMessage;
+use ruang_session::{Command, Config, Core, Gossip, HostOptions, Input, Output, Time, Verdict};
+
+const UNIX: u64 = 1_767_225_600_000;
+
+fn host() -> Core {
+    let config = Config {
+        identity: Identity::from_secret_bytes(&[1; 32]),
+        name: "host".into(),
+        hide_ip: false,
+        fanout: 64,
+        presence_interval_ms: 2_000,
+        announce_interval_ms: 20_000,
+        sync_interval_ms: 5_000,
+        seed: [7; 32],
+    };
+    let time = Time {
+        mono_ms: 0,
+        unix_ms: UNIX,
+    };
+    let mut core = Core::new(config, time);
+    let info = ruang_proto::room::Info {
+        title: "replays".into(),
+        ..Default::default()
+    };
+    let options = HostOptions {
+        info,
+        ..HostOptions::default()
+    };
+    core.handle(time, Input::Command(1, Command::Host(options)));
+    while core.poll_output().is_some() {}
+    assert!(core.membership().is_some(), "hosting failed");
+    core
+}
+
+/// A listener's presence in `core`'s room, sent at `sent_at`, as gossip bytes.
+fn presence(core: &Core, who: &Identity, sent_at: u64) -> Vec<u8> {
+    let room = core.membership().unwrap().room.id();
+    let msg = Ephemeral {
+        room,
+        author: who.public(),
+        sent_at,
+        body: EphemeralBody::Presence {
+            name: "listener".into(),
+            ttl_ms: 6_000,
+            addresses: Vec::new(),
+            leaving: false,
+        },
+    };
+    let signed = ruang_proto::signed::sign(who, msg).unwrap();
+    RoomMessage::Ephemeral(signed.wire().to_vec()).encode()
+}
+
+/// Hands `data` to `core` as gossip from `who` at `mono` ms; returns the verdict.
+fn gossip(core: &mut Core, data: &[u8], mono: u64, token: u64, who: &Identity) -> Verdict {
+    let time = Time {
+        mono_ms: mono,
+        unix_ms: UNIX + mono,
+    };
+    let topic = core.membership().unwrap().topic.clone();
+    let message: Gossip = core.decode(&topic, data, time.unix_ms);
+    core.handle(
+        time,
+        Input::Gossip {
+            token,
+            source: Some(who.public()),
+            message,
+        },
+    );
+    let mut verdict = None;
+    while let Some(output) = core.poll_output() {
+        if let Output::Verdict {
+            token: t,
+            verdict: v,
+        } = output
+            && t == token
+        {
+            verdict = Some(v);
+        }
+    }
+    verdict.expect("a verdict for every gossip message")
+}
+
+#[test]
+fn replays_of_a_presence_do_not_use_up_its_authors_rate() {
+    let mut core = host();
+    let listener = Identity::from_secret_bytes(&[2; 32]);
+    let first = presence(&core, &listener, UNIX + 10);
+    assert_eq!(gossip(&mut core, &first, 10, 1, &listener), Verdict::Accept);
+    // A hostile peer replays it, many times in the same second.
+    for token in 2..40 {
+        assert_eq!(
+            gossip(&mut core, &first, 20, token, &listener),
+            Verdict::Ignore
+        );
+    }
+    // The listener's next heartbeat still counts.
+    let next = presence(&core, &listener, UNIX + 30);
+    assert_eq!(gossip(&mut core, &next, 30, 99, &listener), Verdict::Accept);
+}
+
+#[test]
+fn junk_after_a_message_makes_it_invalid() {
+    let mut core = host();
+    let listener = Identity::from_secret_bytes(&[2; 32]);
+    let mut data = presence(&core, &listener, UNIX + 10);
+    data.extend([0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4]);
+    assert_eq!(gossip(&mut core, &data, 10, 1, &listener), Verdict::Reject);
+    assert!(
+        !core
+            .membership()
+            .unwrap()
+            .presence
+            .contains(&listener.public())
+    );
+}
