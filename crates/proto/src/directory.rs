@@ -25,8 +25,12 @@ pub const MAX_ANNOUNCEMENT_TTL_MS: u64 = 5 * 60_000;
 pub const ANNOUNCE_INTERVAL_MS: u64 = 20_000;
 /// How long an announcement stays valid by default: three refresh intervals.
 pub const DEFAULT_ANNOUNCEMENT_TTL_MS: u64 = 3 * ANNOUNCE_INTERVAL_MS;
-/// Most rooms a directory holds; the entry that expires soonest is dropped beyond it.
+/// Most rooms a directory holds. A full directory refuses rooms new to it: established
+/// listings are never pushed out by newcomers (they leave when their host stops refreshing
+/// them).
 pub const MAX_ROOMS: usize = 10_000;
+/// Most rooms listed at once by one announcing key: one key cannot fill the directory.
+pub const MAX_ROOMS_PER_AUTHOR: usize = 4;
 
 /// A speaker shown in a listing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,9 +112,16 @@ pub enum AnnounceError {
     /// The genesis it carries is invalid or opens another room.
     #[error("announcement carries a genesis that does not open its room")]
     BadGenesis,
-    /// Signed by someone who is neither the room's host nor a named successor.
+    /// Signed by someone who is neither the room's host nor a named successor, or naming a
+    /// host other than its signer.
     #[error("announced by someone who is not the room's host or a named successor")]
     NotHost,
+    /// The directory is full: rooms new to it wait for others to leave.
+    #[error("the directory is full")]
+    Full,
+    /// Its announcer already has [`MAX_ROOMS_PER_AUTHOR`] rooms listed.
+    #[error("its announcer already has {MAX_ROOMS_PER_AUTHOR} rooms listed")]
+    TooManyRooms,
     /// A private room's genesis: private rooms are never listed.
     #[error("private rooms are not announced")]
     Private,
@@ -147,6 +158,10 @@ pub fn verify_announcement(wire: &[u8], now: u64) -> Result<Verified<Announcemen
     if ann.author != genesis.author && !body.successors.contains(&ann.author) {
         return Err(AnnounceError::NotHost);
     }
+    // Only the host announces its room: the host shown is the key that signed.
+    if ann.host != ann.author {
+        return Err(AnnounceError::NotHost);
+    }
     if ann.issued_at > now.saturating_add(MAX_CLOCK_SKEW_MS) {
         return Err(AnnounceError::FromTheFuture {
             ahead_ms: ann.issued_at - now,
@@ -176,12 +191,17 @@ pub enum Listing {
 
 struct Entry {
     ann: Verified<Announcement>,
+    /// When this directory first listed the room (unix ms): the listing's order.
+    first_seen: u64,
 }
 
-/// The rooms currently announced. Bounded by [`MAX_ROOMS`].
+/// The rooms currently announced. Bounded by [`MAX_ROOMS`], and by [`MAX_ROOMS_PER_AUTHOR`]
+/// per announcing key.
 #[derive(Default)]
 pub struct Directory {
     rooms: HashMap<RoomId, Entry>,
+    /// Rooms listed per announcing key.
+    per_author: HashMap<PublicKey, usize>,
     /// Ended rooms, until their last announcement expires, so a replay cannot relist them.
     tombstones: HashMap<RoomId, u64>,
 }
@@ -195,13 +215,15 @@ impl Directory {
     /// Verifies and inserts an announcement received at `now`.
     pub fn insert(&mut self, wire: &[u8], now: u64) -> Result<Listing, AnnounceError> {
         let ann = verify_announcement(wire, now)?;
-        self.insert_verified(ann)
+        self.insert_verified(ann, now)
     }
 
-    /// Inserts an announcement already checked with [`verify_announcement`].
+    /// Inserts an announcement already checked with [`verify_announcement`], received at
+    /// `now` (unix ms).
     pub fn insert_verified(
         &mut self,
         ann: Verified<Announcement>,
+        now: u64,
     ) -> Result<Listing, AnnounceError> {
         if self.tombstones.contains_key(&ann.room) {
             return Err(AnnounceError::Superseded);
@@ -212,23 +234,59 @@ impl Directory {
             return Err(AnnounceError::Superseded);
         }
         if ann.ended {
-            self.rooms.remove(&ann.room);
+            self.remove(&ann.room);
             self.tombstones.insert(ann.room, ann.expires_at);
             return Ok(Listing::Ended);
         }
-        if !self.rooms.contains_key(&ann.room)
-            && self.rooms.len() >= MAX_ROOMS
-            && let Some(soonest) = self
-                .rooms
-                .iter()
-                .min_by_key(|(_, e)| e.ann.expires_at)
-                .map(|(k, _)| *k)
-        {
-            self.rooms.remove(&soonest);
-        }
-        match self.rooms.insert(ann.room, Entry { ann }) {
+        let held = self
+            .rooms
+            .get(&ann.room)
+            .map(|e| (e.ann.author, e.first_seen));
+        let first_seen = match held {
+            Some((old, first_seen)) => {
+                // The same room, announced now by a successor that took over: it moves to
+                // its new announcer's count.
+                if old != ann.author {
+                    if self.per_author.get(&ann.author).copied().unwrap_or(0)
+                        >= MAX_ROOMS_PER_AUTHOR
+                    {
+                        return Err(AnnounceError::TooManyRooms);
+                    }
+                    self.uncount(&old);
+                    *self.per_author.entry(ann.author).or_default() += 1;
+                }
+                first_seen
+            }
+            None => {
+                if self.rooms.len() >= MAX_ROOMS {
+                    return Err(AnnounceError::Full);
+                }
+                let listed = self.per_author.entry(ann.author).or_default();
+                if *listed >= MAX_ROOMS_PER_AUTHOR {
+                    return Err(AnnounceError::TooManyRooms);
+                }
+                *listed += 1;
+                now
+            }
+        };
+        match self.rooms.insert(ann.room, Entry { ann, first_seen }) {
             None => Ok(Listing::Added),
             Some(_) => Ok(Listing::Refreshed),
+        }
+    }
+
+    fn remove(&mut self, room: &RoomId) {
+        if let Some(e) = self.rooms.remove(room) {
+            self.uncount(&e.ann.author);
+        }
+    }
+
+    fn uncount(&mut self, author: &PublicKey) {
+        if let Some(n) = self.per_author.get_mut(author) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_author.remove(author);
+            }
         }
     }
 
@@ -241,22 +299,24 @@ impl Directory {
             .map(|(k, _)| *k)
             .collect();
         for room in &gone {
-            self.rooms.remove(room);
+            self.remove(room);
         }
         self.tombstones.retain(|_, until| *until > now);
         gone
     }
 
-    /// The listed rooms, the busiest first.
+    /// The listed rooms, the longest-listed here first. Not by listener count or start time:
+    /// those are the announcer's claims (one key claiming a million listeners for each of its
+    /// fake rooms pushed every real room down), while how long this node has seen a room
+    /// listed is its own observation.
     pub fn list(&self) -> Vec<&Verified<Announcement>> {
-        let mut rooms: Vec<&Verified<Announcement>> = self.rooms.values().map(|e| &e.ann).collect();
+        let mut rooms: Vec<&Entry> = self.rooms.values().collect();
         rooms.sort_by(|a, b| {
-            b.listener_count
-                .cmp(&a.listener_count)
-                .then(a.started_at.cmp(&b.started_at))
-                .then(a.room.cmp(&b.room))
+            a.first_seen
+                .cmp(&b.first_seen)
+                .then(a.ann.room.cmp(&b.ann.room))
         });
-        rooms
+        rooms.into_iter().map(|e| &e.ann).collect()
     }
 
     /// The listing of `room`, if any.

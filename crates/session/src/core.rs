@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rand::{RngExt, SeedableRng, seq::IndexedRandom};
 use rand_chacha::ChaCha8Rng;
 use ruang_proto::directory::{self, AnnounceError, Announcement, Directory, SpeakerPreview};
-use ruang_proto::ephemeral::{Ephemeral, EphemeralBody, PresenceChange, Rate};
+use ruang_proto::ephemeral::{Ephemeral, EphemeralBody, PresenceChange, Rate, RateLimiter};
 use ruang_proto::room::{
     EventBody, Genesis, Info, Insert, Refusal, Role, Room, RoomId, State, Visibility,
 };
@@ -455,6 +455,8 @@ pub struct Core {
     rng: ChaCha8Rng,
     time: Time,
     directory: Directory,
+    /// New listings per peer that passed them on (see `Core::announcement`).
+    listing_limiter: RateLimiter<PublicKey>,
     room: Option<Membership>,
     connected: HashSet<PublicKey>,
     /// Our addresses (multiaddr bytes, best first).
@@ -502,6 +504,11 @@ impl Core {
             config,
             time,
             directory: Directory::new(),
+            listing_limiter: RateLimiter::new(
+                NEW_LISTINGS_BURST,
+                NEW_LISTINGS_PER_SECOND,
+                MAX_RATE_KEYS,
+            ),
             room: None,
             connected: HashSet::new(),
             addrs: Vec::new(),
@@ -1240,16 +1247,35 @@ impl Core {
 
     // ----- gossip -----------------------------------------------------------------------
 
+    /// A verified announcement passed on by `source`. Rooms new to our directory count
+    /// against the peer that passed them on ([`NEW_LISTINGS_BURST`], then
+    /// [`NEW_LISTINGS_PER_SECOND`]): a script with a few hundred keys cannot fill every
+    /// directory through one connection. Refreshes of listed rooms do not count (an honest
+    /// peer passes on every room's refresh).
+    fn announcement(&mut self, source: Option<PublicKey>, ann: Verified<Announcement>) -> Verdict {
+        let (mono, unix) = (self.time.mono_ms, self.time.unix_ms);
+        if self.directory.get(&ann.room).is_none()
+            && let Some(peer) = source
+            && let Rate::Limited { strikes } = self.listing_limiter.check(&peer, mono)
+        {
+            if strikes >= FLOOD_STRIKES {
+                self.punish_flooder(peer, "room announcements");
+            }
+            return Verdict::Ignore;
+        }
+        match self.directory.insert_verified(ann, unix) {
+            Ok(_) => {
+                self.resolve_lookup();
+                Verdict::Accept
+            }
+            Err(_) => Verdict::Ignore,
+        }
+    }
+
     fn gossip(&mut self, source: Option<PublicKey>, message: Gossip) -> Verdict {
         match message {
             Gossip::Announcement(checked) => match *checked {
-                Ok(ann) => match self.directory.insert_verified(ann) {
-                    Ok(_) => {
-                        self.resolve_lookup();
-                        Verdict::Accept
-                    }
-                    Err(_) => Verdict::Ignore,
-                },
+                Ok(ann) => self.announcement(source, ann),
                 Err(
                     AnnounceError::Invalid(_) | AnnounceError::BadGenesis | AnnounceError::NotHost,
                 ) => Verdict::Reject,
@@ -2238,7 +2264,7 @@ impl Core {
         };
         match signed::sign(&self.config.identity, ann) {
             Ok(signed) => {
-                let _ = self.directory.insert_verified(signed.clone());
+                let _ = self.directory.insert_verified(signed.clone(), unix);
                 self.publish(DIRECTORY_TOPIC.into(), signed.wire().to_vec(), None);
             }
             Err(e) => warn!(error = %e, "could not sign the room's announcement"),

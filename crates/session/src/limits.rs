@@ -15,6 +15,11 @@ pub const LOG_BURST: u32 = 20;
 /// New log events per second an author may have forwarded on average.
 pub const LOG_PER_SECOND: f64 = 2.0;
 
+/// Rooms new to our directory one peer may pass on in a burst.
+pub const NEW_LISTINGS_BURST: u32 = 16;
+/// Rooms new to our directory one peer may pass on per second on average.
+pub const NEW_LISTINGS_PER_SECOND: f64 = 0.5;
+
 /// Chat lines and reactions held while no peer is on the room's topic.
 pub const MAX_HELD: usize = 16;
 /// How long a held chat line or reaction waits for a peer before it is given up (ms).

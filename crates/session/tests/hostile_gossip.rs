@@ -1,5 +1,6 @@
-//! Replayed gossip: a copy of a message the core has seen changes nothing and costs its author
-//! nothing, and bytes appended to a message make it invalid, not new.
+//! Hostile gossip against one core: a copy of a message it has seen changes nothing and costs
+//! its author nothing; bytes appended to a message make it invalid, not new; one peer cannot
+//! pass on more than a few rooms new to the directory.
 
 use ruang_proto::Identity;
 use ruang_proto::ephemeral::{Ephemeral, EphemeralBody};
@@ -118,4 +119,80 @@ fn junk_after_a_message_makes_it_invalid() {
             .presence
             .contains(&listener.public())
     );
+}
+
+/// A new public room opened by `host`, announced by it, as gossip bytes.
+fn fake_room(host: &Identity, n: u64) -> Vec<u8> {
+    use rand_chacha::rand_core::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(n);
+    let genesis = ruang_proto::room::Genesis {
+        info: ruang_proto::room::Info {
+            title: format!("fake {n}"),
+            ..Default::default()
+        },
+        visibility: ruang_proto::room::Visibility::Public,
+        successors: Vec::new(),
+        nonce: [0; 16],
+    };
+    let (room, signed_genesis) =
+        ruang_proto::room::Room::create(host, genesis, UNIX, &mut rng).unwrap();
+    let ann = ruang_proto::directory::Announcement {
+        room: room.id(),
+        author: host.public(),
+        genesis: signed_genesis.wire().to_vec(),
+        info: room.state().info.clone(),
+        host: host.public(),
+        host_name: "fake".into(),
+        speakers: Vec::new(),
+        listener_count: 1_000_000,
+        addresses: Vec::new(),
+        started_at: UNIX,
+        scheduled_for: None,
+        issued_at: UNIX,
+        expires_at: UNIX + 60_000,
+        ended: false,
+    };
+    ruang_proto::signed::sign(host, ann)
+        .unwrap()
+        .wire()
+        .to_vec()
+}
+
+#[test]
+fn one_peer_passes_on_few_new_rooms() {
+    let mut core = host();
+    let relay = Identity::from_secret_bytes(&[3; 32]);
+    let mut accepted = 0;
+    for n in 0..100u64 {
+        // A fresh key per room: the per-key cap does not apply.
+        let mut secret = [4u8; 32];
+        secret[..8].copy_from_slice(&n.to_le_bytes());
+        let key = Identity::from_secret_bytes(&secret);
+        let data = fake_room(&key, n);
+        let time = Time {
+            mono_ms: 1_000,
+            unix_ms: UNIX + 1_000,
+        };
+        let message = core.decode(ruang_session::DIRECTORY_TOPIC, &data, time.unix_ms);
+        core.handle(
+            time,
+            Input::Gossip {
+                token: n,
+                source: Some(relay.public()),
+                message,
+            },
+        );
+        while let Some(output) = core.poll_output() {
+            if let Output::Verdict {
+                verdict: Verdict::Accept,
+                ..
+            } = output
+            {
+                accepted += 1;
+            }
+        }
+    }
+    assert_eq!(accepted, ruang_session::limits::NEW_LISTINGS_BURST as usize);
+    // Our own room, and the ones let through.
+    assert_eq!(core.listings(UNIX + 1_000).len(), 1 + accepted);
 }

@@ -1,0 +1,92 @@
+//! Directory squatting: one script with hundreds of keys announces 10,000 fake public rooms,
+//! each claiming a million listeners. A real room listed before stays listed, and first; no key
+//! lists more than its share; an announcement naming a host other than its signer is refused.
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use ruang_proto::directory::{
+    AnnounceError, Announcement, Directory, Listing, MAX_ROOMS_PER_AUTHOR,
+};
+use ruang_proto::room::{Genesis, Info, Room, Visibility};
+use ruang_proto::{Identity, signed};
+
+const NOW: u64 = 1_767_225_600_000;
+
+/// A new public room opened by `host`, and its announcement signed by `host` naming `shown`
+/// as the host, claiming `listeners`.
+fn announcement(
+    host: &Identity,
+    shown: &Identity,
+    listeners: u32,
+    rng: &mut ChaCha8Rng,
+) -> Vec<u8> {
+    let genesis = Genesis {
+        info: Info {
+            title: "a room".into(),
+            ..Info::default()
+        },
+        visibility: Visibility::Public,
+        successors: Vec::new(),
+        nonce: [0; 16],
+    };
+    let (room, signed_genesis) = Room::create(host, genesis, NOW, rng).unwrap();
+    let ann = Announcement {
+        room: room.id(),
+        author: host.public(),
+        genesis: signed_genesis.wire().to_vec(),
+        info: room.state().info.clone(),
+        host: shown.public(),
+        host_name: "host".into(),
+        speakers: Vec::new(),
+        listener_count: listeners,
+        addresses: Vec::new(),
+        started_at: NOW,
+        scheduled_for: None,
+        issued_at: NOW,
+        expires_at: NOW + 60_000,
+        ended: false,
+    };
+    signed::sign(host, ann).unwrap().wire().to_vec()
+}
+
+#[test]
+fn a_real_room_stays_listed_and_first_under_ten_thousand_fakes() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut directory = Directory::new();
+    let real_host = Identity::from_secret_bytes(&[1; 32]);
+    let real = announcement(&real_host, &real_host, 12, &mut rng);
+    assert_eq!(directory.insert(&real, NOW), Ok(Listing::Added));
+
+    // 300 keys, 10,000 rooms, a million listeners each, arriving after the real one.
+    let keys: Vec<Identity> = (0..300u32)
+        .map(|i| {
+            let mut secret = [9u8; 32];
+            secret[..4].copy_from_slice(&i.to_le_bytes());
+            Identity::from_secret_bytes(&secret)
+        })
+        .collect();
+    let mut listed = 0;
+    let mut refused = 0;
+    for n in 0..10_000usize {
+        let key = &keys[n % keys.len()];
+        let fake = announcement(key, key, 1_000_000, &mut rng);
+        match directory.insert(&fake, NOW + 1 + n as u64) {
+            Ok(Listing::Added) => listed += 1,
+            Err(AnnounceError::TooManyRooms) => refused += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(listed, keys.len() * MAX_ROOMS_PER_AUTHOR);
+    assert_eq!(refused, 10_000 - listed);
+    let list = directory.list();
+    assert_eq!(list.len(), 1 + listed);
+    assert_eq!(list[0].author, real_host.public(), "the real room is first");
+
+    // A fake room that names the real host as its host is refused outright.
+    let impostor = Identity::from_secret_bytes(&[5; 32]);
+    let forged = announcement(&impostor, &real_host, 1, &mut rng);
+    assert_eq!(
+        directory.insert(&forged, NOW + 20_000),
+        Err(AnnounceError::NotHost)
+    );
+}
