@@ -96,6 +96,10 @@ pub const AUDIO_LANES: usize = 8;
 /// Inbound audio streams open at once; new ones beyond this are closed at once (each speaker
 /// uses [`AUDIO_LANES`] per listener).
 pub const MAX_INBOUND_AUDIO_STREAMS: usize = 1024;
+/// Inbound audio streams open at once from one peer: a speaker's lanes twice over (a link
+/// reopening its lanes while the old ones close). One peer held 1,016 idle streams over three
+/// connections, the whole node's bound, and a newly invited speaker was not heard.
+pub const MAX_INBOUND_AUDIO_STREAMS_PER_PEER: usize = 2 * AUDIO_LANES;
 /// How long an inbound audio stream may take to send its header.
 pub const AUDIO_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long opening an outbound audio stream (including the dial) may take.

@@ -269,3 +269,52 @@ async fn receiver_closes_stream_and_sender_reconnects() -> anyhow::Result<()> {
 fn tokio_stop() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false))
 }
+
+/// One peer cannot hold more than its share of a node's inbound audio streams: with three
+/// links (24 lanes) open to B, A gets 16; another peer's link still gets all its lanes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_gets_a_bounded_share_of_audio_streams() -> anyhow::Result<()> {
+    init_tracing();
+    let a = node(config(Transport::QuicOnly)).await?;
+    let b = node(config(Transport::QuicOnly)).await?;
+    let c = node(config(Transport::QuicOnly)).await?;
+    connect(&a.client, &b.client).await?;
+    connect(&c.client, &b.client).await?;
+    let _links: Vec<ruang_net::AudioLink> = (0..3)
+        .map(|i| a.client.open_audio(b.id(), vec![b'a', i]))
+        .collect();
+    let b_client = b.client.clone();
+    let from = |peer: PeerId| {
+        let b_client = b_client.clone();
+        move || {
+            let b_client = b_client.clone();
+            async move {
+                b_client
+                    .audio_senders()
+                    .iter()
+                    .filter(|p| **p == peer)
+                    .count()
+            }
+        }
+    };
+    let a_streams = from(a.id());
+    eventually(SOON, "A at its cap, refused beyond", || async {
+        a_streams().await == limits::MAX_INBOUND_AUDIO_STREAMS_PER_PEER
+            && b.client.audio_in_stats().refused > 0
+    })
+    .await?;
+    let _c_link = c.client.open_audio(b.id(), b"c".to_vec());
+    let c_streams = from(c.id());
+    eventually(SOON, "every lane of C open", || async {
+        c_streams().await == limits::AUDIO_LANES
+    })
+    .await?;
+    assert_eq!(
+        a_streams().await,
+        limits::MAX_INBOUND_AUDIO_STREAMS_PER_PEER
+    );
+    for x in [&a, &b, &c] {
+        x.client.shutdown().await;
+    }
+    Ok(())
+}

@@ -18,7 +18,10 @@ use super::{
 };
 use crate::{
     event::Event,
-    limits::{AUDIO_HEADER_TIMEOUT, CALL_TIMEOUT, MAX_INBOUND_AUDIO_STREAMS},
+    limits::{
+        AUDIO_HEADER_TIMEOUT, CALL_TIMEOUT, MAX_INBOUND_AUDIO_STREAMS,
+        MAX_INBOUND_AUDIO_STREAMS_PER_PEER,
+    },
 };
 
 /// Read buffer per inbound stream: a few frames, so most frames cost one poll.
@@ -64,10 +67,15 @@ impl InboundShared {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a stream unless the bound is reached. Returns its id and cancel receiver.
+    /// Registers a stream unless the node's bound or `peer`'s is reached. Returns its id and
+    /// cancel receiver.
     fn register(&self, peer: PeerId) -> Option<(u64, oneshot::Receiver<()>)> {
         let mut s = self.lock();
         if s.open.len() >= MAX_INBOUND_AUDIO_STREAMS {
+            return None;
+        }
+        let from_peer = s.open.values().filter(|(p, _)| *p == peer).count();
+        if from_peer >= MAX_INBOUND_AUDIO_STREAMS_PER_PEER {
             return None;
         }
         let id = s.next_id;
