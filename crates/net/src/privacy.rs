@@ -27,6 +27,8 @@ use libp2p::{
     },
 };
 
+use crate::transport::relay_of;
+
 /// How many peers may be allowed for direct connections at most; the oldest is forgotten.
 const MAX_ALLOWED: usize = 256;
 
@@ -108,19 +110,6 @@ impl Guard {
 /// Whether `addr` goes through a relay.
 pub(crate) fn is_circuit(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| p == Protocol::P2pCircuit)
-}
-
-/// The relay's peer id in a circuit address (`.../p2p/<relay>/p2p-circuit/...`).
-fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
-    let mut last = None;
-    for p in addr.iter() {
-        match p {
-            Protocol::P2p(peer) => last = Some(peer),
-            Protocol::P2pCircuit => return last,
-            _ => {}
-        }
-    }
-    None
 }
 
 impl NetworkBehaviour for Guard {
