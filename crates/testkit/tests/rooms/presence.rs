@@ -84,3 +84,35 @@ fn presence_goes_again_when_a_connection_to_the_stage_drops_even_at_once() {
         "no presence after the dropped connection"
     );
 }
+
+/// Leaving while the join is still under way gives the join up: the node does not enter the
+/// room it has just left, and nobody lists it.
+#[test]
+fn leaving_while_joining_cancels_the_join() {
+    let seed = Seed::from_env("presence");
+    let mut sim = sim(calm(), seed.value());
+    let host_p = sim.add_peer("host");
+    let ticket = host(&mut sim, host_p, Vec::new(), false);
+    let quitter = sim.add_peer("quitter");
+    let join = sim.command(
+        quitter,
+        Command::Join(ruang_session::JoinTarget::Ticket(ticket)),
+    );
+    // Before the dial has even reached the host.
+    let leave = sim.command(quitter, Command::Leave);
+    assert!(
+        matches!(
+            sim.reply(quitter, leave),
+            Some(Ok(ruang_session::Answer::Done))
+        ),
+        "{:?}",
+        sim.reply(quitter, leave)
+    );
+    assert!(matches!(
+        sim.reply(quitter, join),
+        Some(Err(ruang_session::Error::Cancelled))
+    ));
+    sim.run_for(10_000);
+    assert!(sim.peers[quitter].core.membership().is_none());
+    assert!(present_anywhere(&sim, &[host_p], quitter).is_empty());
+}
