@@ -415,7 +415,7 @@ enum Request {
 }
 
 /// A timer of the core.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Timer {
     /// Ask `peer` for its directory again.
     DirectoryRetry { peer: PublicKey, attempt: u32 },
@@ -423,6 +423,8 @@ enum Timer {
     Unblock(PublicKey),
     /// Block a banned peer, once the ban had time to reach it.
     BlockBanned(PublicKey),
+    /// Publish our leaving presence again (the same bytes), after we left `topic`.
+    Farewell { topic: String, data: Vec<u8> },
 }
 
 /// A join fetching its room's log, page by page, from the member it connected to.
@@ -1115,6 +1117,7 @@ impl Core {
         };
         if !m.room.state().ended {
             self.send_presence(true);
+            self.farewell_again();
         }
         let Some(m) = self.room.take() else {
             return;
@@ -1129,6 +1132,30 @@ impl Core {
         self.set_policy(AudioPolicy::default());
         self.refresh_links();
         self.emit(NodeEvent::Left { reason });
+    }
+
+    /// Schedules the leaving presence just published to go out again, the same bytes, at
+    /// each of [`FAREWELL_AGAIN_MS`]. A member that subscribed to the room a moment after the
+    /// first copy flooded it missed it, and could still be handed an older heartbeat of ours
+    /// through gossipsub's IHAVE: it listed us for three heartbeat intervals (12 minutes at
+    /// 2,000 members; seen in the `scale` scenario). Those who have it drop the copies as
+    /// duplicates.
+    fn farewell_again(&mut self) {
+        let Some(topic) = self.room.as_ref().map(|m| m.topic.clone()) else {
+            return;
+        };
+        let data = self.outputs.iter().rev().find_map(|o| match o {
+            Output::Publish { topic: t, data, .. } if *t == topic => Some(data.clone()),
+            _ => None,
+        });
+        let Some(data) = data else {
+            return;
+        };
+        let now = self.time.mono_ms;
+        for after in FAREWELL_AGAIN_MS {
+            let (topic, data) = (topic.clone(), data.clone());
+            self.schedule(now + after, Timer::Farewell { topic, data });
+        }
     }
 
     fn act(&mut self, body: EventBody) -> Result<(), Error> {
@@ -1865,6 +1892,12 @@ impl Core {
     fn fire(&mut self, timer: Timer) {
         match timer {
             Timer::DirectoryRetry { peer, attempt } => self.ask_directory(peer, attempt),
+            Timer::Farewell { topic, data } => {
+                // Not if we are back in that room meanwhile.
+                if self.room.as_ref().is_none_or(|m| m.topic != topic) {
+                    self.publish(topic, data, None);
+                }
+            }
             Timer::BlockBanned(peer) => {
                 let still_banned = self
                     .room

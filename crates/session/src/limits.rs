@@ -45,6 +45,9 @@ pub const MAX_SYNC_PAGES: usize = 10_000;
 pub const FLOOD_BLOCK_MS: u64 = 60_000;
 /// How long a banned peer stays connected so the ban reaches it (its audio is refused at once).
 pub const BAN_GRACE_MS: u64 = 2_000;
+/// When a leaving presence goes out again after the first, ms (see `Core::farewell_again`):
+/// within gossipsub's IHAVE window of older heartbeats (three 500 ms heartbeats).
+pub const FAREWELL_AGAIN_MS: [u64; 2] = [1_000, 2_000];
 /// How long after EndRoom a node stays subscribed (so the event spreads) before leaving.
 pub const END_GRACE_MS: u64 = 2_000;
 /// How often the host re-publishes the ended announcement during [`END_GRACE_MS`]. It is the

@@ -196,3 +196,40 @@ fn one_peer_passes_on_few_new_rooms() {
     // Our own room, and the ones let through.
     assert_eq!(core.listings(UNIX + 1_000).len(), 1 + accepted);
 }
+
+/// A member that leaves sends its leaving presence again, the same bytes, twice within the
+/// next 2 s: a member that subscribed just after the first copy flooded the room still learns
+/// it (it could otherwise be handed an older heartbeat and list the leaver for minutes).
+#[test]
+fn a_leaving_presence_goes_out_three_times() {
+    let mut core = host();
+    let topic = core.membership().unwrap().topic.clone();
+    let at = |mono: u64| Time {
+        mono_ms: mono,
+        unix_ms: UNIX + mono,
+    };
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    let collect = |core: &mut Core, sent: &mut Vec<Vec<u8>>| {
+        while let Some(output) = core.poll_output() {
+            if let Output::Publish { topic: t, data, .. } = output
+                && t == topic
+            {
+                sent.push(data);
+            }
+        }
+    };
+    core.handle(at(100), Input::Command(2, Command::Leave));
+    collect(&mut core, &mut sent);
+    assert_eq!(sent.len(), 1, "the leaving presence");
+    let mut now = 100;
+    while now < 5_000 {
+        now = core.poll_timeout().max(now + 1);
+        core.handle(at(now), Input::Timeout);
+        collect(&mut core, &mut sent);
+    }
+    assert_eq!(sent.len(), 3);
+    assert!(
+        sent.iter().all(|d| *d == sent[0]),
+        "the same bytes each time"
+    );
+}
