@@ -278,7 +278,13 @@ fn a_large_room_under_churn_converges() {
             .unwrap_or(0)
             / 1_000,
     );
-    // What a member receives is about the room's message rate (bounded by the stretching of
-    // the audience's heartbeats) times the copies gossipsub delivers (its mesh, 4 to 12).
-    assert!(mean < 150.0, "{mean:.1} messages per member per second");
+    // A member's load is the room's message rate (the audience's heartbeats are capped per
+    // room; the stage and the churn set the rest) times the copies gossipsub sends and
+    // delivers per message, which its mesh bounds whatever the room's size (measured: 4.9 at
+    // 200 members, 5.7 at 1,000, 5.0 at 2,000).
+    let room_rate = published as f64 / seconds;
+    assert!(
+        mean <= 8.0 * room_rate,
+        "{mean:.1} messages per member per second for {room_rate:.1} published per second"
+    );
 }
