@@ -596,12 +596,15 @@ impl Core {
                 from,
                 request,
             } => {
+                let request = SyncRequest::decode(&request);
                 let response = self.serve_sync(from, &request);
                 self.push(Output::SyncReply {
                     token,
                     response: response.encode(),
                 });
-                self.pull_back(from, &request);
+                if let (Some(peer), Ok(request)) = (from, &request) {
+                    self.pull_back(peer, request);
+                }
             }
             Input::SyncAnswer { id, result } => self.sync_answer(id, result),
             Input::Published { id, delivered } => self.published(id, delivered),
@@ -1115,9 +1118,10 @@ impl Core {
         let Some(m) = self.room.as_ref() else {
             return;
         };
-        if !m.room.state().ended {
-            self.send_presence(true);
-            self.farewell_again();
+        if !m.room.state().ended
+            && let Some(farewell) = self.send_presence(true)
+        {
+            self.farewell_again(farewell);
         }
         let Some(m) = self.room.take() else {
             return;
@@ -1134,21 +1138,14 @@ impl Core {
         self.emit(NodeEvent::Left { reason });
     }
 
-    /// Schedules the leaving presence just published to go out again, the same bytes, at
+    /// Schedules the leaving presence `data` just published to go out again, the same bytes, at
     /// each of [`FAREWELL_AGAIN_MS`]. A member that subscribed to the room a moment after the
     /// first copy flooded it missed it, and could still be handed an older heartbeat of ours
     /// through gossipsub's IHAVE: it listed us for three heartbeat intervals (12 minutes at
     /// 2,000 members; seen in the `scale` scenario). Those who have it drop the copies as
     /// duplicates.
-    fn farewell_again(&mut self) {
+    fn farewell_again(&mut self, data: Vec<u8>) {
         let Some(topic) = self.room.as_ref().map(|m| m.topic.clone()) else {
-            return;
-        };
-        let data = self.outputs.iter().rev().find_map(|o| match o {
-            Output::Publish { topic: t, data, .. } if *t == topic => Some(data.clone()),
-            _ => None,
-        });
-        let Some(data) = data else {
             return;
         };
         let now = self.time.mono_ms;
@@ -1195,18 +1192,20 @@ impl Core {
             self.send_held();
         }
         let at = self.time.mono_ms;
-        let signed = self.publish_ephemeral(body.clone(), Some(Publication::Said { at, body }))?;
+        let (signed, _) =
+            self.publish_ephemeral(body.clone(), Some(Publication::Said { at, body }))?;
         // Show our own chat and reactions too.
         self.ephemeral_effects(&signed);
         Ok(())
     }
 
-    /// Signs `body` as said now and publishes it on the room's topic.
+    /// Signs `body` as said now and publishes it on the room's topic; returns the message and
+    /// the bytes published.
     fn publish_ephemeral(
         &mut self,
         body: EphemeralBody,
         what: Option<Publication>,
-    ) -> Result<Verified<Ephemeral>, Error> {
+    ) -> Result<(Verified<Ephemeral>, Vec<u8>), Error> {
         let Some(m) = self.room.as_ref() else {
             return Err(Error::NotInRoom);
         };
@@ -1224,8 +1223,8 @@ impl Core {
             &mut self.rng,
         );
         let topic = m.topic.clone();
-        self.publish(topic, payload, what);
-        Ok(signed)
+        self.publish(topic, payload.clone(), what);
+        Ok((signed, payload))
     }
 
     /// Sends the held chat lines and reactions, as said now; what finds nobody is held again.
@@ -1461,8 +1460,12 @@ impl Core {
 
     // ----- sync -------------------------------------------------------------------------
 
-    fn serve_sync(&mut self, from: Option<PublicKey>, request: &[u8]) -> SyncResponse {
-        match SyncRequest::decode(request) {
+    fn serve_sync(
+        &mut self,
+        from: Option<PublicKey>,
+        request: &Result<SyncRequest, crate::wire::WireError>,
+    ) -> SyncResponse {
+        match request {
             Err(e) => {
                 debug!(error = %e, "a malformed sync request");
                 SyncResponse::Refused(SyncRefusal::BadRequest)
@@ -1483,13 +1486,13 @@ impl Core {
                 heads,
                 from: position,
             }) => match self.room.as_ref() {
-                Some(m) if m.room.id() == room => {
+                Some(m) if m.room.id() == *room => {
                     if from.is_some_and(|k| m.room.state().banned.contains(&k)) {
                         SyncResponse::Refused(SyncRefusal::Banned)
                     } else {
                         let (page, next) =
                             m.room
-                                .missing_from(&heads, position as usize, SYNC_PAGE_EVENTS);
+                                .missing_from(heads, *position as usize, SYNC_PAGE_EVENTS);
                         let wires: Vec<Vec<u8>> =
                             page.into_iter().map(|e| e.wire().to_vec()).collect();
                         let events = wires
@@ -1510,13 +1513,11 @@ impl Core {
     /// is then push and pull, and an event held by few spreads twice as fast: a healed
     /// partition's 40 members sometimes needed longer than 30 s with pull alone (the
     /// `partition` scenario, about 1 run in 20).
-    fn pull_back(&mut self, from: Option<PublicKey>, request: &[u8]) {
-        let (Some(peer), Ok(SyncRequest::Room { room, heads, .. })) =
-            (from, SyncRequest::decode(request))
-        else {
+    fn pull_back(&mut self, peer: PublicKey, request: &SyncRequest) {
+        let SyncRequest::Room { room, heads, .. } = request else {
             return;
         };
-        let Some(m) = self.room.as_ref().filter(|m| m.room.id() == room) else {
+        let Some(m) = self.room.as_ref().filter(|m| m.room.id() == *room) else {
             return;
         };
         let lacking = heads.iter().any(|h| !m.room.contains(h));
@@ -1937,9 +1938,7 @@ impl Core {
         if state.on_stage(&self.me) || state.successors.contains(&self.me) {
             return base;
         }
-        // A newcomer knows few members yet (they send presence minutes apart in a large
-        // room): the host's own count in the directory says how many there are.
-        let members = (m.presence.len() as u64).max(announced_listeners(&self.directory, m));
+        let members = room_size(&self.directory, m);
         (members * 1_000 / AUDIENCE_PRESENCE_PER_S).clamp(base, MAX_AUDIENCE_PRESENCE_MS.max(base))
     }
 
@@ -2136,7 +2135,7 @@ impl Core {
         if now < m.joined_at + self.config.presence_interval_ms.max(NEIGHBOUR_RETRY_MS) {
             return;
         }
-        let members = (m.presence.len() as u64).max(announced_listeners(&self.directory, m));
+        let members = room_size(&self.directory, m);
         let share = ROOM_NEIGHBOURS as f64 / members.max(1) as f64;
         if !self.rng.random_bool(share.min(1.0)) {
             return;
@@ -2234,7 +2233,8 @@ impl Core {
         }
     }
 
-    fn send_presence(&mut self, leaving: bool) {
+    /// Publishes our presence; returns the bytes published, if it went out.
+    fn send_presence(&mut self, leaving: bool) -> Option<Vec<u8>> {
         let interval = self.presence_interval_ms();
         // Others keep our entry three intervals: the next heartbeat must come within this
         // one even if the room grows meanwhile (a newcomer's interval grows fast: it learns
@@ -2252,8 +2252,12 @@ impl Core {
             addresses,
             leaving,
         };
-        if let Err(e) = self.publish_ephemeral(body, Some(Publication::Presence { leaving })) {
-            debug!(error = %e, "presence not sent");
+        match self.publish_ephemeral(body, Some(Publication::Presence { leaving })) {
+            Ok((_, payload)) => Some(payload),
+            Err(e) => {
+                debug!(error = %e, "presence not sent");
+                None
+            }
         }
     }
 
@@ -2396,12 +2400,15 @@ fn listing(ann: &Verified<Announcement>) -> Listing {
     }
 }
 
-/// The listeners of room `m` in its latest announcement by its host (or its creator), or 0.
-fn announced_listeners(directory: &Directory, m: &Membership) -> u64 {
+/// How many members room `m` has, as far as we can tell: those present, or the listeners in
+/// the room's latest announcement by its host (or its creator) if more (a newcomer knows few
+/// members yet).
+fn room_size(directory: &Directory, m: &Membership) -> u64 {
     let state = m.room.state();
     let genesis_author = m.room.genesis().author;
-    directory
+    let announced = directory
         .get(&m.room.id())
         .filter(|a| a.author == state.host || a.author == genesis_author)
-        .map_or(0, |a| u64::from(a.listener_count))
+        .map_or(0, |a| u64::from(a.listener_count));
+    (m.presence.len() as u64).max(announced)
 }
