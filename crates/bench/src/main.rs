@@ -10,11 +10,13 @@
 //! cargo run --release -p ruang-bench -- join         # ticket -> first audio played
 //! cargo run --release -p ruang-bench -- directory    # announcement propagation, 30 nodes
 //! cargo run --release -p ruang-bench -- listener-cpu # per-frame cost at a listener
+//! cargo run --release -p ruang-bench -- codec        # Opus settings by PESQ-WB on speech
 //! ```
 //!
 //! Each scenario prints Markdown tables on stdout (progress on stderr) and, with
 //! `--report FILE`, appends them to FILE. Run files (WAVs, child logs) go under `--out`.
 
+mod codec;
 mod cpu;
 mod directory;
 mod helpers;
@@ -119,6 +121,8 @@ enum Scenario {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Opus settings scored with PESQ-WB on spoken sentences (needs espeak-ng, python3, pesq).
+    Codec,
     /// (internal) N listener nodes in one process.
     #[command(hide = true)]
     HelperListeners {
@@ -240,6 +244,7 @@ fn main() -> Result<()> {
     let tables: Vec<Table> = match args.scenario {
         Scenario::Smoke => smoke::smoke(&ctx)?,
         Scenario::Latency => pair::latency(&ctx)?,
+        Scenario::Codec => codec::codec(&ctx)?,
         Scenario::Loss => pair::loss(&ctx)?,
         Scenario::Cpu { listeners, mesh } => {
             ctx.listener_counts = listeners;
