@@ -17,6 +17,7 @@
 //!   sequence numbers and timestamps).
 //! - [`jitter`]: the adaptive [`jitter::Buffer`] and the ready-to-mix
 //!   [`jitter::SpeakerStream`] (buffer + decoder + voice activity).
+//! - [`loss`]: loss-adaptive FEC: the loss a listener measured, the speaker's loss hint.
 //! - [`mixer`]: sums speakers through a soft [`mixer::Limiter`].
 //! - [`level`]: RMS levels, the wire's 7-bit level, the voice-activity detector.
 //! - [`source`] / [`sink`]: the two small traits audio flows through, with WAV, synthetic
@@ -81,6 +82,7 @@ pub mod codec;
 pub mod format;
 pub mod jitter;
 pub mod level;
+pub mod loss;
 pub mod mixer;
 pub mod pace;
 pub mod resample;

@@ -429,6 +429,13 @@ impl Client {
         self.inbound.close_from(peer)
     }
 
+    /// Tells `peer`, on one of its audio streams to us, that our playout missed `permille` ‰
+    /// of its frames lately (written back within a quarter of a second; a report not yet
+    /// written is replaced). Without an open stream from `peer` it goes nowhere.
+    pub fn report_audio_loss(&self, peer: PeerId, permille: u16) {
+        self.inbound.set_loss_report(peer, permille);
+    }
+
     /// Peers with an open inbound audio stream (one entry per stream).
     pub fn audio_senders(&self) -> Vec<PeerId> {
         self.inbound.open_peers()

@@ -318,3 +318,33 @@ async fn one_peer_gets_a_bounded_share_of_audio_streams() -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+/// A receiver's loss report reaches the sender's link on the stream's reverse direction, and a
+/// newer one replaces it; frames keep flowing on the same streams meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loss_reports_flow_back_to_the_sender() -> anyhow::Result<()> {
+    let (a, mut b, link) = linked_pair().await?;
+    assert_eq!(link.stats().loss_report, None);
+    b.client.report_audio_loss(a.id(), 37);
+    eventually(SOON, "the first report at the sender", || async {
+        link.stats().loss_report.map(|(p, _)| p) == Some(37)
+    })
+    .await?;
+    // Out-of-range values are clamped.
+    b.client.report_audio_loss(a.id(), 5_000);
+    eventually(SOON, "the second report at the sender", || async {
+        link.stats().loss_report.map(|(p, _)| p) == Some(1000)
+    })
+    .await?;
+    for seq in 0..20 {
+        link.push(frame(seq));
+    }
+    let got = tokio::time::timeout(SOON, b.audio.recv()).await?;
+    assert!(got.is_some(), "frames still flow");
+    assert_eq!(link.stats().reconnects, 0, "{:?}", link.stats());
+    // A peer with no stream to us: the report goes nowhere (and nothing breaks).
+    b.client.report_audio_loss(b.id(), 10);
+    a.client.shutdown().await;
+    b.client.shutdown().await;
+    Ok(())
+}

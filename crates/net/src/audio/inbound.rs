@@ -8,12 +8,12 @@ use std::{
     time::Instant,
 };
 
-use futures::{AsyncWriteExt, StreamExt, io::BufReader};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt, io::BufReader};
 use libp2p::{PeerId, Stream};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{
-    AUDIO_ACK, AudioIn, AudioInStats, InboundCounters, ReadError, bump, load, read_frame,
+    AUDIO_ACK, AUDIO_LOSS_REPORT, AudioIn, AudioInStats, InboundCounters, ReadError, bump, load, read_frame,
     read_header,
 };
 use crate::{
@@ -26,6 +26,13 @@ use crate::{
 
 /// Read buffer per inbound stream: a few frames, so most frames cost one poll.
 const READ_BUFFER: usize = 4096;
+
+/// How often a stream looks for a loss report to send back.
+const REPORT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How long writing one loss report may take before the stream stops reporting (a sender
+/// that never reads its streams' reverse direction).
+const REPORT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// State shared by the acceptor, the readers, the [`AudioInbox`](super::AudioInbox) and the
 /// `Client` (which closes streams by peer).
@@ -51,10 +58,19 @@ impl Default for InboundShared {
     }
 }
 
+/// One open inbound stream.
+#[derive(Debug)]
+struct Open {
+    peer: PeerId,
+    cancel: oneshot::Sender<()>,
+    /// A loss report waiting to be written back on this stream, ‰.
+    loss_report: Option<u16>,
+}
+
 #[derive(Debug, Default)]
 struct Streams {
     next_id: u64,
-    open: HashMap<u64, (PeerId, oneshot::Sender<()>)>,
+    open: HashMap<u64, Open>,
     /// Live outbound [`AudioLink`](crate::AudioLink)s per peer (the event loop keeps their
     /// connections when it trims idle ones).
     links_to: HashMap<PeerId, u32>,
@@ -74,15 +90,42 @@ impl InboundShared {
         if s.open.len() >= MAX_INBOUND_AUDIO_STREAMS {
             return None;
         }
-        let from_peer = s.open.values().filter(|(p, _)| *p == peer).count();
+        let from_peer = s.open.values().filter(|o| o.peer == peer).count();
         if from_peer >= MAX_INBOUND_AUDIO_STREAMS_PER_PEER {
             return None;
         }
         let id = s.next_id;
         s.next_id += 1;
-        let (tx, rx) = oneshot::channel();
-        s.open.insert(id, (peer, tx));
+        let (cancel, rx) = oneshot::channel();
+        s.open.insert(
+            id,
+            Open {
+                peer,
+                cancel,
+                loss_report: None,
+            },
+        );
         Some((id, rx))
+    }
+
+    /// Queues a loss report (‰) for `peer` on its longest-open stream (one report per peer,
+    /// not one per lane); replaces a report not yet written.
+    pub(crate) fn set_loss_report(&self, peer: PeerId, permille: u16) {
+        let mut s = self.lock();
+        let oldest = s
+            .open
+            .iter()
+            .filter(|(_, o)| o.peer == peer)
+            .map(|(id, _)| *id)
+            .min();
+        if let Some(o) = oldest.and_then(|id| s.open.get_mut(&id)) {
+            o.loss_report = Some(permille.min(1000));
+        }
+    }
+
+    /// Takes the loss report queued on stream `id`.
+    fn take_loss_report(&self, id: u64) -> Option<u16> {
+        self.lock().open.get_mut(&id)?.loss_report.take()
     }
 
     fn unregister(&self, id: u64) {
@@ -95,12 +138,12 @@ impl InboundShared {
         let ids: Vec<u64> = s
             .open
             .iter()
-            .filter(|(_, (p, _))| *p == peer)
+            .filter(|(_, o)| o.peer == peer)
             .map(|(id, _)| *id)
             .collect();
         for id in &ids {
-            if let Some((_, cancel)) = s.open.remove(id) {
-                let _ = cancel.send(());
+            if let Some(o) = s.open.remove(id) {
+                let _ = o.cancel.send(());
             }
         }
         ids.len()
@@ -127,14 +170,14 @@ impl InboundShared {
         let s = self.lock();
         s.open
             .values()
-            .map(|(p, _)| *p)
+            .map(|o| o.peer)
             .chain(s.links_to.keys().copied())
             .collect()
     }
 
     /// Peers with an open inbound audio stream (one entry per stream).
     pub(crate) fn open_peers(&self) -> Vec<PeerId> {
-        self.lock().open.values().map(|(p, _)| *p).collect()
+        self.lock().open.values().map(|o| o.peer).collect()
     }
 
     pub(crate) fn stats(&self) -> AudioInStats {
@@ -185,7 +228,9 @@ async fn read_stream(
     inbox: mpsc::Sender<AudioIn>,
     events: mpsc::Sender<Event>,
 ) {
-    let mut reader = BufReader::with_capacity(READ_BUFFER, stream);
+    // Frames come in on the read half; the ack and loss reports go back on the write half.
+    let (read_half, mut write_half) = stream.split();
+    let mut reader = BufReader::with_capacity(READ_BUFFER, read_half);
     let header = tokio::select! {
         _ = &mut cancel => None,
         r = tokio::time::timeout(AUDIO_HEADER_TIMEOUT, read_header(&mut reader)) => match r {
@@ -212,9 +257,8 @@ async fn read_stream(
     };
     // Tell the sender this stream is taken (see the module doc of `audio`).
     let ack = async {
-        let stream = reader.get_mut();
-        stream.write_all(&[AUDIO_ACK]).await?;
-        stream.flush().await
+        write_half.write_all(&[AUDIO_ACK]).await?;
+        write_half.flush().await
     };
     match tokio::time::timeout(AUDIO_HEADER_TIMEOUT, ack).await {
         Ok(Ok(())) => {}
@@ -237,11 +281,53 @@ async fn read_stream(
     // Control events are backpressured; this only delays this one stream's frames.
     let _ = tokio::time::timeout(CALL_TIMEOUT, events.send(opened)).await;
 
+    // Reading is never interrupted (a read cut off mid-frame would lose the framing): the
+    // reports run beside it and end the stream only with it.
+    let reports = async {
+        let mut poll = tokio::time::interval(REPORT_POLL);
+        loop {
+            poll.tick().await;
+            let Some(permille) = shared.take_loss_report(id) else {
+                continue;
+            };
+            let [hi, lo] = permille.to_be_bytes();
+            let write = async {
+                write_half.write_all(&[AUDIO_LOSS_REPORT, hi, lo]).await?;
+                write_half.flush().await
+            };
+            if !matches!(
+                tokio::time::timeout(REPORT_WRITE_TIMEOUT, write).await,
+                Ok(Ok(()))
+            ) {
+                tracing::debug!(%peer, "audio loss report not taken, no more on this stream");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = &mut cancel => {}
+        () = read_frames(peer, &mut reader, &header, &shared, &inbox) => {}
+        () = reports => {}
+    }
+    shared.unregister(id);
+    // Dropping without a graceful close resets the stream (yamux RST, QUIC STOP_SENDING), so
+    // a sender we stopped listening to gets a write error at once.
+    drop(reader);
+    drop(write_half);
+    let closed = Event::AudioStreamClosed { peer, header };
+    let _ = tokio::time::timeout(CALL_TIMEOUT, events.send(closed)).await;
+}
+
+/// Reads frames into the inbox until the stream ends or breaks.
+async fn read_frames<R: futures::AsyncRead + Unpin>(
+    peer: PeerId,
+    reader: &mut R,
+    header: &Arc<[u8]>,
+    shared: &InboundShared,
+    inbox: &mpsc::Sender<AudioIn>,
+) {
     loop {
-        let frame = tokio::select! {
-            _ = &mut cancel => break,
-            f = read_frame(&mut reader) => f,
-        };
+        let frame = read_frame(reader).await;
         match frame {
             Ok(frame) => {
                 bump(&shared.counters.received, 1);
@@ -274,10 +360,4 @@ async fn read_stream(
             }
         }
     }
-    shared.unregister(id);
-    // Dropping without a graceful close resets the stream (yamux RST, QUIC STOP_SENDING), so
-    // a sender we stopped listening to gets a write error at once.
-    drop(reader);
-    let closed = Event::AudioStreamClosed { peer, header };
-    let _ = tokio::time::timeout(CALL_TIMEOUT, events.send(closed)).await;
 }

@@ -11,11 +11,15 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt, stream::FuturesUnordered};
+use futures::{
+    AsyncReadExt, AsyncWriteExt, StreamExt,
+    io::{ReadHalf, WriteHalf},
+    stream::FuturesUnordered,
+};
 use libp2p::{PeerId, Stream};
 use tokio::sync::{Notify, broadcast, watch};
 
-use super::{AUDIO_ACK, AUDIO_PROTOCOL, bump, load, put_chunk};
+use super::{AUDIO_ACK, AUDIO_LOSS_REPORT, AUDIO_PROTOCOL, bump, load, put_chunk};
 use crate::{
     client::Client,
     error::NetError,
@@ -47,7 +51,13 @@ pub struct AudioLinkStats {
     /// Lanes open now (up to [`AUDIO_LANES`]; the first opens before any frame is sent, the
     /// others while frames already flow).
     pub lanes: usize,
+    /// The receiver's latest loss report (‰ of this audio its playout missed) and when it
+    /// came; `None` until one comes (receivers of earlier versions send none).
+    pub loss_report: Option<(u16, Instant)>,
 }
+
+/// A lane's write half: frames go out on it; the read half is left to [`read_reports`].
+type Lane = WriteHalf<Stream>;
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -60,6 +70,7 @@ struct Shared {
     lane_retries: AtomicU64,
     connected: AtomicBool,
     lanes: AtomicU64,
+    loss_report: Mutex<Option<(u16, Instant)>>,
 }
 
 impl Shared {
@@ -147,6 +158,7 @@ impl AudioLink {
             queued: s.queue().len(),
             connected: s.connected.load(Ordering::Relaxed),
             lanes: load(&s.lanes) as usize,
+            loss_report: *s.loss_report.lock().unwrap_or_else(|e| e.into_inner()),
         }
     }
 
@@ -180,9 +192,11 @@ async fn run(
     let mut opened_before = false;
 
     loop {
+        // Ends the lanes' report readers when this session's lanes are dropped.
+        let (session, in_session) = watch::channel(());
         let attempt = tokio::time::timeout(
             AUDIO_OPEN_TIMEOUT,
-            open(&client, &mut control, peer, &hello, &shared),
+            open(&client, &mut control, peer, &hello, &shared, &in_session),
         );
         let opened = tokio::select! {
             _ = stop.changed() => return,
@@ -212,6 +226,7 @@ async fn run(
                             hello.clone(),
                             shared.clone(),
                             client.inbound.closes.clone(),
+                            in_session.clone(),
                         ))
                     })
                     .collect();
@@ -231,6 +246,7 @@ async fn run(
                 End::Failed(e.to_string())
             }
         };
+        drop(session);
         match end {
             End::Stopped => return,
             End::Failed(reason) => {
@@ -257,7 +273,8 @@ async fn open(
     peer: PeerId,
     hello: &[u8],
     shared: &Arc<Shared>,
-) -> Result<Vec<Stream>, NetError> {
+    session: &watch::Receiver<()>,
+) -> Result<Vec<Lane>, NetError> {
     client.connect(peer).await?;
     let first = open_lane(
         control.clone(),
@@ -265,6 +282,7 @@ async fn open(
         hello.to_vec(),
         shared.clone(),
         client.inbound.closes.clone(),
+        session.clone(),
     )
     .await?;
     Ok(vec![first])
@@ -281,7 +299,8 @@ async fn open_lane(
     hello: Vec<u8>,
     shared: Arc<Shared>,
     closes: broadcast::Sender<PeerId>,
-) -> Result<Stream, NetError> {
+    session: watch::Receiver<()>,
+) -> Result<Lane, NetError> {
     let mut why = String::new();
     for attempt in 0..LANE_OPEN_ATTEMPTS {
         if attempt > 0 {
@@ -315,7 +334,11 @@ async fn open_lane(
         };
         tokio::select! {
             r = tokio::time::timeout(AUDIO_ACK_TIMEOUT, opened) => match r {
-                Ok(Ok(Ok(stream))) => return Ok(stream),
+                Ok(Ok(Ok(stream))) => {
+                    let (reports, lane) = stream.split();
+                    tokio::spawn(read_reports(reports, shared.clone(), session));
+                    return Ok(lane);
+                }
                 Ok(Ok(Err(e))) => why = e,
                 Ok(Err(e)) => return Err(e),
                 Err(_) => why = format!("no ack within {AUDIO_ACK_TIMEOUT:?}"),
@@ -327,6 +350,33 @@ async fn open_lane(
     Err(NetError::Stream(format!(
         "audio stream not taken by the receiver after {LANE_OPEN_ATTEMPTS} attempts: {why}"
     )))
+}
+
+/// Reads the receiver's loss reports off a lane until the lane's session ends, the stream
+/// does, or the receiver writes something else.
+async fn read_reports(
+    mut reports: ReadHalf<Stream>,
+    shared: Arc<Shared>,
+    mut session: watch::Receiver<()>,
+) {
+    let mut report = [0u8; 3];
+    loop {
+        tokio::select! {
+            _ = session.changed() => return,
+            r = reports.read_exact(&mut report) => match r {
+                Ok(()) if report[0] == AUDIO_LOSS_REPORT => {
+                    let permille = u16::from_be_bytes([report[1], report[2]]).min(1000);
+                    *shared.loss_report.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((permille, Instant::now()));
+                }
+                Ok(()) => {
+                    tracing::debug!(byte = report[0], "unknown message on an audio lane");
+                    return;
+                }
+                Err(_) => return,
+            },
+        }
+    }
 }
 
 /// Opens one stream and writes the header.
@@ -360,12 +410,12 @@ async fn open_stream(
 /// fails; takes each further lane into the rotation as it opens.
 async fn pump<F>(
     shared: &Shared,
-    lanes: &mut Vec<Stream>,
+    lanes: &mut Vec<Lane>,
     more: &mut FuturesUnordered<F>,
     stop: &mut watch::Receiver<()>,
 ) -> End
 where
-    F: std::future::Future<Output = Result<Stream, NetError>> + Unpin,
+    F: std::future::Future<Output = Result<Lane, NetError>> + Unpin,
 {
     let new_buf = || Vec::with_capacity(AUDIO_LINK_QUEUE * (MAX_AUDIO_FRAME_LEN + 2));
     let mut bufs: Vec<Vec<u8>> = lanes.iter().map(|_| new_buf()).collect();

@@ -8,6 +8,8 @@
 //! header_len: u16 BE | header (≤ MAX_AUDIO_HEADER_LEN)      once, when the stream opens
 //!                                   ← ack: one byte AUDIO_ACK, from the receiver
 //! frame_len:  u16 BE | frame  (1..=MAX_AUDIO_FRAME_LEN)      repeated
+//!                                   ← loss report: AUDIO_LOSS_REPORT | ‰ u16 BE, from time to
+//!                                     time, on one lane per sender
 //! ```
 //!
 //! The ack exists because libp2p-stream hands inbound streams over through a one-slot channel
@@ -43,6 +45,12 @@ use crate::limits::{MAX_AUDIO_FRAME_LEN, MAX_AUDIO_HEADER_LEN};
 
 /// The byte a receiver sends back once it has taken a stream and read its header.
 pub(crate) const AUDIO_ACK: u8 = 0x01;
+
+/// The byte that opens a loss report on a stream's reverse direction: the receiver tells the
+/// sender how much of its audio the playout missed (‰, 0..=1000), so the speaker can size its
+/// forward error correction ([`crate::Client::report_audio_loss`],
+/// [`AudioLinkStats::loss_report`]).
+pub(crate) const AUDIO_LOSS_REPORT: u8 = 0x02;
 
 /// Protocol name of the audio plane.
 pub const AUDIO_PROTOCOL: StreamProtocol = StreamProtocol::new("/ruang/audio/1");
