@@ -86,10 +86,8 @@ impl LossHint {
     /// Takes the worst reported loss (‰) at `now_ms`; returns the hint to set.
     pub fn update(&mut self, now_ms: u64, worst_permille: u16) -> u8 {
         let target = hint_for_loss(worst_permille);
-        if target >= self.current {
-            self.current = target;
-            self.held_since_ms = now_ms;
-        } else if now_ms.saturating_sub(self.held_since_ms) >= LOSS_HINT_HOLD_MS {
+        let held_long_enough = now_ms.saturating_sub(self.held_since_ms) >= LOSS_HINT_HOLD_MS;
+        if target >= self.current || held_long_enough {
             self.current = target;
             self.held_since_ms = now_ms;
         }

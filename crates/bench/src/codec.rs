@@ -178,11 +178,17 @@ pub fn codec(ctx: &Ctx) -> Result<Vec<Table>> {
                     }
                     cells.push(scorer.add(&pass.heard)?);
                 }
-                rows.push((application, vbr_label(&EncoderConfig {
-                    vbr,
-                    constrained_vbr: constrained,
-                    ..EncoderConfig::default()
-                }), complexity, cells, cpu));
+                rows.push((
+                    application,
+                    vbr_label(&EncoderConfig {
+                        vbr,
+                        constrained_vbr: constrained,
+                        ..EncoderConfig::default()
+                    }),
+                    complexity,
+                    cells,
+                    cpu,
+                ));
             }
         }
     }
@@ -231,7 +237,11 @@ pub fn codec(ctx: &Ctx) -> Result<Vec<Table>> {
     let mut rows = Vec::new();
     for bitrate_bps in [16_000, 32_000] {
         for (fec, hint) in [(false, 0u8), (true, 0), (true, 5), (true, 10), (true, 20)] {
-            let label = format!("{} kbps, FEC {}", bitrate_bps / 1000, if fec { "on" } else { "off" });
+            let label = format!(
+                "{} kbps, FEC {}",
+                bitrate_bps / 1000,
+                if fec { "on" } else { "off" }
+            );
             if !ctx.wants(&label) {
                 continue;
             }
@@ -244,7 +254,11 @@ pub fn codec(ctx: &Ctx) -> Result<Vec<Table>> {
             let mut cells = Vec::new();
             let mut kbps = 0.0;
             for loss in losses {
-                let seeds = if matches!(loss, Loss::None) { 1 } else { PATTERNS };
+                let seeds = if matches!(loss, Loss::None) {
+                    1
+                } else {
+                    PATTERNS
+                };
                 let mut idx = Vec::new();
                 for s in 0..seeds {
                     let pattern = loss.pattern(frames, ctx.seed ^ (s * 7919 + 1));
@@ -290,7 +304,13 @@ pub fn codec(ctx: &Ctx) -> Result<Vec<Table>> {
     // 3. Frame duration.
     let mut t = Table::new(
         "Frame duration: PESQ-WB at 32 kbps (defaults otherwise)",
-        &["frame", "clean", "5% random", "encode µs/frame", "decode µs/frame"],
+        &[
+            "frame",
+            "clean",
+            "5% random",
+            "encode µs/frame",
+            "decode µs/frame",
+        ],
     );
     let mut rows = Vec::new();
     for frame in [FrameDuration::Ms10, FrameDuration::Ms20] {
@@ -326,17 +346,31 @@ pub fn codec(ctx: &Ctx) -> Result<Vec<Table>> {
         &["max bandwidth", "PESQ-WB", "kbps sent", "encode µs/frame"],
     );
     let mut rows = Vec::new();
-    for max_bandwidth in [Bandwidth::Wideband, Bandwidth::SuperWideband, Bandwidth::Fullband] {
+    for max_bandwidth in [
+        Bandwidth::Wideband,
+        Bandwidth::SuperWideband,
+        Bandwidth::Fullband,
+    ] {
         let config = EncoderConfig {
             max_bandwidth,
             ..EncoderConfig::default()
         };
         let pass = transcode(&reference, config, &clean)?;
-        rows.push((max_bandwidth, scorer.add(&pass.heard)?, pass.kbps, pass.enc_us));
+        rows.push((
+            max_bandwidth,
+            scorer.add(&pass.heard)?,
+            pass.kbps,
+            pass.enc_us,
+        ));
     }
     let scores = scorer.scores()?;
     for (bw, i, kbps, enc) in rows {
-        t.row(vec![format!("{bw:?}"), opt(scores[i], 2), f(kbps, 1), f(enc, 1)]);
+        t.row(vec![
+            format!("{bw:?}"),
+            opt(scores[i], 2),
+            f(kbps, 1),
+            f(enc, 1),
+        ]);
     }
     t.note(
         "PESQ P.862.2 scores 50–7,000 Hz: bits spent above 8 kHz (super-wideband, fullband) \

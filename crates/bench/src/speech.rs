@@ -68,10 +68,7 @@ fn level(samples: &mut [f32], dbov: f64) {
         .map(|c| c.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / c.len() as f64)
         .collect();
     let loudest = powers.iter().cloned().fold(0.0, f64::max);
-    let active: Vec<f64> = powers
-        .into_iter()
-        .filter(|&p| p > loudest * 1e-3)
-        .collect();
+    let active: Vec<f64> = powers.into_iter().filter(|&p| p > loudest * 1e-3).collect();
     if active.is_empty() {
         return;
     }

@@ -19,6 +19,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use ruang_audio::codec::EncoderConfig;
+use ruang_audio::loss;
 use ruang_audio::send::Sender;
 use ruang_net::{
     Client, Event, Events, MessageId, Multiaddr, NetError, PeerId, SyncReply, Verdict as NetVerdict,
@@ -194,6 +195,7 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
         background: FuturesUnordered::new(),
         join_addrs: None,
         stopped: false,
+        heard_before: HashMap::new(),
     };
     // The core's first outputs (the directory's subscription) are done before the node is.
     driver
@@ -251,6 +253,8 @@ struct Driver {
     join_addrs: Option<(PublicKey, Vec<Multiaddr>)>,
     /// The core said [`Output::Stopped`].
     stopped: bool,
+    /// Each heard speaker's playout counters at the last stats, for the loss reported back.
+    heard_before: HashMap<PublicKey, ruang_audio::jitter::Stats>,
 }
 
 /// Waits for the output in flight, if any (never resolves when there is none).
@@ -785,6 +789,8 @@ impl Driver {
         let encoder = EncoderConfig {
             frame: self.config.frame,
             bitrate_bps: self.config.bitrate_bps,
+            // No FEC until a listener reports loss (`ruang_audio::loss`).
+            packet_loss_pct: 0,
             ..EncoderConfig::default()
         };
         let mut speaker = [0u8; 8];
@@ -973,6 +979,7 @@ impl Driver {
                 });
             }
             AudioEvent::Stats(list) => {
+                self.report_loss(&list);
                 let in_room = self.core.membership().is_some();
                 let speakers = list
                     .into_iter()
@@ -1007,6 +1014,7 @@ impl Driver {
                     frames_sent: self.outbound.frames.load(Ordering::Relaxed),
                     frames_dropped: dropped,
                     listeners_served: served,
+                    loss_hint_pct: self.outbound.loss_hint.load(Ordering::Relaxed) as u8,
                 });
             }
             AudioEvent::Flooding(peer) => {
@@ -1015,6 +1023,25 @@ impl Driver {
                 }
             }
         }
+    }
+}
+
+impl Driver {
+    /// Tells each speaker heard how much of its audio the playout missed since the last stats
+    /// (it sizes its forward error correction from that: `ruang_audio::loss`).
+    fn report_loss(&mut self, list: &[(PublicKey, ruang_audio::jitter::SpeakerStats)]) {
+        let mut now = HashMap::with_capacity(list.len());
+        for (key, stats) in list {
+            let before = self.heard_before.get(key);
+            if let Some(permille) = before.and_then(|b| loss::measured_loss(b, &stats.jitter))
+                && let Some(peer) = ids::peer_id(key)
+            {
+                self.client.report_audio_loss(peer, permille);
+            }
+            now.insert(*key, stats.jitter);
+        }
+        // Only speakers in this report are kept: the map is as bounded as the mixer.
+        self.heard_before = now;
     }
 }
 

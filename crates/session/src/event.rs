@@ -274,6 +274,9 @@ pub enum NodeEvent {
         frames_dropped: u64,
         /// Listeners this node streams to directly.
         listeners_served: usize,
+        /// The packet-loss hint this node's encoder uses now, % (0: FEC off; raised from the
+        /// listeners' loss reports).
+        loss_hint_pct: u8,
     },
     /// Something went wrong that the user should know; the node keeps running.
     Error {

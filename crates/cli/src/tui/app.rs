@@ -194,6 +194,7 @@ impl App {
                 frames_sent,
                 frames_dropped,
                 listeners_served,
+                ..
             } => {
                 self.health = Health {
                     measured: true,

@@ -13,8 +13,8 @@ use libp2p::{PeerId, Stream};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{
-    AUDIO_ACK, AUDIO_LOSS_REPORT, AudioIn, AudioInStats, InboundCounters, ReadError, bump, load, read_frame,
-    read_header,
+    AUDIO_ACK, AUDIO_LOSS_REPORT, AudioIn, AudioInStats, InboundCounters, ReadError, bump, load,
+    read_frame, read_header,
 };
 use crate::{
     event::Event,

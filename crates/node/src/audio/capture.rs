@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
+use ruang_audio::loss::{self, LossHint};
 use ruang_audio::wire::Frame;
 use ruang_proto::seal::RoomKey;
 
@@ -32,6 +33,13 @@ pub enum Pacing {
 /// once sending is allowed the next frame waits for its own deadline again.
 const IDLE_BATCH_FRAMES: u64 = 5;
 
+/// How often the capture thread looks at the listeners' loss reports, in frames (200 ms at
+/// 20 ms frames): a report changes the hint within a frame of this.
+const LOSS_CHECK_EVERY: u64 = 10;
+
+/// Loss reports older than this are ignored (listeners report every second).
+const REPORT_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the capture thread sends to, shared with the node task that decides it.
 #[derive(Default)]
 pub struct Outbound {
@@ -47,11 +55,29 @@ pub struct Outbound {
     pub salt: AtomicU64,
     /// A private room's key and id: frame payloads are sealed with them.
     pub seal: Mutex<Option<(RoomKey, [u8; 32])>>,
+    /// The encoder's packet-loss hint in force, % (set by the capture thread from the
+    /// listeners' loss reports; read for stats).
+    pub loss_hint: AtomicU64,
 }
 
 impl Outbound {
     fn transmitting(&self) -> bool {
         self.allowed.load(Ordering::Relaxed) && !self.self_muted.load(Ordering::Relaxed)
+    }
+
+    /// The worst loss the listeners reported lately (‰, see [`loss::worst_loss`]); `None`
+    /// when none of them reported within [`REPORT_FRESH`].
+    fn reported_loss(&self) -> Option<u16> {
+        let mut reports: Vec<u16> = {
+            let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+            links
+                .iter()
+                .filter_map(|l| l.stats().loss_report)
+                .filter(|(_, at)| at.elapsed() <= REPORT_FRESH)
+                .map(|(permille, _)| permille)
+                .collect()
+        };
+        loss::worst_loss(&mut reports)
     }
 
     fn send(&self, mut frame: Frame) {
@@ -99,6 +125,7 @@ impl Capture {
                 let t0 = clock.now_us();
                 let mut was_sending = false;
                 let mut was_talking = false;
+                let mut hint = LossHint::new();
                 for i in 0u64.. {
                     if stopping.load(Ordering::Relaxed) {
                         break;
@@ -133,6 +160,22 @@ impl Capture {
                         break;
                     }
                     let sending = outbound.transmitting();
+                    if sending && i % LOSS_CHECK_EVERY == 0 {
+                        // Clean paths get every bit for the voice; lossy ones get FEC sized
+                        // to the loss (`ruang_audio::loss`).
+                        let before = hint.current();
+                        let worst = outbound.reported_loss().unwrap_or(0);
+                        let now = hint.update(clock.now_us() / 1_000, worst);
+                        if now != before {
+                            match sender.encoder_mut().set_packet_loss(now) {
+                                Ok(()) => outbound.loss_hint.store(now.into(), Ordering::Relaxed),
+                                Err(e) => {
+                                    let _ =
+                                        events.try_send(AudioEvent::Error(format!("encoder: {e}")));
+                                }
+                            }
+                        }
+                    }
                     if sending {
                         match sender.encode(&pcm) {
                             Ok(Some(frame)) => outbound.send(frame),

@@ -9,6 +9,7 @@ mod directory_20_nodes;
 mod flood;
 mod forgery;
 mod late_joiner_sync;
+mod loss_adaptive_fec;
 mod mute_and_ban;
 mod private_room;
 mod relay;
