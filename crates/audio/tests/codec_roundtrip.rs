@@ -8,8 +8,8 @@ use ruang_audio::FrameDuration;
 use ruang_audio::codec::{Decoder, Encoder, EncoderConfig, OPUS_LOOKAHEAD};
 use support::{best_lag, correlation_at, voice};
 
-/// Measured with libopus 1.6.1 (bundled by opusic-sys 0.7.7), the default encoder
-/// (complexity 5, FEC) and voice seed 11 at 32 kbps: 0.922 (20 ms) and 0.919 (10 ms) at the
+/// Measured with libopus 1.6.1 (bundled by opusic-sys 0.7.7), the encoder's defaults of the
+/// time (complexity 5, FEC) and voice seed 11 at 32 kbps: 0.922 (20 ms) and 0.919 (10 ms) at the
 /// best lag (308 / 307 samples; 0.88 at exactly the 312-sample lookahead). Scrambled packets
 /// give 0.02, another voice -0.003.
 const THRESHOLD: f64 = 0.9;

@@ -205,13 +205,14 @@ fn speaker(ctx: &Ctx) -> Result<Table> {
     }
     t.note(format!(
         "Measured over {} s after every listener was served and 3 s of settling. Mean Opus \
-         payload of this voice at the default settings (32 kbit/s VBR, FEC, complexity 5): \
-         {payload:.1} bytes/frame; overhead = wire bytes per frame per listener − that (ruang \
+         payload of this voice at the node's settings (32 kbit/s VBR, complexity {}, loss hint \
+         from the listeners' reports): {payload:.1} bytes/frame; overhead = wire bytes per frame per listener − that (ruang \
          frame header 19 B + length prefix 2 B + QUIC/UDP/IP headers and AEAD tag, ACK-eliciting \
          control traffic and gossip amortised). delivered % = frames the listeners accepted / \
          (frames sent × listeners) over the same window (their counters are read once a second, \
          so ±1 s of frames).",
-        ctx.seconds
+        ctx.seconds,
+        ruang_audio::codec::EncoderConfig::default().complexity
     ));
     if !use_ns {
         t.note(
