@@ -22,6 +22,7 @@
 //! - [`level`]: RMS levels, the wire's 7-bit level, the voice-activity detector.
 //! - [`source`] / [`sink`]: the two small traits audio flows through, with WAV, synthetic
 //!   voice, tone, silence, WAV sink and Ogg Opus recording.
+//! - [`voice`]: echo cancellation, noise suppression and gain control for microphones.
 //! - [`resample`]: rate and channel conversion at the edges (files, sound cards).
 //! - [`pace`]: the real-time schedule (absolute deadlines), as arithmetic.
 //!
@@ -89,6 +90,7 @@ pub mod resample;
 pub mod send;
 pub mod sink;
 pub mod source;
+pub mod voice;
 pub mod wire;
 
 pub use format::{FrameDuration, SAMPLE_RATE};

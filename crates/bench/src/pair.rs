@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ruang_bench::analysis::{self, ChirpDelay, Percentiles, Quality, Timing, TrainConfig, Window};
+use ruang_bench::speech::{self, Scorer};
 use ruang_bench::table::{Table, f, opt};
 use ruang_proto::Ticket;
 use ruang_testkit::impair::{GilbertElliott, LinkConfig, Relay, RelayConfig, Spike};
@@ -145,20 +146,29 @@ pub fn relay_scenarios() -> Vec<(&'static str, LinkConfig)> {
     ]
 }
 
-/// Runs one host/listener pair and measures it.
-pub fn run(ctx: &Ctx, spec: Spec) -> Result<Outcome> {
-    eprintln!("[pair] {} ({} s) ...", spec.label, spec.seconds);
-    let dir = ctx.run_dir(&spec.label)?;
-    let config = TrainConfig {
-        seed: spec.seed,
-        ..TrainConfig::default()
-    };
-    let train = analysis::chirp_train(config.lead_in_s + spec.seconds, &config);
+/// What one host/listener pair played.
+struct Played {
+    /// The listener's recording.
+    heard: Vec<f32>,
+    /// When capture and playout started.
+    timing: Timing,
+    /// The listener's last counters for the host.
+    stats: Value,
+    /// The listener's jitter-buffer targets for the host, one per second.
+    targets: Vec<f64>,
+    /// Frames the host sent and dropped.
+    frames_sent: u64,
+    host_dropped: u64,
+    /// What the relay did.
+    relay: Option<String>,
+}
+
+/// Runs one host/listener pair: the host speaks `samples` (48 kHz), the listener records.
+fn play(spec: &Spec, dir: &std::path::Path, samples: &[f32], keep: bool) -> Result<Played> {
     let source = dir.join("source.wav");
-    analysis::write_wav(&source, &train.samples)?;
+    analysis::write_wav(&source, samples)?;
     let heard_path = dir.join("heard.wav");
     let frame = spec.frame_ms.to_string();
-
     let tunnel = match spec.path {
         Path::Tunnel(_) => Some(netns::Tunnel::create("tun", 41)?),
         _ => None,
@@ -263,7 +273,7 @@ pub fn run(ctx: &Ctx, spec: Spec) -> Result<Outcome> {
     let playout_us = listener.wait_event(Duration::from_secs(10), "playout_started")?["unix_us"]
         .as_u64()
         .context("playout_started.unix_us")?;
-    let total = config.lead_in_s + spec.seconds;
+    let total = samples.len() as f64 / analysis::RATE as f64;
     host.wait_event(Duration::from_secs_f64(total + 60.0), "source_ended")?;
     let capture_us = host
         .seen
@@ -317,6 +327,38 @@ pub fn run(ctx: &Ctx, spec: Spec) -> Result<Outcome> {
         capture_unix_us: capture_us,
         playout_unix_us: playout_us,
     };
+    if !keep {
+        let _ = std::fs::remove_file(&source);
+    }
+    Ok(Played {
+        heard,
+        timing,
+        stats,
+        targets,
+        frames_sent,
+        host_dropped,
+        relay: relay_text,
+    })
+}
+
+/// Runs one host/listener pair with the chirp train and measures it.
+pub fn run(ctx: &Ctx, spec: Spec) -> Result<Outcome> {
+    eprintln!("[pair] {} ({} s) ...", spec.label, spec.seconds);
+    let dir = ctx.run_dir(&spec.label)?;
+    let config = TrainConfig {
+        seed: spec.seed,
+        ..TrainConfig::default()
+    };
+    let train = analysis::chirp_train(config.lead_in_s + spec.seconds, &config);
+    let Played {
+        heard,
+        timing,
+        stats,
+        targets,
+        frames_sent,
+        host_dropped,
+        relay: relay_text,
+    } = play(&spec, &dir, &train.samples, ctx.keep)?;
     // Measure from the first chirp after the listener first heard anything.
     let first_heard = heard
         .iter()
@@ -355,10 +397,156 @@ pub fn run(ctx: &Ctx, spec: Spec) -> Result<Outcome> {
         mean_target_ms: Percentiles::of(&targets).mean,
         spec,
     };
-    if !ctx.keep {
-        let _ = std::fs::remove_file(&source);
-    }
     Ok(outcome)
+}
+
+/// PESQ-WB of speech through one pair, over the repetitions of the reference heard.
+pub struct SpeechScore {
+    /// Mean score.
+    pub mean: f64,
+    /// Worst repetition.
+    pub min: f64,
+    /// Repetitions scored.
+    pub n: usize,
+}
+
+/// Repetitions of the spoken reference scored per speech run (after the lead-in).
+const SPEECH_REPEATS: usize = 3;
+
+/// Runs the pair again with speech ([`speech::reference`], repeated) and scores what the
+/// listener heard with PESQ-WB. Each repetition is cut from the recording where a perfect
+/// network would have played it plus the delay that best lines up the two signals' 10 ms
+/// energy envelopes (0–1 s); PESQ aligns finer itself.
+pub fn speech_run(ctx: &Ctx, spec: &Spec) -> Result<SpeechScore> {
+    let label = format!("{} speech", spec.label);
+    eprintln!("[pair] {label} ...");
+    let dir = ctx.run_dir(&label)?;
+    let reference = speech::reference(&dir)?;
+    let lead_in = (TrainConfig::default().lead_in_s * analysis::RATE as f64) as usize;
+    let len = reference.len();
+    let reps = lead_in.div_ceil(len) + SPEECH_REPEATS;
+    let samples: Vec<f32> = reference.iter().copied().cycle().take(reps * len).collect();
+    let played = play(spec, &dir, &samples, ctx.keep)?;
+    let mut scorer = Scorer::new(&dir.join("pesq"), &reference)?;
+    let first_heard = played
+        .heard
+        .iter()
+        .position(|s| s.abs() > 0.01)
+        .unwrap_or(played.heard.len()) as i64;
+    let mut queued = 0;
+    for k in lead_in.div_ceil(len)..reps {
+        let zero = played.timing.zero_delay_pos(k * len);
+        if zero < first_heard {
+            continue;
+        }
+        let Some(at) = align(&reference, &played.heard, zero) else {
+            continue;
+        };
+        let mut cut: Vec<f32> = played.heard.iter().skip(at).take(len).copied().collect();
+        cut.resize(len, 0.0);
+        scorer.add(&cut)?;
+        queued += 1;
+    }
+    if queued == 0 {
+        bail!("{label}: no repetition of the speech was heard — see {}", dir.display());
+    }
+    let scores: Vec<f64> = scorer.scores()?.into_iter().flatten().collect();
+    if scores.is_empty() {
+        bail!("{label}: PESQ scored nothing");
+    }
+    if !ctx.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(SpeechScore {
+        mean: scores.iter().sum::<f64>() / scores.len() as f64,
+        min: scores.iter().copied().fold(f64::INFINITY, f64::min),
+        n: scores.len(),
+    })
+}
+
+/// Where in `heard` the signal that starts at `zero` (no delay) is best lined up with
+/// `reference`: the lag of 0–1 s (10 ms steps) that maximises the correlation of the two
+/// 10 ms energy envelopes.
+fn align(reference: &[f32], heard: &[f32], zero: i64) -> Option<usize> {
+    const STEP: usize = analysis::RATE / 100;
+    let envelope = |x: &[f32]| -> Vec<f64> {
+        x.chunks(STEP)
+            .map(|c| (c.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>()).sqrt())
+            .collect()
+    };
+    let zero = usize::try_from(zero).ok()?;
+    let r = envelope(reference);
+    let h = envelope(heard.get(zero..)?);
+    let mut best = None;
+    for lag in 0..100usize {
+        let Some(window) = h.get(lag..lag + r.len()) else {
+            break;
+        };
+        let score: f64 = r.iter().zip(window).map(|(a, b)| a * b).sum();
+        if best.is_none_or(|(_, s)| score > s) {
+            best = Some((lag, score));
+        }
+    }
+    best.map(|(lag, _)| zero + lag * STEP)
+}
+
+/// Whether the speech pass can run here (espeak-ng, python3 with pesq); why not otherwise.
+pub fn speech_available() -> Result<(), String> {
+    let ok = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ok("espeak-ng", &["--version"]) {
+        return Err("espeak-ng not found".into());
+    }
+    if !ok("python3", &["-c", "import numpy, pesq"]) {
+        return Err("python3 with numpy and pesq not found (pip3 install numpy pesq)".into());
+    }
+    Ok(())
+}
+
+/// The two PESQ cells of a row (a second run of the pair with speech), or why not.
+fn speech_cells(
+    ctx: &Ctx,
+    spec: &Spec,
+    available: &Result<(), String>,
+    t: &mut Table,
+) -> [String; 2] {
+    if available.is_err() {
+        return ["–".into(), "–".into()];
+    }
+    match speech_run(ctx, spec) {
+        Ok(s) => {
+            if s.n < SPEECH_REPEATS {
+                t.note(format!(
+                    "`{}` PESQ-WB over {} of {SPEECH_REPEATS} repetitions (the others were not \
+                     heard or not scored).",
+                    spec.label, s.n
+                ));
+            }
+            [f(s.mean, 2), f(s.min, 2)]
+        }
+        Err(e) => {
+            t.note(format!("`{}` speech run failed: {e:#}", spec.label));
+            ["–".into(), "–".into()]
+        }
+    }
+}
+
+fn speech_note(available: &Result<(), String>) -> String {
+    match available {
+        Ok(()) => format!(
+            "PESQ-WB: a second run of the same pair in which the host speaks {SPEECH_REPEATS} \
+             repetitions of the spoken reference of `codec` after the lead-in; each \
+             repetition the listener heard is scored against the reference (P.862.2 wideband, \
+             scripts/pesq_score.py): mean and worst."
+        ),
+        Err(why) => format!("PESQ-WB columns empty: {why}."),
+    }
 }
 
 /// `latency`: mouth-to-ear delay per scenario.
@@ -409,11 +597,15 @@ pub fn latency(ctx: &Ctx) -> Result<Vec<Table>> {
             "lost",
             "fec",
             "concealed",
+            "PESQ-WB mean",
+            "PESQ-WB min",
         ],
     );
+    let speech_ok = speech_available();
     for spec in specs.into_iter().filter(|s| ctx.wants(&s.label)) {
+        let score = speech_cells(ctx, &spec, &speech_ok, &mut t);
         let o = run(ctx, spec)?;
-        t.row(vec![
+        let mut row = vec![
             o.spec.label.clone(),
             o.chirps.len().to_string(),
             o.missed().to_string(),
@@ -431,12 +623,15 @@ pub fn latency(ctx: &Ctx) -> Result<Vec<Table>> {
             o.stat("lost").to_string(),
             o.stat("fec").to_string(),
             o.stat("concealed").to_string(),
-        ]);
+        ];
+        row.extend(score);
+        t.row(row);
         if let Some(r) = &o.relay {
             t.note(format!("`{}` relay:\n```\n{r}\n```", o.spec.label));
         }
         eprintln!("{}", t.render());
     }
+    t.note(speech_note(&speech_ok));
     t.note(
         "Delay = (playout_started + position of the chirp found by cross-correlation) − \
          (capture_started + its offset in the source). Counters: the listener's last `stats` \
@@ -503,9 +698,13 @@ pub fn loss(ctx: &Ctx) -> Result<Vec<Table>> {
             "delay p95 ms",
             "delay max ms",
             "chirps missed",
+            "PESQ-WB mean",
+            "PESQ-WB min",
         ],
     );
+    let speech_ok = speech_available();
     for spec in specs.into_iter().filter(|s| ctx.wants(&s.label)) {
+        let score = speech_cells(ctx, &spec, &speech_ok, &mut t);
         let o = run(ctx, spec)?;
         let sim = Percentiles::of(&o.quality.window_similarity);
         let p5 = {
@@ -535,7 +734,10 @@ pub fn loss(ctx: &Ctx) -> Result<Vec<Table>> {
             f(o.delays.p95, 1),
             f(o.delays.max, 1),
             format!("{}/{}", o.missed(), o.chirps.len()),
-        ]);
+        ]
+        .into_iter()
+        .chain(score)
+        .collect());
         if let Some(r) = &o.relay {
             t.note(format!("`{}` relay:\n```\n{r}\n```", o.spec.label));
         }
@@ -547,6 +749,7 @@ pub fn loss(ctx: &Ctx) -> Result<Vec<Table>> {
         }
         eprintln!("{}", t.render());
     }
+    t.note(speech_note(&speech_ok));
     if !ns {
         t.note("Tunnel rows (TCP next to QUIC) skipped: network namespaces need root and `ip`.");
     }

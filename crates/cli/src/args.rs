@@ -210,6 +210,16 @@ pub struct RoomOptions {
     /// Opus bitrate in kbit/s (6 to 128).
     #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(6..=128))]
     pub bitrate: Option<u32>,
+    /// Microphone: turn echo cancellation off (on by default: without headphones the room
+    /// would hear itself back; only a microphone is processed, never a file or a test source).
+    #[arg(long)]
+    pub no_echo_cancel: bool,
+    /// Microphone: turn noise suppression off (on by default).
+    #[arg(long)]
+    pub no_noise_suppression: bool,
+    /// Microphone: turn automatic gain control off (on by default).
+    #[arg(long)]
+    pub no_gain_control: bool,
     /// Headless: commands as JSON lines on stdin, events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,

@@ -46,6 +46,12 @@ pub struct FileConfig {
     pub bitrate: Option<u32>,
     /// Frame length in ms (10 or 20).
     pub frame_ms: Option<u32>,
+    /// Microphone echo cancellation (default true), as `--no-echo-cancel`.
+    pub echo_cancel: Option<bool>,
+    /// Microphone noise suppression (default true), as `--no-noise-suppression`.
+    pub noise_suppression: Option<bool>,
+    /// Microphone automatic gain control (default true), as `--no-gain-control`.
+    pub gain_control: Option<bool>,
 }
 
 /// Where ruang keeps its files.

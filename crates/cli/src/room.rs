@@ -95,6 +95,7 @@ pub async fn run(
         .node_builder(room.name.clone())
         .frame(room.frame)
         .bitrate(room.bitrate_bps)
+        .voice(room.voice)
         .spawn()
         .await?;
     let events = node.subscribe();

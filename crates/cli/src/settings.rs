@@ -1,5 +1,6 @@
 //! Flags and configuration file merged into what a command needs (flags win).
 
+use ruang_audio::voice::VoiceConfig;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -164,12 +165,15 @@ pub struct Room {
     pub frame: FrameDuration,
     /// Opus bitrate, bits per second.
     pub bitrate_bps: u32,
+    /// Voice processing for a microphone.
+    pub voice: VoiceConfig,
     /// JSON-lines mode.
     pub json: bool,
 }
 
 impl Room {
-    /// Resolves `--input`, `--output`, `--frame-ms`, `--bitrate` against the config file.
+    /// Resolves `--input`, `--output`, `--frame-ms`, `--bitrate` and the voice-processing
+    /// switches against the config file.
     pub fn resolve(settings: &Settings, opts: &RoomOptions) -> Result<Room> {
         let input_text = opts.input.clone().or_else(|| settings.file.input.clone());
         let output_text = opts.output.clone().or_else(|| settings.file.output.clone());
@@ -194,6 +198,13 @@ impl Room {
             output_explicit: output_text.is_some(),
             frame,
             bitrate_bps: kbps * 1_000,
+            voice: VoiceConfig {
+                echo_cancellation: !opts.no_echo_cancel
+                    && settings.file.echo_cancel.unwrap_or(true),
+                noise_suppression: !opts.no_noise_suppression
+                    && settings.file.noise_suppression.unwrap_or(true),
+                gain_control: !opts.no_gain_control && settings.file.gain_control.unwrap_or(true),
+            },
             json: opts.json,
         })
     }

@@ -1,5 +1,6 @@
 //! How a node is set up: [`Config`] and its builder.
 
+use ruang_audio::voice::VoiceConfig;
 use std::time::Duration;
 
 use ruang_audio::format::FrameDuration;
@@ -52,6 +53,10 @@ pub struct Config {
     pub announce_interval: Duration,
     /// Anti-entropy sync interval (ask a member for events we may lack).
     pub sync_interval: Duration,
+    /// Echo cancellation, noise suppression and gain control for a microphone
+    /// ([`Pacing::Device`](crate::Pacing::Device) sources; files and synthetic sources are
+    /// sent as they are). All on by default.
+    pub voice: VoiceConfig,
 }
 
 impl Config {
@@ -76,6 +81,7 @@ impl Config {
             presence_interval: Duration::from_secs(2),
             announce_interval: Duration::from_millis(ruang_proto::directory::ANNOUNCE_INTERVAL_MS),
             sync_interval: Duration::from_secs(5),
+            voice: VoiceConfig::microphone(),
         }
     }
 }
@@ -168,6 +174,12 @@ impl Builder {
     /// Audio frame duration.
     pub fn frame(mut self, frame: FrameDuration) -> Self {
         self.config.frame = frame;
+        self
+    }
+
+    /// Voice processing for microphone input.
+    pub fn voice(mut self, voice: VoiceConfig) -> Self {
+        self.config.voice = voice;
         self
     }
 

@@ -20,6 +20,11 @@ use futures::stream::FuturesUnordered;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use ruang_audio::codec::EncoderConfig;
 use ruang_audio::loss;
+use ruang_audio::voice::VoiceProcessor;
+
+/// The echo canceller's first guess of the loudspeaker-to-microphone delay, ms (sound card
+/// buffers both ways; AEC3 finds the actual delay itself).
+const VOICE_DELAY_HINT_MS: u32 = 40;
 use ruang_audio::send::Sender;
 use ruang_net::{
     Client, Event, Events, MessageId, Multiaddr, NetError, PeerId, SyncReply, Verdict as NetVerdict,
@@ -37,7 +42,7 @@ use crate::addrs::{self, peer_of, relay_part};
 use crate::audio::capture::{Capture, Outbound, Pacing};
 use crate::audio::playout::{Mixing, Playout, SharedMixing};
 use crate::audio::receive::{self, ReceiveCounters};
-use crate::audio::{AUDIO_EVENT_CAP, AudioEvent, Policy, SharedPolicy};
+use crate::audio::{AUDIO_EVENT_CAP, AudioEvent, FarEnd, Policy, SharedPolicy};
 use crate::clock::{self, Clock};
 use crate::config::Config;
 use crate::error::NodeError;
@@ -196,6 +201,7 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
         join_addrs: None,
         stopped: false,
         heard_before: HashMap::new(),
+        far_end: Arc::new(FarEnd::default()),
     };
     // The core's first outputs (the directory's subscription) are done before the node is.
     driver
@@ -253,6 +259,8 @@ struct Driver {
     join_addrs: Option<(PublicKey, Vec<Multiaddr>)>,
     /// The core said [`Output::Stopped`].
     stopped: bool,
+    /// The played mix, for the microphone's echo canceller.
+    far_end: Arc<FarEnd>,
     /// Each heard speaker's playout counters at the last stats, for the loss reported back.
     heard_before: HashMap<PublicKey, ruang_audio::jitter::Stats>,
 }
@@ -728,7 +736,13 @@ impl Driver {
                     old.finish();
                 }
                 let result =
-                    Playout::spawn(sink, self.mixing.clone(), self.clock, self.audio_tx.clone())
+                    Playout::spawn(
+                        sink,
+                        self.mixing.clone(),
+                        self.far_end.clone(),
+                        self.clock,
+                        self.audio_tx.clone(),
+                    )
                         .map(|p| self.playout = Some(p))
                         .map_err(|e| NodeError::Audio(e.to_string()));
                 let _ = reply.send(result);
@@ -811,9 +825,17 @@ impl Driver {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        // A microphone gets echo cancellation (against what this node plays), noise
+        // suppression and gain control; files and synthetic sources go out as they are.
+        let voice = (pacing == Pacing::Device && self.config.voice.any()).then(|| {
+            let mut processor = VoiceProcessor::new(self.config.voice);
+            processor.set_delay_ms(VOICE_DELAY_HINT_MS);
+            (processor, self.far_end.attach())
+        });
         let capture = Capture::spawn(
             source,
             pacing,
+            voice,
             sender,
             self.outbound.clone(),
             self.clock,

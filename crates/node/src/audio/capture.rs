@@ -6,6 +6,8 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use ruang_audio::loss::{self, LossHint};
+use ruang_audio::voice::VoiceProcessor;
+use std::sync::mpsc::Receiver;
 use ruang_audio::wire::Frame;
 use ruang_proto::seal::RoomKey;
 
@@ -105,10 +107,12 @@ pub struct Capture {
 
 impl Capture {
     /// Starts capturing from `source` with `sender` (which fixes the frame duration and the
-    /// encoder settings).
+    /// encoder settings); `voice` processes each frame first, with the played audio that
+    /// comes through its receiver as the echo reference.
     pub fn spawn(
         mut source: Box<dyn Source + Send>,
         pacing: Pacing,
+        mut voice: Option<(VoiceProcessor, Receiver<Vec<f32>>)>,
         mut sender: Sender,
         outbound: Arc<Outbound>,
         clock: Clock,
@@ -144,6 +148,13 @@ impl Capture {
                             false
                         }
                     };
+                    if let Some((processor, far_end)) = voice.as_mut() {
+                        // Everything played since the last frame first, then this frame.
+                        while let Ok(played) = far_end.try_recv() {
+                            processor.render(&played);
+                        }
+                        processor.capture(&mut pcm);
+                    }
                     if i == 0 {
                         // Frame 0's first sample was spoken one frame before it was complete.
                         let started = match pacing {
@@ -259,6 +270,7 @@ mod tests {
         let capture = Capture::spawn(
             Box::new(Stamped(reads.clone())),
             Pacing::RealTime,
+            None,
             sender,
             outbound.clone(),
             Clock::new(),

@@ -58,6 +58,37 @@ pub enum AudioEvent {
     Error(String),
 }
 
+/// Frames of played audio waiting for the capture thread (half a second at 20 ms frames);
+/// when it is not taking them (not capturing), newer frames are dropped.
+pub const FAR_END_FRAMES: usize = 25;
+
+/// The played mix, handed from the playout thread to the capture thread as the echo
+/// canceller's reference. Bounded, and neither thread ever waits on the other: the playout
+/// gives up a frame when the slot is busy or the queue is full.
+#[derive(Debug, Default)]
+pub struct FarEnd {
+    tx: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<Vec<f32>>>>,
+}
+
+impl FarEnd {
+    /// Offers one played frame (playout thread).
+    pub fn push(&self, frame: &[f32]) {
+        if let Ok(slot) = self.tx.try_lock()
+            && let Some(tx) = slot.as_ref()
+        {
+            let _ = tx.try_send(frame.to_vec());
+        }
+    }
+
+    /// A new receiver of played frames (a new capture session); the previous one gets no
+    /// more.
+    pub fn attach(&self) -> std::sync::mpsc::Receiver<Vec<f32>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(FAR_END_FRAMES);
+        *self.tx.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
+    }
+}
+
 /// Capacity of the audio → node event queue; the audio side never waits on it.
 pub const AUDIO_EVENT_CAP: usize = 256;
 

@@ -87,10 +87,12 @@ pub struct Playout {
 }
 
 impl Playout {
-    /// Starts playing the mix of `mixing` into `sink`, one frame per period from now.
+    /// Starts playing the mix of `mixing` into `sink`, one frame per period from now; every
+    /// frame played is offered to `far_end` (the echo canceller's reference).
     pub fn spawn(
         mut sink: Box<dyn Sink + Send>,
         mixing: SharedMixing,
+        far_end: Arc<super::FarEnd>,
         clock: Clock,
         events: mpsc::Sender<AudioEvent>,
     ) -> std::io::Result<Playout> {
@@ -138,6 +140,7 @@ impl Playout {
                             let _ = events.try_send(AudioEvent::Stats(stats));
                         }
                     }
+                    far_end.push(&out);
                     if let Err(e) = sink.push_frame(&out) {
                         let _ = events.try_send(AudioEvent::Error(format!("audio output: {e}")));
                         break;
