@@ -188,7 +188,10 @@ fn steady_noise_comes_out_quieter_and_speech_keeps_its_level() {
          speech level {level:+.1} dB"
     );
     assert!(noise_cut >= 10.0, "noise cut by {noise_cut:.1} dB");
-    assert!(snr_gain >= 8.0, "speech-to-noise ratio up by {snr_gain:.1} dB");
+    assert!(
+        snr_gain >= 8.0,
+        "speech-to-noise ratio up by {snr_gain:.1} dB"
+    );
     assert!(level >= -4.0, "speech level {level:+.1} dB");
 }
 
@@ -217,6 +220,9 @@ fn gain_control_raises_a_quiet_voice_and_keeps_a_loud_one_unclipped() {
          {loud_peak:.3}"
     );
     assert!(raised >= 6.0, "quiet voice raised by {raised:.1} dB");
-    assert!(loud_change <= 1.0, "loud voice raised by {loud_change:.1} dB");
+    assert!(
+        loud_change <= 1.0,
+        "loud voice raised by {loud_change:.1} dB"
+    );
     assert!(loud_peak <= 1.0, "loud voice peaks at {loud_peak}");
 }

@@ -191,7 +191,7 @@ fn play(spec: &Spec, dir: &std::path::Path, samples: &[f32], keep: bool) -> Resu
                     "--back-bind".into(),
                     t.relay_back.to_string(),
                 ],
-                dir: &dir,
+                dir,
                 netns: Some(&t.r),
             })?;
             p.wait_event(Duration::from_secs(10), "ready")?;
@@ -209,7 +209,7 @@ fn play(spec: &Spec, dir: &std::path::Path, samples: &[f32], keep: bool) -> Resu
         Proto::WebSocket => vec![format!("/ip4/{ip}/tcp/0/ws")],
     };
     let mut host = Proc::ruang(
-        &dir,
+        dir,
         "host",
         &[
             "host",
@@ -253,7 +253,7 @@ fn play(spec: &Spec, dir: &std::path::Path, samples: &[f32], keep: bool) -> Resu
     };
     let ticket = ticket.to_string();
     let mut listener = Proc::ruang(
-        &dir,
+        dir,
         "listener",
         &[
             "join",
@@ -448,7 +448,10 @@ pub fn speech_run(ctx: &Ctx, spec: &Spec) -> Result<SpeechScore> {
         queued += 1;
     }
     if queued == 0 {
-        bail!("{label}: no repetition of the speech was heard — see {}", dir.display());
+        bail!(
+            "{label}: no repetition of the speech was heard — see {}",
+            dir.display()
+        );
     }
     let scores: Vec<f64> = scorer.scores()?.into_iter().flatten().collect();
     if scores.is_empty() {
@@ -712,32 +715,34 @@ pub fn loss(ctx: &Ctx) -> Result<Vec<Table>> {
             v.sort_by(f64::total_cmp);
             v.get(v.len() / 20).copied()
         };
-        t.row(vec![
-            o.spec.label.clone(),
-            o.frames_sent.to_string(),
-            o.host_dropped.to_string(),
-            o.stat("received").to_string(),
-            o.stat("late").to_string(),
-            o.stat("lost").to_string(),
-            o.stat("fec").to_string(),
-            o.stat("concealed").to_string(),
-            f(o.concealed_pct(), 2),
-            o.quality.freezes.len().to_string(),
-            f(o.freezes_per_min(), 2),
-            f(
-                100.0 * o.quality.frames_bad as f64 / o.quality.frames_compared.max(1) as f64,
-                2,
-            ),
-            f(sim.mean, 3),
-            opt(p5, 3),
-            f(o.delays.p50, 1),
-            f(o.delays.p95, 1),
-            f(o.delays.max, 1),
-            format!("{}/{}", o.missed(), o.chirps.len()),
-        ]
-        .into_iter()
-        .chain(score)
-        .collect());
+        t.row(
+            vec![
+                o.spec.label.clone(),
+                o.frames_sent.to_string(),
+                o.host_dropped.to_string(),
+                o.stat("received").to_string(),
+                o.stat("late").to_string(),
+                o.stat("lost").to_string(),
+                o.stat("fec").to_string(),
+                o.stat("concealed").to_string(),
+                f(o.concealed_pct(), 2),
+                o.quality.freezes.len().to_string(),
+                f(o.freezes_per_min(), 2),
+                f(
+                    100.0 * o.quality.frames_bad as f64 / o.quality.frames_compared.max(1) as f64,
+                    2,
+                ),
+                f(sim.mean, 3),
+                opt(p5, 3),
+                f(o.delays.p50, 1),
+                f(o.delays.p95, 1),
+                f(o.delays.max, 1),
+                format!("{}/{}", o.missed(), o.chirps.len()),
+            ]
+            .into_iter()
+            .chain(score)
+            .collect(),
+        );
         if let Some(r) = &o.relay {
             t.note(format!("`{}` relay:\n```\n{r}\n```", o.spec.label));
         }

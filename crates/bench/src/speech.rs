@@ -142,6 +142,11 @@ impl Scorer {
         })
     }
 
+    /// The folder the scorer writes its files in.
+    pub fn work(&self) -> &Path {
+        &self.work
+    }
+
     /// Queues a degraded signal (48 kHz, aligned with the reference); returns its index in the
     /// next [`scores`](Scorer::scores).
     pub fn add(&mut self, degraded: &[f32]) -> Result<usize> {

@@ -735,16 +735,15 @@ impl Driver {
                 if let Some(old) = self.playout.take() {
                     old.finish();
                 }
-                let result =
-                    Playout::spawn(
-                        sink,
-                        self.mixing.clone(),
-                        self.far_end.clone(),
-                        self.clock,
-                        self.audio_tx.clone(),
-                    )
-                        .map(|p| self.playout = Some(p))
-                        .map_err(|e| NodeError::Audio(e.to_string()));
+                let result = Playout::spawn(
+                    sink,
+                    self.mixing.clone(),
+                    self.far_end.clone(),
+                    self.clock,
+                    self.audio_tx.clone(),
+                )
+                .map(|p| self.playout = Some(p))
+                .map_err(|e| NodeError::Audio(e.to_string()));
                 let _ = reply.send(result);
             }
             Command::StopListening(reply) => {

@@ -7,9 +7,9 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use ruang_audio::loss::{self, LossHint};
 use ruang_audio::voice::VoiceProcessor;
-use std::sync::mpsc::Receiver;
 use ruang_audio::wire::Frame;
 use ruang_proto::seal::RoomKey;
+use std::sync::mpsc::Receiver;
 
 use crate::audio::frame_aad;
 use ruang_audio::send::Sender;
