@@ -350,21 +350,14 @@ pub fn run(ctx: &Ctx, spec: Spec) -> Result<Outcome> {
         ..TrainConfig::default()
     };
     let train = analysis::chirp_train(config.lead_in_s + spec.seconds, &config);
-    let Played {
-        heard,
-        timing,
-        stats,
-        targets,
-        frames_sent,
-        host_dropped,
-        relay: relay_text,
-    } = play(&spec, &dir, &train.samples, ctx.keep)?;
+    let played = play(&spec, &dir, &train.samples, ctx.keep)?;
+    let (heard, timing) = (&played.heard, played.timing);
     // Measure from the first chirp after the listener first heard anything.
     let first_heard = heard
         .iter()
         .position(|s| s.abs() > 0.01)
         .unwrap_or(heard.len());
-    let all = analysis::chirp_delays(&train, &heard, timing, Window::default());
+    let all = analysis::chirp_delays(&train, heard, timing, Window::default());
     let chirps: Vec<ChirpDelay> = all
         .into_iter()
         .filter(|c| timing.zero_delay_pos(c.offset) > first_heard as i64)
@@ -382,19 +375,19 @@ pub fn run(ctx: &Ctx, spec: Spec) -> Result<Outcome> {
     // Compare with what a perfect network would have played: the source through the same
     // Opus settings (advanced by the codec's lookahead, which the chirp delays include).
     let reference = opus_reference(&train.samples, spec.frame_ms)?;
-    let quality = analysis::quality(&reference, &heard, timing, &chirps, from, to, 6.0);
+    let quality = analysis::quality(&reference, heard, timing, &chirps, from, to, 6.0);
     if let Ok(path) = std::env::var("BENCH_DUMP_FRAMES") {
-        dump_frames(&path, &reference, &heard, timing, &chirps, from, to)?;
+        dump_frames(&path, &reference, heard, timing, &chirps, from, to)?;
     }
     let outcome = Outcome {
         delays: Percentiles::of(&delays),
         chirps,
-        stats,
-        frames_sent,
+        stats: played.stats,
+        frames_sent: played.frames_sent,
         quality,
-        relay: relay_text,
-        host_dropped,
-        mean_target_ms: Percentiles::of(&targets).mean,
+        relay: played.relay,
+        host_dropped: played.host_dropped,
+        mean_target_ms: Percentiles::of(&played.targets).mean,
         spec,
     };
     Ok(outcome)
