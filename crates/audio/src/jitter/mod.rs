@@ -16,7 +16,7 @@
 //! seen recently plus an *allowance* `A` (see the estimator): frame `k` is played at the first
 //! pull at least `A` after its nominal arrival, so it waits between `A` and `A + frame` after
 //! the fastest-path arrival. The *target delay* reported in [`Stats`] is that upper bound,
-//! `A + frame`, kept within `[min_delay_ms, max_delay_ms]` (20–200 ms by default).
+//! `A + frame`, kept within `[min_delay_ms, max_delay_ms]` (one frame to 200 ms by default).
 //!
 //! `A` comes from a high quantile (95 % by default) of recent arrival delays over a forgetting
 //! window of about ten seconds. It grows at once (a quantile above it, or any frame that
@@ -63,7 +63,9 @@ use crate::wire::Frame;
 pub struct Config {
     /// Frame duration of the stream (and of the pull period).
     pub frame: FrameDuration,
-    /// Smallest target delay in ms (at least one frame). Default 20.
+    /// Smallest target delay in ms (at least one frame). Default: one frame — a clean path
+    /// plays each frame at the first pull after it arrives; the estimator grows the target
+    /// at once when the path is not clean.
     pub min_delay_ms: u32,
     /// Largest target delay in ms. Default 200.
     pub max_delay_ms: u32,
@@ -89,7 +91,7 @@ impl Config {
         let max_delay_ms = 200;
         Config {
             frame,
-            min_delay_ms: 20,
+            min_delay_ms: frame_ms,
             max_delay_ms,
             capacity_frames: (max_delay_ms / frame_ms) as usize + 4,
             quantile: 0.95,
