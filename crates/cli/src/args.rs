@@ -21,7 +21,14 @@ Examples:
   ruang join ruang1abc...                     # join a room by its ticket
   ruang rooms                                 # browse rooms announced near you (LAN) or via --bootstrap
   ruang join ruang1abc... --input voice --output heard.wav --json   # a headless listener/bot
-  ruang node --relay --listen /ip4/0.0.0.0/udp/4001/quic-v1          # a bootstrap + relay node";
+  ruang node --relay --listen /ip4/0.0.0.0/udp/4001/quic-v1          # a bootstrap + relay node
+
+Exit status:
+  0    done: you left, the room ended, or the command finished
+  1    an error (the message says what); for `ruang demo`, a check that did not hold
+  2    bad usage (an unknown option, a bad value), or ruang could not start (log file, runtime)
+  3    you were kicked or banned from the room
+  130  interrupted by Ctrl-C outside a room (the shell's code for SIGINT)";
 
 /// The `ruang` command line.
 #[derive(Debug, Parser)]

@@ -13,6 +13,7 @@ use crate::args::{Cli, Command};
 use crate::audio_io::Output;
 use crate::room;
 use crate::settings::{self, Settings};
+use crate::text::printable;
 
 /// Runs the command `cli` names.
 pub async fn run(cli: Cli, tui_mode: bool) -> Result<ExitCode> {
@@ -170,28 +171,47 @@ async fn rooms(settings: &Settings, json: bool, wait: u64) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let now = ruang_node::unix_ms();
-    for r in rooms {
-        println!("{}", r.title);
-        if !r.topic.is_empty() {
-            println!("  {}", r.topic);
-        }
-        let mut facts = vec![format!("host {} [{}]", r.host_name, r.host_fingerprint)];
-        if !r.speakers.is_empty() {
-            facts.push(format!("speakers: {}", r.speakers.join(", ")));
-        }
-        facts.push(format!("{} listening", r.listeners));
-        if !r.language.is_empty() {
-            facts.push(format!("language {}", r.language));
-        }
-        if !r.tags.is_empty() {
-            facts.push(format!("#{}", r.tags.join(" #")));
-        }
-        let minutes = now.saturating_sub(r.started_at) / 60_000;
-        facts.push(format!("started {minutes} min ago"));
-        println!("  {}", facts.join(" · "));
-        println!("  ruang join {}\n", r.room_id);
+    for r in &rooms {
+        print!("{}", describe_listing(r, now));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One room of `ruang rooms`, as printed. Everything in it but the room id and the counts
+/// comes from the room's announcer, so it goes through [`printable`] (a title's escape
+/// sequences must not reach the terminal).
+fn describe_listing(r: &ruang_node::Listing, now: u64) -> String {
+    let clean_list = |items: &[String], sep: &str| {
+        items
+            .iter()
+            .map(|s| printable(s))
+            .collect::<Vec<_>>()
+            .join(sep)
+    };
+    let mut out = format!("{}\n", printable(&r.title));
+    if !r.topic.is_empty() {
+        out.push_str(&format!("  {}\n", printable(&r.topic)));
+    }
+    let mut facts = vec![format!(
+        "host {} [{}]",
+        printable(&r.host_name),
+        printable(&r.host_fingerprint)
+    )];
+    if !r.speakers.is_empty() {
+        facts.push(format!("speakers: {}", clean_list(&r.speakers, ", ")));
+    }
+    facts.push(format!("{} listening", r.listeners));
+    if !r.language.is_empty() {
+        facts.push(format!("language {}", printable(&r.language)));
+    }
+    if !r.tags.is_empty() {
+        facts.push(format!("#{}", clean_list(&r.tags, " #")));
+    }
+    let minutes = now.saturating_sub(r.started_at) / 60_000;
+    facts.push(format!("started {minutes} min ago"));
+    out.push_str(&format!("  {}\n", facts.join(" · ")));
+    out.push_str(&format!("  ruang join {}\n\n", printable(&r.room_id)));
+    out
 }
 
 async fn node(settings: &Settings, relay: bool, json: bool) -> Result<ExitCode> {
@@ -315,4 +335,37 @@ async fn record(
     node.shutdown().await?;
     eprintln!("Saved {}.", output.display());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A room announced with escape sequences in every text field prints none of them.
+    #[test]
+    fn a_hostile_listing_prints_no_control_characters() {
+        let evil = "\x1b[2J\x1b]0;owned\x07\u{202E}x\ny";
+        let listing = ruang_node::Listing {
+            room_id: "ab".repeat(32),
+            title: evil.into(),
+            topic: evil.into(),
+            tags: vec![evil.into()],
+            language: evil.into(),
+            host_name: evil.into(),
+            host_fingerprint: evil.into(),
+            speakers: vec![evil.into(), evil.into()],
+            listeners: 3,
+            started_at: 0,
+            scheduled_for: None,
+        };
+        let text = describe_listing(&listing, 120_000);
+        let bad: Vec<char> = text
+            .chars()
+            .filter(|&c| (c.is_control() && c != '\n') || c == '\u{202E}')
+            .collect();
+        assert!(bad.is_empty(), "{bad:?} in {text:?}");
+        // Each room is still its lines: title, topic, facts, join hint, blank.
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(text.contains("3 listening · language"), "{text}");
+    }
 }

@@ -14,6 +14,7 @@ mod demo;
 mod json;
 mod room;
 mod settings;
+mod text;
 mod tui;
 
 use std::io::IsTerminal;

@@ -1,6 +1,7 @@
 //! Being in a room: open the audio, host or join, then hand over to the terminal UI, the JSON
 //! protocol or plain text output until the user leaves or the room ends.
 
+use crate::text::printable;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -193,7 +194,7 @@ async fn plain(
         .as_ref()
         .map(|r| r.title.clone())
         .unwrap_or_default();
-    println!("In room \"{title}\" ({}).", joined.room);
+    println!("In room \"{}\" ({}).", printable(&title), joined.room);
     println!(
         "Ticket (others join with `ruang join <ticket>`):\n{}",
         joined.ticket
@@ -202,13 +203,17 @@ async fn plain(
         tokio::select! {
             _ = crate::commands::wait_for_signal() => return Ok(Outcome::Left),
             ev = events.recv() => match ev {
-                Ok(NodeEvent::Chat { name, text, .. }) => println!("<{name}> {text}"),
-                Ok(NodeEvent::Notice { message }) => println!("* {message}"),
+                Ok(NodeEvent::Chat { name, text, .. }) => {
+                    println!("<{}> {}", printable(&name), printable(&text));
+                }
+                Ok(NodeEvent::Notice { message }) => println!("* {}", printable(&message)),
                 Ok(NodeEvent::Ticket { ticket }) => {
                     println!("Your addresses changed; the ticket to share now:\n{ticket}");
                 }
-                Ok(NodeEvent::Error { message }) => eprintln!("error: {message}"),
-                Ok(NodeEvent::Speaking { name, active: true, .. }) => println!("* {name} is talking"),
+                Ok(NodeEvent::Error { message }) => eprintln!("error: {}", printable(&message)),
+                Ok(NodeEvent::Speaking { name, active: true, .. }) => {
+                    println!("* {} is talking", printable(&name));
+                }
                 Ok(NodeEvent::Ended) => return Ok(Outcome::Ended),
                 Ok(NodeEvent::Left { reason }) => return Ok(Outcome::of(reason)),
                 Ok(_) => {}

@@ -116,6 +116,32 @@ fn a_corrupt_ticket_is_one_clear_line_and_a_nonzero_exit() -> Result<()> {
     let out = run_once(dir.path(), &["join", "hello", "--no-mdns"])?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a ruang ticket"));
+    assert_eq!(out.status.code(), Some(1), "an error is exit status 1");
+    Ok(())
+}
+
+/// The exit statuses are documented where people look (`--help`, README) and hold: bad usage
+/// is 2, an error 1.
+#[test]
+fn exit_statuses_are_documented_and_kept() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let help = run_once(dir.path(), &["--help"])?;
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))?;
+    for code in ["0", "1", "2", "3", "130"] {
+        let row = format!("\n  {code:<4} ");
+        assert!(
+            help.contains(&row),
+            "--help lacks exit status {code}:\n{help}"
+        );
+        assert!(
+            readme.contains(&format!("| {code} |")),
+            "README lacks exit status {code}"
+        );
+    }
+    let out = run_once(dir.path(), &["join", "--no-such-option"])?;
+    assert_eq!(out.status.code(), Some(2), "bad usage is exit status 2");
     Ok(())
 }
 

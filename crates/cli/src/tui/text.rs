@@ -15,11 +15,10 @@ pub(super) fn role_name(role: Role) -> &'static str {
     }
 }
 
-/// Text from peers without control characters (newlines, escapes) that would break the layout.
+/// Text from peers without control characters (newlines, escapes, bidirectional overrides)
+/// that would break the layout.
 pub(super) fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    crate::text::printable(text)
 }
 
 /// `parts` with `sep` between each two.
