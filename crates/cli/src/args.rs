@@ -143,7 +143,8 @@ pub enum Command {
         after_help = "Examples:\n  ruang join ruang1abc...\n  ruang join ruang1abc... --name Budi --input mic --output speaker\n  ruang join 3f2a...e1 --bootstrap /ip4/.../p2p/12D3KooW...   # by room id, via the directory\n  ruang join ruang1abc... --json --input silence --output heard.wav"
     )]
     Join {
-        /// The room's ticket (ruang1...) or its room id (64 hex digits).
+        /// The room's ticket (ruang1...), its room id (64 hex digits), or `-` to read the
+        /// ticket from standard input (line breaks and spaces in it are ignored).
         #[arg(value_name = "TICKET|ROOM_ID")]
         target: String,
         /// In-room options.
@@ -164,6 +165,24 @@ pub enum Command {
     },
     /// List audio devices.
     Devices,
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  ruang completions bash > ~/.local/share/bash-completion/completions/ruang\n  ruang completions zsh > \"${fpath[1]}/_ruang\"\n  ruang completions fish > ~/.config/fish/completions/ruang.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a folder.
+    #[command(
+        after_help = "Examples:\n  ruang man | man -l -\n  ruang man --out /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write ruang.1 and ruang-<command>.1 into this folder instead of printing ruang.1.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Join a room as a listener and record it to an Ogg Opus file.
     #[command(
         after_help = "Examples:\n  ruang record ruang1abc... -o meeting.opus\n  ruang record ruang1abc... -o ten-minutes.opus --duration 600"

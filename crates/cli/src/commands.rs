@@ -1,5 +1,6 @@
 //! One function per command.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -27,6 +28,14 @@ pub async fn run(cli: Cli, tui_mode: bool) -> Result<ExitCode> {
     }
     if let Command::Devices = &cli.command {
         return devices();
+    }
+    if let Command::Completions { shell } = &cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(*shell, &mut command, "ruang", &mut std::io::stdout());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Man { out } = &cli.command {
+        return man(out.as_deref());
     }
     let settings = Settings::load(&cli)?;
     match cli.command {
@@ -64,6 +73,11 @@ pub async fn run(cli: Cli, tui_mode: bool) -> Result<ExitCode> {
             room::run(&settings, &room, room::Enter::Host(options), tui_mode).await
         }
         Command::Join { target, room } => {
+            let target = if target == "-" {
+                read_ticket(std::io::stdin().lock())?
+            } else {
+                target
+            };
             let target = parse_target(&target)?;
             room::run(&settings, &room, room::Enter::Join(target), tui_mode).await
         }
@@ -73,8 +87,61 @@ pub async fn run(cli: Cli, tui_mode: bool) -> Result<ExitCode> {
             duration,
             name,
         } => record(&settings, &ticket, output, duration, name).await,
-        Command::Demo { .. } | Command::Devices => unreachable!("handled above"),
+        Command::Demo { .. }
+        | Command::Devices
+        | Command::Completions { .. }
+        | Command::Man { .. } => unreachable!("handled above"),
     }
+}
+
+/// A ticket pasted into standard input (`ruang join -`): everything up to the end of input,
+/// or up to the first empty line after some text, with whitespace and line breaks removed (a
+/// terminal wraps long tickets).
+fn read_ticket(input: impl std::io::BufRead) -> Result<String> {
+    let mut ticket = String::new();
+    for line in input.lines() {
+        let line = line.context("reading the ticket from standard input")?;
+        if line.trim().is_empty() && !ticket.is_empty() {
+            break;
+        }
+        ticket.extend(line.chars().filter(|c| !c.is_whitespace()));
+        if ticket.len() > 64 * 1024 {
+            bail!("standard input is not a ticket (over 64 KiB)");
+        }
+    }
+    if ticket.is_empty() {
+        bail!("no ticket on standard input: paste it, then press Enter twice (or Ctrl-D)");
+    }
+    Ok(ticket)
+}
+
+/// `ruang man`: the manual page of `ruang` on stdout, or one page per command into `out`.
+fn man(out: Option<&std::path::Path>) -> Result<ExitCode> {
+    let command = <Cli as clap::CommandFactory>::command();
+    match out {
+        None => {
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let mut pages = vec![(String::from("ruang"), command.clone())];
+            for sub in command.get_subcommands() {
+                pages.push((
+                    format!("ruang-{}", sub.get_name()),
+                    sub.clone().name(format!("ruang-{}", sub.get_name())),
+                ));
+            }
+            for (name, page) in pages {
+                let path = dir.join(format!("{name}.1"));
+                let mut file = std::fs::File::create(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                clap_mangen::Man::new(page).render(&mut file)?;
+                // A closed pipe (`| head`) is not an error worth a panic.
+                let _ = writeln!(std::io::stdout(), "{}", path.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A ticket, or a room id to look up in the directory.
@@ -340,6 +407,15 @@ async fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ticket_on_stdin_may_be_wrapped_and_ends_at_a_blank_line() {
+        let pasted = "ruang1abc\n  def\r\nghi\n\nnot part of it\n";
+        assert_eq!(read_ticket(pasted.as_bytes()).unwrap(), "ruang1abcdefghi");
+        assert_eq!(read_ticket("\n\nruang1x\n".as_bytes()).unwrap(), "ruang1x");
+        assert!(read_ticket("".as_bytes()).is_err());
+        assert!(read_ticket(" \n\n".as_bytes()).is_err());
+    }
 
     /// A room announced with escape sequences in every text field prints none of them.
     #[test]

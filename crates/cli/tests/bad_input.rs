@@ -1,5 +1,6 @@
 //! What a person or a script gets wrong: malformed JSON, unknown commands, a forbidden action,
 //! a corrupt ticket, a missing WAV file. Each gives a clear error; a running room survives.
+//! And what they rely on: documented exit statuses, completions and manual pages.
 
 mod common;
 
@@ -220,5 +221,50 @@ fn a_missing_wav_file_fails_before_joining() -> Result<()> {
         String::from_utf8_lossy(&out.stdout).is_empty(),
         "nothing on stdout: no room was opened"
     );
+    Ok(())
+}
+
+/// The conventions of a Linux tool: completion scripts for the usual shells and a manual page
+/// per command, generated from the same definitions as `--help`.
+#[test]
+fn completions_and_manual_pages_are_generated() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    for (shell, marker) in [
+        ("bash", "_ruang()"),
+        ("zsh", "#compdef ruang"),
+        ("fish", "complete -c ruang"),
+    ] {
+        let out = run_once(dir.path(), &["completions", shell])?;
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("no-echo-cancel"),
+            "{shell} completes options"
+        );
+    }
+    let out = run_once(dir.path(), &["man"])?;
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH ruang 1"), "{page}");
+    assert!(
+        page.contains("Exit status"),
+        "the page has the exit statuses"
+    );
+    let pages = dir.path().join("man1");
+    let out = run_once(dir.path(), &["man", "--out", pages.to_str().unwrap()])?;
+    assert!(out.status.success());
+    for command in [
+        "ruang",
+        "ruang-host",
+        "ruang-join",
+        "ruang-rooms",
+        "ruang-node",
+    ] {
+        let page = std::fs::read_to_string(pages.join(format!("{command}.1")))?;
+        assert!(page.contains(&format!(".TH {command} 1")), "{command}");
+    }
+    let out = run_once(dir.path(), &["completions", "tcsh"])?;
+    assert_eq!(out.status.code(), Some(2), "an unknown shell is bad usage");
     Ok(())
 }
