@@ -9,12 +9,16 @@
 //!   `hand_off` (each of these with `"peer"`: a key in hex or a peer id), `chat` (`"text"`),
 //!   `react` (`"reaction"`), `self_mute` (`"on"`), `status`, `end`, `leave`.
 //!
-//! A malformed or forbidden command yields an `error` event saying why; the node keeps
-//! running. EOF on stdin leaves the room cleanly.
+//! A command may carry an `"id"` (any JSON value): the `error` event answering it echoes the
+//! id, and once the node has done it a `done` event says so (`{"event":"done","cmd":...,
+//! "id":...}`; commands without an id get no `done`). A malformed or forbidden command yields
+//! an `error` event saying why; the node keeps running. EOF on stdin, `leave` or a signal
+//! leave the room cleanly and end with a `left` event (`"reason":"left"`), as removal and the
+//! room's end do with theirs. A join that fails prints an `error` event with `"fatal":true`.
 
 use anyhow::Result;
 use ruang_node::{Joined, NodeEvent, NodeHandle};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::broadcast;
@@ -27,7 +31,7 @@ use crate::settings::parse_person;
 const MAX_LINE: usize = 64 * 1024;
 
 /// A command on stdin.
-#[derive(Debug, Deserialize, PartialEq)]
+#[derive(Debug, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum JsonCommand {
     /// Ask to speak.
@@ -140,10 +144,20 @@ impl JsonCommand {
     }
 }
 
-/// Parses one line into a command, or says what is wrong with it.
-pub fn parse_line(line: &str) -> Result<JsonCommand, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("malformed JSON: {e}"))?;
+/// Parses one line into a command and its optional `"id"` (any JSON value, echoed back in the
+/// `done` or `error` event that answers it); on failure, says why, with the id if there was one.
+pub fn parse_with_id(
+    line: &str,
+) -> Result<(JsonCommand, Option<serde_json::Value>), (String, Option<serde_json::Value>)> {
+    let mut value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| (format!("malformed JSON: {e}"), None))?;
+    let id = value.as_object_mut().and_then(|o| o.remove("id"));
+    parse_value(value)
+        .map(|cmd| (cmd, id.clone()))
+        .map_err(|e| (e, id))
+}
+
+fn parse_value(value: serde_json::Value) -> Result<JsonCommand, String> {
     let cmd = value
         .get("cmd")
         .and_then(|c| c.as_str())
@@ -158,6 +172,24 @@ pub fn parse_line(line: &str) -> Result<JsonCommand, String> {
 
 fn print(value: serde_json::Value) {
     println!("{value}");
+}
+
+/// The `error` event answering a command (with its id when it had one).
+fn error_event(message: impl Into<String>, id: Option<&serde_json::Value>) -> serde_json::Value {
+    let mut e = json!({"event": "error", "message": message.into()});
+    if let Some(id) = id {
+        e["id"] = id.clone();
+    }
+    e
+}
+
+/// The `left` event of a stay that ended because we left (EOF, `leave`, a signal); removal and
+/// the room's end announce themselves through the node's own `left` event.
+fn left_event() -> serde_json::Value {
+    serde_json::to_value(NodeEvent::Left {
+        reason: ruang_node::LeaveReason::Left,
+    })
+    .unwrap_or_else(|_| json!({"event": "left", "reason": "left"}))
 }
 
 /// Runs the protocol until EOF, `leave`, the end of the room or removal.
@@ -180,19 +212,33 @@ pub async fn run(
         print(serde_json::to_value(NodeEvent::State(Box::new(view)))?);
     }
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let (outcome, announced) = stay(node, &mut events, &mut lines).await?;
+    if !announced {
+        print(left_event());
+    }
+    Ok(outcome)
+}
+
+/// Commands and events until the stay ends, and whether the node's own `left` event was
+/// printed (not when we end it ourselves: EOF, `leave`, a signal).
+async fn stay(
+    node: &NodeHandle,
+    events: &mut broadcast::Receiver<NodeEvent>,
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>,
+) -> Result<(Outcome, bool)> {
     loop {
         tokio::select! {
             line = lines.next_line() => match line {
                 Ok(Some(line)) => {
                     if let Some(outcome) = command(node, &line).await {
-                        return Ok(outcome);
+                        return Ok((outcome, false));
                     }
                 }
                 // EOF: leave cleanly.
-                Ok(None) => return Ok(Outcome::Left),
+                Ok(None) => return Ok((Outcome::Left, false)),
                 Err(e) => {
-                    print(json!({"event": "error", "message": format!("cannot read stdin: {e}")}));
-                    return Ok(Outcome::Left);
+                    print(error_event(format!("cannot read stdin: {e}"), None));
+                    return Ok((Outcome::Left, false));
                 }
             },
             ev = events.recv() => match ev {
@@ -205,13 +251,13 @@ pub async fn run(
                     };
                     print(serde_json::to_value(&ev)?);
                     if let Some(outcome) = done {
-                        return Ok(outcome);
+                        return Ok((outcome, true));
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => print(json!({"event": "lagged", "missed": missed})),
-                Err(broadcast::error::RecvError::Closed) => return Ok(Outcome::Left),
+                Err(broadcast::error::RecvError::Closed) => return Ok((Outcome::Left, false)),
             },
-            _ = crate::commands::wait_for_signal() => return Ok(Outcome::Left),
+            _ = crate::commands::wait_for_signal() => return Ok((Outcome::Left, false)),
         }
     }
 }
@@ -228,13 +274,17 @@ async fn command(node: &NodeHandle, line: &str) -> Option<Outcome> {
         );
         return None;
     }
-    let cmd = match parse_line(line) {
+    let (cmd, id) = match parse_with_id(line) {
         Ok(c) => c,
-        Err(message) => {
-            print(json!({"event": "error", "message": message}));
+        Err((message, id)) => {
+            print(error_event(message, id.as_ref()));
             return None;
         }
     };
+    let name = serde_json::to_value(&cmd)
+        .ok()
+        .and_then(|v| v.get("cmd").cloned())
+        .unwrap_or_default();
     let result: Result<(), String> = match cmd {
         JsonCommand::Leave => return Some(Outcome::Left),
         JsonCommand::Status => {
@@ -252,7 +302,7 @@ async fn command(node: &NodeHandle, line: &str) -> Option<Outcome> {
                         "frames_accepted": s.frames_accepted, "frames_refused": s.frames_refused}),
                     );
                 }
-                Err(e) => print(json!({"event": "error", "message": e.to_string()})),
+                Err(e) => print(error_event(e.to_string(), id.as_ref())),
             }
             return None;
         }
@@ -271,8 +321,11 @@ async fn command(node: &NodeHandle, line: &str) -> Option<Outcome> {
             None => unreachable!("every other command is a room action"),
         },
     };
-    if let Err(message) = result {
-        print(json!({"event": "error", "message": message}));
+    match (result, id) {
+        (Err(message), id) => print(error_event(message, id.as_ref())),
+        // A command with an id is answered when the node has done it.
+        (Ok(()), Some(id)) => print(json!({"event": "done", "cmd": name, "id": id})),
+        (Ok(()), None) => {}
     }
     None
 }
@@ -280,6 +333,11 @@ async fn command(node: &NodeHandle, line: &str) -> Option<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The command of a line, or what is wrong with it.
+    fn parse_line(line: &str) -> Result<JsonCommand, String> {
+        parse_with_id(line).map(|(cmd, _)| cmd).map_err(|(e, _)| e)
+    }
 
     #[test]
     fn parses_commands_and_explains_bad_ones() {
@@ -314,5 +372,18 @@ mod tests {
                 .unwrap_err()
                 .starts_with("bad \"mute\" command")
         );
+    }
+
+    #[test]
+    fn an_id_is_taken_off_the_command_and_kept_for_the_answer() {
+        let (cmd, id) = parse_with_id(r#"{"cmd":"raise_hand","id":7}"#).unwrap();
+        assert_eq!(cmd, JsonCommand::RaiseHand);
+        assert_eq!(id, Some(json!(7)));
+        let (message, id) = parse_with_id(r#"{"cmd":"mute","id":"m1"}"#).unwrap_err();
+        assert!(message.starts_with("bad \"mute\" command"), "{message}");
+        assert_eq!(id, Some(json!("m1")));
+        let e = error_event("no", id.as_ref());
+        assert_eq!(e, json!({"event": "error", "message": "no", "id": "m1"}));
+        assert_eq!(left_event(), json!({"event": "left", "reason": "left"}));
     }
 }

@@ -101,6 +101,15 @@ pub async fn run(
         .await?;
     let events = node.subscribe();
     let result = stay(&node, events, sink, source, enter, room.json, tui_mode).await;
+    if room.json
+        && let Err(e) = &result
+    {
+        // A script reads stdout: the failure is there too, not only on stderr.
+        println!(
+            "{}",
+            serde_json::json!({"event": "error", "message": format!("{e:#}"), "fatal": true})
+        );
+    }
     let _ = node.stop_listening().await;
     let _ = node.leave().await;
     let _ = node.shutdown().await;

@@ -66,6 +66,18 @@ fn bad_json_lines_and_forbidden_actions_are_reported_and_survived() -> Result<()
     let e = guest.wait_event(T, "error")?;
     assert!(e["message"].as_str().unwrap().contains("peer"), "{e}");
 
+    // A command's id comes back with its answer: the error, or `done`.
+    guest.send(r#"{"cmd":"mute","id":"m1"}"#)?;
+    let e = guest.wait_event(T, "error")?;
+    assert_eq!(e["id"], "m1", "{e}");
+    guest.send(r#"{"cmd":"raise_hand","id":42}"#)?;
+    let done = guest.wait_event(T, "done")?;
+    assert_eq!(
+        (&done["cmd"], &done["id"]),
+        (&"raise_hand".into(), &42.into()),
+        "{done}"
+    );
+
     // A listener may not end the room or ban the host.
     guest.send(r#"{"cmd":"end"}"#)?;
     let e = guest.wait_event(T, "error")?;
@@ -86,7 +98,10 @@ fn bad_json_lines_and_forbidden_actions_are_reported_and_survived() -> Result<()
         (v["event"] == "chat" && v["text"] == "still here").then_some(())
     })?;
 
+    // EOF leaves, and says so last.
     guest.close_stdin();
+    let left = guest.wait_event(T, "left")?;
+    assert_eq!(left["reason"], "left", "{left}");
     assert!(guest.exit(T)?.success());
     host.close_stdin();
     assert!(host.exit(T)?.success());
@@ -184,6 +199,17 @@ fn an_unreachable_host_is_one_line_naming_what_was_tried() -> Result<()> {
         stdout.contains(r#""event":"progress""#)
             && stdout.contains("connecting to the host (1 LAN)"),
         "{stdout}"
+    );
+    // A script reading stdout learns of the failure there too.
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())?;
+    assert_eq!(last["event"], "error", "{stdout}");
+    assert_eq!(last["fatal"], true, "{stdout}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("could not reach the room"),
+        "{last}"
     );
     assert!(
         stderr.contains("could not reach the room: tried 1 LAN:"),
