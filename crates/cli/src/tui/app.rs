@@ -39,6 +39,16 @@ pub enum LineKind {
     Error,
 }
 
+/// What [`App::notice_changes_to_me`] compares between two states.
+struct AboutMe {
+    role: Role,
+    muted: bool,
+    invited: bool,
+    host: Option<String>,
+    /// Raised hands (keys): a moderator is told of new ones.
+    hands: Vec<String>,
+}
+
 /// One line of the chat pane.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLine {
@@ -152,7 +162,11 @@ impl App {
         match event {
             NodeEvent::State(view) => {
                 let ended = view.ended;
+                let before = self.about_me();
                 self.set_room(*view);
+                if let Some(before) = before {
+                    self.notice_changes_to_me(before);
+                }
                 if ended {
                     return Some(Exit::Ended);
                 }
@@ -303,6 +317,80 @@ impl App {
             text: text.into(),
             error,
         });
+    }
+
+    /// Whether a moderator has muted this node.
+    pub fn muted_by_moderator(&self) -> bool {
+        self.room
+            .as_ref()
+            .is_some_and(|r| r.muted.contains(&self.me))
+    }
+
+    /// What the notices about this node compare: role, moderator mute, invitation, host.
+    fn about_me(&self) -> Option<AboutMe> {
+        let room = self.room.as_ref()?;
+        Some(AboutMe {
+            role: room.my_role,
+            muted: self.muted_by_moderator(),
+            invited: self.invited(),
+            host: room
+                .stage
+                .iter()
+                .find(|p| p.role == Role::Host)
+                .map(|p| p.key.clone()),
+            hands: room.hands.iter().map(|p| p.key.clone()).collect(),
+        })
+    }
+
+    /// Says in the chat pane what changed for this node since `before` (moderation of it, an
+    /// invitation, a new host), so nobody has to notice it in the header.
+    fn notice_changes_to_me(&mut self, before: AboutMe) {
+        let Some(now) = self.about_me() else {
+            return;
+        };
+        let mut notices = Vec::new();
+        if now.muted != before.muted {
+            notices.push(if now.muted {
+                "a moderator muted you: nobody hears you until you are unmuted".to_string()
+            } else {
+                "a moderator unmuted you: you can be heard again".to_string()
+            });
+        }
+        if now.invited && !before.invited {
+            notices.push("you are invited to speak: press a to go on stage".to_string());
+        }
+        let on_stage = |r: Role| matches!(r, Role::Host | Role::Moderator | Role::Speaker);
+        if now.role != before.role {
+            notices.push(match now.role {
+                Role::Host => "you are the host now".to_string(),
+                Role::Moderator => "you are a moderator now".to_string(),
+                Role::Speaker if !on_stage(before.role) => "you are on stage now".to_string(),
+                Role::Speaker => "you are a speaker now (no longer a moderator)".to_string(),
+                Role::Listener if on_stage(before.role) => {
+                    "you were moved to the audience".to_string()
+                }
+                Role::Listener => "you are a listener".to_string(),
+                Role::Banned => "you were banned from this room".to_string(),
+            });
+        }
+        if now.host != before.host
+            && now.role != Role::Host
+            && let Some(host) = &now.host
+        {
+            let name = self.name_of(host);
+            notices.push(format!("{} is the host now", crate::text::printable(&name)));
+        }
+        if self.is_moderator() {
+            for key in now.hands.iter().filter(|k| !before.hands.contains(k)) {
+                let name = crate::text::printable(&self.name_of(key));
+                notices.push(format!(
+                    "{name} raised a hand (select them and press i to invite)"
+                ));
+            }
+        }
+        for text in notices {
+            self.push_system(LineKind::Notice, text);
+        }
     }
 
     /// This node's role (a listener when there is no room state yet).

@@ -110,7 +110,9 @@ fn draw_header(frame: &mut Frame<'_>, app: &App, area: Rect) {
     ];
     if app.on_stage() {
         me.push(" · ".into());
-        me.push(if app.self_muted {
+        me.push(if app.muted_by_moderator() {
+            "muted by a moderator".red().bold()
+        } else if app.self_muted {
             "mic off".red()
         } else {
             "mic on".green()

@@ -594,3 +594,48 @@ fn t_shows_the_ticket_in_full_rows_and_closes_again() {
     type_text(&mut app, "that");
     assert!(!app.show_ticket);
 }
+
+/// A speaker a moderator muted is told so, in the header and in the chat pane, and told again
+/// when it is lifted; being invited and being put on stage are notices too.
+#[test]
+fn moderation_of_me_is_shown_and_announced() {
+    let mut app = app_as(CY);
+    let screen = render(&app, 100, 30).join("\n");
+    assert!(screen.contains("muted by a moderator"), "{screen}");
+    assert!(!screen.contains("mic on"), "{screen}");
+
+    let mut view = room(CY);
+    view.muted.clear();
+    app.apply(NodeEvent::State(Box::new(view)));
+    let notices: Vec<String> = app.log().map(|l| l.text.clone()).collect();
+    assert!(
+        notices
+            .iter()
+            .any(|t| t.contains("a moderator unmuted you")),
+        "{notices:?}"
+    );
+    let screen = render(&app, 100, 30).join("\n");
+    assert!(screen.contains("mic on"), "{screen}");
+
+    let mut app = app_as(GUS);
+    let mut view = room(GUS);
+    view.invited = vec![hex(GUS)];
+    app.apply(NodeEvent::State(Box::new(view)));
+    let mut view = room(GUS);
+    view.my_role = Role::Speaker;
+    app.apply(NodeEvent::State(Box::new(view)));
+    let notices: Vec<String> = app.log().map(|l| l.text.clone()).collect();
+    assert!(notices[0].contains("invited to speak"), "{notices:?}");
+    assert!(notices[1].contains("on stage now"), "{notices:?}");
+    assert_eq!(notices.len(), 2, "{notices:?}");
+
+    // The host hears of a new raised hand; a listener does not.
+    for (me, told) in [(ANA, true), (GUS, false)] {
+        let mut app = app_as(me);
+        let mut view = room(me);
+        view.hands.push(person(GUS, "gus", Role::Listener));
+        app.apply(NodeEvent::State(Box::new(view)));
+        let told_now = app.log().any(|l| l.text.contains("gus raised a hand"));
+        assert_eq!(told_now, told, "viewer {me}");
+    }
+}
