@@ -410,17 +410,16 @@ const SPEECH_REPEATS: usize = 3;
 /// listener heard with PESQ-WB. Each repetition is cut from the recording where a perfect
 /// network would have played it plus the delay that best lines up the two signals' 10 ms
 /// energy envelopes (0–1 s); PESQ aligns finer itself.
-pub fn speech_run(ctx: &Ctx, spec: &Spec) -> Result<SpeechScore> {
+pub fn speech_run(ctx: &Ctx, spec: &Spec, reference: &[f32]) -> Result<SpeechScore> {
     let label = format!("{} speech", spec.label);
     eprintln!("[pair] {label} ...");
     let dir = ctx.run_dir(&label)?;
-    let reference = speech::reference(&dir)?;
     let lead_in = (TrainConfig::default().lead_in_s * analysis::RATE as f64) as usize;
     let len = reference.len();
     let reps = lead_in.div_ceil(len) + SPEECH_REPEATS;
     let samples: Vec<f32> = reference.iter().copied().cycle().take(reps * len).collect();
     let played = play(spec, &dir, &samples, ctx.keep)?;
-    let mut scorer = Scorer::new(&dir.join("pesq"), &reference)?;
+    let mut scorer = Scorer::new(&dir.join("pesq"), reference)?;
     let first_heard = played
         .heard
         .iter()
@@ -432,7 +431,7 @@ pub fn speech_run(ctx: &Ctx, spec: &Spec) -> Result<SpeechScore> {
         if zero < first_heard {
             continue;
         }
-        let Some(at) = align(&reference, &played.heard, zero) else {
+        let Some(at) = align(reference, &played.heard, zero) else {
             continue;
         };
         let mut cut: Vec<f32> = played.heard.iter().skip(at).take(len).copied().collect();
@@ -486,8 +485,9 @@ fn align(reference: &[f32], heard: &[f32], zero: i64) -> Option<usize> {
     best.map(|(lag, _)| zero + lag * STEP)
 }
 
-/// Whether the speech pass can run here (espeak-ng, python3 with pesq); why not otherwise.
-pub fn speech_available() -> Result<(), String> {
+/// The spoken reference for the speech runs of a table, made once; why not when this machine
+/// cannot run them (espeak-ng, python3 with pesq).
+pub fn speech_reference(ctx: &Ctx) -> Result<Vec<f32>, String> {
     let ok = |program: &str, args: &[&str]| {
         std::process::Command::new(program)
             .args(args)
@@ -502,20 +502,23 @@ pub fn speech_available() -> Result<(), String> {
     if !ok("python3", &["-c", "import numpy, pesq"]) {
         return Err("python3 with numpy and pesq not found (pip3 install numpy pesq)".into());
     }
-    Ok(())
+    let dir = ctx
+        .run_dir("speech reference")
+        .map_err(|e| format!("{e:#}"))?;
+    speech::reference(&dir).map_err(|e| format!("{e:#}"))
 }
 
 /// The two PESQ cells of a row (a second run of the pair with speech), or why not.
 fn speech_cells(
     ctx: &Ctx,
     spec: &Spec,
-    available: &Result<(), String>,
+    reference: &Result<Vec<f32>, String>,
     t: &mut Table,
 ) -> [String; 2] {
-    if available.is_err() {
+    let Ok(reference) = reference else {
         return ["–".into(), "–".into()];
-    }
-    match speech_run(ctx, spec) {
+    };
+    match speech_run(ctx, spec, reference) {
         Ok(s) => {
             if s.n < SPEECH_REPEATS {
                 t.note(format!(
@@ -533,9 +536,9 @@ fn speech_cells(
     }
 }
 
-fn speech_note(available: &Result<(), String>) -> String {
-    match available {
-        Ok(()) => format!(
+fn speech_note(reference: &Result<Vec<f32>, String>) -> String {
+    match reference {
+        Ok(_) => format!(
             "PESQ-WB: a second run of the same pair in which the host speaks {SPEECH_REPEATS} \
              repetitions of the spoken reference of `codec` after the lead-in; each \
              repetition the listener heard is scored against the reference (P.862.2 wideband, \
@@ -597,7 +600,7 @@ pub fn latency(ctx: &Ctx) -> Result<Vec<Table>> {
             "PESQ-WB min",
         ],
     );
-    let speech_ok = speech_available();
+    let speech_ok = speech_reference(ctx);
     for spec in specs.into_iter().filter(|s| ctx.wants(&s.label)) {
         let score = speech_cells(ctx, &spec, &speech_ok, &mut t);
         let o = run(ctx, spec)?;
@@ -698,7 +701,7 @@ pub fn loss(ctx: &Ctx) -> Result<Vec<Table>> {
             "PESQ-WB min",
         ],
     );
-    let speech_ok = speech_available();
+    let speech_ok = speech_reference(ctx);
     for spec in specs.into_iter().filter(|s| ctx.wants(&s.label)) {
         let score = speech_cells(ctx, &spec, &speech_ok, &mut t);
         let o = run(ctx, spec)?;

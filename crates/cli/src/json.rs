@@ -281,10 +281,12 @@ async fn command(node: &NodeHandle, line: &str) -> Option<Outcome> {
             return None;
         }
     };
-    let name = serde_json::to_value(&cmd)
-        .ok()
-        .and_then(|v| v.get("cmd").cloned())
-        .unwrap_or_default();
+    // The command's name, for the `done` that answers a command with an id.
+    let name = id.as_ref().and_then(|_| {
+        serde_json::to_value(&cmd)
+            .ok()
+            .and_then(|v| v.get("cmd").cloned())
+    });
     let result: Result<(), String> = match cmd {
         JsonCommand::Leave => return Some(Outcome::Left),
         JsonCommand::Status => {
@@ -324,7 +326,9 @@ async fn command(node: &NodeHandle, line: &str) -> Option<Outcome> {
     match (result, id) {
         (Err(message), id) => print(error_event(message, id.as_ref())),
         // A command with an id is answered when the node has done it.
-        (Ok(()), Some(id)) => print(json!({"event": "done", "cmd": name, "id": id})),
+        (Ok(()), Some(id)) => {
+            print(json!({"event": "done", "cmd": name.unwrap_or_default(), "id": id}));
+        }
         (Ok(()), None) => {}
     }
     None

@@ -17,9 +17,7 @@ pub(super) fn role_name(role: Role) -> &'static str {
 
 /// Text from peers without control characters (newlines, escapes, bidirectional overrides)
 /// that would break the layout.
-pub(super) fn clean(text: &str) -> String {
-    crate::text::printable(text)
-}
+pub(super) use crate::text::printable as clean;
 
 /// `parts` with `sep` between each two.
 pub(super) fn join(parts: Vec<Span<'static>>, sep: &'static str) -> Vec<Span<'static>> {

@@ -158,8 +158,18 @@ impl AudioLink {
             queued: s.queue().len(),
             connected: s.connected.load(Ordering::Relaxed),
             lanes: load(&s.lanes) as usize,
-            loss_report: *s.loss_report.lock().unwrap_or_else(|e| e.into_inner()),
+            loss_report: self.loss_report(),
         }
+    }
+
+    /// The receiver's latest loss report and when it came ([`AudioLinkStats::loss_report`]),
+    /// without the rest of the counters: cheap enough for the capture thread.
+    pub fn loss_report(&self) -> Option<(u16, Instant)> {
+        *self
+            .shared
+            .loss_report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Ends the task and the stream (same as dropping the link).

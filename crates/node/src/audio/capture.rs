@@ -74,7 +74,7 @@ impl Outbound {
             let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
             links
                 .iter()
-                .filter_map(|l| l.stats().loss_report)
+                .filter_map(AudioLink::loss_report)
                 .filter(|(_, at)| at.elapsed() <= REPORT_FRESH)
                 .map(|(permille, _)| permille)
                 .collect()
