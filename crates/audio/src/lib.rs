@@ -18,6 +18,7 @@
 //! - [`jitter`]: the adaptive [`jitter::Buffer`] and the ready-to-mix
 //!   [`jitter::SpeakerStream`] (buffer + decoder + voice activity).
 //! - [`loss`]: loss-adaptive FEC: the loss a listener measured, the speaker's loss hint.
+//! - [`congestion`]: the speaker's bitrate while its links cannot carry it.
 //! - [`mixer`]: sums speakers through a soft [`mixer::Limiter`].
 //! - [`level`]: RMS levels, the wire's 7-bit level, the voice-activity detector.
 //! - [`source`] / [`sink`]: the two small traits audio flows through, with WAV, synthetic
@@ -80,6 +81,7 @@
 //! ```
 
 pub mod codec;
+pub mod congestion;
 pub mod format;
 pub mod jitter;
 pub mod level;

@@ -1036,6 +1036,7 @@ impl Driver {
                     frames_dropped: dropped,
                     listeners_served: served,
                     loss_hint_pct: self.outbound.loss_hint.load(Ordering::Relaxed) as u8,
+                    bitrate_bps: self.outbound.bitrate_bps.load(Ordering::Relaxed) as u32,
                 });
             }
             AudioEvent::Flooding(peer) => {

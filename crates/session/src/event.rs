@@ -277,6 +277,9 @@ pub enum NodeEvent {
         /// The packet-loss hint this node's encoder uses now, % (0: FEC off; raised from the
         /// listeners' loss reports).
         loss_hint_pct: u8,
+        /// The bitrate this node's encoder uses now, bits per second (the configured one,
+        /// lower while its links cannot carry it; 0 when not capturing).
+        bitrate_bps: u32,
     },
     /// Something went wrong that the user should know; the node keeps running.
     Error {

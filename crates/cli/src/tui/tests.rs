@@ -173,6 +173,7 @@ fn renders_stage_hands_audience_chat_health_and_keys() {
         frames_dropped: 0,
         listeners_served: 5,
         loss_hint_pct: 0,
+        bitrate_bps: 0,
     });
     app.selected = Some(hex(GUS));
     let buffer = render_buffer(&app, 110, 32);

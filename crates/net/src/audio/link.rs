@@ -65,6 +65,8 @@ struct Shared {
     wake: Notify,
     sent: AtomicU64,
     dropped: AtomicU64,
+    /// Frames dropped from a full queue while a lane was open: the path could not carry them.
+    overflowed: AtomicU64,
     reconnects: AtomicU64,
     open_failures: AtomicU64,
     lane_retries: AtomicU64,
@@ -140,6 +142,9 @@ impl AudioLink {
             if q.len() >= AUDIO_LINK_QUEUE {
                 q.pop_front();
                 bump(&self.shared.dropped, 1);
+                if self.shared.connected.load(Ordering::Relaxed) {
+                    bump(&self.shared.overflowed, 1);
+                }
             }
             q.push_back((Instant::now(), frame));
         }
@@ -170,6 +175,18 @@ impl AudioLink {
             .loss_report
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Frames waiting in the queue now, and frames so far dropped from a full queue while the
+    /// link was sending (the path could not carry them; frames dropped during an outage do not
+    /// count). Cheap enough for the capture thread, which pushes to the same queue every frame.
+    pub fn backlog(&self) -> (usize, u64) {
+        (self.shared.queue().len(), load(&self.shared.overflowed))
+    }
+
+    /// Whether the link is sending now (at least one lane open).
+    pub fn connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Relaxed)
     }
 
     /// Ends the task and the stream (same as dropping the link).

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
+use ruang_audio::congestion::{self, Bitrate, LinkLoad};
 use ruang_audio::loss::{self, LossHint};
 use ruang_audio::voice::VoiceProcessor;
 use ruang_audio::wire::Frame;
@@ -14,7 +15,7 @@ use std::sync::mpsc::Receiver;
 use crate::audio::frame_aad;
 use ruang_audio::send::Sender;
 use ruang_audio::source::Source;
-use ruang_net::AudioLink;
+use ruang_net::{AudioLink, PeerId};
 use tokio::sync::mpsc;
 
 use super::AudioEvent;
@@ -60,6 +61,9 @@ pub struct Outbound {
     /// The encoder's packet-loss hint in force, % (set by the capture thread from the
     /// listeners' loss reports; read for stats).
     pub loss_hint: AtomicU64,
+    /// The encoder's bitrate in force, bits per second (the configured one, lowered by the
+    /// capture thread while the links are congested; read for stats). 0 before capture starts.
+    pub bitrate_bps: AtomicU64,
 }
 
 impl Outbound {
@@ -80,6 +84,31 @@ impl Outbound {
                 .collect()
         };
         loss::worst_loss(&mut reports)
+    }
+
+    /// Whether the links could not carry the audio since the last call (see
+    /// [`congestion::room_congested`]); `dropped` keeps each link's overflow count between
+    /// calls. Links not sending now are left out.
+    fn congested(&self, dropped: &mut Vec<(PeerId, u64)>) -> bool {
+        let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loads = Vec::with_capacity(links.len());
+        let mut seen = Vec::with_capacity(links.len());
+        for link in links.iter() {
+            let (queued, overflowed) = link.backlog();
+            let before = dropped
+                .iter()
+                .find(|(peer, _)| *peer == link.peer())
+                .map_or(overflowed, |(_, n)| *n);
+            seen.push((link.peer(), overflowed));
+            if link.connected() {
+                loads.push(LinkLoad {
+                    queued,
+                    dropped: overflowed.saturating_sub(before),
+                });
+            }
+        }
+        *dropped = seen;
+        congestion::room_congested(&loads)
     }
 
     fn send(&self, mut frame: Frame) {
@@ -130,6 +159,11 @@ impl Capture {
                 let mut was_sending = false;
                 let mut was_talking = false;
                 let mut hint = LossHint::new();
+                let mut bitrate = Bitrate::new(sender.encoder_mut().config().bitrate_bps);
+                outbound
+                    .bitrate_bps
+                    .store(bitrate.current().into(), Ordering::Relaxed);
+                let mut overflowed = Vec::new();
                 for i in 0u64.. {
                     if stopping.load(Ordering::Relaxed) {
                         break;
@@ -180,6 +214,21 @@ impl Capture {
                         if now != before {
                             match sender.encoder_mut().set_packet_loss(now) {
                                 Ok(()) => outbound.loss_hint.store(now.into(), Ordering::Relaxed),
+                                Err(e) => {
+                                    let _ =
+                                        events.try_send(AudioEvent::Error(format!("encoder: {e}")));
+                                }
+                            }
+                        }
+                        // Links that cannot carry the audio get less of it
+                        // (`ruang_audio::congestion`).
+                        let before = bitrate.current();
+                        let congested = outbound.congested(&mut overflowed)
+                            || worst > congestion::CONGESTED_LOSS_PERMILLE;
+                        let now = bitrate.update(clock.now_us() / 1_000, congested);
+                        if now != before {
+                            match sender.encoder_mut().set_bitrate(now) {
+                                Ok(()) => outbound.bitrate_bps.store(now.into(), Ordering::Relaxed),
                                 Err(e) => {
                                     let _ =
                                         events.try_send(AudioEvent::Error(format!("encoder: {e}")));

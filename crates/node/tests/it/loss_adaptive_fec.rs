@@ -1,6 +1,8 @@
-//! Loss-adaptive FEC end to end: a listener behind a path that loses 10 % of its packets
-//! reports the loss it hears, and the host's encoder turns its loss hint (and with it in-band
-//! FEC) on. (Lowering it on clean reports is `ruang_audio::loss`'s unit tests.)
+//! Loss-adaptive protection end to end: a listener behind a path that loses 10 % of its
+//! packets reports the loss it hears, and the host's encoder turns its loss hint (and with it
+//! in-band FEC) on; a listener behind a path narrower than the audio makes the host lower its
+//! bitrate. (Lowering the hint on clean reports and raising the bitrate again are
+//! `ruang_audio::loss`'s and `ruang_audio::congestion`'s unit tests.)
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -93,3 +95,77 @@ async fn a_lossy_listener_turns_the_hosts_fec_on() -> Result<()> {
     listener.shutdown().await?;
     Ok(())
 }
+
+/// A host whose only path to its listener is narrower than its audio: the listener misses
+/// frames (they arrive after their playout time), reports it, and the host lowers its bitrate
+/// until the listener hears it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrow_path_lowers_the_hosts_bitrate_until_the_listener_hears_it() -> Result<()> {
+    let host = node("host").await?;
+    let listener = node("listener").await?;
+    let joined = host.host(room("narrow")).await?;
+    let (target, p2p) = quic_target(&joined.ticket).context("the ticket has no QUIC address")?;
+    let relay = Relay::start(RelayConfig::symmetric(
+        "127.0.0.1:0".parse()?,
+        target,
+        LinkConfig {
+            rate_bps: Some(NARROW_BPS),
+            ..LinkConfig::default()
+        },
+        12,
+    ))?;
+    let via = relay.local_addr();
+    let mut addr: Multiaddr = format!("/ip4/{}/udp/{}/quic-v1", via.ip(), via.port()).parse()?;
+    for p in p2p.iter() {
+        addr.push(p);
+    }
+    let mut ticket = joined.ticket.clone();
+    ticket.addresses = vec![addr.to_vec()];
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        listener.join(JoinTarget::Ticket(ticket)),
+    )
+    .await??;
+    let mut listener_events = listener.subscribe();
+    listener.listen(Box::new(SharedSink::default())).await?;
+    host.listen(Box::new(SharedSink::default())).await?;
+    let mut host_events = host.subscribe();
+    let voice = Limited::millis(VoiceSource::new(5, FrameDuration::Ms20), 90_000);
+    host.speak(Box::new(voice), Pacing::RealTime).await?;
+    let lowered = wait_for(&mut host_events, Duration::from_secs(30), |e| match e {
+        NodeEvent::Stats { bitrate_bps, .. } if (1..32_000).contains(bitrate_bps) => {
+            Some(*bitrate_bps)
+        }
+        _ => None,
+    })
+    .await?;
+    // Then the listener hears it: three seconds in a row with under 5 % of the slots missed.
+    let mut window: std::collections::VecDeque<(u64, u64)> = Default::default();
+    let heard = wait_for(&mut listener_events, Duration::from_secs(40), |e| {
+        let NodeEvent::Stats { speakers, .. } = e else {
+            return None;
+        };
+        let s = speakers.first()?;
+        window.push_back((s.played, s.lost));
+        if window.len() > 4 {
+            window.pop_front();
+        }
+        let (&(p0, l0), &(p1, l1)) = (window.front()?, window.back()?);
+        let (played, lost) = (p1.checked_sub(p0)?, l1.checked_sub(l0)?);
+        (window.len() == 4 && played >= 100 && lost * 20 < played + lost).then_some((played, lost))
+    })
+    .await?;
+    eprintln!(
+        "bitrate lowered to {lowered} bps; listener then: {} played, {} missed; relay: {}",
+        heard.0,
+        heard.1,
+        relay.stop()
+    );
+    host.shutdown().await?;
+    listener.shutdown().await?;
+    Ok(())
+}
+
+/// The relay's rate in each direction: 32 kbps Opus in 20 ms QUIC packets needs about 60 kbps
+/// with every header, and the listener misses about a quarter of the frames; 24 kbps fits.
+const NARROW_BPS: u64 = 56_000;

@@ -1,0 +1,203 @@
+//! Bitrate under congestion: a speaker lowers its Opus bitrate while its path cannot carry
+//! it, and raises it again once it can.
+//!
+//! Two signals say "send less":
+//!
+//! - **The listeners' loss reports** ([`crate::loss`]): audio goes over reliable streams, so a
+//!   path narrower than the audio does not lose it outright — the transport buffers and
+//!   retransmits, frames arrive after their playout time and count as lost. Above
+//!   [`CONGESTED_LOSS_PERMILLE`] the path is taken as congested: the loss-based rule of
+//!   Google Congestion Control (draft-ietf-rmcat-gcc: loss over 10 % lowers the rate, under 2 %
+//!   raises it). Loss that FEC can cover stays below it.
+//! - **The sender's own link queues**: over TCP (and QUIC once its buffers are full) a slow
+//!   path blocks the writes, frames wait in the link's queue of a few frames and the oldest is
+//!   dropped. A backlog of half the queue, or a frame dropped from it, is congestion seen
+//!   before any listener reports it.
+//!
+//! The speaker encodes once for every listener, so one slow listener would lower the quality
+//! for the whole room: as with the loss hint, a listener counts only among the worst tenth
+//! ([`room_congested`], [`crate::loss::worst_loss`]). [`Bitrate`] steps down by a quarter at
+//! most once a second (reports come once a second, and a queue needs a moment to drain) to
+//! [`MIN_BITRATE_BPS`], and back up a step after [`STEP_UP_AFTER_MS`] without congestion, to
+//! the configured bitrate.
+
+/// Reported loss above this (‰, the 90th-percentile listener's) means the path is congested.
+pub const CONGESTED_LOSS_PERMILLE: u16 = 100;
+
+/// The lowest bitrate congestion may push the encoder to (wideband speech stays intelligible).
+pub const MIN_BITRATE_BPS: u32 = 12_000;
+
+/// A link whose queue holds this many frames at a check is congested (half its queue).
+pub const CONGESTED_BACKLOG_FRAMES: usize = 4;
+
+/// The shortest time between two steps down, ms.
+pub const STEP_DOWN_EVERY_MS: u64 = 1_000;
+
+/// How long no link may be congested before the bitrate goes up a step, ms.
+pub const STEP_UP_AFTER_MS: u64 = 10_000;
+
+/// What one link showed since the previous check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkLoad {
+    /// Frames waiting in its queue now.
+    pub queued: usize,
+    /// Frames its queue dropped since the previous check.
+    pub dropped: u64,
+}
+
+impl LinkLoad {
+    /// Whether this link could not carry the audio: it dropped frames or has a backlog.
+    pub fn congested(&self) -> bool {
+        self.dropped > 0 || self.queued >= CONGESTED_BACKLOG_FRAMES
+    }
+}
+
+/// Whether the room's 90th-percentile link is congested (any link while there are fewer than
+/// ten; two of twenty do not count, three do — the same rank as [`crate::loss::worst_loss`]).
+pub fn room_congested(links: &[LinkLoad]) -> bool {
+    let n = links.len();
+    if n == 0 {
+        return false;
+    }
+    let rank = (n * 9).div_ceil(10).max(1);
+    let congested = links.iter().filter(|l| l.congested()).count();
+    // The rank-th best link (sorted clean first) is congested.
+    congested > n - rank
+}
+
+/// The encoder bitrate over time: down a quarter per second of congestion, up a step after a
+/// quiet hold.
+#[derive(Clone, Debug)]
+pub struct Bitrate {
+    ceiling_bps: u32,
+    current_bps: u32,
+    /// When the bitrate last went down, ms.
+    last_down_ms: Option<u64>,
+    /// When a link was last congested (or the bitrate last went up), ms.
+    quiet_since_ms: u64,
+}
+
+impl Bitrate {
+    /// Starts at `configured_bps`, which is also the ceiling it returns to.
+    pub fn new(configured_bps: u32) -> Bitrate {
+        Bitrate {
+            ceiling_bps: configured_bps,
+            current_bps: configured_bps,
+            last_down_ms: None,
+            quiet_since_ms: 0,
+        }
+    }
+
+    /// The bitrate in force, bits per second.
+    pub fn current(&self) -> u32 {
+        self.current_bps
+    }
+
+    /// Takes whether the room's links are congested at `now_ms`; returns the bitrate to set.
+    pub fn update(&mut self, now_ms: u64, congested: bool) -> u32 {
+        let floor = MIN_BITRATE_BPS.min(self.ceiling_bps);
+        if congested {
+            self.quiet_since_ms = now_ms;
+            let may_step = self
+                .last_down_ms
+                .is_none_or(|at| now_ms.saturating_sub(at) >= STEP_DOWN_EVERY_MS);
+            if may_step && self.current_bps > floor {
+                self.current_bps = (self.current_bps / 4 * 3).max(floor);
+                self.last_down_ms = Some(now_ms);
+            }
+        } else if self.current_bps < self.ceiling_bps
+            && now_ms.saturating_sub(self.quiet_since_ms) >= STEP_UP_AFTER_MS
+        {
+            self.current_bps = (self.current_bps / 3 * 4).min(self.ceiling_bps);
+            self.quiet_since_ms = now_ms;
+        }
+        self.current_bps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLEAN: LinkLoad = LinkLoad {
+        queued: 0,
+        dropped: 0,
+    };
+    const SLOW: LinkLoad = LinkLoad {
+        queued: CONGESTED_BACKLOG_FRAMES,
+        dropped: 0,
+    };
+    const DROPPING: LinkLoad = LinkLoad {
+        queued: 1,
+        dropped: 2,
+    };
+
+    #[test]
+    fn a_link_is_congested_when_it_drops_or_backs_up() {
+        assert!(!CLEAN.congested());
+        assert!(
+            !LinkLoad {
+                queued: CONGESTED_BACKLOG_FRAMES - 1,
+                dropped: 0
+            }
+            .congested()
+        );
+        assert!(SLOW.congested());
+        assert!(DROPPING.congested());
+    }
+
+    #[test]
+    fn the_room_follows_its_ninetieth_percentile_link() {
+        assert!(!room_congested(&[]));
+        assert!(room_congested(&[CLEAN, SLOW, CLEAN]));
+        let mut twenty = vec![CLEAN; 18];
+        twenty.extend([SLOW, DROPPING]);
+        assert!(!room_congested(&twenty), "two of twenty");
+        twenty[0] = SLOW;
+        assert!(room_congested(&twenty), "three of twenty");
+    }
+
+    #[test]
+    fn congestion_steps_down_once_a_second_to_the_floor() {
+        let mut b = Bitrate::new(32_000);
+        assert_eq!(b.update(0, false), 32_000);
+        assert_eq!(b.update(200, true), 24_000);
+        // The queue needs time to drain: no second step within a second.
+        assert_eq!(b.update(400, true), 24_000);
+        assert_eq!(b.update(1_200, true), 18_000);
+        let mut at = 2_200;
+        while b.current() > MIN_BITRATE_BPS {
+            b.update(at, true);
+            at += 1_000;
+            assert!(at < 20_000, "never reached the floor");
+        }
+        assert_eq!(b.update(at, true), MIN_BITRATE_BPS);
+    }
+
+    #[test]
+    fn quiet_links_bring_the_bitrate_back_step_by_step() {
+        let mut b = Bitrate::new(32_000);
+        b.update(0, true);
+        b.update(1_000, true);
+        assert_eq!(b.current(), 18_000);
+        // Ten quiet seconds after the last congestion, one step up; ten more, the next.
+        assert_eq!(b.update(10_999, false), 18_000);
+        assert_eq!(b.update(11_000, false), 24_000);
+        assert_eq!(b.update(15_000, false), 24_000);
+        // Congestion again resets the hold.
+        assert_eq!(b.update(16_000, true), 18_000);
+        assert_eq!(b.update(26_000, false), 24_000);
+        assert_eq!(b.update(36_000, false), 32_000);
+        assert_eq!(
+            b.update(60_000, false),
+            32_000,
+            "never above the configured bitrate"
+        );
+    }
+
+    #[test]
+    fn a_configured_bitrate_below_the_floor_is_kept() {
+        let mut b = Bitrate::new(8_000);
+        assert_eq!(b.update(0, true), 8_000);
+    }
+}
