@@ -24,10 +24,10 @@ use crate::Ctx;
 const BITRATES: [u32; 4] = [16_000, 24_000, 32_000, 48_000];
 
 /// Loss patterns drawn per lossy cell; its score is their mean.
-const PATTERNS: u64 = 4;
+pub(crate) const PATTERNS: u64 = 4;
 
 /// CPU time of the calling thread, ns (Linux `schedstat`): other load does not count.
-fn thread_cpu_ns() -> u64 {
+pub(crate) fn thread_cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
@@ -36,14 +36,14 @@ fn thread_cpu_ns() -> u64 {
 
 /// Which packets a path loses.
 #[derive(Clone, Copy, Debug)]
-enum Loss {
+pub(crate) enum Loss {
     None,
     Random(f64),
     Bursty(f64, f64),
 }
 
 impl Loss {
-    fn label(self) -> String {
+    pub(crate) fn label(self) -> String {
         match self {
             Loss::None => "clean".into(),
             Loss::Random(p) => format!("{:.0}% random", p * 100.0),
@@ -52,7 +52,7 @@ impl Loss {
     }
 
     /// One pattern of `frames` frames (true = lost), from `seed`.
-    fn pattern(self, frames: usize, seed: u64) -> Vec<bool> {
+    pub(crate) fn pattern(self, frames: usize, seed: u64) -> Vec<bool> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         match self {
             Loss::None => vec![false; frames],
@@ -127,7 +127,7 @@ fn transcode(input: &[f32], config: EncoderConfig, lost: &[bool]) -> Result<Pass
 }
 
 /// Mean of the scores at `idx` (cells PESQ could not score are left out).
-fn mean_of(scores: &[Option<f64>], idx: &[usize]) -> Option<f64> {
+pub(crate) fn mean_of(scores: &[Option<f64>], idx: &[usize]) -> Option<f64> {
     let v: Vec<f64> = idx.iter().filter_map(|&i| scores[i]).collect();
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }

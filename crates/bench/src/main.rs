@@ -11,12 +11,15 @@
 //! cargo run --release -p ruang-bench -- directory    # announcement propagation, 30 nodes
 //! cargo run --release -p ruang-bench -- listener-cpu # per-frame cost at a listener
 //! cargo run --release -p ruang-bench -- codec        # Opus settings by PESQ-WB on speech
+//! cargo run --release -p ruang-bench --features dred -- dred   # FEC vs DRED / deep PLC
 //! ```
 //!
 //! Each scenario prints Markdown tables on stdout (progress on stderr) and, with
 //! `--report FILE`, appends them to FILE. Run files (WAVs, child logs) go under `--out`.
 
 mod codec;
+#[cfg(feature = "dred")]
+mod dred;
 mod cpu;
 mod directory;
 mod helpers;
@@ -123,6 +126,9 @@ enum Scenario {
     },
     /// Opus settings scored with PESQ-WB on spoken sentences (needs espeak-ng, python3, pesq).
     Codec,
+    /// In-band FEC against libopus's DRED and deep PLC under loss, by PESQ-WB (build with
+    /// `--features dred`).
+    Dred,
     /// (internal) N listener nodes in one process.
     #[command(hide = true)]
     HelperListeners {
@@ -245,6 +251,13 @@ fn main() -> Result<()> {
         Scenario::Smoke => smoke::smoke(&ctx)?,
         Scenario::Latency => pair::latency(&ctx)?,
         Scenario::Codec => codec::codec(&ctx)?,
+        #[cfg(feature = "dred")]
+        Scenario::Dred => dred::dred(&ctx)?,
+        #[cfg(not(feature = "dred"))]
+        Scenario::Dred => anyhow::bail!(
+            "this ruang-bench was built without DRED: cargo run --release -p ruang-bench \
+             --features dred -- dred"
+        ),
         Scenario::Loss => pair::loss(&ctx)?,
         Scenario::Cpu { listeners, mesh } => {
             ctx.listener_counts = listeners;

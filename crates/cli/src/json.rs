@@ -3,11 +3,15 @@
 //!
 //! - events: `ready`, `state`, `ticket` (our addresses changed: the ticket to share now),
 //!   `speaking`, `hearing` (a speaker's first audio), `chat`, `reaction`, `capture_started`,
-//!   `playout_started`, `stats`, `notice`, `error`, `ended`, `left`, `source_ended`;
+//!   `playout_started`, `stats`, `notice`, `error`, `ended`, `left`, `source_ended`,
+//!   `handed_over`;
 //! - commands: `raise_hand`, `lower_hand`, `accept_invite`, `step_down`, `invite`,
 //!   `move_to_audience`, `mute`, `unmute`, `kick`, `ban`, `unban`, `promote`, `demote`,
 //!   `hand_off` (each of these with `"peer"`: a key in hex or a peer id), `chat` (`"text"`),
-//!   `react` (`"reaction"`), `self_mute` (`"on"`), `status`, `end`, `leave`.
+//!   `react` (`"reaction"`), `self_mute` (`"on"`), `status`, `end`, `leave` (a host hands
+//!   the room to `state.heir` first, printing `handed_over`, or ends it when nobody can take
+//!   it; `"hand_over": false` leaves it hostless; EOF and signals hand over too, but never
+//!   end the room).
 //!
 //! A command may carry an `"id"` (any JSON value): the `error` event answering it echoes the
 //! id, and once the node has done it a `done` event says so (`{"event":"done","cmd":...,
@@ -111,8 +115,18 @@ pub enum JsonCommand {
     Status,
     /// End the room (host only).
     End,
-    /// Leave the room.
-    Leave,
+    /// Leave the room. A host first hands the room to the heir (`state.heir`: the first
+    /// successor, moderator or speaker present) or, with nobody to take it, ends it; with
+    /// `"hand_over": false` the host leaves it without a host instead.
+    Leave {
+        /// Whether a leaving host hands the room over or ends it (default `true`).
+        #[serde(default = "yes")]
+        hand_over: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl JsonCommand {
@@ -139,7 +153,7 @@ impl JsonCommand {
             | JsonCommand::React { .. }
             | JsonCommand::SelfMute { .. }
             | JsonCommand::Status
-            | JsonCommand::Leave => return None,
+            | JsonCommand::Leave { .. } => return None,
         })
     }
 }
@@ -234,8 +248,11 @@ async fn stay(
                         return Ok((outcome, false));
                     }
                 }
-                // EOF: leave cleanly.
-                Ok(None) => return Ok((Outcome::Left, false)),
+                // EOF: leave cleanly (a host's room goes to its heir; never ended unasked).
+                Ok(None) => {
+                    let _ = hand_over_before_leaving(node, false).await;
+                    return Ok((Outcome::Left, false));
+                }
                 Err(e) => {
                     print(error_event(format!("cannot read stdin: {e}"), None));
                     return Ok((Outcome::Left, false));
@@ -257,9 +274,40 @@ async fn stay(
                 Err(broadcast::error::RecvError::Lagged(missed)) => print(json!({"event": "lagged", "missed": missed})),
                 Err(broadcast::error::RecvError::Closed) => return Ok((Outcome::Left, false)),
             },
-            _ = crate::commands::wait_for_signal() => return Ok((Outcome::Left, false)),
+            _ = crate::commands::wait_for_signal() => {
+                let _ = hand_over_before_leaving(node, false).await;
+                return Ok((Outcome::Left, false));
+            }
         }
     }
+}
+
+/// A host about to leave hands the room to its heir (printing `handed_over`), or, with
+/// `end_if_nobody`, ends it when nobody can take it (the room's own `ended` follows). Anyone
+/// else: nothing.
+async fn hand_over_before_leaving(
+    node: &NodeHandle,
+    end_if_nobody: bool,
+) -> Result<(), ruang_node::NodeError> {
+    let Some(view) = node.status().await?.room else {
+        return Ok(());
+    };
+    if view.my_role != ruang_proto::room::Role::Host || view.ended {
+        return Ok(());
+    }
+    match view
+        .heir
+        .as_ref()
+        .and_then(|p| ruang_proto::PublicKey::from_hex(&p.key))
+    {
+        Some(to) => {
+            node.act(ruang_proto::room::EventBody::HandOff { to }).await?;
+            print(json!({"event": "handed_over", "key": to.to_hex()}));
+        }
+        None if end_if_nobody => node.act(ruang_proto::room::EventBody::EndRoom).await?,
+        None => {}
+    }
+    Ok(())
 }
 
 /// Executes one command line; returns an outcome when the stay should end.
@@ -288,7 +336,15 @@ async fn command(node: &NodeHandle, line: &str) -> Option<Outcome> {
             .and_then(|v| v.get("cmd").cloned())
     });
     let result: Result<(), String> = match cmd {
-        JsonCommand::Leave => return Some(Outcome::Left),
+        JsonCommand::Leave { hand_over } => {
+            if hand_over && let Err(e) = hand_over_before_leaving(node, true).await {
+                print(error_event(
+                    format!("could not hand the room over: {e}"),
+                    id.as_ref(),
+                ));
+            }
+            return Some(Outcome::Left);
+        }
         JsonCommand::Status => {
             match node.status().await {
                 Ok(s) => {

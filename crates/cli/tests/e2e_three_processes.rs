@@ -1,7 +1,8 @@
 //! Three real `ruang` processes on 127.0.0.1, driven through `--json`: a host speaking a known
 //! WAV, a listener recording to WAV, and a third process. The listener hears the host; the host
 //! invites the listener, who accepts and speaks, and the host hears it; the third process gets
-//! on stage and is banned, and its audio stops at the host.
+//! on stage and is banned, and its audio stops at the host; the host leaves and the room goes
+//! to the listener, still on stage.
 
 mod common;
 
@@ -138,11 +139,20 @@ fn host_listener_and_a_banned_third_process() -> Result<()> {
     );
 
     step("third's audio stopped");
+    // The host leaves: the room goes to the one still on stage (the heir), not hostless.
+    host.send(r#"{"cmd":"leave"}"#)?;
+    let handed: Value = host.wait(T, "handed_over", |v| {
+        (v["event"] == "handed_over").then(|| v.clone())
+    })?;
+    assert_eq!(handed["key"], listener_key.as_str());
+    assert!(host.exit(T)?.success());
+    listener.wait(T, "the room handed to the listener", |v| {
+        (v["event"] == "state" && v["my_role"] == "host").then_some(())
+    })?;
+    step("host handed the room over");
     // EOF on stdin: the listener leaves cleanly and its WAV is complete.
     listener.close_stdin();
     assert!(listener.exit(T)?.success());
-    host.close_stdin();
-    assert!(host.exit(T)?.success());
 
     step("both exited");
     let recording = read_wav(&heard_path)?;

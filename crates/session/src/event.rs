@@ -51,6 +51,11 @@ pub struct RoomView {
     pub banned: Vec<String>,
     /// Who says they are recording (keys, hex).
     pub recording: Vec<String>,
+    /// Who the room goes to if this node, its host, leaves now: the first successor named at
+    /// the room's creation who is here, else the first moderator here, else the first speaker
+    /// here (never a listener, never someone banned). `None` when nobody can take it, or when
+    /// this node is not the host.
+    pub heir: Option<Person>,
     /// Whether the host ended the room.
     pub ended: bool,
     /// This node's own role.
@@ -85,6 +90,10 @@ impl RoomView {
             .collect();
         let hex =
             |set: &std::collections::BTreeSet<PublicKey>| set.iter().map(|k| k.to_hex()).collect();
+        let heir = (state.role(me) == Role::Host && !state.ended)
+            .then(|| heir(state, me, &present))
+            .flatten()
+            .map(|k| person(&k));
         RoomView {
             room_id,
             title: state.info.title.clone(),
@@ -99,11 +108,35 @@ impl RoomView {
             muted: hex(&state.muted),
             banned: hex(&state.banned),
             recording: state.recording.iter().map(|k| k.to_hex()).collect(),
+            heir,
             ended: state.ended,
             my_role: state.role(me),
             log_len,
         }
     }
+}
+
+/// See [`RoomView::heir`].
+fn heir(state: &State, me: &PublicKey, present: impl Fn(&PublicKey) -> bool) -> Option<PublicKey> {
+    let can_take = |k: &&PublicKey| *k != me && present(k) && state.role(k) != Role::Banned;
+    let stage = state.stage();
+    state
+        .successors
+        .iter()
+        .find(can_take)
+        .or_else(|| {
+            stage
+                .iter()
+                .filter(|k| state.role(k) == Role::Moderator)
+                .find(can_take)
+        })
+        .or_else(|| {
+            stage
+                .iter()
+                .filter(|k| state.role(k) == Role::Speaker)
+                .find(can_take)
+        })
+        .copied()
 }
 
 /// Receive counters of one remote speaker, as the node measures them.
@@ -309,4 +342,66 @@ pub enum NodeEvent {
         /// Events missed.
         missed: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ruang_proto::room::{Genesis, Info, Visibility};
+
+    fn key(n: u8) -> PublicKey {
+        PublicKey([n; 32])
+    }
+
+    /// Host 1; successors 7 then 6; moderators 2, 3; speakers 4, 5.
+    fn state() -> State {
+        let genesis = Genesis {
+            info: Info::default(),
+            visibility: Visibility::Public,
+            successors: vec![key(7), key(6)],
+            nonce: [0; 16],
+        };
+        let mut s = State::from_genesis(key(1), &genesis, 0);
+        s.moderators.extend([key(2), key(3)]);
+        s.speakers.extend([key(4), key(5)]);
+        s
+    }
+
+    fn heir_with(state: &State, here: &[u8]) -> Option<PublicKey> {
+        heir(state, &key(1), |k: &PublicKey| here.iter().any(|n| key(*n) == *k))
+    }
+
+    #[test]
+    fn the_heir_is_a_successor_then_a_moderator_then_a_speaker_who_is_here() {
+        let mut s = state();
+        assert_eq!(heir_with(&s, &[2, 4, 6, 7]), Some(key(7)));
+        assert_eq!(heir_with(&s, &[2, 4, 6]), Some(key(6)));
+        assert_eq!(heir_with(&s, &[3, 4]), Some(key(3)));
+        assert_eq!(heir_with(&s, &[5, 9]), Some(key(5)));
+        // Listeners (9) and the host itself never; banned members never.
+        assert_eq!(heir_with(&s, &[1, 9]), None);
+        s.banned.insert(key(7));
+        assert_eq!(heir_with(&s, &[7, 4]), Some(key(4)));
+    }
+
+    #[test]
+    fn only_the_host_of_an_open_room_sees_an_heir() {
+        let s = state();
+        let view = |me: u8, s: &State| {
+            RoomView::new(
+                String::new(),
+                s,
+                &key(me),
+                1,
+                |_| None,
+                |_| true,
+                std::iter::empty(),
+            )
+        };
+        assert_eq!(view(1, &s).heir.map(|p| p.key), Some(key(7).to_hex()));
+        assert_eq!(view(2, &s).heir, None);
+        let mut ended = state();
+        ended.ended = true;
+        assert_eq!(view(1, &ended).heir, None);
+    }
 }

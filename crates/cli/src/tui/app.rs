@@ -9,7 +9,7 @@ use ruang_proto::PublicKey;
 use ruang_proto::room::{EventBody, Role};
 
 use super::Exit;
-use super::keys::Action;
+use super::keys::{Action, Handover};
 
 /// Chat lines (and notices, reactions, errors) kept for the chat pane; older ones are dropped.
 pub const CHAT_HISTORY_CAP: usize = 200;
@@ -24,6 +24,8 @@ pub enum InputMode {
     Chat(String),
     /// Asked "end the room for everyone?"; `y` confirms, any other key cancels.
     ConfirmEnd,
+    /// The host pressed `q`: asked whether to hand the room over (or end it) and leave.
+    ConfirmLeave,
 }
 
 /// What a line of the chat pane is.
@@ -398,6 +400,21 @@ impl App {
         self.room.as_ref().map_or(Role::Listener, |r| r.my_role)
     }
 
+    /// Whether this node hosts a room that has not ended.
+    pub fn hosting(&self) -> bool {
+        self.room
+            .as_ref()
+            .is_some_and(|r| r.my_role == Role::Host && !r.ended)
+    }
+
+    /// Who the room would go to if this node, its host, left now (the node's choice:
+    /// [`RoomView::heir`]), with their display name.
+    pub fn heir(&self) -> Option<(PublicKey, String)> {
+        let heir = self.room.as_ref()?.heir.as_ref()?;
+        let key = PublicKey::from_hex(&heir.key)?;
+        Some((key, self.name_of(&heir.key)))
+    }
+
     /// Whether this node's hand is raised.
     pub fn hand_raised(&self) -> bool {
         self.room
@@ -494,7 +511,11 @@ impl App {
             Action::Chat(_) => "chat".into(),
             Action::SelfMute(true) => "turn your mic off".into(),
             Action::SelfMute(false) => "turn your mic on".into(),
-            Action::Leave => "leave".into(),
+            Action::Leave(Handover::To(who)) => {
+                format!("hand the room to {} and leave", name(who))
+            }
+            Action::Leave(Handover::End) => "end the room and leave".into(),
+            Action::Leave(Handover::Nothing) => "leave".into(),
             Action::Act(body) => match body {
                 EventBody::RaiseHand => "raise your hand".into(),
                 EventBody::LowerHand => "lower your hand".into(),

@@ -83,6 +83,17 @@ fn help_keys(app: &App) -> Vec<(&'static str, &'static str)> {
         InputMode::ConfirmEnd => {
             keys.extend([("y", "end the room for everyone"), ("other keys", "cancel")]);
         }
+        InputMode::ConfirmLeave => {
+            if app.heir().is_some() {
+                keys.extend([
+                    ("y", "hand over and leave"),
+                    ("e", "end the room and leave"),
+                ]);
+            } else {
+                keys.extend([("y", "end the room and leave"), ("l", "leave it hostless")]);
+            }
+            keys.push(("other keys", "stay"));
+        }
         InputMode::Normal => {
             let role = app.my_role();
             if app.on_stage() {

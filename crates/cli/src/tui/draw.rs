@@ -373,6 +373,19 @@ fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect) {
                 .bold();
             frame.render_widget(Paragraph::new(text).block(block), area);
         }
+        InputMode::ConfirmLeave => {
+            let block = Block::bordered().title(" leave the room you host ");
+            let text = match app.heir() {
+                Some((_, name)) => format!(
+                    "y: hand the room to {} and leave · e: end it for everyone · other keys: stay",
+                    clean(&name)
+                ),
+                None => "Nobody here can take the room. y: end it for everyone and leave · \
+                         l: leave it without a host · other keys: stay"
+                    .to_string(),
+            };
+            frame.render_widget(Paragraph::new(text.yellow().bold()).block(block), area);
+        }
         InputMode::Normal => {
             let text = "press Enter or c to chat".dim();
             frame.render_widget(Paragraph::new(text).block(Block::bordered()), area);

@@ -23,8 +23,19 @@ pub enum Action {
     Chat(String),
     /// Turn one's own mic off (`true`) or on.
     SelfMute(bool),
-    /// Leave the room and end the UI.
-    Leave,
+    /// Leave the room and end the UI; a host says first what becomes of the room.
+    Leave(Handover),
+}
+
+/// What becomes of the room when its host leaves (see [`App::heir`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Handover {
+    /// Nothing: this node is not the host, or the host leaves the room without one.
+    Nothing,
+    /// The room is handed to this member (a signed hand-off) before leaving.
+    To(PublicKey),
+    /// The room ends for everyone before leaving.
+    End,
 }
 
 /// Lines PageUp/PageDown scroll the chat pane by.
@@ -39,13 +50,54 @@ impl App {
         if key.modifiers.contains(KeyModifiers::CONTROL)
             && matches!(key.code, KeyCode::Char('c' | 'C'))
         {
-            return Some(Action::Leave);
+            // Ctrl-C leaves at once; a host's room goes to the heir rather than staying
+            // hostless (it is never ended without asking).
+            let handover = match self.heir() {
+                Some((key, _)) if self.hosting() => Handover::To(key),
+                _ => Handover::Nothing,
+            };
+            return Some(Action::Leave(handover));
         }
         match std::mem::take(&mut self.mode) {
             InputMode::Chat(text) => self.chat_key(key, text),
             InputMode::ConfirmEnd => self.confirm_end_key(key),
+            InputMode::ConfirmLeave => self.confirm_leave_key(key),
             InputMode::Normal => self.normal_key(key),
         }
+    }
+
+    /// `q`: anyone but a host of an open room leaves at once; the host is asked first.
+    fn leave_key(&mut self) -> Option<Action> {
+        if !self.hosting() {
+            return Some(Action::Leave(Handover::Nothing));
+        }
+        self.mode = InputMode::ConfirmLeave;
+        let question = match self.heir() {
+            Some((_, name)) => format!(
+                "leave? y: hand the room to {name} and leave · e: end it for everyone · \
+                 other keys: stay"
+            ),
+            None => "nobody here can take the room. y: end it for everyone and leave · \
+                     l: leave it without a host · other keys: stay"
+                .to_string(),
+        };
+        self.set_status(question, false);
+        None
+    }
+
+    fn confirm_leave_key(&mut self, key: KeyEvent) -> Option<Action> {
+        let handover = match (key.code, self.heir()) {
+            (KeyCode::Char('y' | 'Y'), Some((heir, _))) => Handover::To(heir),
+            (KeyCode::Char('y' | 'Y'), None) | (KeyCode::Char('e' | 'E'), Some(_)) => {
+                Handover::End
+            }
+            (KeyCode::Char('l' | 'L'), None) => Handover::Nothing,
+            _ => {
+                self.set_status("you stay in the room", false);
+                return None;
+            }
+        };
+        Some(Action::Leave(handover))
     }
 
     fn chat_key(&mut self, key: KeyEvent, mut text: String) -> Option<Action> {
@@ -97,7 +149,7 @@ impl App {
             return None;
         }
         match key.code {
-            KeyCode::Char('q') => Some(Action::Leave),
+            KeyCode::Char('q') => self.leave_key(),
             KeyCode::Enter | KeyCode::Char('c') => {
                 self.mode = InputMode::Chat(String::new());
                 None

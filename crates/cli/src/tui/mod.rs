@@ -36,6 +36,7 @@ use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen};
 use crossterm::{cursor, execute, terminal};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use ruang_proto::room::EventBody;
 use futures::{FutureExt as _, StreamExt as _};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
@@ -44,7 +45,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 pub use app::App;
 pub use draw::draw;
-pub use keys::Action;
+pub use keys::{Action, Handover};
 
 /// Actions waiting for the node's reply at once; further keys are refused until one returns.
 pub const MAX_ACTIONS_IN_FLIGHT: usize = 16;
@@ -103,8 +104,9 @@ async fn event_loop(
             key = keys.next() => match key {
                 Some(Ok(Event::Key(key))) => {
                     let Some(action) = app.handle_key(key) else { continue };
-                    if action == Action::Leave {
+                    if let Action::Leave(handover) = &action {
                         app.leaving = true;
+                        hand_over(node, handover).await;
                         leave(node).await;
                         return Ok(Exit::Left);
                     }
@@ -152,7 +154,10 @@ fn perform(node: NodeHandle, action: Action, what: String) -> BoxFuture<'static,
                 Action::Act(body) => node.act(body.clone()).await,
                 Action::Chat(text) => node.chat(text.clone()).await,
                 Action::SelfMute(on) => node.self_mute(*on).await,
-                Action::Leave => node.leave().await,
+                Action::Leave(handover) => {
+                    hand_over(&node, handover).await;
+                    node.leave().await
+                }
             }
         };
         let result = match tokio::time::timeout(NODE_CALL_TIMEOUT, call).await {
@@ -163,6 +168,21 @@ fn perform(node: NodeHandle, action: Action, what: String) -> BoxFuture<'static,
         (action, what, result)
     }
     .boxed()
+}
+
+/// What a leaving host does to the room first: a hand-off or the end. A failure (the heir
+/// left, the node is gone) only goes to the log file: the user is leaving either way.
+async fn hand_over(node: &NodeHandle, handover: &Handover) {
+    let body = match handover {
+        Handover::Nothing => return,
+        Handover::To(to) => EventBody::HandOff { to: *to },
+        Handover::End => EventBody::EndRoom,
+    };
+    match tokio::time::timeout(NODE_CALL_TIMEOUT, node.act(body)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("handing the room over before leaving: {e}"),
+        Err(_) => tracing::warn!("the node did not confirm the hand-over in time"),
+    }
 }
 
 /// Leaves the room; a failure (already out, node gone) only goes to the log file.

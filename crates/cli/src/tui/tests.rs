@@ -12,7 +12,7 @@ use ruang_proto::PublicKey;
 use ruang_proto::room::{EventBody, Refusal, Role};
 
 use super::app::{App, CHAT_HISTORY_CAP, InputMode};
-use super::{Action, Exit, draw};
+use super::{Action, Exit, Handover, draw};
 
 const ANA: u8 = 1; // host
 const BO: u8 = 2; // moderator
@@ -77,6 +77,7 @@ fn room(me: u8) -> RoomView {
         muted: vec![hex(CY)],
         banned: Vec::new(),
         recording: Vec::new(),
+        heir: None,
         ended: false,
         my_role,
         log_len: 12,
@@ -438,6 +439,46 @@ fn end_room_asks_for_confirmation() {
 }
 
 #[test]
+fn the_host_leaving_is_asked_and_hands_the_room_over() {
+    let mut app = app_as(ANA);
+    let mut view = app.room.clone().unwrap();
+    view.heir = Some(person(BO, "bo", Role::Moderator));
+    app.set_room(view.clone());
+    // q asks; a key other than the answers keeps the host in the room.
+    assert_eq!(ch(&mut app, 'q'), None);
+    assert_eq!(app.mode, InputMode::ConfirmLeave);
+    let screen = render(&app, 120, 30).join("\n");
+    assert!(screen.contains("hand the room to bo"), "{screen}");
+    assert_eq!(ch(&mut app, 'n'), None);
+    assert_eq!(app.mode, InputMode::Normal);
+    ch(&mut app, 'q');
+    assert_eq!(ch(&mut app, 'y'), Some(Action::Leave(Handover::To(key(BO)))));
+    ch(&mut app, 'q');
+    assert_eq!(ch(&mut app, 'e'), Some(Action::Leave(Handover::End)));
+    // Ctrl-C hands over without asking (it never ends the room).
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(
+        app.handle_key(ctrl_c),
+        Some(Action::Leave(Handover::To(key(BO))))
+    );
+
+    // Nobody to take it: y ends it, l leaves it hostless.
+    view.heir = None;
+    app.set_room(view);
+    ch(&mut app, 'q');
+    let screen = render(&app, 120, 30).join("\n");
+    assert!(screen.contains("Nobody here can take the room"), "{screen}");
+    assert_eq!(ch(&mut app, 'y'), Some(Action::Leave(Handover::End)));
+    ch(&mut app, 'q');
+    assert_eq!(ch(&mut app, 'l'), Some(Action::Leave(Handover::Nothing)));
+    assert_eq!(app.handle_key(ctrl_c), Some(Action::Leave(Handover::Nothing)));
+    assert_eq!(
+        app.describe(&Action::Leave(Handover::To(key(BO)))),
+        "hand the room to bo and leave"
+    );
+}
+
+#[test]
 fn chat_typing_enter_sends_and_esc_cancels() {
     let mut app = app_as(GUS);
     assert_eq!(press(&mut app, KeyCode::Enter), None);
@@ -471,7 +512,7 @@ fn chat_typing_enter_sends_and_esc_cancels() {
 #[test]
 fn leave_mute_and_other_self_keys() {
     let mut app = app_as(DEE);
-    assert_eq!(ch(&mut app, 'q'), Some(Action::Leave));
+    assert_eq!(ch(&mut app, 'q'), Some(Action::Leave(Handover::Nothing)));
     assert_eq!(ch(&mut app, 'm'), Some(Action::SelfMute(true)));
     app.on_result(&Action::SelfMute(true), "turn your mic off", Ok(()));
     assert!(app.self_muted);
@@ -486,7 +527,7 @@ fn leave_mute_and_other_self_keys() {
     let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
     assert_eq!(
         app.handle_key(ctrl_c),
-        Some(Action::Leave),
+        Some(Action::Leave(Handover::Nothing)),
         "Ctrl-C leaves even while typing"
     );
 
