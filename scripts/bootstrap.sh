@@ -41,7 +41,7 @@ else
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "bootstrap: cargo not found. Install Rust (1.88 or newer) from https://rustup.rs, then run again." >&2
+  echo "bootstrap: cargo not found. Install Rust (1.89 or newer) from https://rustup.rs, then run again." >&2
   exit 1
 fi
 echo "bootstrap: $(cargo --version)"

@@ -8,7 +8,8 @@
 //!   retransmits, frames arrive after their playout time and count as lost. Above
 //!   [`CONGESTED_LOSS_PERMILLE`] the path is taken as congested: the loss-based rule of
 //!   Google Congestion Control (draft-ietf-rmcat-gcc: loss over 10 % lowers the rate, under 2 %
-//!   raises it). Loss that FEC can cover stays below it.
+//!   raises it), averaged over a few seconds ([`SmoothedLoss`]): one bad second of a lossy
+//!   path is not a narrow path.
 //! - **The sender's own link queues**: over TCP (and QUIC once its buffers are full) a slow
 //!   path blocks the writes, frames wait in the link's queue of a few frames and the oldest is
 //!   dropped. A backlog of half the queue, or a frame dropped from it, is congestion seen
@@ -21,8 +22,13 @@
 //! [`MIN_BITRATE_BPS`], and back up a step after [`STEP_UP_AFTER_MS`] without congestion, to
 //! the configured bitrate.
 
-/// Reported loss above this (‰, the 90th-percentile listener's) means the path is congested.
+/// Reported loss above this (‰, the 90th-percentile listener's, smoothed by
+/// [`SmoothedLoss`]) means the path is congested.
 pub const CONGESTED_LOSS_PERMILLE: u16 = 100;
+
+/// Time constant of [`SmoothedLoss`], ms: a sustained loss shows within a couple of seconds,
+/// one bad second of a lossy but wide path does not.
+pub const LOSS_SMOOTHING_MS: u64 = 3_000;
 
 /// The lowest bitrate congestion may push the encoder to (wideband speech stays intelligible).
 pub const MIN_BITRATE_BPS: u32 = 12_000;
@@ -63,6 +69,33 @@ pub fn room_congested(links: &[LinkLoad]) -> bool {
     let congested = links.iter().filter(|l| l.congested()).count();
     // The rank-th best link (sorted clean first) is congested.
     congested > n - rank
+}
+
+/// The reported loss averaged over time (an exponential average with time constant
+/// [`LOSS_SMOOTHING_MS`]). Listeners report the loss of each second: at 5 % random loss one
+/// second in twenty-five has 6 of its 50 frames missing (over 10 %); a path too narrow for the
+/// audio misses a quarter of them second after second. Only the second should lower the
+/// bitrate.
+#[derive(Clone, Debug, Default)]
+pub struct SmoothedLoss {
+    permille: f64,
+    last_ms: Option<u64>,
+}
+
+impl SmoothedLoss {
+    /// No loss seen yet.
+    pub fn new() -> SmoothedLoss {
+        SmoothedLoss::default()
+    }
+
+    /// Takes the loss in force at `now_ms` (the latest reports, ‰); returns the average.
+    pub fn update(&mut self, now_ms: u64, permille: u16) -> u16 {
+        let dt = self.last_ms.map_or(0, |t| now_ms.saturating_sub(t));
+        self.last_ms = Some(now_ms);
+        let weight = 1.0 - (-(dt as f64) / LOSS_SMOOTHING_MS as f64).exp();
+        self.permille += (f64::from(permille) - self.permille) * weight;
+        self.permille.round().clamp(0.0, 1000.0) as u16
+    }
 }
 
 /// The encoder bitrate over time: down a quarter per second of congestion, up a step after a
@@ -193,6 +226,40 @@ mod tests {
             32_000,
             "never above the configured bitrate"
         );
+    }
+
+    /// Per-second reports at 5 % random loss (50 frames a second) never add up to
+    /// congestion over ten minutes; a steady 24 % does within two seconds.
+    #[test]
+    fn smoothing_tells_a_lossy_path_from_a_narrow_one() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % 1000) as u16
+        };
+        let mut lossy = SmoothedLoss::new();
+        let mut worst_second = 0;
+        for second in 0..600u64 {
+            let missed = (0..50).filter(|_| rand() < 50).count() as u16;
+            worst_second = worst_second.max(missed * 20);
+            for tick in 0..5 {
+                let avg = lossy.update(second * 1000 + tick * 200, missed * 20);
+                assert!(avg <= CONGESTED_LOSS_PERMILLE, "second {second}: {avg} ‰");
+            }
+        }
+        assert!(
+            worst_second > CONGESTED_LOSS_PERMILLE,
+            "some second was over 10 %"
+        );
+        let mut narrow = SmoothedLoss::new();
+        narrow.update(0, 0);
+        let at = (1..=20u64)
+            .map(|i| i * 200)
+            .find(|&t| narrow.update(t, 243) > CONGESTED_LOSS_PERMILLE)
+            .expect("never congested");
+        assert!(at <= 2_000, "congested only after {at} ms");
     }
 
     #[test]

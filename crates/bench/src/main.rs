@@ -18,10 +18,10 @@
 //! `--report FILE`, appends them to FILE. Run files (WAVs, child logs) go under `--out`.
 
 mod codec;
-#[cfg(feature = "dred")]
-mod dred;
 mod cpu;
 mod directory;
+#[cfg(feature = "dred")]
+mod dred;
 mod helpers;
 mod join;
 mod listener_cpu;

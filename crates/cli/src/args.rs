@@ -34,7 +34,8 @@ Exit status:
 #[derive(Debug, Parser)]
 #[command(name = "ruang", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
 pub struct Cli {
-    /// Identity key file [default: $XDG_CONFIG_HOME/ruang/identity.key]; created on first use.
+    /// Identity key file [default: $XDG_CONFIG_HOME/ruang/identity.key, node.key for `ruang
+    /// node`]; created on first use. One process at a time may use it.
     #[arg(long, global = true, value_name = "PATH")]
     pub identity: Option<PathBuf>,
     /// Configuration file [default: $XDG_CONFIG_HOME/ruang/config.toml].
@@ -153,15 +154,22 @@ pub enum Command {
     },
     /// Run a headless node: a bootstrap peer, directory relay and (with --relay) circuit relay.
     #[command(
-        after_help = "Examples:\n  ruang node --listen /ip4/0.0.0.0/udp/4001/quic-v1 --listen /ip4/0.0.0.0/tcp/4001\n  ruang node --relay --json"
+        after_help = "Examples:\n  ruang node --listen /ip4/0.0.0.0/udp/4001/quic-v1 --listen /ip4/0.0.0.0/tcp/4001\n  ruang node --relay --json --metrics 127.0.0.1:9464\n\nIts identity is its own ($XDG_CONFIG_HOME/ruang/node.key), not yours; packaging/ruang-node.service runs it under systemd."
     )]
     Node {
         /// Also serve as a libp2p circuit relay for peers that cannot reach each other directly.
         #[arg(long)]
         relay: bool,
-        /// Print JSON lines.
+        /// Print JSON lines: `ready`, then `stats` every --stats-every seconds, `stopped`.
         #[arg(long)]
         json: bool,
+        /// Seconds between two `stats` lines with --json (0: none).
+        #[arg(long, default_value_t = 10, value_name = "SECS")]
+        stats_every: u64,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464): connections,
+        /// relay reservations and circuits, gossip messages, rooms in the directory.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// List audio devices.
     Devices,

@@ -37,11 +37,22 @@ pub async fn run(cli: Cli, tui_mode: bool) -> Result<ExitCode> {
     if let Command::Man { out } = &cli.command {
         return man(out.as_deref());
     }
-    let settings = Settings::load(&cli)?;
+    let mut settings = Settings::load(&cli)?;
+    if !matches!(cli.command, Command::Id { .. }) {
+        settings.lock_identity()?;
+    }
     match cli.command {
         Command::Id { json } => id(&settings, json),
         Command::Rooms { json, wait } => rooms(&settings, json, wait).await,
-        Command::Node { relay, json } => node(&settings, relay, json).await,
+        Command::Node {
+            relay,
+            json,
+            stats_every,
+            metrics,
+        } => {
+            let every = (stats_every > 0).then(|| Duration::from_secs(stats_every));
+            node(&settings, relay, json, every, metrics).await
+        }
         Command::Host {
             title,
             topic,
@@ -281,15 +292,31 @@ fn describe_listing(r: &ruang_node::Listing, now: u64) -> String {
     out
 }
 
-async fn node(settings: &Settings, relay: bool, json: bool) -> Result<ExitCode> {
+async fn node(
+    settings: &Settings,
+    relay: bool,
+    json: bool,
+    every: Option<Duration>,
+    metrics: Option<std::net::SocketAddr>,
+) -> Result<ExitCode> {
     if relay && settings.hide_ip {
         bail!("a relay serves others at its own address: --relay and --hide-ip exclude each other");
     }
-    let node = settings
+    let mut builder = settings
         .node_builder(settings.name(None))
-        .relay_server(relay)
-        .spawn()
-        .await?;
+        .relay_server(relay);
+    let mut exporter = None;
+    if let Some(addr) = metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--metrics {addr}: cannot listen there"))?;
+        let bound = listener.local_addr()?;
+        let (registry, gauges) = crate::metrics::registry();
+        builder = builder.metrics(registry.clone());
+        let server = tokio::spawn(crate::metrics::serve(listener, registry));
+        exporter = Some((server, gauges, format!("http://{bound}/metrics")));
+    }
+    let node = builder.spawn().await?;
     // Give the listeners a moment to report their addresses.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = node.status().await?;
@@ -297,7 +324,8 @@ async fn node(settings: &Settings, relay: bool, json: bool) -> Result<ExitCode> 
         let listen: Vec<String> = status.addrs.iter().map(|a| a.to_string()).collect();
         println!(
             "{}",
-            json!({"event": "ready", "peer_id": status.peer_id.to_string(), "listen": listen, "relay": relay})
+            json!({"event": "ready", "peer_id": status.peer_id.to_string(), "listen": listen,
+                "relay": relay, "metrics": exporter.as_ref().map(|e| e.2.clone())})
         );
     } else {
         println!(
@@ -309,14 +337,75 @@ async fn node(settings: &Settings, relay: bool, json: bool) -> Result<ExitCode> 
         for a in &status.addrs {
             println!("  --bootstrap {a}");
         }
+        if let Some((_, _, url)) = &exporter {
+            println!("Prometheus metrics: {url}");
+        }
         println!("Ctrl-C stops it.");
     }
-    wait_for_signal().await;
+    let mut tick = every.filter(|_| json).map(|every| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        t
+    });
+    // The gauges are refreshed every few seconds (a scrape reads what is there).
+    let mut refresh = tokio::time::interval(METRICS_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let stop = wait_for_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = refresh.tick(), if exporter.is_some() => {
+                if let Some((_, gauges, _)) = &exporter
+                    && let Err(e) = refresh_gauges(&node, gauges).await
+                {
+                    tracing::warn!("metrics: {e}");
+                }
+            }
+            _ = async { tick.as_mut().expect("guarded").tick().await }, if tick.is_some() => {
+                match node_stats(&node).await {
+                    Ok(stats) => println!("{stats}"),
+                    Err(e) => tracing::warn!("node stats: {e}"),
+                }
+            }
+        }
+    }
+    if let Some((server, _, _)) = exporter {
+        server.abort();
+    }
     node.shutdown().await?;
     if json {
         println!("{}", json!({"event": "stopped"}));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often `ruang node --metrics` refreshes ruang's gauges.
+const METRICS_REFRESH: Duration = Duration::from_secs(5);
+
+async fn refresh_gauges(
+    node: &ruang_node::NodeHandle,
+    gauges: &crate::metrics::Gauges,
+) -> Result<()> {
+    let status = node.status().await?;
+    let rooms = node.rooms().await?;
+    gauges.connected_peers.set(status.peers as i64);
+    gauges.rooms.set(rooms.len() as i64);
+    gauges.audio_links.set(status.listeners_served as i64);
+    Ok(())
+}
+
+/// One `stats` line of `ruang node --json`.
+async fn node_stats(node: &ruang_node::NodeHandle) -> Result<serde_json::Value> {
+    let status = node.status().await?;
+    let rooms = node.rooms().await?;
+    Ok(json!({
+        "event": "stats",
+        "connected_peers": status.peers,
+        "rooms_in_directory": rooms.len(),
+        "audio_links": status.listeners_served,
+        "listen": status.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+    }))
 }
 
 /// Waits for Ctrl-C or SIGTERM.

@@ -70,6 +70,58 @@ pub fn default_log_file() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("ruang.log"))
 }
 
+/// Rooms an identity was banned from: `<room id> <key> <unix seconds>` lines in the state
+/// folder, kept to explain a refused join later (the room's members refuse a banned peer's
+/// connections, so the node itself cannot learn why). Never used to refuse a join: a
+/// moderator may have lifted the ban since.
+pub mod bans {
+    use std::path::{Path, PathBuf};
+
+    use ruang_proto::PublicKey;
+    use ruang_proto::room::RoomId;
+
+    /// Bans remembered, newest kept.
+    const MAX_REMEMBERED: usize = 256;
+
+    /// The default file.
+    pub fn file() -> Option<PathBuf> {
+        directories::ProjectDirs::from("", "", "ruang").map(|d| {
+            d.state_dir()
+                .unwrap_or_else(|| d.cache_dir())
+                .join("banned-rooms")
+        })
+    }
+
+    /// Remembers that `me` was banned from `room` at `unix_s`. Failures are only logged.
+    pub fn remember(path: &Path, room: &RoomId, me: &PublicKey, unix_s: u64) {
+        let mut lines: Vec<String> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{} {}", room.to_hex(), me.to_hex())))
+            .map(str::to_string)
+            .collect();
+        lines.push(format!("{} {} {unix_s}", room.to_hex(), me.to_hex()));
+        let keep = lines.len().saturating_sub(MAX_REMEMBERED);
+        let text = lines[keep..].join("\n") + "\n";
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(path, text));
+        if let Err(e) = written {
+            tracing::warn!("cannot remember the ban in {}: {e}", path.display());
+        }
+    }
+
+    /// When `me` was banned from `room`, if that was remembered (unix seconds).
+    pub fn since(path: &Path, room: &RoomId, me: &PublicKey) -> Option<u64> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let prefix = format!("{} {} ", room.to_hex(), me.to_hex());
+        text.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+    }
+}
+
 /// Loads the file at `path`, or the default one if it exists; a missing default is no error.
 pub fn load(path: Option<&Path>) -> Result<FileConfig> {
     let (path, explicit) = match path {
@@ -105,6 +157,39 @@ mod tests {
         assert_eq!(c.bootstrap.len(), 1);
         assert_eq!(c.mdns, Some(false));
         assert!(toml::from_str::<FileConfig>("nmae = \"typo\"").is_err());
+    }
+
+    #[test]
+    fn bans_are_remembered_per_room_and_identity() {
+        use ruang_proto::room::RoomId;
+        use ruang_proto::{Hash, PublicKey};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/banned-rooms");
+        let (room, other_room) = (RoomId(Hash([1; 32])), RoomId(Hash([2; 32])));
+        let (me, someone) = (PublicKey([3; 32]), PublicKey([4; 32]));
+        assert_eq!(bans::since(&path, &room, &me), None);
+        bans::remember(&path, &room, &me, 100);
+        bans::remember(&path, &room, &me, 200);
+        assert_eq!(bans::since(&path, &room, &me), Some(200));
+        assert_eq!(bans::since(&path, &other_room, &me), None);
+        assert_eq!(bans::since(&path, &room, &someone), None);
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert_eq!(lines, 1, "one line per room and identity");
+    }
+
+    /// The packaged sample configuration, every key uncommented, is a valid file.
+    #[test]
+    fn the_packaged_sample_parses() {
+        let sample = include_str!("../../../packaging/config.sample.toml");
+        let uncommented: String = sample
+            .lines()
+            .filter(|l| l.starts_with("# ") && l.contains(" = "))
+            .map(|l| l.trim_start_matches("# "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c: FileConfig = toml::from_str(&uncommented).unwrap();
+        assert!(c.name.is_some() && c.bootstrap.len() == 1 && c.gain_control == Some(true));
+        assert!(c.tls_cert.is_some() && c.input_device.is_some() && c.frame_ms == Some(20));
     }
 
     /// The README's sample file, with its commented-out keys turned on, is a valid file.

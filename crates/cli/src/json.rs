@@ -301,7 +301,8 @@ async fn hand_over_before_leaving(
         .and_then(|p| ruang_proto::PublicKey::from_hex(&p.key))
     {
         Some(to) => {
-            node.act(ruang_proto::room::EventBody::HandOff { to }).await?;
+            node.act(ruang_proto::room::EventBody::HandOff { to })
+                .await?;
             print(json!({"event": "handed_over", "key": to.to_hex()}));
         }
         None if end_if_nobody => node.act(ruang_proto::room::EventBody::EndRoom).await?,

@@ -12,6 +12,7 @@ mod commands;
 mod config;
 mod demo;
 mod json;
+mod metrics;
 mod room;
 mod settings;
 mod text;

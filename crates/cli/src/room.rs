@@ -84,10 +84,12 @@ pub async fn run(
         }
         Err(e) => return Err(e),
     };
+    let mut no_input = None;
     let source = match room.input.open(room.frame, device_in) {
         Ok(s) => Some(s),
         Err(e) if !room.input_explicit => {
             warn!("{e:#}; you can listen but not speak (or use --input voice)");
+            no_input = Some(format!("{e:#}"));
             None
         }
         Err(e) => return Err(e),
@@ -100,7 +102,34 @@ pub async fn run(
         .spawn()
         .await?;
     let events = node.subscribe();
-    let result = stay(&node, events, sink, source, enter, room.json, tui_mode).await;
+    let target_room = match &enter {
+        Enter::Join(ruang_node::JoinTarget::Ticket(t)) => Some(t.room),
+        Enter::Join(ruang_node::JoinTarget::Room(id)) => Some(*id),
+        Enter::Host(_) => None,
+    };
+    let me = settings.identity.public();
+    let bans = crate::config::bans::file();
+    let input = (source, no_input);
+    let result = stay(&node, events, sink, input, enter, room.json, tui_mode).await;
+    // A ban is remembered, to explain why that room's members refuse this identity later.
+    if let (Ok(Outcome::Removed(ruang_node::LeaveReason::Banned)), Some(room), Some(path)) =
+        (&result, target_room, &bans)
+    {
+        crate::config::bans::remember(path, &room, &me, unix_s());
+    }
+    let result = result.map_err(|e| match (target_room, &bans) {
+        // The node says so itself when it got to see the room's state.
+        _ if format!("{e:#}").contains("banned") => e,
+        (Some(room), Some(path)) => match crate::config::bans::since(path, &room, &me) {
+            Some(at) => e.context(format!(
+                "you were banned from this room ({}): its members refuse your connections \
+                 unless a moderator lifts the ban",
+                ago(unix_s().saturating_sub(at))
+            )),
+            None => e,
+        },
+        _ => e,
+    });
     if room.json
         && let Err(e) = &result
     {
@@ -116,14 +145,35 @@ pub async fn run(
     Ok(result?.finish())
 }
 
+fn unix_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// "3 minutes ago", roughly.
+fn ago(seconds: u64) -> String {
+    match seconds {
+        0..120 => format!("{seconds} s ago"),
+        120..7_200 => format!("{} minutes ago", seconds / 60),
+        7_200..172_800 => format!("{} hours ago", seconds / 3_600),
+        _ => format!("{} days ago", seconds / 86_400),
+    }
+}
+
+/// What this node speaks: its source and how it is paced.
+type Speech = (
+    Box<dyn ruang_audio::source::Source + Send>,
+    ruang_node::Pacing,
+);
+
+/// Stays in the room: joins or hosts, speaks `input`'s source (or says why there is none),
+/// and runs the front-end until the stay ends.
 async fn stay(
     node: &NodeHandle,
     events: broadcast::Receiver<NodeEvent>,
     sink: Box<dyn ruang_audio::sink::Sink + Send>,
-    source: Option<(
-        Box<dyn ruang_audio::source::Source + Send>,
-        ruang_node::Pacing,
-    )>,
+    (source, no_input): (Option<Speech>, Option<String>),
     enter: Enter,
     json: bool,
     tui_mode: bool,
@@ -139,7 +189,7 @@ async fn stay(
     if json {
         crate::json::run(node, events, &joined).await
     } else if tui_mode {
-        Ok(match crate::tui::run(node.clone()).await? {
+        Ok(match crate::tui::run(node.clone(), no_input).await? {
             crate::tui::Exit::Left => Outcome::Left,
             crate::tui::Exit::Ended => Outcome::Ended,
             crate::tui::Exit::Removed(r) => Outcome::Removed(r),

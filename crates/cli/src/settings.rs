@@ -13,6 +13,13 @@ use crate::args::{Cli, RoomOptions};
 use crate::audio_io::{Input, Output};
 use crate::config::{self, FileConfig};
 
+/// The identity file people use, in the configuration folder.
+pub const USER_KEY_FILE: &str = "identity.key";
+
+/// The identity file `ruang node` uses by default, in the configuration folder: a node is a
+/// service, not its operator.
+pub const NODE_KEY_FILE: &str = "node.key";
+
 /// The settings shared by every command.
 pub struct Settings {
     /// The user's identity.
@@ -21,6 +28,9 @@ pub struct Settings {
     pub identity_path: PathBuf,
     /// Whether the key file was created by this run.
     pub created: bool,
+    /// The identity's lock, held while this process runs a node with it (see
+    /// [`Settings::lock_identity`]).
+    identity_lock: Option<std::fs::File>,
     /// The configuration file's contents.
     pub file: FileConfig,
     listen: Vec<Multiaddr>,
@@ -80,13 +90,18 @@ impl Settings {
     /// Loads the identity (creating it on first use) and the configuration file.
     pub fn load(cli: &Cli) -> Result<Settings> {
         let file = config::load(cli.config.as_deref())?;
+        // `ruang node` runs as its own peer, not as the person using the machine.
+        let default_key = match cli.command {
+            crate::args::Command::Node { .. } => NODE_KEY_FILE,
+            _ => USER_KEY_FILE,
+        };
         let identity_path = match &cli.identity {
             Some(p) => p.clone(),
             None => config::config_dir()
                 .context(
                     "cannot find a configuration folder (is $HOME set?); pass --identity PATH",
                 )?
-                .join("identity.key"),
+                .join(default_key),
         };
         let (identity, created) =
             ruang_proto::keyfile::load_or_create(&identity_path, &mut rand::rng())?;
@@ -113,8 +128,50 @@ impl Settings {
             identity,
             identity_path,
             created,
+            identity_lock: None,
             file,
         })
+    }
+
+    /// Takes the identity's lock (`<key file>.lock`, an advisory lock the system drops when
+    /// this process ends, however it ends) for as long as these settings live. Two nodes with
+    /// one identity would be one peer id in two places: each would cut the other's
+    /// connections and both would miss messages. A folder where the lock cannot be written
+    /// (read-only) only gets a warning.
+    pub fn lock_identity(&mut self) -> Result<()> {
+        let mut name = self.identity_path.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        let file = match std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot write {} ({e}): not checking whether this identity is already running",
+                    path.display()
+                );
+                return Ok(());
+            }
+        };
+        match file.try_lock() {
+            Ok(()) => {
+                self.identity_lock = Some(file);
+                Ok(())
+            }
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "the identity {} is in use by another ruang on this machine; stop that one, or \
+                 run this one as someone else with --identity PATH (created on first use)",
+                self.identity_path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::warn!("cannot lock {} ({e}): not checking", path.display());
+                Ok(())
+            }
+        }
     }
 
     /// The display name: `--name`, else the config file's, else "anonymous".

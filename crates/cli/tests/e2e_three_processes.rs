@@ -117,6 +117,7 @@ fn host_listener_and_a_banned_third_process() -> Result<()> {
         "a banned process exits with code 3"
     );
     step("third exited");
+
     // One second for the ban to take effect, then two more in which nothing arrives.
     std::thread::sleep(Duration::from_secs(1));
     let counts: Vec<u64> = (0..3)
@@ -139,6 +140,26 @@ fn host_listener_and_a_banned_third_process() -> Result<()> {
     );
 
     step("third's audio stopped");
+    // Back with the same identity, after the members blocked it: the room refuses it, and it
+    // is told why (remembered from the ban).
+    let mut again = Proc::start(
+        dir.path(),
+        "third",
+        &[
+            "join", &ticket, "--json", "--input", "tone", "--output", "null",
+        ],
+    )?;
+    let fatal = again.wait(Duration::from_secs(60), "the refused join", |v| {
+        (v["event"] == "error" && v["fatal"] == true).then(|| v.clone())
+    })?;
+    assert!(
+        fatal["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("banned from this room")),
+        "{fatal}"
+    );
+    again.exit(T)?;
+    step("banned rejoin refused with the reason");
     // The host leaves: the room goes to the one still on stage (the heir), not hostless.
     host.send(r#"{"cmd":"leave"}"#)?;
     let handed: Value = host.wait(T, "handed_over", |v| {

@@ -60,6 +60,12 @@ fn device_name(device: &cpal::Device) -> String {
 /// Every device the audio system knows, inputs and outputs. An empty list (or only virtual
 /// devices such as `null`) means there is no sound card.
 pub fn list_devices() -> Result<Vec<DeviceInfo>, DeviceError> {
+    // With no sound card ALSA still offers its `null` device (described as "Discard all
+    // samples (playback) or generate zero samples (capture)"), and asking for defaults makes
+    // alsa-lib print errors: there is nothing to list.
+    if no_sound_card() {
+        return Ok(Vec::new());
+    }
     let host = host()?;
     let default_in = host.default_input_device().map(|d| device_id(&d));
     let default_out = host.default_output_device().map(|d| device_id(&d));

@@ -109,6 +109,10 @@ pub struct Config {
     pub websocket_tls: WebSocketTls,
     /// How long a connection with nothing to do stays open.
     pub idle_connection_timeout: Duration,
+    /// A Prometheus registry to record libp2p's metrics into (connections, relay
+    /// reservations and circuits, gossip messages, identify, Kademlia, ping, hole punching),
+    /// under the `libp2p_` prefix. Default: none (nothing recorded).
+    pub metrics: Option<std::sync::Arc<std::sync::Mutex<crate::Registry>>>,
 }
 
 impl Config {
@@ -128,6 +132,7 @@ impl Config {
             transport,
             websocket_tls: WebSocketTls::default(),
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
+            metrics: None,
         }
     }
 

@@ -88,7 +88,12 @@ mod transport;
 
 use std::{collections::HashMap, sync::Arc};
 
+/// The Prometheus registry [`Config::metrics`] records into (prometheus-client's), for
+/// registering one's own metrics beside libp2p's and encoding them.
+pub use libp2p::metrics::Registry;
 pub use libp2p::{Multiaddr, PeerId, gossipsub::MessageId, identity::Keypair, multiaddr};
+/// prometheus-client, the version libp2p records with: metric types and the text encoder.
+pub use prometheus_client;
 
 pub use audio::{AUDIO_PROTOCOL, AudioIn, AudioInStats, AudioInbox, AudioLink, AudioLinkStats};
 pub use behaviour::{IDENTIFY_PROTOCOL, KAD_PROTOCOL};
@@ -168,6 +173,10 @@ pub async fn spawn(config: Config) -> Result<(Client, Events, AudioInbox), NetEr
         },
         hide_ip: config.hide_ip,
     };
+    let metrics = config.metrics.as_ref().map(|registry| {
+        let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
+        libp2p::metrics::Metrics::new(&mut registry)
+    });
     let event_loop = EventLoop::new(
         swarm,
         command_rx,
@@ -176,7 +185,8 @@ pub async fn spawn(config: Config) -> Result<(Client, Events, AudioInbox), NetEr
         unbound,
         inbound.clone(),
         acceptor,
-    );
+    )
+    .with_metrics(metrics);
     runtime.spawn(event_loop.run());
 
     let client = Client {

@@ -57,6 +57,9 @@ pub struct Config {
     /// ([`Pacing::Device`](crate::Pacing::Device) sources; files and synthetic sources are
     /// sent as they are). All on by default.
     pub voice: VoiceConfig,
+    /// A Prometheus registry the network layer records libp2p's metrics into (see
+    /// `ruang_net::Config::metrics`). None by default.
+    pub metrics: Option<std::sync::Arc<std::sync::Mutex<ruang_net::Registry>>>,
 }
 
 impl Config {
@@ -82,6 +85,7 @@ impl Config {
             announce_interval: Duration::from_millis(ruang_proto::directory::ANNOUNCE_INTERVAL_MS),
             sync_interval: Duration::from_secs(5),
             voice: VoiceConfig::microphone(),
+            metrics: None,
         }
     }
 }
@@ -138,6 +142,15 @@ impl Builder {
     /// Serve as a relay.
     pub fn relay_server(mut self, on: bool) -> Self {
         self.config.relay_server = on;
+        self
+    }
+
+    /// Record libp2p's metrics into this Prometheus registry.
+    pub fn metrics(
+        mut self,
+        registry: std::sync::Arc<std::sync::Mutex<ruang_net::Registry>>,
+    ) -> Self {
+        self.config.metrics = Some(registry);
         self
     }
 

@@ -96,6 +96,7 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
     net_config.hide_ip = config.hide_ip;
     net_config.auto_relays = config.auto_relays;
     net_config.websocket_tls = config.websocket_tls.clone();
+    net_config.metrics = config.metrics.clone();
     let (client, net_events, inbox) = ruang_net::spawn(net_config).await?;
 
     let (events, _) = broadcast::channel(EVENT_BROADCAST_CAP);

@@ -368,7 +368,9 @@ mod tests {
     }
 
     fn heir_with(state: &State, here: &[u8]) -> Option<PublicKey> {
-        heir(state, &key(1), |k: &PublicKey| here.iter().any(|n| key(*n) == *k))
+        heir(state, &key(1), |k: &PublicKey| {
+            here.iter().any(|n| key(*n) == *k)
+        })
     }
 
     #[test]

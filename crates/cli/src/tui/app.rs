@@ -26,6 +26,8 @@ pub enum InputMode {
     ConfirmEnd,
     /// The host pressed `q`: asked whether to hand the room over (or end it) and leave.
     ConfirmLeave,
+    /// The list of banned people is open (`b`, moderators), with the selected row.
+    Banned(usize),
 }
 
 /// What a line of the chat pane is.
@@ -117,6 +119,10 @@ pub struct App {
     pub ticket: Option<String>,
     /// Whether the ticket panel is open (`t`).
     pub show_ticket: bool,
+    /// Whether the help panel is open (`?`).
+    pub show_help: bool,
+    /// Why this node has no microphone (none found, none opened), if it has none.
+    pub no_input: Option<String>,
     /// Index of the selection in [`App::selectable`], to land near it if that person goes.
     selected_index: usize,
     /// Chat pane lines, oldest first, at most [`CHAT_HISTORY_CAP`].
@@ -139,6 +145,8 @@ impl App {
             leaving: false,
             ticket: None,
             show_ticket: false,
+            show_help: false,
+            no_input: None,
             selected_index: 0,
             log: VecDeque::new(),
         }
@@ -413,6 +421,11 @@ impl App {
         let heir = self.room.as_ref()?.heir.as_ref()?;
         let key = PublicKey::from_hex(&heir.key)?;
         Some((key, self.name_of(&heir.key)))
+    }
+
+    /// The banned (keys, hex), as the room state lists them.
+    pub fn banned(&self) -> &[String] {
+        self.room.as_ref().map_or(&[], |r| r.banned.as_slice())
     }
 
     /// Whether this node's hand is raised.

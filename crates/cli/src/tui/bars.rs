@@ -14,7 +14,12 @@ const HELP_ROWS_MAX: usize = 4;
 /// Peers, jitter-buffer delay and loss, overall and per speaker.
 pub(super) fn health_line(app: &App) -> Line<'static> {
     let h = &app.health;
-    let mut spans = vec![format!("peers {}", h.peers).into()];
+    // People in the room (as presence says) and, apart, the network connections: a node
+    // also connects to relays, bootstrap and directory peers.
+    let here = app.room.as_ref().map_or(0, |r| {
+        r.stage.iter().filter(|p| p.present).count() + r.audience.len()
+    });
+    let mut spans = vec![format!("{here} here · {} connections", h.peers).into()];
     if app.on_stage() {
         spans.push(
             format!(
@@ -31,13 +36,24 @@ pub(super) fn health_line(app: &App) -> Line<'static> {
         spans.push(" · audio: no stats yet".dim());
         return Line::from(spans);
     }
-    if h.speakers.is_empty() {
+    // Only those on stage now: the node keeps counters for a speaker who left or stepped
+    // down for a while.
+    let speakers: Vec<_> = h
+        .speakers
+        .iter()
+        .filter(|s| {
+            app.room
+                .as_ref()
+                .is_some_and(|r| r.stage.iter().any(|p| p.key == s.key && p.present))
+        })
+        .collect();
+    if speakers.is_empty() {
         spans.push(" · audio: no remote speaker now".dim());
         return Line::from(spans);
     }
-    let jitter = h.speakers.iter().map(|s| s.jitter_ms).max().unwrap_or(0);
-    let lost: u64 = h.speakers.iter().map(|s| s.lost).sum();
-    let received: u64 = h.speakers.iter().map(|s| s.received).sum();
+    let jitter = speakers.iter().map(|s| s.jitter_ms).max().unwrap_or(0);
+    let lost: u64 = speakers.iter().map(|s| s.lost).sum();
+    let received: u64 = speakers.iter().map(|s| s.received).sum();
     let loss = loss_percent(lost, received);
     let loss_style = if loss >= 5.0 {
         Style::new().fg(Color::Red)
@@ -46,8 +62,7 @@ pub(super) fn health_line(app: &App) -> Line<'static> {
     };
     spans.push(format!(" · jitter buffer {jitter} ms · ").into());
     spans.push(Span::styled(format!("loss {loss:.1}%"), loss_style));
-    let each: Vec<String> = h
-        .speakers
+    let each: Vec<String> = speakers
         .iter()
         .map(|s| {
             let name = if s.name.is_empty() {
@@ -83,6 +98,13 @@ fn help_keys(app: &App) -> Vec<(&'static str, &'static str)> {
         InputMode::ConfirmEnd => {
             keys.extend([("y", "end the room for everyone"), ("other keys", "cancel")]);
         }
+        InputMode::Banned(_) => {
+            keys.extend([
+                ("↑↓/jk", "select"),
+                ("u/Enter", "unban"),
+                ("Esc/b", "close"),
+            ]);
+        }
         InputMode::ConfirmLeave => {
             if app.heir().is_some() {
                 keys.extend([
@@ -97,7 +119,9 @@ fn help_keys(app: &App) -> Vec<(&'static str, &'static str)> {
         InputMode::Normal => {
             let role = app.my_role();
             if app.on_stage() {
-                keys.push(("m", if app.self_muted { "mic on" } else { "mic off" }));
+                if app.no_input.is_none() {
+                    keys.push(("m", if app.self_muted { "mic on" } else { "mic off" }));
+                }
                 if role != Role::Host {
                     keys.push(("s", "step down"));
                 }
@@ -125,6 +149,7 @@ fn help_keys(app: &App) -> Vec<(&'static str, &'static str)> {
                     },
                 ),
                 ("PgUp/PgDn", "scroll"),
+                ("?", if app.show_help { "hide help" } else { "help" }),
                 ("q", "leave"),
             ]);
             if app.is_moderator() {
@@ -135,6 +160,7 @@ fn help_keys(app: &App) -> Vec<(&'static str, &'static str)> {
                     ("u", "mute/unmute"),
                     ("K", "kick"),
                     ("B", "ban"),
+                    ("b", "banned list"),
                 ]);
             }
             if role == Role::Host {

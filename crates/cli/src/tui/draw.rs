@@ -30,6 +30,7 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph};
 use ruang_node::Person;
+use ruang_proto::PublicKey;
 use ruang_proto::room::Role;
 
 use super::app::{App, InputMode, LineKind};
@@ -61,6 +62,11 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     draw_input(frame, app, input);
     if app.show_ticket {
         draw_ticket(frame, app, body);
+    }
+    if let InputMode::Banned(row) = app.mode {
+        draw_banned(frame, app, body, row);
+    } else if app.show_help {
+        draw_help(frame, body);
     }
     frame.render_widget(Paragraph::new(health_line(app)), health);
     if let Some(s) = &app.status {
@@ -112,6 +118,8 @@ fn draw_header(frame: &mut Frame<'_>, app: &App, area: Rect) {
         me.push(" · ".into());
         me.push(if app.muted_by_moderator() {
             "muted by a moderator".red().bold()
+        } else if app.no_input.is_some() {
+            "no microphone".yellow()
         } else if app.self_muted {
             "mic off".red()
         } else {
@@ -166,6 +174,77 @@ fn draw_ticket(frame: &mut Frame<'_>, app: &App, area: Rect) {
     let block = Block::new()
         .borders(Borders::TOP | Borders::BOTTOM)
         .title(" Ticket (t or Esc closes) ");
+    frame.render_widget(Clear, panel);
+    frame.render_widget(Paragraph::new(lines).block(block), panel);
+}
+
+/// Every key, with who may use it: the `?` panel. A row without a key is a heading.
+const HELP: &[(&str, &str)] = &[
+    ("", "Everyone"),
+    ("h", "raise or lower your hand (in the audience)"),
+    ("a", "accept an invitation to speak"),
+    ("m", "turn your microphone off or on (on stage)"),
+    ("s", "step down to the audience"),
+    ("Enter / c", "write a chat line (Enter sends, Esc cancels)"),
+    ("t", "show the ticket others join with"),
+    ("PgUp / PgDn / End", "scroll the chat"),
+    ("q", "leave (the host is asked what becomes of the room)"),
+    (
+        "Ctrl-C",
+        "leave at once (a host's room goes to the next in line)",
+    ),
+    ("", "Moderators: select a person with ↑/↓ (or j/k), then"),
+    ("i", "invite them to speak"),
+    ("x", "move them to the audience"),
+    ("u", "mute or unmute them for everyone"),
+    ("K", "kick them (they may come back after a while)"),
+    ("B", "ban them"),
+    ("b", "the banned: select one and press u to unban"),
+    ("", "Host"),
+    ("p / d", "promote to moderator / demote"),
+    ("E", "end the room for everyone"),
+];
+
+fn draw_help(frame: &mut Frame<'_>, area: Rect) {
+    let lines: Vec<Line<'_>> = HELP
+        .iter()
+        .map(|(key, what)| {
+            if key.is_empty() {
+                Line::from(what.bold())
+            } else {
+                Line::from(vec![format!("  {key:<18}").yellow(), Span::raw(*what)])
+            }
+        })
+        .collect();
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let panel = Rect { height, ..area };
+    let block = Block::bordered().title(" Keys (? or Esc closes) ");
+    frame.render_widget(Clear, panel);
+    frame.render_widget(Paragraph::new(lines).block(block), panel);
+}
+
+fn draw_banned(frame: &mut Frame<'_>, app: &App, area: Rect, row: usize) {
+    let banned = app.banned();
+    let mut lines: Vec<Line<'_>> = vec!["Banned from this room:".bold().into()];
+    for (i, key) in banned.iter().enumerate() {
+        let fingerprint = PublicKey::from_hex(key)
+            .map(|k| k.fingerprint().to_string())
+            .unwrap_or_default();
+        let text = format!(
+            "{} {}  {fingerprint}  {}…",
+            if i == row { ">" } else { " " },
+            clean(&app.name_of(key)),
+            &key[..key.len().min(16)]
+        );
+        lines.push(if i == row {
+            Line::from(text.reversed())
+        } else {
+            Line::from(text)
+        });
+    }
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let panel = Rect { height, ..area };
+    let block = Block::bordered().title(" Banned (↑↓ select, u unbans, Esc closes) ");
     frame.render_widget(Clear, panel);
     frame.render_widget(Paragraph::new(lines).block(block), panel);
 }
@@ -244,7 +323,9 @@ fn draw_list(
 fn stage_line(app: &App, p: &Person) -> Line<'static> {
     let me = p.key == app.me;
     let muted = p.muted || (me && app.self_muted);
-    let talking = app.talking.contains(&p.key) && !muted;
+    // Someone away (no presence heartbeat lately) is not heard talking, whatever the last
+    // `speaking` event said.
+    let talking = app.talking.contains(&p.key) && !muted && p.present;
     let mut spans = vec![if talking {
         "◉ ".green().bold()
     } else {
@@ -372,6 +453,10 @@ fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect) {
                 .red()
                 .bold();
             frame.render_widget(Paragraph::new(text).block(block), area);
+        }
+        InputMode::Banned(_) => {
+            let text = "u or Enter unbans the selected person".dim();
+            frame.render_widget(Paragraph::new(text).block(Block::bordered()), area);
         }
         InputMode::ConfirmLeave => {
             let block = Block::bordered().title(" leave the room you host ");

@@ -62,8 +62,36 @@ impl App {
             InputMode::Chat(text) => self.chat_key(key, text),
             InputMode::ConfirmEnd => self.confirm_end_key(key),
             InputMode::ConfirmLeave => self.confirm_leave_key(key),
+            InputMode::Banned(row) => self.banned_key(key, row),
             InputMode::Normal => self.normal_key(key),
         }
+    }
+
+    /// Keys while the list of banned people is open: ↑/↓ select, `u` or Enter unbans, Esc
+    /// (or `b`) closes.
+    fn banned_key(&mut self, key: KeyEvent, row: usize) -> Option<Action> {
+        let banned = self.banned();
+        if banned.is_empty() {
+            return None;
+        }
+        let last = banned.len() - 1;
+        let row = row.min(last);
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.mode = InputMode::Banned(row.saturating_sub(1))
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.mode = InputMode::Banned((row + 1).min(last))
+            }
+            KeyCode::Char('u' | 'U') | KeyCode::Enter => {
+                let who = PublicKey::from_hex(&banned[row])?;
+                self.mode = InputMode::Banned(row);
+                return RoomAction::Unban.event(Some(who)).map(Action::Act);
+            }
+            KeyCode::Esc | KeyCode::Char('b' | 'q') => {}
+            _ => self.mode = InputMode::Banned(row),
+        }
+        None
     }
 
     /// `q`: anyone but a host of an open room leaves at once; the host is asked first.
@@ -88,9 +116,7 @@ impl App {
     fn confirm_leave_key(&mut self, key: KeyEvent) -> Option<Action> {
         let handover = match (key.code, self.heir()) {
             (KeyCode::Char('y' | 'Y'), Some((heir, _))) => Handover::To(heir),
-            (KeyCode::Char('y' | 'Y'), None) | (KeyCode::Char('e' | 'E'), Some(_)) => {
-                Handover::End
-            }
+            (KeyCode::Char('y' | 'Y'), None) | (KeyCode::Char('e' | 'E'), Some(_)) => Handover::End,
             (KeyCode::Char('l' | 'L'), None) => Handover::Nothing,
             _ => {
                 self.set_status("you stay in the room", false);
@@ -157,6 +183,21 @@ impl App {
             KeyCode::Esc => {
                 self.status = None;
                 self.show_ticket = false;
+                self.show_help = false;
+                None
+            }
+            KeyCode::Char('?') => {
+                self.show_help = !self.show_help;
+                None
+            }
+            KeyCode::Char('b') => {
+                if !self.is_moderator() {
+                    self.refuse(Refusal::NotModerator);
+                } else if self.banned().is_empty() {
+                    self.set_status("nobody is banned from this room", false);
+                } else {
+                    self.mode = InputMode::Banned(0);
+                }
                 None
             }
             KeyCode::Char('t') => {
@@ -193,7 +234,13 @@ impl App {
             } else {
                 RoomAction::RaiseHand
             }),
-            KeyCode::Char('m') => Some(Action::SelfMute(!self.self_muted)),
+            KeyCode::Char('m') => match &self.no_input {
+                Some(why) => {
+                    self.set_status(format!("no microphone: {why}"), true);
+                    None
+                }
+                None => Some(Action::SelfMute(!self.self_muted)),
+            },
             KeyCode::Char('a') => self.act(RoomAction::AcceptInvite),
             KeyCode::Char('s') => self.act(RoomAction::StepDown),
             KeyCode::Char('i') => self.moderate(RoomAction::Invite),

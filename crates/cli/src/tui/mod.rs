@@ -36,11 +36,11 @@ use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen};
 use crossterm::{cursor, execute, terminal};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use ruang_proto::room::EventBody;
 use futures::{FutureExt as _, StreamExt as _};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use ruang_node::{NodeEvent, NodeHandle};
+use ruang_proto::room::EventBody;
 use tokio::sync::broadcast::error::RecvError;
 
 pub use app::App;
@@ -69,7 +69,7 @@ pub enum Exit {
 ///
 /// On [`Exit::Left`] it has called `node.leave()`; on the others the node has left (or is
 /// leaving) by itself. It does not shut the node down.
-pub async fn run(node: NodeHandle) -> anyhow::Result<Exit> {
+pub async fn run(node: NodeHandle, no_input: Option<String>) -> anyhow::Result<Exit> {
     // Subscribe before the snapshot, so nothing between the two is missed.
     let mut events = node.subscribe();
     let status = tokio::time::timeout(NODE_CALL_TIMEOUT, node.status())
@@ -79,6 +79,13 @@ pub async fn run(node: NodeHandle) -> anyhow::Result<Exit> {
         anyhow::bail!("not in a room: host or join one first");
     }
     let mut app = App::from_status(&node.key(), &status);
+    if let Some(why) = no_input {
+        app.set_status(
+            format!("no microphone ({why}): you can listen, not speak"),
+            true,
+        );
+        app.no_input = Some(why);
+    }
     let mut screen = Screen::enter().context("cannot set up the terminal")?;
     let exit = event_loop(&node, &mut app, &mut events, &mut screen.terminal).await;
     drop(screen);

@@ -161,14 +161,25 @@ fn renders_stage_hands_audience_chat_health_and_keys() {
         message: "gus joined".into(),
     });
     app.apply(NodeEvent::Stats {
-        speakers: vec![SpeakerStats {
-            key: hex(DEE),
-            name: "dee".into(),
-            received: 995,
-            lost: 5,
-            jitter_ms: 60,
-            ..SpeakerStats::default()
-        }],
+        speakers: vec![
+            SpeakerStats {
+                key: hex(DEE),
+                name: "dee".into(),
+                received: 995,
+                lost: 5,
+                jitter_ms: 60,
+                ..SpeakerStats::default()
+            },
+            // Someone who spoke and left: their counters are not the room's health.
+            SpeakerStats {
+                key: hex(9),
+                name: "gone".into(),
+                received: 100,
+                lost: 400,
+                jitter_ms: 300,
+                ..SpeakerStats::default()
+            },
+        ],
         peers: 6,
         frames_sent: 1200,
         frames_dropped: 0,
@@ -230,7 +241,8 @@ fn renders_stage_hands_audience_chat_health_and_keys() {
     assert!(screen.contains("bo: hello everyone"), "{screen}");
     assert!(screen.contains("ana: welcome!"), "{screen}");
     assert!(screen.contains("* gus joined"), "{screen}");
-    assert!(screen.contains("peers 6"), "{screen}");
+    assert!(screen.contains("7 here · 6 connections"), "{screen}");
+    assert!(!screen.contains("gone"), "{screen}");
     assert!(screen.contains("jitter buffer 60 ms"), "{screen}");
     assert!(screen.contains("loss 0.5%"), "{screen}");
 
@@ -452,7 +464,10 @@ fn the_host_leaving_is_asked_and_hands_the_room_over() {
     assert_eq!(ch(&mut app, 'n'), None);
     assert_eq!(app.mode, InputMode::Normal);
     ch(&mut app, 'q');
-    assert_eq!(ch(&mut app, 'y'), Some(Action::Leave(Handover::To(key(BO)))));
+    assert_eq!(
+        ch(&mut app, 'y'),
+        Some(Action::Leave(Handover::To(key(BO))))
+    );
     ch(&mut app, 'q');
     assert_eq!(ch(&mut app, 'e'), Some(Action::Leave(Handover::End)));
     // Ctrl-C hands over without asking (it never ends the room).
@@ -471,11 +486,72 @@ fn the_host_leaving_is_asked_and_hands_the_room_over() {
     assert_eq!(ch(&mut app, 'y'), Some(Action::Leave(Handover::End)));
     ch(&mut app, 'q');
     assert_eq!(ch(&mut app, 'l'), Some(Action::Leave(Handover::Nothing)));
-    assert_eq!(app.handle_key(ctrl_c), Some(Action::Leave(Handover::Nothing)));
+    assert_eq!(
+        app.handle_key(ctrl_c),
+        Some(Action::Leave(Handover::Nothing))
+    );
     assert_eq!(
         app.describe(&Action::Leave(Handover::To(key(BO)))),
         "hand the room to bo and leave"
     );
+}
+
+#[test]
+fn without_a_microphone_the_header_says_so_and_m_explains() {
+    let mut app = app_as(DEE);
+    app.no_input = Some("the kernel lists no sound card".into());
+    let screen = render(&app, 110, 32).join("\n");
+    assert!(screen.contains("no microphone"), "{screen}");
+    assert!(!screen.contains("mic on"), "{screen}");
+    assert_eq!(ch(&mut app, 'm'), None);
+    let status = app.status.clone().unwrap();
+    assert!(
+        status.error && status.text.contains("no sound card"),
+        "{}",
+        status.text
+    );
+}
+
+#[test]
+fn help_panel_and_the_banned_list_with_unban() {
+    let mut app = app_as(BO);
+    assert_eq!(ch(&mut app, '?'), None);
+    assert!(app.show_help);
+    let screen = render(&app, 100, 40).join("\n");
+    assert!(screen.contains("Keys (? or Esc closes)"), "{screen}");
+    assert!(screen.contains("end the room for everyone"), "{screen}");
+    press(&mut app, KeyCode::Esc);
+    assert!(!app.show_help);
+
+    // Nobody banned yet: b says so.
+    assert_eq!(ch(&mut app, 'b'), None);
+    assert_eq!(app.mode, InputMode::Normal);
+    let mut view = app.room.clone().unwrap();
+    view.banned = vec![hex(FAY), hex(GUS)];
+    app.set_room(view.clone());
+    assert_eq!(ch(&mut app, 'b'), None);
+    assert_eq!(app.mode, InputMode::Banned(0));
+    let screen = render(&app, 100, 40).join("\n");
+    assert!(screen.contains("Banned from this room"), "{screen}");
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Down); // stops at the last
+    assert_eq!(app.mode, InputMode::Banned(1));
+    assert_eq!(
+        ch(&mut app, 'u'),
+        Some(Action::Act(EventBody::Unban { who: key(GUS) }))
+    );
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.mode, InputMode::Normal);
+
+    // A listener has no banned list.
+    let mut listener = app_as(GUS);
+    listener.set_room(RoomView {
+        my_role: Role::Listener,
+        ..view
+    });
+    assert_eq!(ch(&mut listener, 'b'), None);
+    assert_eq!(listener.mode, InputMode::Normal);
+    assert!(listener.status.as_ref().is_some_and(|s| s.error));
 }
 
 #[test]

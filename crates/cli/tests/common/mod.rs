@@ -86,6 +86,16 @@ impl Proc {
     /// Starts `ruang <args>` with its own identity and config folder under `dir`, on the
     /// network `net` describes. `--name` is added for the commands that take one.
     pub fn start_on(dir: &Path, name: &str, args: &[&str], net: &Net) -> Result<Proc> {
+        Proc::spawn(dir, name, args, net, true)
+    }
+
+    /// Like [`Proc::start`], without `--identity`: the command picks its default identity
+    /// file in its config folder (`dir/name/ruang/`).
+    pub fn start_with_default_identity(dir: &Path, name: &str, args: &[&str]) -> Result<Proc> {
+        Proc::spawn(dir, name, args, &Net::loopback(), false)
+    }
+
+    fn spawn(dir: &Path, name: &str, args: &[&str], net: &Net, identity: bool) -> Result<Proc> {
         let home = dir.join(name);
         std::fs::create_dir_all(&home)?;
         let mut command = match &net.namespace {
@@ -106,10 +116,12 @@ impl Proc {
         for l in &net.listen {
             command.args(["--listen", l]);
         }
+        if identity {
+            command.arg("--identity").arg(home.join("identity.key"));
+        }
         let mut child = command
-            .arg("--identity")
-            .arg(home.join("identity.key"))
             .env("XDG_CONFIG_HOME", &home)
+            .env("XDG_STATE_HOME", &home)
             // `RUANG_TEST_LOG` (a `RUST_LOG` filter) shows more of the processes' logs when a
             // test needs looking into.
             .env(

@@ -180,6 +180,8 @@ pub(crate) struct EventLoop {
     acceptor: tokio::task::JoinHandle<()>,
     /// Topics whose peers are never trimmed ([`crate::Client::subscribe_keeping_peers`]).
     kept_topics: HashSet<gossipsub::TopicHash>,
+    /// libp2p's metrics, when the node exports them ([`crate::Config::metrics`]).
+    metrics: Option<libp2p::metrics::Metrics>,
 }
 
 impl EventLoop {
@@ -217,7 +219,14 @@ impl EventLoop {
             inbound,
             acceptor,
             kept_topics: HashSet::new(),
+            metrics: None,
         }
+    }
+
+    /// Records libp2p's metrics into `metrics` (see [`crate::Config::metrics`]).
+    pub(crate) fn with_metrics(mut self, metrics: Option<libp2p::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs until shutdown or until every `Client` is dropped.

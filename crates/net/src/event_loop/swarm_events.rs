@@ -2,8 +2,28 @@
 
 use super::*;
 
+/// Counts a swarm event and its behaviour's event into libp2p's metrics.
+fn record(metrics: &libp2p::metrics::Metrics, event: &SwarmEvent<BehaviourEvent>) {
+    use libp2p::metrics::Recorder;
+    metrics.record(event);
+    if let SwarmEvent::Behaviour(event) = event {
+        match event {
+            BehaviourEvent::Gossipsub(e) => metrics.record(e),
+            BehaviourEvent::Identify(e) => metrics.record(e),
+            BehaviourEvent::Kad(e) => metrics.record(e),
+            BehaviourEvent::Ping(e) => metrics.record(e),
+            BehaviourEvent::RelayServer(e) => metrics.record(e),
+            BehaviourEvent::Dcutr(e) => metrics.record(e),
+            _ => {}
+        }
+    }
+}
+
 impl EventLoop {
     pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(metrics) = &self.metrics {
+            record(metrics, &event);
+        }
         match event {
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             SwarmEvent::NewListenAddr {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use ruang_audio::congestion::{self, Bitrate, LinkLoad};
+use ruang_audio::congestion::{self, Bitrate, LinkLoad, SmoothedLoss};
 use ruang_audio::loss::{self, LossHint};
 use ruang_audio::voice::VoiceProcessor;
 use ruang_audio::wire::Frame;
@@ -164,6 +164,7 @@ impl Capture {
                     .bitrate_bps
                     .store(bitrate.current().into(), Ordering::Relaxed);
                 let mut overflowed = Vec::new();
+                let mut smoothed = SmoothedLoss::new();
                 for i in 0u64.. {
                     if stopping.load(Ordering::Relaxed) {
                         break;
@@ -223,9 +224,11 @@ impl Capture {
                         // Links that cannot carry the audio get less of it
                         // (`ruang_audio::congestion`).
                         let before = bitrate.current();
-                        let congested = outbound.congested(&mut overflowed)
-                            || worst > congestion::CONGESTED_LOSS_PERMILLE;
-                        let now = bitrate.update(clock.now_us() / 1_000, congested);
+                        let now_ms = clock.now_us() / 1_000;
+                        let lossy =
+                            smoothed.update(now_ms, worst) > congestion::CONGESTED_LOSS_PERMILLE;
+                        let congested = outbound.congested(&mut overflowed) || lossy;
+                        let now = bitrate.update(now_ms, congested);
                         if now != before {
                             match sender.encoder_mut().set_bitrate(now) {
                                 Ok(()) => outbound.bitrate_bps.store(now.into(), Ordering::Relaxed),
