@@ -42,7 +42,10 @@ pub fn hint_for_loss(permille: u16) -> u8 {
 
 /// Loss a listener's playout saw between two snapshots of one speaker's counters, in ‰ of the
 /// frame slots it moved past (late frames count as lost: they were not there in time).
-/// `None` when no slot passed (the speaker was silent or the stream restarted).
+/// While the speaker sends every frame twice ([`Stats::copies_sent`]), in ‰ of the copies:
+/// the loss of the path, not the little left after the copies repaired it (or the speaker
+/// would stop sending them). `None` when no slot passed (the speaker was silent or the stream
+/// restarted).
 pub fn measured_loss(before: &Stats, now: &Stats) -> Option<u16> {
     let played = now.played.checked_sub(before.played)?;
     let lost = now.lost.checked_sub(before.lost)?;
@@ -50,7 +53,13 @@ pub fn measured_loss(before: &Stats, now: &Stats) -> Option<u16> {
     if slots == 0 {
         return None;
     }
-    Some(((lost * 1000) / slots).min(1000) as u16)
+    let (missing, expected) = if now.copies_sent {
+        let one_copy = now.copy_missing.checked_sub(before.copy_missing)?;
+        (one_copy + 2 * lost, 2 * slots)
+    } else {
+        (lost, slots)
+    };
+    Some(((missing * 1000) / expected).min(1000) as u16)
 }
 
 /// The loss to protect against, from every listener's latest report (‰): the 90th percentile
@@ -64,12 +73,16 @@ pub fn worst_loss(reports: &mut [u16]) -> Option<u16> {
     Some(reports[rank - 1])
 }
 
-/// The speaker's packet-loss hint over time: up at once, down after a hold.
+/// The speaker's packet-loss hint over time: up at once, down after a hold — to the most
+/// any report asked for during the hold, not to the last report's (at 2 % bursty loss most
+/// seconds lose nothing).
 #[derive(Clone, Debug, Default)]
 pub struct LossHint {
     current: u8,
     /// When a report last asked for the current hint or more, ms.
     held_since_ms: u64,
+    /// The most a report asked for since then.
+    asked_since: u8,
 }
 
 impl LossHint {
@@ -87,9 +100,17 @@ impl LossHint {
     pub fn update(&mut self, now_ms: u64, worst_permille: u16) -> u8 {
         let target = hint_for_loss(worst_permille);
         let held_long_enough = now_ms.saturating_sub(self.held_since_ms) >= LOSS_HINT_HOLD_MS;
-        if target >= self.current || held_long_enough {
+        if target >= self.current {
             self.current = target;
             self.held_since_ms = now_ms;
+            self.asked_since = 0;
+        } else if held_long_enough {
+            // Down to the most asked for during the hold; that level is held again.
+            self.current = self.asked_since.max(target);
+            self.held_since_ms = now_ms;
+            self.asked_since = target;
+        } else {
+            self.asked_since = self.asked_since.max(target);
         }
         self.current
     }
@@ -127,6 +148,22 @@ mod tests {
     }
 
     #[test]
+    fn with_copies_the_loss_of_each_copy_is_measured() {
+        let before = Stats {
+            copies_sent: true,
+            ..stats(0, 0)
+        };
+        // 100 slots: 90 played from two copies, 9 from one, 1 lost altogether: 11 of 200
+        // copies missing.
+        let now = Stats {
+            copy_missing: 9,
+            copies_sent: true,
+            ..stats(99, 1)
+        };
+        assert_eq!(measured_loss(&before, &now), Some(55));
+    }
+
+    #[test]
     fn worst_loss_is_the_ninetieth_percentile() {
         assert_eq!(worst_loss(&mut []), None);
         assert_eq!(worst_loss(&mut [0, 300, 0]), Some(300));
@@ -152,6 +189,19 @@ mod tests {
         assert_eq!(h.update(3_000, 20), 5);
         assert_eq!(h.update(12_999, 0), 5);
         assert_eq!(h.update(13_000, 0), 0);
+    }
+
+    /// After a bad second asked for 17 %, a path that keeps losing a little comes down to
+    /// what it still asks for, not to nothing because the last second was clean.
+    #[test]
+    fn the_hint_falls_to_the_most_asked_for_during_the_hold() {
+        let mut h = LossHint::new();
+        assert_eq!(h.update(0, 170), 17);
+        assert_eq!(h.update(4_000, 50), 17);
+        assert_eq!(h.update(10_000, 0), 5);
+        // Ten clean seconds more: off.
+        assert_eq!(h.update(15_000, 0), 5);
+        assert_eq!(h.update(20_000, 0), 0);
     }
 
     /// The figure: the hint follows measured loss within 2 s of a change. A listener

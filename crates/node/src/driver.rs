@@ -1038,6 +1038,7 @@ impl Driver {
                     listeners_served: served,
                     loss_hint_pct: self.outbound.loss_hint.load(Ordering::Relaxed) as u8,
                     bitrate_bps: self.outbound.bitrate_bps.load(Ordering::Relaxed) as u32,
+                    sending_copies: self.outbound.copies.load(Ordering::Relaxed),
                 });
             }
             AudioEvent::Flooding(peer) => {

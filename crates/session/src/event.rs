@@ -307,12 +307,16 @@ pub enum NodeEvent {
         frames_dropped: u64,
         /// Listeners this node streams to directly.
         listeners_served: usize,
-        /// The packet-loss hint this node's encoder uses now, % (0: FEC off; raised from the
-        /// listeners' loss reports).
+        /// The protection this node's listeners' loss reports call for, as a packet-loss
+        /// hint, % (0: a clean path). Above 0 the node sends every frame twice
+        /// (`sending_copies`) or, when the path is too narrow for that, turns Opus's FEC on
+        /// with this hint.
         loss_hint_pct: u8,
         /// The bitrate this node's encoder uses now, bits per second (the configured one,
         /// lower while its links cannot carry it; 0 when not capturing).
         bitrate_bps: u32,
+        /// Whether this node sends every frame twice now (its listeners report loss).
+        sending_copies: bool,
     },
     /// Something went wrong that the user should know; the node keeps running.
     Error {

@@ -21,7 +21,14 @@ struct Slot {
     ts: u64,
     arrival_us: u64,
     frame: Frame,
+    /// Copies of this frame that arrived before it was played (a speaker on a lossy path
+    /// sends each frame twice).
+    copies: u8,
 }
+
+/// Of the last 32 played frames, at least this many came twice: the speaker sends copies (a
+/// path losing 5 % leaves ~90 % of them doubled; without copies, none).
+const COPIES_SEEN_MIN: u32 = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -56,6 +63,8 @@ pub struct Buffer {
     underrun: u32,
     /// Frames of this stream carry FEC.
     fec_seen: bool,
+    /// Bit i set: the (i+1)-th last frame played had arrived twice.
+    doubled: u32,
     estimator: Estimator,
     stats: Stats,
 }
@@ -82,6 +91,7 @@ impl Buffer {
             last_flags: Flags::empty(),
             underrun: 0,
             fec_seen: false,
+            doubled: 0,
             estimator: Estimator::new(&config),
             stats: Stats::default(),
             config,
@@ -132,6 +142,7 @@ impl Buffer {
         self.state = State::Idle;
         self.started = false;
         self.history = 0;
+        self.doubled = 0;
         self.last_flags = Flags::empty();
         self.underrun = 0;
         self.estimator.reset_clock();
@@ -153,6 +164,7 @@ impl Buffer {
                 ts,
                 arrival_us,
                 frame,
+                copies: 1,
             });
             self.estimator.observe(d, arrival_us);
             return;
@@ -189,10 +201,11 @@ impl Buffer {
         if seq >= next + cap {
             self.advance_window(seq + 1 - cap);
         }
-        if self.slots[(seq % cap) as usize]
-            .as_ref()
-            .is_some_and(|s| s.seq == seq)
+        if let Some(slot) = self.slots[(seq % cap) as usize]
+            .as_mut()
+            .filter(|s| s.seq == seq)
         {
+            slot.copies = slot.copies.saturating_add(1);
             self.stats.duplicate += 1;
             return;
         }
@@ -206,6 +219,7 @@ impl Buffer {
             ts,
             arrival_us,
             frame,
+            copies: 1,
         });
     }
 
@@ -258,6 +272,7 @@ impl Buffer {
                         return Playout::Silence;
                     };
                     self.stats.played += 1;
+                    self.note_copies(slot.copies);
                     self.stats.delay_ms = (now_us.saturating_sub(slot.arrival_us) / 1_000) as u32;
                     self.underrun = 0;
                     self.last_flags = slot.frame.flags;
@@ -422,6 +437,17 @@ impl Buffer {
         self.slots[(seq % cap) as usize]
             .as_ref()
             .is_some_and(|s| s.seq == seq)
+    }
+
+    /// Counts the copies a played frame had: while the speaker sends copies, a frame played
+    /// from one copy means the other was late or lost ([`Stats::copy_missing`]).
+    fn note_copies(&mut self, copies: u8) {
+        let sending_copies = self.doubled.count_ones() >= COPIES_SEEN_MIN;
+        if sending_copies && copies < 2 {
+            self.stats.copy_missing += 1;
+        }
+        self.stats.copies_sent = sending_copies;
+        self.doubled = (self.doubled << 1) | u32::from(copies >= 2);
     }
 
     fn store(&mut self, slot: Slot) {

@@ -142,6 +142,11 @@ pub struct Stats {
     pub lost: u64,
     /// Lost frames rebuilt from the next frame's FEC.
     pub fec_recovered: u64,
+    /// Frames played from one copy while the speaker sends two (the other was late or lost):
+    /// the loss a listener reports counts them (see `loss::measured_loss`).
+    pub copy_missing: u64,
+    /// Whether the speaker sends each frame twice now (seen in the last frames played).
+    pub copies_sent: bool,
     /// Pulls that returned [`Playout::Conceal`] (lost frames and waits for a late one).
     pub concealed: u64,
     /// Pulls that held the playout one frame to grow the delay.

@@ -186,6 +186,7 @@ fn renders_stage_hands_audience_chat_health_and_keys() {
         listeners_served: 5,
         loss_hint_pct: 0,
         bitrate_bps: 0,
+        sending_copies: false,
     });
     app.selected = Some(hex(GUS));
     let buffer = render_buffer(&app, 110, 32);

@@ -58,12 +58,25 @@ pub struct Outbound {
     pub salt: AtomicU64,
     /// A private room's key and id: frame payloads are sealed with them.
     pub seal: Mutex<Option<(RoomKey, [u8; 32])>>,
-    /// The encoder's packet-loss hint in force, % (set by the capture thread from the
-    /// listeners' loss reports; read for stats).
+    /// The protection the listeners' loss reports call for, as a packet-loss hint, % (set by
+    /// the capture thread; read for stats). While copies are sent the encoder's own hint is 0
+    /// (no FEC); otherwise it is this.
     pub loss_hint: AtomicU64,
     /// The encoder's bitrate in force, bits per second (the configured one, lowered by the
     /// capture thread while the links are congested; read for stats). 0 before capture starts.
     pub bitrate_bps: AtomicU64,
+    /// Whether every frame is sent twice now (see [`copies_wanted`]).
+    pub copies: AtomicBool,
+}
+
+/// Whether to send every frame twice: while listeners report loss (the loss hint is up) and
+/// the path is wide enough (the bitrate is not lowered for congestion). Audio rides reliable
+/// streams, so a lost packet is resent a round trip later, after its frame's playout time; the
+/// copy goes out with the next frame, on another lane, and plays in its place — the frame as
+/// spoken instead of FEC's coarse copy or concealment. It doubles the audio's bandwidth while
+/// it lasts.
+pub fn copies_wanted(loss_hint_pct: u8, bitrate_bps: u32, configured_bps: u32) -> bool {
+    loss_hint_pct > 0 && bitrate_bps >= configured_bps
 }
 
 impl Outbound {
@@ -111,20 +124,33 @@ impl Outbound {
         congestion::room_congested(&loads)
     }
 
-    fn send(&self, mut frame: Frame) {
+    /// Seals (private rooms), encodes and queues `frame` on every link; returns the bytes
+    /// sent, for a copy.
+    fn send(&self, mut frame: Frame) -> Bytes {
         if let Some((key, room)) = self.seal.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             let salt = self.salt.load(Ordering::Relaxed);
             frame.payload =
                 key.seal_audio(room, salt, frame.seq, &frame_aad(&frame), &frame.payload);
         }
         let bytes = Bytes::from(frame.encode());
+        self.push(&bytes);
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        bytes
+    }
+
+    /// Queues a frame's bytes again: the copy of a frame already sent, byte for byte (the same
+    /// seal, nonce and all), so the receiver keeps whichever comes first.
+    fn send_copy(&self, bytes: &Bytes) {
+        self.push(bytes);
+    }
+
+    fn push(&self, bytes: &Bytes) {
         // Held only to clone the frame into each link's queue; the node task replaces the
         // list rarely.
         let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
         for link in links.iter() {
             link.push(bytes.clone());
         }
-        self.frames.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -165,6 +191,10 @@ impl Capture {
                     .store(bitrate.current().into(), Ordering::Relaxed);
                 let mut overflowed = Vec::new();
                 let mut smoothed = SmoothedLoss::new();
+                let configured_bps = bitrate.current();
+                // The last frame sent, for its copy (sent with the next frame).
+                let mut previous: Option<Bytes> = None;
+                let mut copies = false;
                 for i in 0u64.. {
                     if stopping.load(Ordering::Relaxed) {
                         break;
@@ -207,24 +237,18 @@ impl Capture {
                     }
                     let sending = outbound.transmitting();
                     if sending && i % LOSS_CHECK_EVERY == 0 {
-                        // Clean paths get every bit for the voice; lossy ones get FEC sized
-                        // to the loss (`ruang_audio::loss`).
-                        let before = hint.current();
+                        // Clean paths get every bit for the voice; lossy ones get copies of
+                        // every frame (or, when the path is too narrow for copies, FEC sized
+                        // to the loss: `ruang_audio::loss`).
                         let worst = outbound.reported_loss().unwrap_or(0);
-                        let now = hint.update(clock.now_us() / 1_000, worst);
-                        if now != before {
-                            match sender.encoder_mut().set_packet_loss(now) {
-                                Ok(()) => outbound.loss_hint.store(now.into(), Ordering::Relaxed),
-                                Err(e) => {
-                                    let _ =
-                                        events.try_send(AudioEvent::Error(format!("encoder: {e}")));
-                                }
-                            }
-                        }
+                        let now_ms = clock.now_us() / 1_000;
+                        hint.update(now_ms, worst);
+                        outbound
+                            .loss_hint
+                            .store(hint.current().into(), Ordering::Relaxed);
                         // Links that cannot carry the audio get less of it
                         // (`ruang_audio::congestion`).
                         let before = bitrate.current();
-                        let now_ms = clock.now_us() / 1_000;
                         let lossy =
                             smoothed.update(now_ms, worst) > congestion::CONGESTED_LOSS_PERMILLE;
                         let congested = outbound.congested(&mut overflowed) || lossy;
@@ -238,11 +262,27 @@ impl Capture {
                                 }
                             }
                         }
+                        copies = copies_wanted(hint.current(), bitrate.current(), configured_bps);
+                        outbound.copies.store(copies, Ordering::Relaxed);
+                        // With copies a frame is missing only when both are: FEC (whose bits
+                        // come out of the frame's own) would rarely be used.
+                        let fec = if copies { 0 } else { hint.current() };
+                        if fec != sender.encoder_mut().config().packet_loss_pct
+                            && let Err(e) = sender.encoder_mut().set_packet_loss(fec)
+                        {
+                            let _ = events.try_send(AudioEvent::Error(format!("encoder: {e}")));
+                        }
                     }
                     if sending {
                         match sender.encode(&pcm) {
-                            Ok(Some(frame)) => outbound.send(frame),
-                            Ok(None) => {}
+                            Ok(Some(frame)) => {
+                                let bytes = outbound.send(frame);
+                                if copies && let Some(earlier) = previous.take() {
+                                    outbound.send_copy(&earlier);
+                                }
+                                previous = Some(bytes);
+                            }
+                            Ok(None) => previous = None,
                             Err(e) => {
                                 let _ = events.try_send(AudioEvent::Error(format!("encoder: {e}")));
                             }
@@ -253,6 +293,7 @@ impl Capture {
                         if let Ok(last) = sender.encode_last(&pcm) {
                             outbound.send(last);
                         }
+                        previous = None;
                     } else {
                         sender.skip(1);
                     }

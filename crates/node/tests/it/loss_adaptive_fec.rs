@@ -1,6 +1,6 @@
 //! Loss-adaptive protection end to end: a listener behind a path that loses 10 % of its
 //! packets reports the loss it hears, and the host's encoder turns its loss hint (and with it
-//! in-band FEC) on; a listener behind a path narrower than the audio makes the host lower its
+//! in-band FEC, and copies of every frame) on; a listener behind a path narrower than the audio makes the host lower its
 //! bitrate. (Lowering the hint on clean reports and raising the bitrate again are
 //! `ruang_audio::loss`'s and `ruang_audio::congestion`'s unit tests.)
 
@@ -85,11 +85,17 @@ async fn a_lossy_listener_turns_the_hosts_fec_on() -> Result<()> {
     // The host starts with the hint at 0 (FEC off); the listener's first report (a second of
     // 10 % loss) raises it.
     let hint = wait_for(&mut host_events, Duration::from_secs(30), |e| match e {
-        NodeEvent::Stats { loss_hint_pct, .. } if *loss_hint_pct > 0 => Some(*loss_hint_pct),
+        NodeEvent::Stats {
+            loss_hint_pct,
+            sending_copies: true,
+            ..
+        } if *loss_hint_pct > 0 => Some(*loss_hint_pct),
         _ => None,
     })
     .await?;
     assert!((5..=25).contains(&hint), "hint {hint} %");
+    // (That the listener, playing the copies, still reports the path's loss — so the copies
+    // go on — is `ruang-audio`'s `jitter_copies` test.)
     eprintln!("relay: {}", relay.stop());
     host.shutdown().await?;
     listener.shutdown().await?;
