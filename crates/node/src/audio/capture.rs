@@ -70,13 +70,24 @@ pub struct Outbound {
 }
 
 /// Whether to send every frame twice: while listeners report loss (the loss hint is up) and
-/// the path is wide enough (the bitrate is not lowered for congestion). Audio rides reliable
+/// the path is wide enough (the bitrate is not lowered for congestion, the loss is moderate). Audio rides reliable
 /// streams, so a lost packet is resent a round trip later, after its frame's playout time; the
 /// copy goes out with the next frame, on another lane, and plays in its place — the frame as
 /// spoken instead of FEC's coarse copy or concealment. It doubles the audio's bandwidth while
 /// it lasts.
-pub fn copies_wanted(loss_hint_pct: u8, bitrate_bps: u32, configured_bps: u32) -> bool {
-    loss_hint_pct > 0 && bitrate_bps >= configured_bps
+///
+/// Not when the loss looks like a path too narrow for the audio (the latest reports at
+/// [`congestion::CONGESTED_LOSS_PERMILLE`] or more): doubling what does not fit makes the
+/// link collapse before the bitrate can come down.
+pub fn copies_wanted(
+    loss_hint_pct: u8,
+    bitrate_bps: u32,
+    configured_bps: u32,
+    reported_permille: u16,
+) -> bool {
+    loss_hint_pct > 0
+        && bitrate_bps >= configured_bps
+        && reported_permille < congestion::CONGESTED_LOSS_PERMILLE
 }
 
 impl Outbound {
@@ -262,7 +273,8 @@ impl Capture {
                                 }
                             }
                         }
-                        copies = copies_wanted(hint.current(), bitrate.current(), configured_bps);
+                        copies =
+                            copies_wanted(hint.current(), bitrate.current(), configured_bps, worst);
                         outbound.copies.store(copies, Ordering::Relaxed);
                         // With copies a frame is missing only when both are: FEC (whose bits
                         // come out of the frame's own) would rarely be used.
