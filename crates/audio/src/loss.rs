@@ -1,5 +1,6 @@
 //! Loss-adaptive protection: listeners measure the loss their playout saw and report it; the
-//! speaker sets the encoder's packet-loss hint from the reports.
+//! speaker sets its protection from the reports — copies of every frame on a wide path (see
+//! `ruang-node`'s capture thread), else the encoder's packet-loss hint (in-band FEC).
 //!
 //! The hint is what turns Opus's in-band FEC on and sizes it: at hint 0 the encoder spends
 //! every bit on the frame itself, above 0 it carries a coarse copy of the previous frame.
