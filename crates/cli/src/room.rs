@@ -161,6 +161,18 @@ fn ago(seconds: u64) -> String {
     }
 }
 
+/// The user interrupted (Ctrl-C, SIGTERM) before the node was in the room: exit 130.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted while joining the room")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// What this node speaks: its source and how it is paced.
 type Speech = (
     Box<dyn ruang_audio::source::Source + Send>,
@@ -229,6 +241,8 @@ async fn join_showing_progress(
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return Ok(join.await?),
             },
+            // Ctrl-C or SIGTERM while joining: stop, saying so (JSON mode too), exit 130.
+            _ = crate::commands::wait_for_signal() => return Err(Interrupted.into()),
             joined = &mut join => {
                 while let Ok(ev) = progress.try_recv() {
                     if let NodeEvent::Progress { message } = ev {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use common::*;
 
 const T: Duration = Duration::from_secs(15);
@@ -309,5 +309,45 @@ fn devices_without_a_sound_card_say_so() -> Result<()> {
         assert!(stdout.contains("No audio devices found"), "{stdout}");
         assert!(stdout.contains("--input voice"), "{stdout}");
     }
+    Ok(())
+}
+
+/// Ctrl-C (SIGINT) while a join is still trying: the process stops at once with 130, and in
+/// JSON mode says so on stdout as a fatal error.
+#[test]
+fn an_interrupted_join_stops_with_130_and_a_json_line() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A ticket for a host that is gone: the join keeps trying.
+    let ticket = {
+        let mut p = Proc::start(
+            dir.path(),
+            "host",
+            &[
+                "host", "--title", "gone", "--json", "--input", "silence", "--output", "null",
+            ],
+        )?;
+        let ready = p.wait_event(T, "ready")?;
+        p.kill();
+        ready["ticket"].as_str().context("ticket")?.to_string()
+    };
+    let mut join = Proc::start(
+        dir.path(),
+        "joiner",
+        &[
+            "join", &ticket, "--json", "--input", "silence", "--output", "null",
+        ],
+    )?;
+    join.wait_event(T, "progress")?;
+    join.signal_int()?;
+    let fatal = join.wait(T, "the fatal error", |v| {
+        (v["event"] == "error" && v["fatal"] == true).then(|| v.clone())
+    })?;
+    assert!(
+        fatal["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("interrupted")),
+        "{fatal}"
+    );
+    assert_eq!(join.exit(T)?.code(), Some(130));
     Ok(())
 }

@@ -116,7 +116,7 @@ impl Listener {
     fn hears(&mut self, host: &Host, frames: u64) -> Result<Duration> {
         let mut first = None;
         let waited = self.proc.wait(T, "frames from the host", |v: &Value| {
-            if v["event"] == "hearing" && v["peer_id"] == host.key.as_str() {
+            if v["event"] == "hearing" && v["key"] == host.key.as_str() {
                 let unix_us = v["unix_us"].as_u64().unwrap_or(0);
                 first = Some(unix_us);
             }

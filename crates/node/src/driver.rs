@@ -988,14 +988,14 @@ impl Driver {
             AudioEvent::Speaking(who, active) => {
                 let key = who.unwrap_or(self.me);
                 self.emit(NodeEvent::Speaking {
-                    peer_id: key.to_hex(),
+                    key: key.to_hex(),
                     name: self.core.name_of(&key),
                     active,
                 });
             }
             AudioEvent::FirstFrame(key, unix_us) => {
                 self.emit(NodeEvent::Hearing {
-                    peer_id: key.to_hex(),
+                    key: key.to_hex(),
                     name: self.core.name_of(&key),
                     unix_us,
                 });

@@ -243,8 +243,8 @@ pub enum NodeEvent {
     /// Someone started or stopped talking (from the levels of the audio actually played, or
     /// for oneself from the microphone).
     Speaking {
-        /// Their key (hex).
-        peer_id: String,
+        /// Their key (hex; `ready`'s `key`, not its `peer_id`).
+        key: String,
         /// Their name.
         name: String,
         /// Talking now?
@@ -259,7 +259,7 @@ pub enum NodeEvent {
     /// The first audio of a speaker reached this node (once per speaker and room).
     Hearing {
         /// Their key (hex).
-        peer_id: String,
+        key: String,
         /// Their name.
         name: String,
         /// Unix µs at which the first frame arrived.

@@ -181,13 +181,11 @@ impl App {
                     return Some(Exit::Ended);
                 }
             }
-            NodeEvent::Speaking {
-                peer_id, active, ..
-            } => {
+            NodeEvent::Speaking { key, active, .. } => {
                 if active {
-                    self.talking.insert(peer_id);
+                    self.talking.insert(key);
                 } else {
-                    self.talking.remove(&peer_id);
+                    self.talking.remove(&key);
                 }
             }
             NodeEvent::Chat { from, name, text } => {

@@ -143,7 +143,7 @@ fn row_with<'a>(rows: &'a [String], needle: &str) -> (usize, &'a String) {
 fn renders_stage_hands_audience_chat_health_and_keys() {
     let mut app = app_as(ANA);
     app.apply(NodeEvent::Speaking {
-        peer_id: hex(DEE),
+        key: hex(DEE),
         name: "dee".into(),
         active: true,
     });
@@ -628,13 +628,13 @@ fn leave_mute_and_other_self_keys() {
 fn events_update_talking_chat_and_exit() {
     let mut app = app_as(GUS);
     app.apply(NodeEvent::Speaking {
-        peer_id: hex(DEE),
+        key: hex(DEE),
         name: "dee".into(),
         active: true,
     });
     assert!(app.talking.contains(&hex(DEE)));
     app.apply(NodeEvent::Speaking {
-        peer_id: hex(DEE),
+        key: hex(DEE),
         name: "dee".into(),
         active: false,
     });

@@ -234,6 +234,15 @@ impl Proc {
     }
 
     /// Kills the process at once (a crash, a pulled cable).
+    /// Sends SIGINT, as Ctrl-C in a terminal does.
+    pub fn signal_int(&mut self) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -INT failed");
+        Ok(())
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
