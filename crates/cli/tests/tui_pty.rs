@@ -277,8 +277,19 @@ fn host_runs_a_room_from_the_keyboard() -> Result<()> {
     assert_eq!(guest.exit(T)?.code(), Some(3));
     tui.wait_for("Stage (1)")?;
 
-    // q leaves; the process ends cleanly and gives the terminal back.
+    // b lists the banned, u unbans the guest.
+    tui.keys("b")?;
+    tui.wait_for("Banned from this room")?;
+    tui.keys("u")?;
+    tui.wait_for("done: unban")?;
+    // The list closes by itself once nobody is banned.
+    tui.wait_for("q  leave")?;
+
+    // q asks the host what becomes of the room (nobody else is here to take it); l leaves it
+    // without a host; the process ends cleanly and gives the terminal back.
     tui.keys("q")?;
+    tui.wait_for("Nobody here can take the room")?;
+    tui.keys("l")?;
     let status = tui.exit(T)?;
     assert!(status.success(), "the terminal UI exited with {status}");
     let raw = tui.raw.lock().unwrap().clone();

@@ -277,6 +277,13 @@ impl App {
         // Only people on stage can be talking; forget the rest so the set stays bounded.
         self.talking
             .retain(|k| view.stage.iter().any(|p| &p.key == k));
+        if let InputMode::Banned(row) = self.mode {
+            // The list shrank (an unban): keep the row in range, close it when empty.
+            self.mode = match view.banned.len() {
+                0 => InputMode::Normal,
+                n => InputMode::Banned(row.min(n - 1)),
+            };
+        }
         self.room = Some(view);
         let keys = self.selectable_keys();
         match self

@@ -541,7 +541,16 @@ fn help_panel_and_the_banned_list_with_unban() {
         ch(&mut app, 'u'),
         Some(Action::Act(EventBody::Unban { who: key(GUS) }))
     );
-    press(&mut app, KeyCode::Esc);
+    // The unban arrives: the list keeps its row in range, and closes once empty.
+    app.set_room(RoomView {
+        banned: vec![hex(FAY)],
+        ..view.clone()
+    });
+    assert_eq!(app.mode, InputMode::Banned(0));
+    app.set_room(RoomView {
+        banned: Vec::new(),
+        ..view.clone()
+    });
     assert_eq!(app.mode, InputMode::Normal);
 
     // A listener has no banned list.
