@@ -40,6 +40,10 @@ const IDLE_BATCH_FRAMES: u64 = 5;
 /// 20 ms frames): a report changes the hint within a frame of this.
 const LOSS_CHECK_EVERY: u64 = 10;
 
+/// After a sign that the path is too narrow (a backed-up link, a report of 15 % loss or
+/// more), no copies for this long, ms: doubling the audio on such a path makes it collapse.
+const COPIES_BACKOFF_MS: u64 = 30_000;
+
 /// Loss reports older than this are ignored (listeners report every second).
 const REPORT_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -206,6 +210,7 @@ impl Capture {
                 // The last frame sent, for its copy (sent with the next frame).
                 let mut previous: Option<Bytes> = None;
                 let mut copies = false;
+                let mut no_copies_until_ms = 0u64;
                 for i in 0u64.. {
                     if stopping.load(Ordering::Relaxed) {
                         break;
@@ -251,7 +256,8 @@ impl Capture {
                         // Clean paths get every bit for the voice; lossy ones get copies of
                         // every frame (or, when the path is too narrow for copies, FEC sized
                         // to the loss: `ruang_audio::loss`).
-                        let worst = outbound.reported_loss().unwrap_or(0);
+                        let reported = outbound.reported_loss();
+                        let worst = reported.unwrap_or(0);
                         let now_ms = clock.now_us() / 1_000;
                         hint.update(now_ms, worst);
                         outbound
@@ -273,8 +279,21 @@ impl Capture {
                                 }
                             }
                         }
-                        copies =
-                            copies_wanted(hint.current(), bitrate.current(), configured_bps, worst);
+                        // Copies only on what listeners say now: a link that went quiet
+                        // (reports stopped: down, or collapsed under the copies) gets none;
+                        // a path that showed it is too narrow gets none for a while.
+                        if congested || worst >= congestion::CONGESTED_LOSS_PERMILLE {
+                            no_copies_until_ms = now_ms + COPIES_BACKOFF_MS;
+                        }
+                        copies = now_ms >= no_copies_until_ms
+                            && reported.is_some_and(|worst| {
+                                copies_wanted(
+                                    hint.current(),
+                                    bitrate.current(),
+                                    configured_bps,
+                                    worst,
+                                )
+                            });
                         outbound.copies.store(copies, Ordering::Relaxed);
                         // With copies a frame is missing only when both are: FEC (whose bits
                         // come out of the frame's own) would rarely be used.

@@ -138,7 +138,8 @@ async fn a_narrow_path_lowers_the_hosts_bitrate_until_the_listener_hears_it() ->
     let mut host_events = host.subscribe();
     let voice = Limited::millis(VoiceSource::new(5, FrameDuration::Ms20), 90_000);
     host.speak(Box::new(voice), Pacing::RealTime).await?;
-    let lowered = wait_for(&mut host_events, Duration::from_secs(30), |e| match e {
+    // Reports come once a second and the loss is averaged over ~6 s; under load, later.
+    let lowered = wait_for(&mut host_events, Duration::from_secs(45), |e| match e {
         NodeEvent::Stats { bitrate_bps, .. } if (1..32_000).contains(bitrate_bps) => {
             Some(*bitrate_bps)
         }
