@@ -36,22 +36,23 @@ fn quic_target(ticket: &Ticket) -> Option<(SocketAddr, Multiaddr)> {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lossy_listener_turns_the_hosts_fec_on() -> Result<()> {
-    let host = node("host").await?;
-    let listener = node("listener").await?;
-    let joined = host.host(room("lossy")).await?;
+/// The listener joins the host's room knowing it only through a relay with `link` (each
+/// way); returns the relay (its counters say what it did).
+async fn join_through_relay(
+    host: &ruang_node::NodeHandle,
+    listener: &ruang_node::NodeHandle,
+    title: &str,
+    link: LinkConfig,
+    seed: u64,
+) -> Result<Relay> {
+    let joined = host.host(room(title)).await?;
     let (target, p2p) = quic_target(&joined.ticket).context("the ticket has no QUIC address")?;
     let relay = Relay::start(RelayConfig::symmetric(
         "127.0.0.1:0".parse()?,
         target,
-        LinkConfig {
-            loss: 0.10,
-            ..LinkConfig::default()
-        },
-        11,
+        link,
+        seed,
     ))?;
-    // The listener knows the host only through the lossy relay.
     let via = relay.local_addr();
     let mut addr: Multiaddr = format!("/ip4/{}/udp/{}/quic-v1", via.ip(), via.port()).parse()?;
     for p in p2p.iter() {
@@ -59,12 +60,24 @@ async fn a_lossy_listener_turns_the_hosts_fec_on() -> Result<()> {
     }
     let mut ticket = joined.ticket.clone();
     ticket.addresses = vec![addr.to_vec()];
-
     tokio::time::timeout(
         Duration::from_secs(20),
         listener.join(JoinTarget::Ticket(ticket)),
     )
     .await??;
+    Ok(relay)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lossy_listener_turns_the_hosts_fec_on() -> Result<()> {
+    let host = node("host").await?;
+    let listener = node("listener").await?;
+    // The listener knows the host only through the lossy relay.
+    let link = LinkConfig {
+        loss: 0.10,
+        ..LinkConfig::default()
+    };
+    let relay = join_through_relay(&host, &listener, "lossy", link, 11).await?;
     listener.listen(Box::new(SharedSink::default())).await?;
     eventually(
         Duration::from_secs(10),
@@ -109,29 +122,11 @@ async fn a_lossy_listener_turns_the_hosts_fec_on() -> Result<()> {
 async fn a_narrow_path_lowers_the_hosts_bitrate_until_the_listener_hears_it() -> Result<()> {
     let host = node("host").await?;
     let listener = node("listener").await?;
-    let joined = host.host(room("narrow")).await?;
-    let (target, p2p) = quic_target(&joined.ticket).context("the ticket has no QUIC address")?;
-    let relay = Relay::start(RelayConfig::symmetric(
-        "127.0.0.1:0".parse()?,
-        target,
-        LinkConfig {
-            rate_bps: Some(NARROW_BPS),
-            ..LinkConfig::default()
-        },
-        12,
-    ))?;
-    let via = relay.local_addr();
-    let mut addr: Multiaddr = format!("/ip4/{}/udp/{}/quic-v1", via.ip(), via.port()).parse()?;
-    for p in p2p.iter() {
-        addr.push(p);
-    }
-    let mut ticket = joined.ticket.clone();
-    ticket.addresses = vec![addr.to_vec()];
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        listener.join(JoinTarget::Ticket(ticket)),
-    )
-    .await??;
+    let link = LinkConfig {
+        rate_bps: Some(NARROW_BPS),
+        ..LinkConfig::default()
+    };
+    let relay = join_through_relay(&host, &listener, "narrow", link, 12).await?;
     let mut listener_events = listener.subscribe();
     listener.listen(Box::new(SharedSink::default())).await?;
     host.listen(Box::new(SharedSink::default())).await?;
