@@ -1,5 +1,6 @@
 //! Bitrate under congestion: a speaker lowers its Opus bitrate while its path cannot carry
-//! it, and raises it again once it can.
+//! it, and raises it again once it can; and [`Protection`], the speaker's whole answer to its
+//! listeners' paths (bitrate, copies of every frame, FEC), which the capture thread applies.
 //!
 //! Two signals say "send less":
 //!
@@ -150,6 +151,89 @@ impl Bitrate {
     }
 }
 
+/// After a sign that the path is too narrow (a backed-up link, a report of
+/// [`CONGESTED_LOSS_PERMILLE`] or more), no copies for this long, ms: doubling the audio on
+/// such a path makes it collapse before the bitrate can come down.
+pub const COPIES_BACKOFF_MS: u64 = 30_000;
+
+/// What a speaker sends, as [`Protection`] decides it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The encoder's bitrate, bits per second.
+    pub bitrate_bps: u32,
+    /// The encoder's packet-loss hint, % (0: in-band FEC off).
+    pub fec_hint_pct: u8,
+    /// Whether every frame goes out twice (the copy with the next frame, on another lane).
+    pub copies: bool,
+}
+
+/// A speaker's protection against its listeners' paths, from their loss reports and its own
+/// links: clean paths get every bit for the voice; lossy ones get copies of every frame (a
+/// lost packet on a reliable stream is resent a round trip later, after its frame's playout;
+/// the copy plays in its place), with FEC off; a path too narrow for copies gets FEC sized to
+/// the loss ([`crate::loss`]) and, while it cannot carry the audio, a lower bitrate
+/// ([`Bitrate`]).
+#[derive(Clone, Debug)]
+pub struct Protection {
+    configured_bps: u32,
+    hint: crate::loss::LossHint,
+    smoothed: SmoothedLoss,
+    bitrate: Bitrate,
+    no_copies_until_ms: u64,
+}
+
+impl Protection {
+    /// For an encoder configured at `configured_bps` (also the ceiling).
+    pub fn new(configured_bps: u32) -> Protection {
+        Protection {
+            configured_bps,
+            hint: crate::loss::LossHint::new(),
+            smoothed: SmoothedLoss::new(),
+            bitrate: Bitrate::new(configured_bps),
+            no_copies_until_ms: 0,
+        }
+    }
+
+    /// The loss hint the reports call for, % (what `stats` shows; the encoder's own is 0
+    /// while copies are sent).
+    pub fn loss_hint(&self) -> u8 {
+        self.hint.current()
+    }
+
+    /// Takes the listeners' latest loss ([`crate::loss::worst_loss`] of the fresh reports;
+    /// `None` when none are fresh) and whether a link backed up ([`room_congested`]) at
+    /// `now_ms`; returns what to send.
+    pub fn update(
+        &mut self,
+        now_ms: u64,
+        reported: Option<u16>,
+        links_congested: bool,
+    ) -> Decision {
+        let worst = reported.unwrap_or(0);
+        self.hint.update(now_ms, worst);
+        let lossy = self.smoothed.update(now_ms, worst) > CONGESTED_LOSS_PERMILLE;
+        let congested = links_congested || lossy;
+        let bitrate_bps = self.bitrate.update(now_ms, congested);
+        if congested || worst >= CONGESTED_LOSS_PERMILLE {
+            self.no_copies_until_ms = now_ms + COPIES_BACKOFF_MS;
+        }
+        // Copies only on what listeners say now (a link that went quiet — down, or collapsed
+        // under the copies — gets none), on a path wide enough: the bitrate not lowered, the
+        // loss moderate, no sign of a narrow path for a while.
+        let copies = now_ms >= self.no_copies_until_ms
+            && reported.is_some_and(|w| w < CONGESTED_LOSS_PERMILLE)
+            && self.hint.current() > 0
+            && bitrate_bps >= self.configured_bps;
+        Decision {
+            bitrate_bps,
+            // With copies a frame is missing only when both are: FEC, whose bits come out of
+            // the frame's own, would rarely be used.
+            fec_hint_pct: if copies { 0 } else { self.hint.current() },
+            copies,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +350,34 @@ mod tests {
             .find(|&t| narrow.update(t, 243) > CONGESTED_LOSS_PERMILLE)
             .expect("never congested");
         assert!(at <= 6_000, "congested only after {at} ms");
+    }
+
+    #[test]
+    fn protection_sends_copies_on_a_lossy_path_and_backs_off_on_a_narrow_one() {
+        let mut p = Protection::new(32_000);
+        let clean = p.update(0, Some(0), false);
+        assert_eq!(
+            (clean.copies, clean.fec_hint_pct, clean.bitrate_bps),
+            (false, 0, 32_000)
+        );
+        // 5 % loss: copies, FEC off.
+        let lossy = p.update(1_000, Some(50), false);
+        assert_eq!((lossy.copies, lossy.fec_hint_pct), (true, 0));
+        assert_eq!(p.loss_hint(), 5);
+        // Reports stop (the link went quiet): no copies, FEC at the hint.
+        let quiet = p.update(2_000, None, false);
+        assert_eq!((quiet.copies, quiet.fec_hint_pct), (false, 5));
+        // One report of 20 %: no copies for COPIES_BACKOFF_MS, even once the loss is 5 % again.
+        assert!(!p.update(3_000, Some(200), false).copies);
+        assert!(!p.update(4_000, Some(50), false).copies);
+        assert!(
+            !p.update(3_000 + COPIES_BACKOFF_MS - 1, Some(50), false)
+                .copies
+        );
+        assert!(p.update(3_000 + COPIES_BACKOFF_MS, Some(50), false).copies);
+        // A backed-up link lowers the bitrate and stops the copies.
+        let narrow = p.update(40_000, Some(50), true);
+        assert_eq!((narrow.copies, narrow.bitrate_bps), (false, 24_000));
     }
 
     #[test]

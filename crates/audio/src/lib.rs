@@ -18,7 +18,8 @@
 //! - [`jitter`]: the adaptive [`jitter::Buffer`] and the ready-to-mix
 //!   [`jitter::SpeakerStream`] (buffer + decoder + voice activity).
 //! - [`loss`]: loss-adaptive FEC: the loss a listener measured, the speaker's loss hint.
-//! - [`congestion`]: the speaker's bitrate while its links cannot carry it.
+//! - [`congestion`]: the speaker's bitrate while its links cannot carry it, and its
+//!   protection (copies, FEC) as one decision.
 //! - [`mixer`]: sums speakers through a soft [`mixer::Limiter`].
 //! - [`level`]: RMS levels, the wire's 7-bit level, the voice-activity detector.
 //! - [`source`] / [`sink`]: the two small traits audio flows through, with WAV, synthetic

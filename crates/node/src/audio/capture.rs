@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use ruang_audio::congestion::{self, Bitrate, LinkLoad, SmoothedLoss};
-use ruang_audio::loss::{self, LossHint};
+use ruang_audio::congestion::{self, LinkLoad, Protection};
+use ruang_audio::loss;
 use ruang_audio::voice::VoiceProcessor;
 use ruang_audio::wire::Frame;
 use ruang_proto::seal::RoomKey;
@@ -40,10 +40,6 @@ const IDLE_BATCH_FRAMES: u64 = 5;
 /// 20 ms frames): a report changes the hint within a frame of this.
 const LOSS_CHECK_EVERY: u64 = 10;
 
-/// After a sign that the path is too narrow (a backed-up link, a report of 15 % loss or
-/// more), no copies for this long, ms: doubling the audio on such a path makes it collapse.
-const COPIES_BACKOFF_MS: u64 = 30_000;
-
 /// Loss reports older than this are ignored (listeners report every second).
 const REPORT_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -69,29 +65,8 @@ pub struct Outbound {
     /// The encoder's bitrate in force, bits per second (the configured one, lowered by the
     /// capture thread while the links are congested; read for stats). 0 before capture starts.
     pub bitrate_bps: AtomicU64,
-    /// Whether every frame is sent twice now (see [`copies_wanted`]).
+    /// Whether every frame is sent twice now (see `ruang_audio::congestion::Protection`).
     pub copies: AtomicBool,
-}
-
-/// Whether to send every frame twice: while listeners report loss (the loss hint is up) and
-/// the path is wide enough (the bitrate is not lowered for congestion, the loss is moderate). Audio rides reliable
-/// streams, so a lost packet is resent a round trip later, after its frame's playout time; the
-/// copy goes out with the next frame, on another lane, and plays in its place — the frame as
-/// spoken instead of FEC's coarse copy or concealment. It doubles the audio's bandwidth while
-/// it lasts.
-///
-/// Not when the loss looks like a path too narrow for the audio (the latest reports at
-/// [`congestion::CONGESTED_LOSS_PERMILLE`] or more): doubling what does not fit makes the
-/// link collapse before the bitrate can come down.
-pub fn copies_wanted(
-    loss_hint_pct: u8,
-    bitrate_bps: u32,
-    configured_bps: u32,
-    reported_permille: u16,
-) -> bool {
-    loss_hint_pct > 0
-        && bitrate_bps >= configured_bps
-        && reported_permille < congestion::CONGESTED_LOSS_PERMILLE
 }
 
 impl Outbound {
@@ -199,18 +174,15 @@ impl Capture {
                 let t0 = clock.now_us();
                 let mut was_sending = false;
                 let mut was_talking = false;
-                let mut hint = LossHint::new();
-                let mut bitrate = Bitrate::new(sender.encoder_mut().config().bitrate_bps);
-                outbound
-                    .bitrate_bps
-                    .store(bitrate.current().into(), Ordering::Relaxed);
+                let mut protection = Protection::new(sender.encoder_mut().config().bitrate_bps);
+                outbound.bitrate_bps.store(
+                    sender.encoder_mut().config().bitrate_bps.into(),
+                    Ordering::Relaxed,
+                );
                 let mut overflowed = Vec::new();
-                let mut smoothed = SmoothedLoss::new();
-                let configured_bps = bitrate.current();
                 // The last frame sent, for its copy (sent with the next frame).
                 let mut previous: Option<Bytes> = None;
                 let mut copies = false;
-                let mut no_copies_until_ms = 0u64;
                 for i in 0u64.. {
                     if stopping.load(Ordering::Relaxed) {
                         break;
@@ -253,53 +225,31 @@ impl Capture {
                     }
                     let sending = outbound.transmitting();
                     if sending && i % LOSS_CHECK_EVERY == 0 {
-                        // Clean paths get every bit for the voice; lossy ones get copies of
-                        // every frame (or, when the path is too narrow for copies, FEC sized
-                        // to the loss: `ruang_audio::loss`).
-                        let reported = outbound.reported_loss();
-                        let worst = reported.unwrap_or(0);
-                        let now_ms = clock.now_us() / 1_000;
-                        hint.update(now_ms, worst);
+                        // What the listeners' paths call for (`ruang_audio::congestion`).
+                        let decision = protection.update(
+                            clock.now_us() / 1_000,
+                            outbound.reported_loss(),
+                            outbound.congested(&mut overflowed),
+                        );
                         outbound
                             .loss_hint
-                            .store(hint.current().into(), Ordering::Relaxed);
-                        // Links that cannot carry the audio get less of it
-                        // (`ruang_audio::congestion`).
-                        let before = bitrate.current();
-                        let lossy =
-                            smoothed.update(now_ms, worst) > congestion::CONGESTED_LOSS_PERMILLE;
-                        let congested = outbound.congested(&mut overflowed) || lossy;
-                        let now = bitrate.update(now_ms, congested);
-                        if now != before {
-                            match sender.encoder_mut().set_bitrate(now) {
-                                Ok(()) => outbound.bitrate_bps.store(now.into(), Ordering::Relaxed),
+                            .store(protection.loss_hint().into(), Ordering::Relaxed);
+                        outbound.copies.store(decision.copies, Ordering::Relaxed);
+                        copies = decision.copies;
+                        let encoder = sender.encoder_mut();
+                        if decision.bitrate_bps != encoder.config().bitrate_bps {
+                            match encoder.set_bitrate(decision.bitrate_bps) {
+                                Ok(()) => outbound
+                                    .bitrate_bps
+                                    .store(decision.bitrate_bps.into(), Ordering::Relaxed),
                                 Err(e) => {
                                     let _ =
                                         events.try_send(AudioEvent::Error(format!("encoder: {e}")));
                                 }
                             }
                         }
-                        // Copies only on what listeners say now: a link that went quiet
-                        // (reports stopped: down, or collapsed under the copies) gets none;
-                        // a path that showed it is too narrow gets none for a while.
-                        if congested || worst >= congestion::CONGESTED_LOSS_PERMILLE {
-                            no_copies_until_ms = now_ms + COPIES_BACKOFF_MS;
-                        }
-                        copies = now_ms >= no_copies_until_ms
-                            && reported.is_some_and(|worst| {
-                                copies_wanted(
-                                    hint.current(),
-                                    bitrate.current(),
-                                    configured_bps,
-                                    worst,
-                                )
-                            });
-                        outbound.copies.store(copies, Ordering::Relaxed);
-                        // With copies a frame is missing only when both are: FEC (whose bits
-                        // come out of the frame's own) would rarely be used.
-                        let fec = if copies { 0 } else { hint.current() };
-                        if fec != sender.encoder_mut().config().packet_loss_pct
-                            && let Err(e) = sender.encoder_mut().set_packet_loss(fec)
+                        if decision.fec_hint_pct != encoder.config().packet_loss_pct
+                            && let Err(e) = encoder.set_packet_loss(decision.fec_hint_pct)
                         {
                             let _ = events.try_send(AudioEvent::Error(format!("encoder: {e}")));
                         }
