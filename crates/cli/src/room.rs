@@ -119,7 +119,15 @@ pub async fn run(
     }
     let result = result.map_err(|e| match (target_room, &bans) {
         // The node says so itself when it got to see the room's state.
-        _ if format!("{e:#}").contains("banned") => e,
+        _ if matches!(
+            e.downcast_ref::<ruang_node::NodeError>(),
+            Some(ruang_node::NodeError::Room(
+                ruang_node::session::Error::Banned
+            ))
+        ) =>
+        {
+            e
+        }
         (Some(room), Some(path)) => match crate::config::bans::since(path, &room, &me) {
             Some(at) => e.context(format!(
                 "you were banned from this room ({}): its members refuse your connections \
