@@ -312,7 +312,7 @@ pub async fn run(nodes: usize, seconds: u64, out: &Path) -> Result<ExitCode> {
         "Citra tried to mute Ana: {}",
         match &refused {
             Err(e) => e.to_string(),
-            Ok(()) => "accepted".into(),
+            Ok(_) => "accepted".into(),
         }
     ));
     script.check(

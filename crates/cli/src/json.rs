@@ -15,13 +15,16 @@
 //!
 //! A command may carry an `"id"` (any JSON value): the `error` event answering it echoes the
 //! id, and once the node has done it a `done` event says so (`{"event":"done","cmd":...,
-//! "id":...}`; commands without an id get no `done`). A malformed or forbidden command yields
+//! "id":...}`; commands without an id get no `done`). For room actions, `chat` and `react`
+//! the `done` carries `"delivered"`: `false` when nobody in the room was connected (a room
+//! action then reaches the others by sync when someone connects; a chat line is held and sent
+//! again). A malformed or forbidden command yields
 //! an `error` event saying why; the node keeps running. EOF on stdin, `leave` or a signal
 //! leave the room cleanly and end with a `left` event (`"reason":"left"`), as removal and the
 //! room's end do with theirs. A join that fails prints an `error` event with `"fatal":true`.
 
 use anyhow::Result;
-use ruang_node::{Joined, NodeEvent, NodeHandle};
+use ruang_node::{Delivery, Joined, NodeEvent, NodeHandle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
@@ -305,7 +308,9 @@ async fn hand_over_before_leaving(
                 .await?;
             print(json!({"event": "handed_over", "key": to.to_hex()}));
         }
-        None if end_if_nobody => node.act(ruang_proto::room::EventBody::EndRoom).await?,
+        None if end_if_nobody => {
+            node.act(ruang_proto::room::EventBody::EndRoom).await?;
+        }
         None => {}
     }
     Ok(())
@@ -336,7 +341,8 @@ async fn command(node: &NodeHandle, line: &str) -> Option<Outcome> {
             .ok()
             .and_then(|v| v.get("cmd").cloned())
     });
-    let result: Result<(), String> = match cmd {
+    // `Some(delivery)` for what is sent to the room: whether anyone got it.
+    let result: Result<Option<Delivery>, String> = match cmd {
         JsonCommand::Leave { hand_over } => {
             if hand_over && let Err(e) = hand_over_before_leaving(node, true).await {
                 print(error_event(
@@ -365,14 +371,22 @@ async fn command(node: &NodeHandle, line: &str) -> Option<Outcome> {
             }
             return None;
         }
-        JsonCommand::Chat { text } => node.chat(text).await.map_err(|e| e.to_string()),
-        JsonCommand::React { reaction } => node.react(reaction).await.map_err(|e| e.to_string()),
-        JsonCommand::SelfMute { on } => node.self_mute(on).await.map_err(|e| e.to_string()),
+        JsonCommand::Chat { text } => node.chat(text).await.map(Some).map_err(|e| e.to_string()),
+        JsonCommand::React { reaction } => node
+            .react(reaction)
+            .await
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        JsonCommand::SelfMute { on } => node
+            .self_mute(on)
+            .await
+            .map(|()| None)
+            .map_err(|e| e.to_string()),
         other => match other.room_action() {
             Some((action, peer)) => {
                 let who = peer.map(parse_person).transpose();
                 match who.map(|who| action.event(who)) {
-                    Ok(Some(body)) => node.act(body).await.map_err(|e| e.to_string()),
+                    Ok(Some(body)) => node.act(body).await.map(Some).map_err(|e| e.to_string()),
                     Ok(None) => Err("this command needs a \"peer\"".into()),
                     Err(e) => Err(e.to_string()),
                 }
@@ -383,10 +397,14 @@ async fn command(node: &NodeHandle, line: &str) -> Option<Outcome> {
     match (result, id) {
         (Err(message), id) => print(error_event(message, id.as_ref())),
         // A command with an id is answered when the node has done it.
-        (Ok(()), Some(id)) => {
-            print(json!({"event": "done", "cmd": name.unwrap_or_default(), "id": id}));
+        (Ok(delivery), Some(id)) => {
+            let mut done = json!({"event": "done", "cmd": name.unwrap_or_default(), "id": id});
+            if let Some(delivery) = delivery {
+                done["delivered"] = json!(delivery == Delivery::Reached);
+            }
+            print(done);
         }
-        (Ok(()), None) => {}
+        (Ok(_), None) => {}
     }
     None
 }

@@ -42,6 +42,10 @@ fn bad_json_lines_and_forbidden_actions_are_reported_and_survived() -> Result<()
         .as_str()
         .unwrap()
         .to_string();
+    // A host alone in its room: what it sends reaches nobody, and `done` says so.
+    host.send(r#"{"cmd":"chat","text":"anyone?","id":1}"#)?;
+    let done = host.wait_event(T, "done")?;
+    assert_eq!(done["delivered"], false, "{done}");
     let mut guest = Proc::start(
         dir.path(),
         "guest",
@@ -93,10 +97,16 @@ fn bad_json_lines_and_forbidden_actions_are_reported_and_survived() -> Result<()
     );
 
     // Still alive and in the room: a chat line reaches the host.
-    guest.send(r#"{"cmd":"chat","text":"still here"}"#)?;
+    guest.send(r#"{"cmd":"chat","text":"still here","id":"c"}"#)?;
     host.wait(T, "the chat line", |v| {
         (v["event"] == "chat" && v["text"] == "still here").then_some(())
     })?;
+    let done = guest.wait_event(T, "done")?;
+    assert_eq!(
+        (&done["id"], &done["delivered"]),
+        (&"c".into(), &true.into()),
+        "{done}"
+    );
 
     // EOF leaves, and says so last.
     guest.close_stdin();

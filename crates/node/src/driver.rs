@@ -31,8 +31,8 @@ use ruang_net::{
 };
 use ruang_proto::PublicKey;
 use ruang_session::{
-    Answer, AudioPolicy, Command as CoreCommand, CommandId, Core, Input, Output, SyncFailure, Time,
-    Verdict,
+    Answer, AudioPolicy, Command as CoreCommand, CommandId, Core, Delivery, Input, Output,
+    SyncFailure, Time, Verdict,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
@@ -82,6 +82,7 @@ enum Finished {
 enum Pending {
     Joined(Reply<Joined>),
     Done(Reply<()>),
+    Sent(Reply<Delivery>),
 }
 
 pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
@@ -637,7 +638,14 @@ impl Driver {
             Pending::Joined(reply) => {
                 let _ = reply.send(match result {
                     Ok(Answer::Joined(joined)) => Ok(joined),
-                    Ok(Answer::Done) => Err(NodeError::Invalid("no room was joined".into())),
+                    Ok(_) => Err(NodeError::Invalid("no room was joined".into())),
+                    Err(e) => Err(e.into()),
+                });
+            }
+            Pending::Sent(reply) => {
+                let _ = reply.send(match result {
+                    Ok(Answer::Sent(delivery)) => Ok(delivery),
+                    Ok(_) => Ok(Delivery::Reached),
                     Err(e) => Err(e.into()),
                 });
             }
@@ -715,13 +723,13 @@ impl Driver {
                 self.command_to_core(CoreCommand::Leave, Some(Pending::Done(reply)));
             }
             Command::Act(body, reply) => {
-                self.command_to_core(CoreCommand::Act(body), Some(Pending::Done(reply)));
+                self.command_to_core(CoreCommand::Act(body), Some(Pending::Sent(reply)));
             }
             Command::Chat(text, reply) => {
-                self.command_to_core(CoreCommand::Chat(text), Some(Pending::Done(reply)));
+                self.command_to_core(CoreCommand::Chat(text), Some(Pending::Sent(reply)));
             }
             Command::React(reaction, reply) => {
-                self.command_to_core(CoreCommand::React(reaction), Some(Pending::Done(reply)));
+                self.command_to_core(CoreCommand::React(reaction), Some(Pending::Sent(reply)));
             }
             Command::Speak(source, pacing, reply) => {
                 let result = self.speak(source, pacing);

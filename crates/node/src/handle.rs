@@ -8,6 +8,7 @@ use ruang_audio::source::Source;
 use ruang_net::{Multiaddr, PeerId};
 use ruang_proto::room::EventBody;
 use ruang_proto::{PublicKey, Ticket};
+use ruang_session::Delivery;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use crate::audio::capture::Pacing;
@@ -59,9 +60,9 @@ pub(crate) enum Command {
     Host(HostOptions, Reply<Joined>),
     Join(JoinTarget, Reply<Joined>),
     Leave(Reply<()>),
-    Act(EventBody, Reply<()>),
-    Chat(String, Reply<()>),
-    React(String, Reply<()>),
+    Act(EventBody, Reply<Delivery>),
+    Chat(String, Reply<Delivery>),
+    React(String, Reply<Delivery>),
     Speak(Box<dyn Source + Send>, Pacing, Reply<()>),
     StopSpeaking(Reply<()>),
     Listen(Box<dyn Sink + Send>, Reply<()>),
@@ -163,19 +164,20 @@ impl NodeHandle {
     }
 
     /// Authors a room event as this node: raise a hand, invite, mute, ban, end the room...
-    /// Refused with the reason when the current state does not allow it.
-    pub async fn act(&self, body: EventBody) -> Result<(), NodeError> {
+    /// Refused with the reason when the current state does not allow it. Answers once it is
+    /// out, saying whether anyone in the room got it.
+    pub async fn act(&self, body: EventBody) -> Result<Delivery, NodeError> {
         self.call(|r| Command::Act(body, r)).await
     }
 
-    /// Sends a chat line.
-    pub async fn chat(&self, text: impl Into<String>) -> Result<(), NodeError> {
+    /// Sends a chat line; says whether anyone got it (if not, it is held and sent again).
+    pub async fn chat(&self, text: impl Into<String>) -> Result<Delivery, NodeError> {
         let text = text.into();
         self.call(|r| Command::Chat(text, r)).await
     }
 
-    /// Sends a reaction.
-    pub async fn react(&self, reaction: impl Into<String>) -> Result<(), NodeError> {
+    /// Sends a reaction; says whether anyone got it (if not, it is held and sent again).
+    pub async fn react(&self, reaction: impl Into<String>) -> Result<Delivery, NodeError> {
         let reaction = reaction.into();
         self.call(|r| Command::React(reaction, r)).await
     }

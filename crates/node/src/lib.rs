@@ -56,7 +56,7 @@ mod handle;
 pub mod ids;
 
 pub use ruang_session as session;
-pub use ruang_session::{DIRECTORY_TOPIC, event, wire};
+pub use ruang_session::{DIRECTORY_TOPIC, Delivery, event, wire};
 
 pub use clock::unix_ms;
 pub use config::{Builder, Config, DEFAULT_BITRATE_BPS, DEFAULT_FANOUT};

@@ -122,6 +122,19 @@ pub enum Answer {
     Joined(Joined),
     /// Done.
     Done,
+    /// A room action, chat line or reaction was sent; whether anyone got it.
+    Sent(Delivery),
+}
+
+/// Whether a room action, chat line or reaction reached anyone when it was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Passed on to at least one member of the room.
+    Reached,
+    /// Nobody in the room was connected. A room action is in this node's log and reaches the
+    /// others by sync once someone connects; a chat line or reaction is held and sent again
+    /// with the next one (or dropped when it grows stale).
+    NobodyReached,
 }
 
 /// Why a command failed.
@@ -396,8 +409,15 @@ pub enum Output {
 enum Publication {
     /// Our presence.
     Presence { leaving: bool },
-    /// A chat line or reaction said at `at`, to hold again if nobody was reached.
-    Said { at: u64, body: EphemeralBody },
+    /// A chat line or reaction said at `at`, to hold again if nobody was reached; with the
+    /// command to answer, if a user sent it just now.
+    Said {
+        at: u64,
+        body: EphemeralBody,
+        reply: Option<CommandId>,
+    },
+    /// A room event a user authored: the command to answer once it is out.
+    Act { reply: CommandId },
 }
 
 /// What an [`Output::SyncRequest`] was.
@@ -779,21 +799,21 @@ impl Core {
                 };
                 self.reply(id, result);
             }
+            // These are answered once the network layer says whether anyone got them.
             Command::Act(body) => {
-                let result = self.act(body).map(|()| Answer::Done);
-                self.reply(id, result);
+                if let Err(e) = self.act(body, Some(id)) {
+                    self.reply(id, Err(e));
+                }
             }
             Command::Chat(text) => {
-                let result = self
-                    .say(EphemeralBody::Chat { text })
-                    .map(|()| Answer::Done);
-                self.reply(id, result);
+                if let Err(e) = self.say(EphemeralBody::Chat { text }, id) {
+                    self.reply(id, Err(e));
+                }
             }
             Command::React(reaction) => {
-                let result = self
-                    .say(EphemeralBody::Reaction { reaction })
-                    .map(|()| Answer::Done);
-                self.reply(id, result);
+                if let Err(e) = self.say(EphemeralBody::Reaction { reaction }, id) {
+                    self.reply(id, Err(e));
+                }
             }
             Command::Shutdown => {
                 self.leave_room(LeaveReason::Shutdown);
@@ -1155,7 +1175,8 @@ impl Core {
         }
     }
 
-    fn act(&mut self, body: EventBody) -> Result<(), Error> {
+    /// Authors `body` and publishes it; with `reply`, answers that command once it is out.
+    fn act(&mut self, body: EventBody, reply: Option<CommandId>) -> Result<(), Error> {
         let unix = self.time.unix_ms;
         let Some(m) = self.room.as_mut() else {
             return Err(Error::NotInRoom);
@@ -1174,13 +1195,18 @@ impl Core {
             &mut self.rng,
         );
         let topic = m.topic.clone();
-        self.publish(topic, payload, None);
+        self.publish(
+            topic,
+            payload,
+            reply.map(|reply| Publication::Act { reply }),
+        );
         self.apply_state_effects(Some(before));
         Ok(())
     }
 
-    /// Sends a chat line or reaction; one that finds nobody on the room's topic is held.
-    fn say(&mut self, body: EphemeralBody) -> Result<(), Error> {
+    /// Sends a chat line or reaction for command `reply`; one that finds nobody on the room's
+    /// topic is held.
+    fn say(&mut self, body: EphemeralBody, reply: CommandId) -> Result<(), Error> {
         let Some(m) = self.room.as_ref() else {
             return Err(Error::NotInRoom);
         };
@@ -1192,8 +1218,12 @@ impl Core {
             self.send_held();
         }
         let at = self.time.mono_ms;
-        let (signed, _) =
-            self.publish_ephemeral(body.clone(), Some(Publication::Said { at, body }))?;
+        let what = Publication::Said {
+            at,
+            body: body.clone(),
+            reply: Some(reply),
+        };
+        let (signed, _) = self.publish_ephemeral(body, Some(what))?;
         // Show our own chat and reactions too.
         self.ephemeral_effects(&signed);
         Ok(())
@@ -1236,6 +1266,7 @@ impl Core {
             let what = Publication::Said {
                 at,
                 body: body.clone(),
+                reply: None,
             };
             if let Err(e) = self.publish_ephemeral(body, Some(what)) {
                 debug!(error = %e, "a held message could not be sent");
@@ -1247,6 +1278,20 @@ impl Core {
         let Some(what) = self.publications.remove(&id) else {
             return;
         };
+        let delivery = if delivered {
+            Delivery::Reached
+        } else {
+            Delivery::NobodyReached
+        };
+        match &what {
+            Publication::Act { reply }
+            | Publication::Said {
+                reply: Some(reply), ..
+            } => {
+                self.reply(*reply, Ok(Answer::Sent(delivery)));
+            }
+            Publication::Presence { .. } | Publication::Said { reply: None, .. } => {}
+        }
         let Some(m) = self.room.as_mut() else {
             return;
         };
@@ -1262,7 +1307,7 @@ impl Core {
                     m.presence_due = true;
                 }
             }
-            Publication::Said { at, body } if !delivered => {
+            Publication::Said { at, body, .. } if !delivered => {
                 debug!("no peer on the room's topic yet: chat or reaction held");
                 if m.held.hold_again(at, body) > 0 {
                     self.emit(NodeEvent::Error {
@@ -1272,7 +1317,7 @@ impl Core {
                     });
                 }
             }
-            Publication::Said { .. } => {}
+            Publication::Said { .. } | Publication::Act { .. } => {}
         }
     }
 
@@ -2198,7 +2243,7 @@ impl Core {
         let presence = &m.presence;
         if m.room.next_host(|k| *k == me || presence.contains(k)) == Some(me) {
             info!("the host is gone; taking over as its first present successor");
-            if self.act(EventBody::ClaimHost).is_ok() {
+            if self.act(EventBody::ClaimHost, None).is_ok() {
                 self.notice("the host is gone: you are now the host".into());
             }
         }

@@ -43,7 +43,7 @@ pub mod room;
 pub mod wire;
 
 pub use crate::core::{
-    Answer, AudioPolicy, Command, CommandId, Config, Core, DIRECTORY_TOPIC, Error, Gossip,
-    HostOptions, Input, JoinTarget, Joined, Output, SyncFailure, Time, Verdict,
+    Answer, AudioPolicy, Command, CommandId, Config, Core, DIRECTORY_TOPIC, Delivery, Error,
+    Gossip, HostOptions, Input, JoinTarget, Joined, Output, SyncFailure, Time, Verdict,
 };
 pub use event::{LeaveReason, Listing, NodeEvent, Person, RoomView, SpeakerStats};

@@ -5,39 +5,11 @@
 use ruang_proto::Identity;
 use ruang_proto::ephemeral::{Ephemeral, EphemeralBody};
 use ruang_session::wire::RoomMessage;
-use ruang_session::{Command, Config, Core, Gossip, HostOptions, Input, Output, Time, Verdict};
+use ruang_session::{Command, Core, Gossip, Input, Output, Time, Verdict};
 
-const UNIX: u64 = 1_767_225_600_000;
+mod common;
 
-fn host() -> Core {
-    let config = Config {
-        identity: Identity::from_secret_bytes(&[1; 32]),
-        name: "host".into(),
-        hide_ip: false,
-        fanout: 64,
-        presence_interval_ms: 2_000,
-        announce_interval_ms: 20_000,
-        sync_interval_ms: 5_000,
-        seed: [7; 32],
-    };
-    let time = Time {
-        mono_ms: 0,
-        unix_ms: UNIX,
-    };
-    let mut core = Core::new(config, time);
-    let info = ruang_proto::room::Info {
-        title: "replays".into(),
-        ..Default::default()
-    };
-    let options = HostOptions {
-        info,
-        ..HostOptions::default()
-    };
-    core.handle(time, Input::Command(1, Command::Host(options)));
-    while core.poll_output().is_some() {}
-    assert!(core.membership().is_some(), "hosting failed");
-    core
-}
+use common::{UNIX, host};
 
 /// A listener's presence in `core`'s room, sent at `sent_at`, as gossip bytes.
 fn presence(core: &Core, who: &Identity, sent_at: u64) -> Vec<u8> {

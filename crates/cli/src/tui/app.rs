@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use ruang_node::{NodeEvent, Person, RoomView, SpeakerStats, Status};
+use ruang_node::{Delivery, NodeEvent, Person, RoomView, SpeakerStats, Status};
 use ruang_proto::PublicKey;
 use ruang_proto::room::{EventBody, Role};
 
@@ -556,11 +556,33 @@ impl App {
         }
     }
 
-    /// Records how an action the user asked for went (`what` from [`App::describe`], `result`
-    /// with the node's error message, e.g. its refusal, on failure).
-    pub fn on_result(&mut self, action: &Action, what: &str, result: Result<(), String>) {
+    /// Records how an action the user asked for went (`what` from [`App::describe`]; `result`
+    /// says whether a room action or chat line reached anyone, or has the node's error message,
+    /// e.g. its refusal).
+    pub fn on_result(
+        &mut self,
+        action: &Action,
+        what: &str,
+        result: Result<Option<Delivery>, String>,
+    ) {
         match result {
-            Ok(()) => {
+            Ok(Some(Delivery::NobodyReached)) if matches!(action, Action::Chat(_)) => {
+                self.set_status(
+                    "held: nobody in the room is connected right now; your message goes out \
+                     when someone is",
+                    true,
+                );
+            }
+            Ok(Some(Delivery::NobodyReached)) => {
+                self.set_status(
+                    format!(
+                        "saved, not yet sent: {what} (nobody in the room is connected right \
+                         now; it reaches them when someone is)"
+                    ),
+                    true,
+                );
+            }
+            Ok(_) => {
                 if let Action::SelfMute(on) = action {
                     self.self_muted = *on;
                 }

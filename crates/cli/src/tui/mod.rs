@@ -39,7 +39,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt as _};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
-use ruang_node::{NodeEvent, NodeHandle};
+use ruang_node::{Delivery, NodeEvent, NodeHandle};
 use ruang_proto::room::EventBody;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -93,7 +93,7 @@ pub async fn run(node: NodeHandle, no_input: Option<String>) -> anyhow::Result<E
 }
 
 /// What an action in flight resolves to: the action, its description, and the outcome.
-type Outcome = (Action, String, Result<(), String>);
+type Outcome = (Action, String, Result<Option<Delivery>, String>);
 
 async fn event_loop(
     node: &NodeHandle,
@@ -158,17 +158,17 @@ fn perform(node: NodeHandle, action: Action, what: String) -> BoxFuture<'static,
     async move {
         let call = async {
             match &action {
-                Action::Act(body) => node.act(body.clone()).await,
-                Action::Chat(text) => node.chat(text.clone()).await,
-                Action::SelfMute(on) => node.self_mute(*on).await,
+                Action::Act(body) => node.act(body.clone()).await.map(Some),
+                Action::Chat(text) => node.chat(text.clone()).await.map(Some),
+                Action::SelfMute(on) => node.self_mute(*on).await.map(|()| None),
                 Action::Leave(handover) => {
                     hand_over(&node, handover).await;
-                    node.leave().await
+                    node.leave().await.map(|()| None)
                 }
             }
         };
         let result = match tokio::time::timeout(NODE_CALL_TIMEOUT, call).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(delivery)) => Ok(delivery),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("the node did not answer in time".to_string()),
         };
@@ -186,7 +186,7 @@ async fn hand_over(node: &NodeHandle, handover: &Handover) {
         Handover::End => EventBody::EndRoom,
     };
     match tokio::time::timeout(NODE_CALL_TIMEOUT, node.act(body)).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!("handing the room over before leaving: {e}"),
         Err(_) => tracing::warn!("the node did not confirm the hand-over in time"),
     }

@@ -7,7 +7,7 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::Modifier;
 use ruang_node::event::LeaveReason;
-use ruang_node::{NodeError, NodeEvent, Person, RoomView, SpeakerStats};
+use ruang_node::{Delivery, NodeError, NodeEvent, Person, RoomView, SpeakerStats};
 use ruang_proto::PublicKey;
 use ruang_proto::room::{EventBody, Refusal, Role};
 
@@ -596,11 +596,35 @@ fn chat_typing_enter_sends_and_esc_cancels() {
 }
 
 #[test]
+fn an_action_that_reached_nobody_is_not_called_done() {
+    let mut app = app_as(ANA);
+    let mute = Action::Act(EventBody::Mute {
+        who: PublicKey([BO; 32]),
+    });
+    app.on_result(&mute, "mute bo", Ok(Some(Delivery::Reached)));
+    assert_eq!(app.status.clone().unwrap().text, "done: mute bo");
+    app.on_result(&mute, "mute bo", Ok(Some(Delivery::NobodyReached)));
+    let status = app.status.clone().unwrap();
+    assert!(status.error, "{status:?}");
+    assert!(
+        status.text.starts_with("saved, not yet sent: mute bo")
+            && status.text.contains("nobody in the room is connected"),
+        "{status:?}"
+    );
+    app.on_result(
+        &Action::Chat("hi".into()),
+        "chat",
+        Ok(Some(Delivery::NobodyReached)),
+    );
+    assert!(app.status.clone().unwrap().text.starts_with("held:"));
+}
+
+#[test]
 fn leave_mute_and_other_self_keys() {
     let mut app = app_as(DEE);
     assert_eq!(ch(&mut app, 'q'), Some(Action::Leave(Handover::Nothing)));
     assert_eq!(ch(&mut app, 'm'), Some(Action::SelfMute(true)));
-    app.on_result(&Action::SelfMute(true), "turn your mic off", Ok(()));
+    app.on_result(&Action::SelfMute(true), "turn your mic off", Ok(None));
     assert!(app.self_muted);
     assert_eq!(ch(&mut app, 'm'), Some(Action::SelfMute(false)));
     assert_eq!(ch(&mut app, 's'), Some(Action::Act(EventBody::StepDown)));

@@ -1,0 +1,38 @@
+//! What the tests of one core share: a core hosting a room, at a fixed time.
+
+use ruang_proto::Identity;
+use ruang_session::{Command, Config, Core, HostOptions, Input, Time};
+
+/// The tests' unix time at monotonic 0.
+pub const UNIX: u64 = 1_767_225_600_000;
+
+/// A core (key `[1; 32]`) hosting a public room titled "replays", its outputs drained.
+pub fn host() -> Core {
+    let config = Config {
+        identity: Identity::from_secret_bytes(&[1; 32]),
+        name: "host".into(),
+        hide_ip: false,
+        fanout: 64,
+        presence_interval_ms: 2_000,
+        announce_interval_ms: 20_000,
+        sync_interval_ms: 5_000,
+        seed: [7; 32],
+    };
+    let time = Time {
+        mono_ms: 0,
+        unix_ms: UNIX,
+    };
+    let mut core = Core::new(config, time);
+    let info = ruang_proto::room::Info {
+        title: "replays".into(),
+        ..Default::default()
+    };
+    let options = HostOptions {
+        info,
+        ..HostOptions::default()
+    };
+    core.handle(time, Input::Command(1, Command::Host(options)));
+    while core.poll_output().is_some() {}
+    assert!(core.membership().is_some(), "hosting failed");
+    core
+}
