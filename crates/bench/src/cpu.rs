@@ -347,7 +347,10 @@ async fn speakers_room(k: usize) -> Result<(NodeHandle, Vec<NodeHandle>)> {
             &mut events,
             Duration::from_secs(20),
             "the invitation",
-            |e| matches!(e, NodeEvent::State(v) if v.invited.contains(&hex)).then_some(()),
+            |e| {
+                matches!(e, NodeEvent::State(v) if v.invited.iter().any(|p| p.key == hex))
+                    .then_some(())
+            },
         )
         .await?;
         s.act(EventBody::AcceptInvite).await?;

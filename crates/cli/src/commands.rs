@@ -324,7 +324,8 @@ async fn node(
         let listen: Vec<String> = status.addrs.iter().map(|a| a.to_string()).collect();
         println!(
             "{}",
-            json!({"event": "ready", "peer_id": status.peer_id.to_string(), "listen": listen,
+            json!({"event": "ready", "json_version": crate::json::VERSION,
+                "peer_id": status.peer_id.to_string(), "listen": listen,
                 "relay": relay, "metrics": exporter.as_ref().map(|e| e.2.clone())})
         );
     } else {

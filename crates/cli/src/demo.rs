@@ -288,7 +288,7 @@ pub async fn run(nodes: usize, seconds: u64, out: &Path) -> Result<ExitCode> {
     script.say("Ana invited Budi to speak");
     let invited = script
         .until(Duration::from_secs(3), || {
-            members[budi].sees(|v| v.invited.contains(&budi_key))
+            members[budi].sees(|v| v.invited.iter().any(|p| p.key == budi_key))
         })
         .await;
     script.check("Budi received the invitation", invited);
@@ -378,7 +378,7 @@ pub async fn run(nodes: usize, seconds: u64, out: &Path) -> Result<ExitCode> {
         .await?;
     script
         .until(Duration::from_secs(3), || {
-            members[troll].sees(|v| v.invited.contains(&troll_key))
+            members[troll].sees(|v| v.invited.iter().any(|p| p.key == troll_key))
         })
         .await;
     members[troll].node.act(EventBody::AcceptInvite).await?;
@@ -439,7 +439,7 @@ pub async fn run(nodes: usize, seconds: u64, out: &Path) -> Result<ExitCode> {
         .iter()
         .enumerate()
         .filter(|(i, _)| *i != troll)
-        .all(|(_, m)| m.sees(|v| v.banned.contains(&troll_key)));
+        .all(|(_, m)| m.sees(|v| v.banned.iter().any(|p| p.key == troll_key)));
     script.check(
         "every node holds the ban in its verified state",
         banned_everywhere,

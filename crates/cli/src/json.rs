@@ -34,6 +34,10 @@ use crate::act::RoomAction;
 use crate::room::Outcome;
 use crate::settings::parse_person;
 
+/// The version of the JSON protocol, in `ready` (`json_version`): it grows when a change could
+/// break a script. The schemas are docs/json/*.schema.json.
+pub const VERSION: u32 = 1;
+
 /// Longest command line read from stdin; longer lines are refused.
 const MAX_LINE: usize = 64 * 1024;
 
@@ -219,6 +223,7 @@ pub async fn run(
     let listen: Vec<String> = status.addrs.iter().map(|a| a.to_string()).collect();
     print(json!({
         "event": "ready",
+        "json_version": VERSION,
         "peer_id": status.peer_id.to_string(),
         "key": node.key().to_hex(),
         "ticket": joined.ticket.to_string(),
@@ -464,5 +469,91 @@ mod tests {
         let e = error_event("no", id.as_ref());
         assert_eq!(e, json!({"event": "error", "message": "no", "id": "m1"}));
         assert_eq!(left_event(), json!({"event": "left", "reason": "left"}));
+    }
+
+    /// Every command, as a script writes it, is what docs/json/room-commands.schema.json
+    /// documents, and the schema's commands are all ones this parser takes.
+    #[test]
+    fn the_command_schema_lists_every_command() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/json/room-commands.schema.json"
+        );
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let peer = || "ab".repeat(32);
+        let all = [
+            JsonCommand::RaiseHand,
+            JsonCommand::LowerHand,
+            JsonCommand::AcceptInvite,
+            JsonCommand::StepDown,
+            JsonCommand::Invite { peer: peer() },
+            JsonCommand::MoveToAudience { peer: peer() },
+            JsonCommand::Mute { peer: peer() },
+            JsonCommand::Unmute { peer: peer() },
+            JsonCommand::Kick { peer: peer() },
+            JsonCommand::Ban { peer: peer() },
+            JsonCommand::Unban { peer: peer() },
+            JsonCommand::Promote { peer: peer() },
+            JsonCommand::Demote { peer: peer() },
+            JsonCommand::HandOff { peer: peer() },
+            JsonCommand::Chat { text: "hi".into() },
+            JsonCommand::React {
+                reaction: "👏".into(),
+            },
+            JsonCommand::SelfMute { on: true },
+            JsonCommand::Status,
+            JsonCommand::End,
+            JsonCommand::Leave { hand_over: false },
+        ];
+        let mut names = std::collections::BTreeSet::new();
+        for cmd in &all {
+            // A new command is a compile error here until it is in `all` (and the schema).
+            match cmd {
+                JsonCommand::RaiseHand
+                | JsonCommand::LowerHand
+                | JsonCommand::AcceptInvite
+                | JsonCommand::StepDown
+                | JsonCommand::Invite { .. }
+                | JsonCommand::MoveToAudience { .. }
+                | JsonCommand::Mute { .. }
+                | JsonCommand::Unmute { .. }
+                | JsonCommand::Kick { .. }
+                | JsonCommand::Ban { .. }
+                | JsonCommand::Unban { .. }
+                | JsonCommand::Promote { .. }
+                | JsonCommand::Demote { .. }
+                | JsonCommand::HandOff { .. }
+                | JsonCommand::Chat { .. }
+                | JsonCommand::React { .. }
+                | JsonCommand::SelfMute { .. }
+                | JsonCommand::Status
+                | JsonCommand::End
+                | JsonCommand::Leave { .. } => {}
+            }
+            let mut line = serde_json::to_value(cmd).unwrap();
+            line["id"] = json!(3);
+            assert!(validator.is_valid(&line), "{line} is not in the schema");
+            // And what the schema documents parses back.
+            assert_eq!(parse_line(&line.to_string()).as_ref(), Ok(cmd));
+            names.insert(line["cmd"].as_str().unwrap().to_string());
+        }
+        let documented: std::collections::BTreeSet<String> = schema["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                b["properties"]["cmd"]["const"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(documented, names);
+        assert!(
+            !validator.is_valid(&json!({"cmd": "mute"})),
+            "mute needs a peer"
+        );
     }
 }

@@ -133,11 +133,7 @@ fn host_listener_and_a_banned_third_process() -> Result<()> {
     );
     host.send(r#"{"cmd":"status"}"#)?;
     let state: Value = host.wait(T, "state", |v| (v["event"] == "state").then(|| v.clone()))?;
-    assert!(
-        state["banned"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|k| k == third_key.as_str()))
-    );
+    assert!(common::state_lists(&state, "banned", &third_key), "{state}");
 
     step("third's audio stopped");
     // Back with the same identity, after the members blocked it: the room refuses it, and it

@@ -41,16 +41,16 @@ pub struct RoomView {
     pub stage: Vec<Person>,
     /// Present listeners.
     pub audience: Vec<Person>,
-    /// Raised hands, oldest first (keys, hex).
+    /// Raised hands, oldest first.
     pub hands: Vec<Person>,
-    /// Invited, not yet accepted (keys, hex).
-    pub invited: Vec<String>,
-    /// Muted (keys, hex).
-    pub muted: Vec<String>,
-    /// Banned (keys, hex).
-    pub banned: Vec<String>,
-    /// Who says they are recording (keys, hex).
-    pub recording: Vec<String>,
+    /// Invited, not yet accepted.
+    pub invited: Vec<Person>,
+    /// Muted by a moderator.
+    pub muted: Vec<Person>,
+    /// Banned (their names as last seen; "" for someone banned before this node saw them).
+    pub banned: Vec<Person>,
+    /// Who says they are recording.
+    pub recording: Vec<Person>,
     /// Who the room goes to if this node, its host, leaves now: the first successor named at
     /// the room's creation who is here, else the first moderator here, else the first speaker
     /// here (never a listener, never someone banned). `None` when nobody can take it, or when
@@ -88,8 +88,7 @@ impl RoomView {
             .filter(|k| state.role(k) == Role::Listener)
             .map(|k| person(&k))
             .collect();
-        let hex =
-            |set: &std::collections::BTreeSet<PublicKey>| set.iter().map(|k| k.to_hex()).collect();
+        let people = |set: &std::collections::BTreeSet<PublicKey>| set.iter().map(person).collect();
         let heir = (state.role(me) == Role::Host && !state.ended)
             .then(|| heir(state, me, &present))
             .flatten()
@@ -104,10 +103,10 @@ impl RoomView {
             stage,
             audience,
             hands: state.hands.iter().map(person).collect(),
-            invited: hex(&state.invited),
-            muted: hex(&state.muted),
-            banned: hex(&state.banned),
-            recording: state.recording.iter().map(|k| k.to_hex()).collect(),
+            invited: people(&state.invited),
+            muted: people(&state.muted),
+            banned: people(&state.banned),
+            recording: state.recording.iter().map(person).collect(),
             heir,
             ended: state.ended,
             my_role: state.role(me),

@@ -338,7 +338,7 @@ impl App {
     pub fn muted_by_moderator(&self) -> bool {
         self.room
             .as_ref()
-            .is_some_and(|r| r.muted.contains(&self.me))
+            .is_some_and(|r| r.muted.iter().any(|p| p.key == self.me))
     }
 
     /// What the notices about this node compare: role, moderator mute, invitation, host.
@@ -428,8 +428,8 @@ impl App {
         Some((key, self.name_of(&heir.key)))
     }
 
-    /// The banned (keys, hex), as the room state lists them.
-    pub fn banned(&self) -> &[String] {
+    /// The banned, as the room state lists them.
+    pub fn banned(&self) -> &[Person] {
         self.room.as_ref().map_or(&[], |r| r.banned.as_slice())
     }
 
@@ -444,7 +444,7 @@ impl App {
     pub fn invited(&self) -> bool {
         self.room
             .as_ref()
-            .is_some_and(|r| r.invited.contains(&self.me))
+            .is_some_and(|r| r.invited.iter().any(|p| p.key == self.me))
     }
 
     /// Whether this node may use the moderation keys.

@@ -30,7 +30,6 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph};
 use ruang_node::Person;
-use ruang_proto::PublicKey;
 use ruang_proto::room::Role;
 
 use super::app::{App, InputMode, LineKind};
@@ -138,7 +137,7 @@ fn draw_header(frame: &mut Frame<'_>, app: &App, area: Rect) {
         let who: Vec<String> = room
             .recording
             .iter()
-            .map(|k| clean(&app.name_of(k)))
+            .map(|p| clean(&app.name_of(&p.key)))
             .collect();
         me.push(" · ".into());
         me.push(format!("REC by {}", who.join(", ")).red().bold());
@@ -226,14 +225,18 @@ fn draw_help(frame: &mut Frame<'_>, area: Rect) {
 fn draw_banned(frame: &mut Frame<'_>, app: &App, area: Rect, row: usize) {
     let banned = app.banned();
     let mut lines: Vec<Line<'_>> = vec!["Banned from this room:".bold().into()];
-    for (i, key) in banned.iter().enumerate() {
-        let fingerprint = PublicKey::from_hex(key)
-            .map(|k| k.fingerprint().to_string())
-            .unwrap_or_default();
+    for (i, person) in banned.iter().enumerate() {
+        let key = &person.key;
+        let name = if person.name.is_empty() {
+            app.name_of(key)
+        } else {
+            person.name.clone()
+        };
         let text = format!(
-            "{} {}  {fingerprint}  {}…",
+            "{} {}  {}  {}…",
             if i == row { ">" } else { " " },
-            clean(&app.name_of(key)),
+            clean(&name),
+            clean(&person.fingerprint),
             &key[..key.len().min(16)]
         );
         lines.push(if i == row {
@@ -368,7 +371,7 @@ fn person_spans(app: &App, p: &Person) -> Vec<Span<'static>> {
     if app
         .room
         .as_ref()
-        .is_some_and(|r| r.invited.contains(&p.key))
+        .is_some_and(|r| r.invited.iter().any(|i| i.key == p.key))
     {
         spans.push(" invited".yellow());
     }

@@ -84,7 +84,7 @@ impl App {
                 self.mode = InputMode::Banned((row + 1).min(last))
             }
             KeyCode::Char('u' | 'U') | KeyCode::Enter => {
-                let who = PublicKey::from_hex(&banned[row])?;
+                let who = PublicKey::from_hex(&banned[row].key)?;
                 self.mode = InputMode::Banned(row);
                 return RoomAction::Unban.event(Some(who)).map(Action::Act);
             }

@@ -74,7 +74,7 @@ fn room(me: u8) -> RoomView {
         hands: vec![audience[0].clone(), audience[1].clone()],
         audience,
         invited: Vec::new(),
-        muted: vec![hex(CY)],
+        muted: vec![person(CY, "cy", Role::Speaker)],
         banned: Vec::new(),
         recording: Vec::new(),
         heir: None,
@@ -271,7 +271,7 @@ fn listener_sees_hand_keys_and_invitation() {
     assert!(!screen.contains("B  ban"), "{screen}");
 
     let mut view = room(GUS);
-    view.invited = vec![hex(GUS)];
+    view.invited = vec![person(GUS, "gus", Role::Listener)];
     app.set_room(view);
     let screen = render(&app, 100, 30).join("\n");
     assert!(screen.contains("a  accept invite"), "{screen}");
@@ -528,7 +528,10 @@ fn help_panel_and_the_banned_list_with_unban() {
     assert_eq!(ch(&mut app, 'b'), None);
     assert_eq!(app.mode, InputMode::Normal);
     let mut view = app.room.clone().unwrap();
-    view.banned = vec![hex(FAY), hex(GUS)];
+    view.banned = vec![
+        person(FAY, "fay", Role::Banned),
+        person(GUS, "gus", Role::Banned),
+    ];
     app.set_room(view.clone());
     assert_eq!(ch(&mut app, 'b'), None);
     assert_eq!(app.mode, InputMode::Banned(0));
@@ -543,7 +546,7 @@ fn help_panel_and_the_banned_list_with_unban() {
     );
     // The unban arrives: the list keeps its row in range, and closes once empty.
     app.set_room(RoomView {
-        banned: vec![hex(FAY)],
+        banned: vec![person(FAY, "fay", Role::Banned)],
         ..view.clone()
     });
     assert_eq!(app.mode, InputMode::Banned(0));
@@ -771,7 +774,7 @@ fn moderation_of_me_is_shown_and_announced() {
 
     let mut app = app_as(GUS);
     let mut view = room(GUS);
-    view.invited = vec![hex(GUS)];
+    view.invited = vec![person(GUS, "gus", Role::Listener)];
     app.apply(NodeEvent::State(Box::new(view)));
     let mut view = room(GUS);
     view.my_role = Role::Speaker;

@@ -166,7 +166,13 @@ impl Proc {
                             break;
                         }
                     }
-                    Err(_) => eprintln!("[{who}] non-JSON line on stdout: {line}"),
+                    Err(_) => {
+                        eprintln!("[{who}] non-JSON line on stdout: {line}");
+                        // Passed on as a JSON string, so a test of the output sees it.
+                        if tx.send(Value::String(line)).is_err() {
+                            break;
+                        }
+                    }
                 }
             }
         });
@@ -217,6 +223,26 @@ impl Proc {
                 ),
                 Err(RecvTimeoutError::Disconnected) => {
                     bail!("[{}] exited while waiting for {what}", self.name)
+                }
+            }
+        }
+    }
+
+    /// Every line the process prints from now until its stdout closes (it exited), up to
+    /// `timeout`; they are added to [`Proc::seen`] too.
+    pub fn rest(&mut self, timeout: Duration) -> Result<Vec<Value>> {
+        let deadline = Instant::now() + timeout;
+        let mut rest = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    rest.push(v);
+                }
+                Err(RecvTimeoutError::Disconnected) => return Ok(rest),
+                Err(RecvTimeoutError::Timeout) => {
+                    bail!("[{}] stdout still open after {timeout:?}", self.name)
                 }
             }
         }
@@ -280,13 +306,12 @@ pub fn wait_exit(
     }
 }
 
-/// Whether `v` is a `state` event whose list `field` names `key` (as a key string, or as a
-/// person with that key).
+/// Whether `v` is a `state` event whose list `field` has the person with `key`.
 pub fn state_lists(v: &Value, field: &str, key: &str) -> bool {
     v["event"] == "state"
         && v[field]
             .as_array()
-            .is_some_and(|a| a.iter().any(|x| x == key || x["key"] == key))
+            .is_some_and(|a| a.iter().any(|x| x["key"] == key))
 }
 
 /// Frames received from `key` in a `stats` event, if listed.
@@ -339,4 +364,81 @@ pub fn write_voice(path: &PathBuf, seed: u64, seconds: f32) -> Result<Vec<f32>> 
     }
     w.finalize()?;
     Ok(samples)
+}
+
+/// One of the JSON schemas of docs/json/ (`room-events`, `room-commands`, `node-events`,
+/// `rooms`, `id`), to check what the processes print.
+pub struct Schema {
+    name: String,
+    whole: jsonschema::Validator,
+    /// For a `oneOf` of objects told apart by `event` (or `cmd`): each one's validator, so a
+    /// line that fails gets the errors of the kind it says it is.
+    kinds: Vec<(String, jsonschema::Validator)>,
+}
+
+impl Schema {
+    /// Loads docs/json/`name`.schema.json.
+    pub fn load(name: &str) -> Result<Schema> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/json")
+            .join(format!("{name}.schema.json"));
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{path:?}"))?;
+        let root: Value = serde_json::from_str(&text).with_context(|| format!("{path:?}"))?;
+        let whole = jsonschema::validator_for(&root).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let mut kinds = Vec::new();
+        for branch in root["oneOf"].as_array().into_iter().flatten() {
+            // A branch is an object schema or a `$ref` to one in `$defs`.
+            let object = match branch["$ref"].as_str() {
+                Some(r) => &root["$defs"][r.trim_start_matches("#/$defs/")],
+                None => branch,
+            };
+            let tag = ["event", "cmd"]
+                .iter()
+                .find_map(|t| object["properties"][t]["const"].as_str());
+            let Some(tag) = tag else { continue };
+            let mut alone = branch.clone();
+            if root.get("$defs").is_some() {
+                alone["$defs"] = root["$defs"].clone();
+            }
+            let validator =
+                jsonschema::validator_for(&alone).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            kinds.push((tag.to_string(), validator));
+        }
+        Ok(Schema {
+            name: name.to_string(),
+            whole,
+            kinds,
+        })
+    }
+
+    /// What is wrong with `line` (a line a process printed, the harness's `_arrived_ms` taken
+    /// off); empty when it matches.
+    pub fn errors(&self, line: &Value) -> Vec<String> {
+        let mut line = line.clone();
+        if let Some(o) = line.as_object_mut() {
+            o.remove(ARRIVED_MS);
+        }
+        if self.whole.is_valid(&line) {
+            return Vec::new();
+        }
+        let tag = line["event"].as_str().or(line["cmd"].as_str());
+        let why: Vec<String> = match self.kinds.iter().find(|(k, _)| Some(k.as_str()) == tag) {
+            Some((_, v)) => v
+                .iter_errors(&line)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect(),
+            None => vec!["no such kind in the schema".to_string()],
+        };
+        vec![format!(
+            "{} does not match {}: {}",
+            line,
+            self.name,
+            why.join("; ")
+        )]
+    }
+
+    /// The kinds (`event` or `cmd` values) the schema lists.
+    pub fn kinds(&self) -> Vec<&str> {
+        self.kinds.iter().map(|(k, _)| k.as_str()).collect()
+    }
 }
