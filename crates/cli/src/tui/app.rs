@@ -14,6 +14,14 @@ use super::keys::{Action, Handover};
 /// Chat lines (and notices, reactions, errors) kept for the chat pane; older ones are dropped.
 pub const CHAT_HISTORY_CAP: usize = 200;
 
+/// Moderators are told who joins and leaves the audience while it is at most this big (in a
+/// bigger room the count in the header says it; a line per person would bury the chat).
+pub const AUDIENCE_NOTICES_UP_TO: usize = 25;
+
+/// `Stats` events (about one a second) after which the room is settled: the presences of those
+/// already here have come in, so someone appearing now has just joined.
+const SETTLED_AFTER_STATS: u32 = 3;
+
 /// What the keyboard is doing now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum InputMode {
@@ -125,6 +133,8 @@ pub struct App {
     pub no_input: Option<String>,
     /// Index of the selection in [`App::selectable`], to land near it if that person goes.
     selected_index: usize,
+    /// `Stats` events seen (see [`SETTLED_AFTER_STATS`]).
+    stats_seen: u32,
     /// Chat pane lines, oldest first, at most [`CHAT_HISTORY_CAP`].
     log: VecDeque<LogLine>,
 }
@@ -148,6 +158,7 @@ impl App {
             show_help: false,
             no_input: None,
             selected_index: 0,
+            stats_seen: 0,
             log: VecDeque::new(),
         }
     }
@@ -173,9 +184,12 @@ impl App {
             NodeEvent::State(view) => {
                 let ended = view.ended;
                 let before = self.about_me();
-                self.set_room(*view);
+                let old = self.set_room(*view);
                 if let Some(before) = before {
                     self.notice_changes_to_me(before);
+                }
+                if let Some(old) = old {
+                    self.notice_comings_and_goings(&old);
                 }
                 if ended {
                     return Some(Exit::Ended);
@@ -218,6 +232,7 @@ impl App {
                 listeners_served,
                 ..
             } => {
+                self.stats_seen = self.stats_seen.saturating_add(1);
                 self.health = Health {
                     measured: true,
                     peers,
@@ -273,7 +288,8 @@ impl App {
     }
 
     /// Replaces the room view, keeping the selection on the same person where they still are.
-    pub fn set_room(&mut self, view: RoomView) {
+    /// Returns the view it replaced.
+    pub fn set_room(&mut self, view: RoomView) -> Option<RoomView> {
         // Only people on stage can be talking; forget the rest so the set stays bounded.
         self.talking
             .retain(|k| view.stage.iter().any(|p| &p.key == k));
@@ -284,7 +300,7 @@ impl App {
                 n => InputMode::Banned(row.min(n - 1)),
             };
         }
-        self.room = Some(view);
+        let old = self.room.replace(view);
         let keys = self.selectable_keys();
         match self
             .selected
@@ -297,6 +313,61 @@ impl App {
                 self.selected = Some(keys[self.selected_index].clone());
             }
             None => self.selected = None,
+        }
+        old
+    }
+
+    /// Says in the chat pane who came on stage or left it, who on stage left the room or came
+    /// back, and, for moderators of a small room, who joined or left the audience, since `old`.
+    fn notice_comings_and_goings(&mut self, old: &RoomView) {
+        let Some(room) = &self.room else {
+            return;
+        };
+        let settled = self.stats_seen >= SETTLED_AFTER_STATS;
+        let name = |p: &Person| {
+            crate::text::printable(if p.name.is_empty() {
+                &p.fingerprint
+            } else {
+                &p.name
+            })
+        };
+        let find = |list: &[Person], key: &str| list.iter().find(|p| p.key == key).cloned();
+        let mut notices = Vec::new();
+        for p in room.stage.iter().filter(|p| p.key != self.me) {
+            match find(&old.stage, &p.key) {
+                None => notices.push(format!("{} is on stage", name(p))),
+                Some(was) if was.present && !p.present => {
+                    notices.push(format!("{} (on stage) left the room", name(p)))
+                }
+                Some(was) if !was.present && p.present && settled => {
+                    notices.push(format!("{} is back", name(p)))
+                }
+                Some(_) => {}
+            }
+        }
+        for p in old.stage.iter().filter(|p| p.key != self.me) {
+            if find(&room.stage, &p.key).is_none() {
+                notices.push(match find(&room.audience, &p.key) {
+                    Some(_) => format!("{} went back to the audience", name(p)),
+                    None => format!("{} is no longer on stage", name(p)),
+                });
+            }
+        }
+        let moderating = matches!(room.my_role, Role::Host | Role::Moderator);
+        if moderating && settled && room.audience.len() <= AUDIENCE_NOTICES_UP_TO {
+            let was_here =
+                |key: &str| find(&old.audience, key).is_some() || find(&old.stage, key).is_some();
+            for p in room.audience.iter().filter(|p| !was_here(&p.key)) {
+                notices.push(format!("{} joined", name(p)));
+            }
+            let is_here =
+                |key: &str| find(&room.audience, key).is_some() || find(&room.stage, key).is_some();
+            for p in old.audience.iter().filter(|p| !is_here(&p.key)) {
+                notices.push(format!("{} left", name(p)));
+            }
+        }
+        for text in notices {
+            self.push_system(LineKind::Notice, text);
         }
     }
 

@@ -794,3 +794,85 @@ fn moderation_of_me_is_shown_and_announced() {
         assert_eq!(told_now, told, "viewer {me}");
     }
 }
+
+/// The notices the chat pane shows since the last call (and the lines so far, to skip).
+fn new_notices(app: &App, seen: &mut usize) -> Vec<String> {
+    let lines: Vec<String> = app.log().skip(*seen).map(|l| l.text.clone()).collect();
+    *seen += lines.len();
+    lines
+}
+
+fn stats() -> NodeEvent {
+    NodeEvent::Stats {
+        speakers: Vec::new(),
+        peers: 1,
+        frames_sent: 0,
+        frames_dropped: 0,
+        listeners_served: 0,
+        loss_hint_pct: 0,
+        bitrate_bps: 0,
+        sending_copies: false,
+    }
+}
+
+#[test]
+fn comings_and_goings_are_announced() {
+    const HAL: u8 = 8;
+    let mut app = app_as(ANA);
+    let mut seen = 0;
+    let mut view = room(ANA);
+    // Before the room settles, someone appearing in the audience was already here.
+    view.audience.push(person(HAL, "hal", Role::Listener));
+    app.apply(NodeEvent::State(Box::new(view.clone())));
+    assert_eq!(new_notices(&app, &mut seen), Vec::<String>::new());
+    for _ in 0..3 {
+        app.apply(stats());
+    }
+
+    // Gus comes on stage.
+    let gus = view
+        .audience
+        .iter()
+        .position(|p| p.key == hex(GUS))
+        .unwrap();
+    view.audience.remove(gus);
+    view.stage.push(person(GUS, "gus", Role::Speaker));
+    app.apply(NodeEvent::State(Box::new(view.clone())));
+    assert_eq!(new_notices(&app, &mut seen), ["gus is on stage"]);
+
+    // Dee (on stage) leaves the room and comes back.
+    let dee = view.stage.iter().position(|p| p.key == hex(DEE)).unwrap();
+    view.stage[dee].present = false;
+    app.apply(NodeEvent::State(Box::new(view.clone())));
+    assert_eq!(
+        new_notices(&app, &mut seen),
+        ["dee (on stage) left the room"]
+    );
+    view.stage[dee].present = true;
+    app.apply(NodeEvent::State(Box::new(view.clone())));
+    assert_eq!(new_notices(&app, &mut seen), ["dee is back"]);
+
+    // Bo goes back to the audience; hal leaves; ivy joins.
+    let bo = view.stage.iter().position(|p| p.key == hex(BO)).unwrap();
+    view.stage.remove(bo);
+    view.audience.push(person(BO, "bo", Role::Listener));
+    view.audience.retain(|p| p.key != hex(HAL));
+    view.audience.push(person(9, "ivy", Role::Listener));
+    app.apply(NodeEvent::State(Box::new(view.clone())));
+    assert_eq!(
+        new_notices(&app, &mut seen),
+        ["bo went back to the audience", "ivy joined", "hal left"]
+    );
+
+    // A listener is told of the stage, not of the audience.
+    let mut listener = app_as(EVE);
+    for _ in 0..3 {
+        listener.apply(stats());
+    }
+    let mut seen = listener.log().count();
+    let mut view = room(EVE);
+    view.audience.push(person(HAL, "hal", Role::Listener));
+    view.stage.push(person(HAL + 1, "ivy", Role::Speaker));
+    listener.apply(NodeEvent::State(Box::new(view)));
+    assert_eq!(new_notices(&listener, &mut seen), ["ivy is on stage"]);
+}
