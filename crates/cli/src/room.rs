@@ -199,9 +199,14 @@ async fn stay(
     tui_mode: bool,
 ) -> Result<Outcome> {
     node.listen(sink).await?;
-    let joined = match enter {
-        Enter::Host(options) => node.host(options).await?,
-        Enter::Join(target) => join_showing_progress(node, target, json).await?,
+    let (joined, screen) = match enter {
+        Enter::Host(options) => (node.host(options).await?, None),
+        // The terminal UI shows the join's progress on a screen of its own.
+        Enter::Join(target) if tui_mode && !json => {
+            let (screen, joined) = crate::tui::join(node, target).await?;
+            (joined, Some(screen))
+        }
+        Enter::Join(target) => (join_showing_progress(node, target, json).await?, None),
     };
     if let Some((source, pacing)) = source {
         node.speak(source, pacing).await?;
@@ -209,18 +214,20 @@ async fn stay(
     if json {
         crate::json::run(node, events, &joined).await
     } else if tui_mode {
-        Ok(match crate::tui::run(node.clone(), no_input).await? {
-            crate::tui::Exit::Left => Outcome::Left,
-            crate::tui::Exit::Ended => Outcome::Ended,
-            crate::tui::Exit::Removed(r) => Outcome::Removed(r),
-        })
+        Ok(
+            match crate::tui::run(node.clone(), no_input, screen).await? {
+                crate::tui::Exit::Left => Outcome::Left,
+                crate::tui::Exit::Ended => Outcome::Ended,
+                crate::tui::Exit::Removed(r) => Outcome::Removed(r),
+            },
+        )
     } else {
         plain(node, events, &joined).await
     }
 }
 
 /// Joins, printing the join's progress as it goes (a JSON `progress` event, or a line on
-/// stderr before the terminal UI or plain output starts).
+/// stderr before the plain output starts; the terminal UI has [`crate::tui::join`]).
 async fn join_showing_progress(
     node: &NodeHandle,
     target: ruang_node::JoinTarget,

@@ -281,7 +281,8 @@ fn host_runs_a_room_from_the_keyboard() -> Result<()> {
     tui.keys("b")?;
     tui.wait_for("Banned from this room")?;
     tui.keys("u")?;
-    tui.wait_for("done: unban")?;
+    // Nobody else is connected now: the unban is saved in the log, not "done".
+    tui.wait_for("saved, not yet sent: unban")?;
     // The list closes by itself once nobody is banned.
     tui.wait_for("q  leave")?;
 
@@ -298,6 +299,59 @@ fn host_runs_a_room_from_the_keyboard() -> Result<()> {
     assert!(
         matches!((entered, left), (Some(e), Some(l)) if l > e),
         "the alternate screen was not left at the end"
+    );
+    Ok(())
+}
+
+/// Joining shows a screen of its own with the join's progress (not a blank terminal), and
+/// `q` there cancels: exit status 130, the terminal given back, the progress on stderr.
+#[test]
+fn a_join_shows_its_progress_and_can_be_cancelled() -> Result<()> {
+    if Command::new("setsid").arg("--version").output().is_err()
+        || !std::path::Path::new("/dev/ptmx").exists()
+    {
+        eprintln!("skipped: no `setsid` or no pseudo-terminals");
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let mut host = Proc::start(
+        dir.path(),
+        "host",
+        &[
+            "host", "--title", "frozen", "--json", "--input", "silence", "--output", "null",
+        ],
+    )?;
+    let ticket = host.wait_event(T, "ready")?["ticket"]
+        .as_str()
+        .context("ticket")?
+        .to_string();
+    // A host that is there but does not answer: the join keeps trying.
+    host.signal("-STOP")?;
+    let mut tui = PtyProc::start(
+        dir.path(),
+        "tui-guest",
+        &["join", &ticket, "--input", "silence", "--output", "null"],
+    )?;
+    let rows = tui.wait_for("Joining room");
+    let rows = rows.and_then(|_| tui.wait_for("connecting to the host"));
+    host.signal("-CONT")?;
+    let rows = rows?;
+    assert!(
+        rows.iter().any(|r| r.contains("q or Ctrl-C cancels")),
+        "{}",
+        rows.join("\n")
+    );
+    tui.keys("q")?;
+    let status = tui.exit(T)?;
+    assert_eq!(status.code(), Some(130), "{status}");
+    let raw = String::from_utf8_lossy(&tui.raw.lock().unwrap()).to_string();
+    let left = raw
+        .rfind("\x1b[?1049l")
+        .context("the alternate screen was not left")?;
+    assert!(
+        raw[left..].contains("connecting to the host"),
+        "the progress was not printed after the UI closed: {:?}",
+        &raw[left..]
     );
     Ok(())
 }

@@ -480,3 +480,57 @@ fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect) {
         }
     }
 }
+
+/// What the screen shows while a join runs: what is joined and how it is going.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Joining {
+    /// What is being joined ("room 3f2a…e1", "the room of ticket ruang1…").
+    pub target: String,
+    /// The join's progress lines, oldest first, at most [`Joining::LINES`].
+    pub lines: std::collections::VecDeque<String>,
+}
+
+impl Joining {
+    /// Progress lines kept; older ones scroll away.
+    pub const LINES: usize = 12;
+
+    /// Adds a progress line.
+    pub fn push(&mut self, line: String) {
+        if self.lines.len() == Joining::LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+}
+
+/// Draws the screen shown while joining: a panel with the target and the progress so far.
+pub fn draw_joining(frame: &mut Frame<'_>, joining: &Joining) {
+    let area = frame.area();
+    let mut lines: Vec<Line<'_>> = vec![
+        Line::from(vec!["Joining ".into(), clean(&joining.target).bold()]),
+        Line::default(),
+    ];
+    if joining.lines.is_empty() {
+        lines.push("looking for the room…".dim().into());
+    }
+    for l in &joining.lines {
+        lines.push(Line::from(format!("· {}", clean(l))));
+    }
+    lines.push(Line::default());
+    lines.push("Esc, q or Ctrl-C cancels".dim().into());
+    let width = area.width.min(90);
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let panel = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    let block = Block::bordered().title(" ruang ");
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(ratatui::widgets::Wrap { trim: false }),
+        panel,
+    );
+}

@@ -307,3 +307,13 @@ impl App {
         self.set_status(format!("not allowed: {why}"), true);
     }
 }
+
+/// Whether `key` cancels a join in progress: Esc, `q` or Ctrl-C (a press, not a release).
+pub fn cancels_join(key: KeyEvent) -> bool {
+    key.kind != KeyEventKind::Release
+        && match key.code {
+            KeyCode::Esc | KeyCode::Char('q') => true,
+            KeyCode::Char('c') => key.modifiers.contains(KeyModifiers::CONTROL),
+            _ => false,
+        }
+}

@@ -8,7 +8,8 @@
 //! - [`keys`]: [`App::handle_key`] maps a key to an [`Action`]. Pure.
 //! - [`draw`](mod@draw): [`draw()`] paints an [`App`] into a ratatui frame (with `bars`: the
 //!   health line and key help, and `text`: wrapping and cleaning peers' text). Pure.
-//! - here: [`run`], the loop that wires them to a terminal and a [`NodeHandle`].
+//! - here: [`join`], the screen with a join's progress, and [`run`], the loop that wires
+//!   them to a terminal and a [`NodeHandle`].
 //!
 //! # Run loop
 //!
@@ -44,7 +45,7 @@ use ruang_proto::room::EventBody;
 use tokio::sync::broadcast::error::RecvError;
 
 pub use app::App;
-pub use draw::draw;
+pub use draw::{Joining, draw};
 pub use keys::{Action, Handover};
 
 /// Actions waiting for the node's reply at once; further keys are refused until one returns.
@@ -69,7 +70,13 @@ pub enum Exit {
 ///
 /// On [`Exit::Left`] it has called `node.leave()`; on the others the node has left (or is
 /// leaving) by itself. It does not shut the node down.
-pub async fn run(node: NodeHandle, no_input: Option<String>) -> anyhow::Result<Exit> {
+///
+/// `screen` is the terminal already in the UI's mode (from [`join`]), if any.
+pub async fn run(
+    node: NodeHandle,
+    no_input: Option<String>,
+    screen: Option<Screen>,
+) -> anyhow::Result<Exit> {
     // Subscribe before the snapshot, so nothing between the two is missed.
     let mut events = node.subscribe();
     let status = tokio::time::timeout(NODE_CALL_TIMEOUT, node.status())
@@ -86,10 +93,97 @@ pub async fn run(node: NodeHandle, no_input: Option<String>) -> anyhow::Result<E
         );
         app.no_input = Some(why);
     }
-    let mut screen = Screen::enter().context("cannot set up the terminal")?;
+    let mut screen = match screen {
+        Some(screen) => screen,
+        None => Screen::enter().context("cannot set up the terminal")?,
+    };
     let exit = event_loop(&node, &mut app, &mut events, &mut screen.terminal).await;
     drop(screen);
     exit
+}
+
+/// Joins `target` with the terminal in the UI's mode, showing the join's progress on a screen
+/// of its own until the node is in the room; returns the terminal for [`run`]. Esc, `q` or
+/// Ctrl-C (and SIGTERM) cancel: [`crate::room::Interrupted`]. On any failure the terminal is
+/// restored first and the progress lines are printed on stderr, above the error.
+pub async fn join(
+    node: &NodeHandle,
+    target: ruang_node::JoinTarget,
+) -> anyhow::Result<(Screen, ruang_node::Joined)> {
+    let mut joining = Joining {
+        target: match &target {
+            ruang_node::JoinTarget::Ticket(t) => format!("room {}", short_id(&t.room.to_hex())),
+            ruang_node::JoinTarget::Room(id) => format!("room {}", short_id(&id.to_hex())),
+        },
+        ..Joining::default()
+    };
+    let mut progress = node.subscribe();
+    let mut screen = Screen::enter().context("cannot set up the terminal")?;
+    let result = joining_loop(node, target, &mut joining, &mut progress, &mut screen).await;
+    match result {
+        Ok(joined) => Ok((screen, joined)),
+        Err(e) => {
+            drop(screen);
+            for line in &joining.lines {
+                eprintln!("{line}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `ab12cd…9f` for a long hex id.
+fn short_id(hex: &str) -> String {
+    match hex.len() {
+        0..=16 => hex.to_string(),
+        n => format!("{}…{}", &hex[..8], &hex[n - 4..]),
+    }
+}
+
+async fn joining_loop(
+    node: &NodeHandle,
+    target: ruang_node::JoinTarget,
+    joining: &mut Joining,
+    progress: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+    screen: &mut Screen,
+) -> anyhow::Result<ruang_node::Joined> {
+    let mut keys = EventStream::new();
+    let join = node.join(target);
+    tokio::pin!(join);
+    let signal = crate::commands::wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        screen
+            .terminal
+            .draw(|frame| draw::draw_joining(frame, joining))
+            .context("cannot draw")?;
+        tokio::select! {
+            // Progress first: a line still queued when the answer comes is shown too.
+            biased;
+            ev = progress.recv() => match ev {
+                Ok(NodeEvent::Progress { message }) => joining.push(message),
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return Ok(join.await?),
+            },
+            key = keys.next() => match key {
+                Some(Ok(Event::Key(key))) if keys::cancels_join(key) => {
+                    return Err(crate::room::Interrupted.into());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e).context("cannot read the keyboard"),
+                None => anyhow::bail!("the keyboard input closed"),
+            },
+            _ = &mut signal => return Err(crate::room::Interrupted.into()),
+            joined = &mut join => {
+                while let Ok(ev) = progress.try_recv() {
+                    if let NodeEvent::Progress { message } = ev {
+                        joining.push(message);
+                    }
+                }
+                return Ok(joined?);
+            }
+        }
+    }
 }
 
 /// What an action in flight resolves to: the action, its description, and the outcome.
@@ -220,7 +314,7 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 static PANIC_HOOK: Once = Once::new();
 
 /// The terminal in the UI's mode; restored when dropped.
-struct Screen {
+pub struct Screen {
     terminal: Terminal<CrosstermBackend<Stdout>>,
 }
 

@@ -876,3 +876,56 @@ fn comings_and_goings_are_announced() {
     listener.apply(NodeEvent::State(Box::new(view)));
     assert_eq!(new_notices(&listener, &mut seen), ["ivy is on stage"]);
 }
+
+#[test]
+fn the_join_screen_shows_the_progress_and_how_to_cancel() {
+    let mut joining = super::Joining {
+        target: "room 3f2a01bc…00e1".into(),
+        ..Default::default()
+    };
+    let draw_it = |j: &super::Joining| {
+        let mut terminal = Terminal::new(TestBackend::new(80, 20)).unwrap();
+        terminal.draw(|f| super::draw::draw_joining(f, j)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        (0..buffer.area.height)
+            .map(|y| {
+                (0..buffer.area.width)
+                    .map(|x| buffer[(x, y)].symbol().to_string())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let screen = draw_it(&joining);
+    assert!(screen.contains("Joining room 3f2a01bc…00e1"), "{screen}");
+    assert!(screen.contains("looking for the room"), "{screen}");
+    assert!(screen.contains("Esc, q or Ctrl-C cancels"), "{screen}");
+    for i in 0..20 {
+        joining.push(format!("step {i}"));
+    }
+    let screen = draw_it(&joining);
+    // The newest lines, a bounded number of them.
+    assert!(
+        screen.contains("step 19") && screen.contains("step 8") && !screen.contains("step 7"),
+        "{screen}"
+    );
+    assert_eq!(joining.lines.len(), super::Joining::LINES);
+
+    let key = |code, modifiers| KeyEvent::new(code, modifiers);
+    assert!(super::keys::cancels_join(key(
+        KeyCode::Esc,
+        KeyModifiers::NONE
+    )));
+    assert!(super::keys::cancels_join(key(
+        KeyCode::Char('q'),
+        KeyModifiers::NONE
+    )));
+    assert!(super::keys::cancels_join(key(
+        KeyCode::Char('c'),
+        KeyModifiers::CONTROL
+    )));
+    assert!(!super::keys::cancels_join(key(
+        KeyCode::Char('c'),
+        KeyModifiers::NONE
+    )));
+}

@@ -262,10 +262,15 @@ impl Proc {
     /// Kills the process at once (a crash, a pulled cable).
     /// Sends SIGINT, as Ctrl-C in a terminal does.
     pub fn signal_int(&mut self) -> Result<()> {
+        self.signal("-INT")
+    }
+
+    /// Sends `signal` (e.g. `-STOP`, `-CONT`) to the process.
+    pub fn signal(&mut self, signal: &str) -> Result<()> {
         let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()?;
-        anyhow::ensure!(status.success(), "kill -INT failed");
+        anyhow::ensure!(status.success(), "kill {signal} failed");
         Ok(())
     }
 
