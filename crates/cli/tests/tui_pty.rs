@@ -189,14 +189,18 @@ impl Drop for PtyProc {
     }
 }
 
-/// The ticket from the ticket panel: the rows between the panel's blank line and its bottom
-/// border, joined.
+/// The ticket from the ticket panel: the rows from the one that starts it to the panel's
+/// bottom border, joined.
 fn ticket_on_screen(rows: &[String]) -> Result<String> {
     let top = rows
         .iter()
         .position(|r| r.contains("Others join with"))
         .context("no ticket panel")?;
-    let ticket: String = rows[top + 3..]
+    let start = rows[top..]
+        .iter()
+        .position(|r| r.starts_with("ruang1"))
+        .map_or(rows.len(), |i| top + i);
+    let ticket: String = rows[start..]
         .iter()
         .take_while(|r| !r.is_empty() && !r.starts_with('─'))
         .map(|r| r.trim())
@@ -232,6 +236,20 @@ fn host_runs_a_room_from_the_keyboard() -> Result<()> {
     tui.keys("t")?;
     let rows = tui.wait_for("Others join with")?;
     let ticket = ticket_on_screen(&rows)?;
+    // y puts it on the terminal's clipboard (OSC 52).
+    tui.keys("y")?;
+    tui.wait_for("ticket sent to the terminal's clipboard")?;
+    let raw = String::from_utf8_lossy(&tui.raw.lock().unwrap()).to_string();
+    let osc = raw
+        .find("\x1b]52;c;")
+        .context("no OSC 52 sequence written")?;
+    let payload: String = raw[osc + 7..]
+        .chars()
+        .take_while(|c| *c != '\x07' && *c != '\x1b')
+        .collect();
+    use base64::Engine as _;
+    let copied = base64::engine::general_purpose::STANDARD.decode(payload)?;
+    assert_eq!(String::from_utf8(copied)?, ticket);
     tui.keys("\x1b")?;
     let mut guest = Proc::start(
         dir.path(),

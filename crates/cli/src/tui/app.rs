@@ -600,6 +600,7 @@ impl App {
             Action::Chat(_) => "chat".into(),
             Action::SelfMute(true) => "turn your mic off".into(),
             Action::SelfMute(false) => "turn your mic on".into(),
+            Action::Copy(_) => "copy the ticket".into(),
             Action::Leave(Handover::To(who)) => {
                 format!("hand the room to {} and leave", name(who))
             }
@@ -650,6 +651,14 @@ impl App {
                         "saved, not yet sent: {what} (nobody in the room is connected right \
                          now; it reaches them when someone is)"
                     ),
+                    true,
+                );
+            }
+            Ok(_) if matches!(action, Action::SelfMute(false)) && self.muted_by_moderator() => {
+                self.self_muted = false;
+                self.set_status(
+                    "your mic is on, but a moderator muted you: nobody hears you until they \
+                     unmute you",
                     true,
                 );
             }

@@ -157,7 +157,10 @@ fn draw_ticket(frame: &mut Frame<'_>, app: &App, area: Rect) {
     let width = usize::from(area.width).max(1);
     let mut lines = vec![
         "Others join with: ruang join <ticket>".bold().into(),
-        "(copy every row; spaces and line breaks in a pasted ticket are ignored)"
+        "y copies it to your clipboard (needs OSC 52; in tmux: set -g set-clipboard on)"
+            .dim()
+            .into(),
+        "or paste every row after `ruang join -`, or inside quotes: ruang join '…'"
             .dim()
             .into(),
         Line::default(),
@@ -185,7 +188,7 @@ const HELP: &[(&str, &str)] = &[
     ("m", "turn your microphone off or on (on stage)"),
     ("s", "step down to the audience"),
     ("Enter / c", "write a chat line (Enter sends, Esc cancels)"),
-    ("t", "show the ticket others join with"),
+    ("t", "show the ticket others join with (y there copies it)"),
     ("PgUp / PgDn / End", "scroll the chat"),
     ("q", "leave (the host is asked what becomes of the room)"),
     (

@@ -25,6 +25,8 @@ pub enum Action {
     SelfMute(bool),
     /// Leave the room and end the UI; a host says first what becomes of the room.
     Leave(Handover),
+    /// Put this text on the clipboard of the terminal (OSC 52): the ticket, with `y`.
+    Copy(String),
 }
 
 /// What becomes of the room when its host leaves (see [`App::heir`]).
@@ -200,6 +202,7 @@ impl App {
                 }
                 None
             }
+            KeyCode::Char('y') if self.show_ticket => self.ticket.clone().map(Action::Copy),
             KeyCode::Char('t') => {
                 if self.ticket.is_some() {
                     self.show_ticket = !self.show_ticket;

@@ -211,6 +211,22 @@ async fn event_loop(
                         leave(node).await;
                         return Ok(Exit::Left);
                     }
+                    if let Action::Copy(text) = &action {
+                        // Written now, with the frame: the terminal takes it as it draws.
+                        let copied = execute!(
+                            terminal.backend_mut(),
+                            crossterm::clipboard::CopyToClipboard::to_clipboard_from(text)
+                        );
+                        match copied {
+                            Ok(()) => app.set_status(
+                                "ticket sent to the terminal's clipboard (paste it to check: \
+                                 some terminals do not allow this)",
+                                false,
+                            ),
+                            Err(e) => app.set_status(format!("could not copy: {e}"), true),
+                        }
+                        continue;
+                    }
                     if in_flight.len() >= MAX_ACTIONS_IN_FLIGHT {
                         app.set_status("busy: waiting for the node to answer earlier keys", true);
                         continue;
@@ -259,6 +275,8 @@ fn perform(node: NodeHandle, action: Action, what: String) -> BoxFuture<'static,
                     hand_over(&node, handover).await;
                     node.leave().await.map(|()| None)
                 }
+                // Done by the run loop itself, never sent here.
+                Action::Copy(_) => Ok(None),
             }
         };
         let result = match tokio::time::timeout(NODE_CALL_TIMEOUT, call).await {

@@ -929,3 +929,27 @@ fn the_join_screen_shows_the_progress_and_how_to_cancel() {
         KeyModifiers::NONE
     )));
 }
+
+#[test]
+fn y_copies_the_ticket_while_it_is_shown() {
+    let mut app = app_as(GUS);
+    app.ticket = Some("ruang1abc".into());
+    assert_eq!(
+        ch(&mut app, 'y'),
+        None,
+        "y does nothing without the ticket panel"
+    );
+    ch(&mut app, 't');
+    assert_eq!(ch(&mut app, 'y'), Some(Action::Copy("ruang1abc".into())));
+}
+
+#[test]
+fn turning_the_mic_on_while_muted_by_a_moderator_says_nobody_hears() {
+    let mut app = app_as(CY);
+    app.self_muted = true;
+    app.on_result(&Action::SelfMute(false), "turn your mic on", Ok(None));
+    let status = app.status.clone().unwrap();
+    assert!(status.error, "{status:?}");
+    assert!(status.text.contains("a moderator muted you"), "{status:?}");
+    assert!(!app.self_muted);
+}
