@@ -34,7 +34,10 @@ fn a_healed_partition_ends_with_one_log() {
     sim.command(moderator, Command::Act(EventBody::AcceptInvite));
     sim.run_for(1_000);
     let id = sim.command(host_p, Command::Act(EventBody::Promote { who }));
-    assert!(matches!(sim.reply(host_p, id), Some(Ok(Answer::Done))));
+    assert!(matches!(
+        sim.reply(host_p, id),
+        Some(Ok(Answer::Sent(ruang_session::Delivery::Reached)))
+    ));
     sim.run_for(5_000);
 
     // Host on side 0 (even indices), the moderator on side 1.
