@@ -54,6 +54,7 @@ pub(crate) type Gossipsub = gossipsub::Behaviour<gossipsub::IdentityTransform, T
 pub(crate) struct Behaviour {
     pub(crate) privacy: crate::privacy::Guard,
     pub(crate) block_list: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub(crate) ip_budget: crate::ip_budget::Budget,
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
@@ -150,6 +151,7 @@ impl Behaviour {
         Ok(Behaviour {
             privacy: crate::privacy::Guard::new(config.hide_ip, &config.bootstrap),
             block_list: allow_block_list::Behaviour::default(),
+            ip_budget: crate::ip_budget::Budget::default(),
             limits,
             identify,
             ping: ping::Behaviour::new(ping::Config::new()),

@@ -80,6 +80,7 @@ mod config;
 mod error;
 mod event;
 mod event_loop;
+mod ip_budget;
 pub mod limits;
 mod privacy;
 mod sync;

@@ -121,6 +121,16 @@ pub const AUDIO_BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 /// Connections being set up at once, each way.
 pub const MAX_PENDING_CONNECTIONS: u32 = 128;
+/// Incoming connections being set up at once from one IP address (loopback not counted; see
+/// `ip_budget`): a household's devices joining together, not a node's whole budget.
+pub const MAX_PENDING_PER_IP: u32 = 8;
+/// Incoming connections established at once from one IP address (loopback and relayed ones
+/// not counted): people behind one NAT, not a script with hundreds of keys.
+pub const MAX_INBOUND_PER_IP: u32 = 64;
+/// How long a TCP or WebSocket connection may take to become a libp2p connection (protocol
+/// negotiation, Noise, Yamux). A socket that sends nothing is closed after this (QUIC's
+/// handshake ends by its idle timeout, [`QUIC_IDLE_TIMEOUT`]).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Established connections in total.
 pub const MAX_CONNECTIONS: u32 = 1024;
 /// Addresses remembered per peer for dialling by peer id.

@@ -1,15 +1,13 @@
 //! Building the swarm: one builder chain per [`Transport`], all ending in the same
 //! `Swarm<Behaviour>` (the transport is boxed inside).
 
-use std::time::Duration;
-
 use futures::{AsyncRead, AsyncWrite};
 use libp2p::{
     Multiaddr, PeerId, Swarm, SwarmBuilder,
     core::{
         Transport as _,
         muxing::StreamMuxerBox,
-        transport::{self, MemoryTransport, timeout::TransportTimeout},
+        transport::{self, MemoryTransport},
         upgrade::Version,
     },
     dns,
@@ -22,11 +20,8 @@ use crate::{
     behaviour::Behaviour,
     config::{Config, Transport},
     error::NetError,
-    limits::{QUIC_IDLE_TIMEOUT, QUIC_KEEP_ALIVE},
+    limits::{HANDSHAKE_TIMEOUT, QUIC_IDLE_TIMEOUT, QUIC_KEEP_ALIVE},
 };
-
-/// Upper bound on a memory-transport connection upgrade (Noise + Yamux).
-const MEMORY_UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// QUIC's liveness: a connection whose peer is silent for [`QUIC_IDLE_TIMEOUT`] is closed, and
 /// an idle one sends a keep-alive every [`QUIC_KEEP_ALIVE`]. libp2p's default (10 s, 5 s) kept
@@ -45,7 +40,7 @@ type Boxed = transport::Boxed<(PeerId, StreamMuxerBox)>;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Noise + Yamux over `inner`'s connections.
+/// Noise + Yamux over `inner`'s connections, within [`HANDSHAKE_TIMEOUT`].
 fn secured<T>(inner: T, key: &Keypair) -> Result<Boxed, BoxError>
 where
     T: libp2p::core::Transport + Send + Unpin + 'static,
@@ -58,6 +53,7 @@ where
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux::Config::default())
+        .timeout(HANDSHAKE_TIMEOUT)
         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
         .boxed())
 }
@@ -87,11 +83,7 @@ fn transports(key: &Keypair, config: &Config) -> Result<Boxed, BoxError> {
         Transport::QuicAndTcp => either(websocket()?, dns(either(quic(), secured(tcp(), key)?))?),
         Transport::QuicOnly => dns(quic())?,
         Transport::TcpOnly => either(websocket()?, dns(secured(tcp(), key)?)?),
-        Transport::Memory => TransportTimeout::new(
-            secured(MemoryTransport::default(), key)?,
-            MEMORY_UPGRADE_TIMEOUT,
-        )
-        .boxed(),
+        Transport::Memory => secured(MemoryTransport::default(), key)?,
     })
 }
 

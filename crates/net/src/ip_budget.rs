@@ -1,0 +1,291 @@
+//! Per-address budgets for incoming connections: one remote IP address may hold at most
+//! [`MAX_PENDING_PER_IP`] connections being set up and [`MAX_INBOUND_PER_IP`] established
+//! ones.
+//!
+//! The node's own bounds (connection_limits: [`crate::limits::MAX_PENDING_CONNECTIONS`] being
+//! set up, [`crate::limits::MAX_CONNECTIONS`] in all) keep it alive, but one machine could fill
+//! them: 130 TCP connections that never sent a byte took every pending slot, and every join
+//! failed for as long as they stayed open. With this budget such a machine gets a few slots,
+//! each freed by the handshake timeout ([`crate::limits::HANDSHAKE_TIMEOUT`]), and everyone
+//! else gets the rest.
+//!
+//! Not counted: loopback addresses (this machine's own processes: a local relay, tests and
+//! benchmarks that run hundreds of nodes on 127.0.0.1), relayed connections (their address is
+//! the relay's, and the relay has its own limits), and connections this node dialled.
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    net::IpAddr,
+    task::{Context, Poll},
+};
+
+use libp2p::{
+    Multiaddr, PeerId,
+    core::{Endpoint, transport::PortUse},
+    multiaddr::Protocol,
+    swarm::{
+        ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
+        THandlerOutEvent, ToSwarm, dummy,
+    },
+};
+
+use crate::limits::{MAX_INBOUND_PER_IP, MAX_PENDING_PER_IP};
+use crate::privacy::is_circuit;
+
+/// Why a connection was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{ip} has {count} {what} connections already (the most one address may have)")]
+pub(crate) struct OverBudget {
+    ip: IpAddr,
+    count: u32,
+    what: &'static str,
+}
+
+/// Connections of one kind (being set up, or established) per address.
+#[derive(Debug, Default)]
+struct Tally {
+    of: HashMap<ConnectionId, IpAddr>,
+    per_ip: HashMap<IpAddr, u32>,
+}
+
+impl Tally {
+    fn count(&self, ip: &IpAddr) -> u32 {
+        self.per_ip.get(ip).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, id: ConnectionId, ip: IpAddr) {
+        if self.of.insert(id, ip).is_none() {
+            *self.per_ip.entry(ip).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, id: ConnectionId) -> Option<IpAddr> {
+        let ip = self.of.remove(&id)?;
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+        Some(ip)
+    }
+}
+
+/// The behaviour (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    pending: Tally,
+    established: Tally,
+}
+
+/// The remote IP address a budget applies to, if any: none for loopback and relayed
+/// connections.
+fn budgeted_ip(local: &Multiaddr, remote: &Multiaddr) -> Option<IpAddr> {
+    if is_circuit(local) || is_circuit(remote) {
+        return None;
+    }
+    let ip = remote.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(match ip.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(ip),
+        }),
+        _ => None,
+    })?;
+    (!ip.is_loopback()).then_some(ip)
+}
+
+impl Budget {
+    fn check_pending(
+        &mut self,
+        id: ConnectionId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        let Some(ip) = budgeted_ip(local, remote) else {
+            return Ok(());
+        };
+        let count = self.pending.count(&ip);
+        if count >= MAX_PENDING_PER_IP {
+            return Err(ConnectionDenied::new(OverBudget {
+                ip,
+                count,
+                what: "pending",
+            }));
+        }
+        self.pending.add(id, ip);
+        Ok(())
+    }
+
+    fn check_established(
+        &mut self,
+        id: ConnectionId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.pending.remove(id);
+        let Some(ip) = budgeted_ip(local, remote) else {
+            return Ok(());
+        };
+        let count = self.established.count(&ip);
+        if count >= MAX_INBOUND_PER_IP {
+            return Err(ConnectionDenied::new(OverBudget {
+                ip,
+                count,
+                what: "established",
+            }));
+        }
+        self.established.add(id, ip);
+        Ok(())
+    }
+
+    /// A connection is gone (failed while being set up, refused, or closed).
+    fn gone(&mut self, id: ConnectionId) {
+        self.pending.remove(id);
+        self.established.remove(id);
+    }
+}
+
+impl NetworkBehaviour for Budget {
+    type ConnectionHandler = dummy::ConnectionHandler;
+    type ToSwarm = Infallible;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        id: ConnectionId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.check_pending(id, local, remote)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        id: ConnectionId,
+        _: PeerId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.check_established(id, local, remote)?;
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
+        match event {
+            FromSwarm::ListenFailure(e) => self.gone(e.connection_id),
+            FromSwarm::ConnectionClosed(e) => self.gone(e.connection_id),
+            _ => {}
+        }
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        _: PeerId,
+        _: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {}
+    }
+
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> Multiaddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn one_address_gets_a_bounded_share_and_its_slots_come_back() {
+        let mut budget = Budget::default();
+        let local = addr("/ip4/10.0.0.1/tcp/4001");
+        let attacker = addr("/ip4/10.0.0.66/tcp/50000");
+        let other = addr("/ip4/10.0.0.2/tcp/50000");
+        let ids: Vec<ConnectionId> = (0..MAX_PENDING_PER_IP + 2)
+            .map(|_| ConnectionId::new_unchecked(rand_id()))
+            .collect();
+        for id in &ids[..MAX_PENDING_PER_IP as usize] {
+            assert!(budget.check_pending(*id, &local, &attacker).is_ok());
+        }
+        let over = ids[MAX_PENDING_PER_IP as usize];
+        assert!(budget.check_pending(over, &local, &attacker).is_err());
+        // Someone else is not held back; nor this machine, nor a relayed connection.
+        let guest = ConnectionId::new_unchecked(rand_id());
+        assert!(budget.check_pending(guest, &local, &other).is_ok());
+        for _ in 0..100 {
+            let id = ConnectionId::new_unchecked(rand_id());
+            assert!(
+                budget
+                    .check_pending(id, &local, &addr("/ip4/127.0.0.1/udp/1/quic-v1"))
+                    .is_ok()
+            );
+            assert!(
+                budget
+                    .check_pending(id, &addr("/p2p-circuit"), &attacker)
+                    .is_ok()
+            );
+        }
+        // A slot freed by a failed handshake is the attacker's again, one at a time.
+        budget.gone(ids[0]);
+        assert!(budget.check_pending(over, &local, &attacker).is_ok());
+        assert!(
+            budget
+                .check_pending(ids[MAX_PENDING_PER_IP as usize + 1], &local, &attacker)
+                .is_err()
+        );
+        // An IPv4 address mapped into IPv6 is the same address.
+        let mapped = addr("/ip6/::ffff:10.0.0.66/tcp/1");
+        assert!(
+            budget
+                .check_pending(ConnectionId::new_unchecked(rand_id()), &local, &mapped)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn established_connections_per_address_are_bounded_and_released_on_close() {
+        let mut budget = Budget::default();
+        let local = addr("/ip4/10.0.0.1/udp/4001/quic-v1");
+        let remote = addr("/ip4/10.0.0.9/udp/5000/quic-v1");
+        let mut open = Vec::new();
+        for _ in 0..MAX_INBOUND_PER_IP {
+            let id = ConnectionId::new_unchecked(rand_id());
+            budget.check_pending(id, &local, &remote).unwrap();
+            budget.check_established(id, &local, &remote).unwrap();
+            open.push(id);
+        }
+        // Nothing left pending: the pending budget is free again.
+        assert_eq!(budget.pending.count(&"10.0.0.9".parse().unwrap()), 0);
+        let id = ConnectionId::new_unchecked(rand_id());
+        budget.check_pending(id, &local, &remote).unwrap();
+        assert!(budget.check_established(id, &local, &remote).is_err());
+        budget.gone(id);
+        budget.gone(open[0]);
+        budget.check_pending(id, &local, &remote).unwrap();
+        assert!(budget.check_established(id, &local, &remote).is_ok());
+        assert!(budget.pending.of.is_empty());
+    }
+
+    fn rand_id() -> usize {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(1_000_000);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+}
