@@ -1418,13 +1418,18 @@ impl Core {
         if m.room.state().banned.contains(&msg.author) {
             return Verdict::Ignore;
         }
-        // A copy of a presence we have (or an older one) changes nothing: it must not use up
-        // its author's rate either, or replays would have the real heartbeats refused.
-        if matches!(msg.body, EphemeralBody::Presence { .. })
-            && m.presence
+        // A copy of a presence we have (or an older one), or of a chat line or reaction we
+        // took, changes nothing: it must not use up its author's rate either, or replays
+        // would have the real messages refused (and, for chat, shown twice).
+        let replayed = match &msg.body {
+            EphemeralBody::Presence { .. } => m
+                .presence
                 .get(&msg.author)
-                .is_some_and(|known| known.last_sent_at >= msg.sent_at)
-        {
+                .is_some_and(|known| known.last_sent_at >= msg.sent_at),
+            EphemeralBody::Chat { .. } => !m.said.insert(msg.author, msg.sent_at, 0, unix),
+            EphemeralBody::Reaction { .. } => !m.said.insert(msg.author, msg.sent_at, 1, unix),
+        };
+        if replayed {
             return Verdict::Ignore;
         }
         let limiter = match msg.body {

@@ -22,6 +22,9 @@ pub const NEW_LISTINGS_PER_SECOND: f64 = 0.5;
 
 /// Chat lines and reactions held while no peer is on the room's topic.
 pub const MAX_HELD: usize = 16;
+/// Chat lines and reactions remembered to ignore replays (see `room::Said`): a minute of a
+/// busy room's chat (at the per-author rate, ~80 authors at once).
+pub const MAX_SAID: usize = 8_192;
 /// How long a held chat line or reaction waits for a peer before it is given up (ms).
 pub const HELD_TTL_MS: u64 = 10_000;
 

@@ -1,7 +1,7 @@
 //! One room as this node lives it ([`Membership`]): the verified log, who is present, the rate
 //! limiters, and the bookkeeping of its timers. Owned by [`crate::Core`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use rand::Rng;
 use ruang_proto::PublicKey;
@@ -67,6 +67,45 @@ impl Held {
     }
 }
 
+/// Chat lines and reactions already taken, by author, signed time and kind, for as long as a
+/// copy of one could still be accepted ([`ruang_proto::ephemeral::MAX_AGE_MS`] after it was
+/// said): a copy delivered again (by a peer replaying it after gossipsub forgot it) is not
+/// shown again and does not count against its author's rate. Bounded by [`MAX_SAID`]: when
+/// full, the one said longest ago is forgotten.
+#[derive(Debug, Default)]
+pub struct Said {
+    by_time: BTreeSet<(u64, PublicKey, u8)>,
+}
+
+impl Said {
+    /// Records `(author, sent_at, kind)` at unix time `now`; false when it was already there.
+    pub fn insert(&mut self, author: PublicKey, sent_at: u64, kind: u8, now: u64) -> bool {
+        let expired = now.saturating_sub(ruang_proto::ephemeral::MAX_AGE_MS);
+        while let Some(first) = self.by_time.first()
+            && first.0 < expired
+        {
+            self.by_time.pop_first();
+        }
+        if !self.by_time.insert((sent_at, author, kind)) {
+            return false;
+        }
+        if self.by_time.len() > MAX_SAID {
+            self.by_time.pop_first();
+        }
+        true
+    }
+
+    /// How many are remembered.
+    pub fn len(&self) -> usize {
+        self.by_time.len()
+    }
+
+    /// Whether none is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.by_time.is_empty()
+    }
+}
+
 /// The gossip topic of a room: named by its id, or for a private room by a hash of its key
 /// (so peers outside the room do not learn which room it is).
 pub fn topic(room: &ruang_proto::room::RoomId, key: Option<&RoomKey>) -> String {
@@ -84,8 +123,11 @@ pub struct Membership {
     pub topic: String,
     /// Who is present.
     pub presence: PresenceTable,
-    /// Display names seen in presence (kept after people leave, for the log's names).
+    /// Display names seen in presence: of those present, and of those the room's state
+    /// names (the stage, hands, invitations, mutes, bans), who are kept after they leave.
     pub names: HashMap<PublicKey, String>,
+    /// Chat lines and reactions taken lately (replays are ignored).
+    pub said: Said,
     /// Chat and reaction rate limit per author.
     pub chat_limiter: RateLimiter<PublicKey>,
     /// Presence rate limit per author.
@@ -135,11 +177,21 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Forgets the addresses of members no longer present (the map stays as large as the
-    /// room).
+    /// Forgets the addresses of members no longer present, and the names of those the
+    /// room's state does not name either (both maps stay as large as the room: a script with
+    /// thousands of keys that come and go leaves nothing behind).
     pub fn forget_departed(&mut self) {
         let presence = &self.presence;
         self.known_addrs.retain(|k, _| presence.contains(k));
+        let state = self.room.state();
+        self.names.retain(|k, _| {
+            presence.contains(k)
+                || state.role(k) != Role::Listener
+                || state.hands.contains(k)
+                || state.invited.contains(k)
+                || state.muted.contains(k)
+                || state.recording.contains(k)
+        });
     }
 
     /// A membership of `room`, joined at `now`; `key` for a private room.
@@ -149,6 +201,7 @@ impl Membership {
             room,
             presence: PresenceTable::default(),
             names: HashMap::new(),
+            said: Said::default(),
             chat_limiter: RateLimiter::new(CHAT_BURST, CHAT_PER_SECOND, MAX_RATE_KEYS),
             presence_limiter: RateLimiter::new(5, PRESENCE_PER_SECOND, MAX_RATE_KEYS),
             log_limiter: RateLimiter::new(LOG_BURST, LOG_PER_SECOND, MAX_RATE_KEYS),

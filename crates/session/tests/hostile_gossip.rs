@@ -5,7 +5,7 @@
 use ruang_proto::Identity;
 use ruang_proto::ephemeral::{Ephemeral, EphemeralBody};
 use ruang_session::wire::RoomMessage;
-use ruang_session::{Command, Core, Gossip, Input, Output, Time, Verdict};
+use ruang_session::{Command, Core, Gossip, Input, NodeEvent, Output, Time, Verdict};
 
 mod common;
 
@@ -31,6 +31,17 @@ fn presence(core: &Core, who: &Identity, sent_at: u64) -> Vec<u8> {
 
 /// Hands `data` to `core` as gossip from `who` at `mono` ms; returns the verdict.
 fn gossip(core: &mut Core, data: &[u8], mono: u64, token: u64, who: &Identity) -> Verdict {
+    deliver(core, data, mono, token, who).0
+}
+
+/// Like [`gossip`], with the events the core emitted.
+fn deliver(
+    core: &mut Core,
+    data: &[u8],
+    mono: u64,
+    token: u64,
+    who: &Identity,
+) -> (Verdict, Vec<NodeEvent>) {
     let time = Time {
         mono_ms: mono,
         unix_ms: UNIX + mono,
@@ -46,17 +57,100 @@ fn gossip(core: &mut Core, data: &[u8], mono: u64, token: u64, who: &Identity) -
         },
     );
     let mut verdict = None;
+    let mut events = Vec::new();
     while let Some(output) = core.poll_output() {
-        if let Output::Verdict {
-            token: t,
-            verdict: v,
-        } = output
-            && t == token
-        {
-            verdict = Some(v);
+        match output {
+            Output::Verdict {
+                token: t,
+                verdict: v,
+            } if t == token => verdict = Some(v),
+            Output::Event(e) => events.push(e),
+            _ => {}
         }
     }
-    verdict.expect("a verdict for every gossip message")
+    (verdict.expect("a verdict for every gossip message"), events)
+}
+
+/// A chat line by `who` in `core`'s room, sent at `sent_at`, as gossip bytes.
+fn chat(core: &Core, who: &Identity, sent_at: u64, text: &str) -> Vec<u8> {
+    let msg = Ephemeral {
+        room: core.membership().unwrap().room.id(),
+        author: who.public(),
+        sent_at,
+        body: EphemeralBody::Chat { text: text.into() },
+    };
+    let signed = ruang_proto::signed::sign(who, msg).unwrap();
+    RoomMessage::Ephemeral(signed.wire().to_vec()).encode()
+}
+
+#[test]
+fn a_replayed_chat_line_is_shown_once_and_costs_its_author_nothing() {
+    let mut core = host();
+    let author = Identity::from_secret_bytes(&[2; 32]);
+    let replayer = Identity::from_secret_bytes(&[3; 32]);
+    let shown = |events: &[NodeEvent]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, NodeEvent::Chat { .. }))
+            .count()
+    };
+    let line = chat(&core, &author, UNIX + 10, "hello");
+    let (verdict, events) = deliver(&mut core, &line, 10, 1, &author);
+    assert_eq!((verdict, shown(&events)), (Verdict::Accept, 1));
+    // Another peer passes the same line on again and again (gossipsub has forgotten it).
+    for token in 2..100 {
+        let (verdict, events) = deliver(&mut core, &line, 20 + token, token, &replayer);
+        assert_eq!((verdict, shown(&events)), (Verdict::Ignore, 0));
+    }
+    // The author's next lines still count, and nobody was blocked for the replays.
+    let next = chat(&core, &author, UNIX + 200, "still here");
+    let (verdict, events) = deliver(&mut core, &next, 200, 100, &author);
+    assert_eq!((verdict, shown(&events)), (Verdict::Accept, 1));
+    // A reaction at the same instant is a message of its own.
+    let msg = Ephemeral {
+        room: core.membership().unwrap().room.id(),
+        author: author.public(),
+        sent_at: UNIX + 200,
+        body: EphemeralBody::Reaction {
+            reaction: "👏".into(),
+        },
+    };
+    let reaction = RoomMessage::Ephemeral(
+        ruang_proto::signed::sign(&author, msg)
+            .unwrap()
+            .wire()
+            .to_vec(),
+    )
+    .encode();
+    assert_eq!(
+        gossip(&mut core, &reaction, 201, 101, &author),
+        Verdict::Accept
+    );
+}
+
+#[test]
+fn names_of_keys_that_came_and_went_are_forgotten() {
+    let mut core = host();
+    for n in 0..200u32 {
+        let mut secret = [9; 32];
+        secret[..4].copy_from_slice(&n.to_le_bytes());
+        let who = Identity::from_secret_bytes(&secret);
+        let data = presence(&core, &who, UNIX + 10);
+        gossip(&mut core, &data, 10, u64::from(n) + 1, &who);
+    }
+    assert_eq!(core.membership().unwrap().names.len(), 200);
+    // Their presence expires (6 s TTL): the names go with it.
+    for mono in (200..20_000).step_by(200) {
+        let time = Time {
+            mono_ms: mono,
+            unix_ms: UNIX + mono,
+        };
+        core.handle(time, Input::Timeout);
+        while core.poll_output().is_some() {}
+    }
+    let m = core.membership().unwrap();
+    assert_eq!(m.presence.len(), 0);
+    assert!(m.names.is_empty(), "{} names kept", m.names.len());
 }
 
 #[test]
