@@ -251,6 +251,9 @@ pub struct Member {
     pub expires_at: u64,
     /// `sent_at` of the newest presence seen.
     pub last_sent_at: u64,
+    /// When this table first had them, in the `now` of [`PresenceTable::insert`] (kept while
+    /// their presence is refreshed).
+    pub since: u64,
 }
 
 /// What inserting a presence changed.
@@ -324,6 +327,7 @@ impl PresenceTable {
             addresses: addresses.clone(),
             expires_at: now.saturating_add(u64::from(*ttl_ms)),
             last_sent_at: msg.sent_at,
+            since: self.members.get(&msg.author).map_or(now, |m| m.since),
         };
         self.by_expiry.insert((member.expires_at, msg.author));
         match self.members.insert(msg.author, member) {

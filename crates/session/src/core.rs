@@ -1113,7 +1113,7 @@ impl Core {
     /// Makes `room` the node's room: subscribe, announce presence, set up audio.
     fn enter(&mut self, room: Room, key: Option<RoomKey>) -> Joined {
         let now = self.time.mono_ms;
-        let m = Membership::new(room, key, now);
+        let m = Membership::new(room, key, now, self.rng.random());
         self.push(Output::Subscribe {
             topic: m.topic.clone(),
             keep_peers: true,

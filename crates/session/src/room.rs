@@ -174,6 +174,9 @@ pub struct Membership {
     pub fanout_notice_given: bool,
     /// Whether the membership changed since the last state event.
     pub dirty: bool,
+    /// This node's secret for ordering listeners of equal standing (see
+    /// [`Membership::audio_targets`]): nobody can choose a key that sorts first.
+    pub fanout_salt: u64,
 }
 
 impl Membership {
@@ -194,8 +197,9 @@ impl Membership {
         });
     }
 
-    /// A membership of `room`, joined at `now`; `key` for a private room.
-    pub fn new(room: Room, key: Option<RoomKey>, now: u64) -> Membership {
+    /// A membership of `room`, joined at `now`; `key` for a private room; `fanout_salt` a
+    /// random number (see [`Membership::fanout_salt`]).
+    pub fn new(room: Room, key: Option<RoomKey>, now: u64, fanout_salt: u64) -> Membership {
         Membership {
             topic: topic(&room.id(), key.as_ref()),
             room,
@@ -224,6 +228,7 @@ impl Membership {
             heard_from: HashSet::new(),
             fanout_notice_given: false,
             dirty: true,
+            fanout_salt,
         }
     }
 
@@ -263,16 +268,30 @@ impl Membership {
         unix_ms: u64,
     ) -> (Vec<PublicKey>, usize) {
         let state = self.room.state();
-        let mut members: Vec<(u8, PublicKey)> = self
+        let salted = |k: &PublicKey| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.fanout_salt.hash(&mut h);
+            k.0.hash(&mut h);
+            h.finish()
+        };
+        // The stage first, then the audience by how long it has been here, then in an order
+        // only this node knows: a newcomer never takes the place of someone already heard,
+        // and keys ground to sort first (presences cost nothing) gain nothing.
+        let mut members: Vec<(u8, u64, u64, PublicKey)> = self
             .presence
             .iter()
-            .map(|(k, _)| *k)
-            .filter(|k| k != me && state.role(k) != Role::Banned && !state.is_kicked(k, unix_ms))
-            .map(|k| (if state.on_stage(&k) { 0 } else { 1 }, k))
+            .filter(|(k, _)| {
+                *k != me && state.role(k) != Role::Banned && !state.is_kicked(k, unix_ms)
+            })
+            .map(|(k, m)| {
+                let stage = if state.on_stage(k) { 0 } else { 1 };
+                (stage, m.since, salted(k), *k)
+            })
             .collect();
-        members.sort();
+        members.sort_unstable();
         let total = members.len();
-        let targets = members.into_iter().take(fanout).map(|(_, k)| k).collect();
+        let targets = members.into_iter().take(fanout).map(|(.., k)| k).collect();
         (targets, total)
     }
 

@@ -2,8 +2,8 @@
 //! its author nothing; bytes appended to a message make it invalid, not new; one peer cannot
 //! pass on more than a few rooms new to the directory.
 
-use ruang_proto::Identity;
 use ruang_proto::ephemeral::{Ephemeral, EphemeralBody};
+use ruang_proto::{Identity, PublicKey};
 use ruang_session::wire::RoomMessage;
 use ruang_session::{Command, Core, Gossip, Input, NodeEvent, Output, Time, Verdict};
 
@@ -298,4 +298,50 @@ fn a_leaving_presence_goes_out_three_times() {
         sent.iter().all(|d| *d == sent[0]),
         "the same bytes each time"
     );
+}
+
+#[test]
+fn keys_ground_to_sort_first_do_not_take_a_speakers_listeners() {
+    let mut core = host();
+    let me = core.key();
+    let identity = |n: u32, tag: u8| {
+        let mut secret = [tag; 32];
+        secret[..4].copy_from_slice(&n.to_le_bytes());
+        Identity::from_secret_bytes(&secret)
+    };
+    let honest: Vec<Identity> = (0..70).map(|n| identity(n, 4)).collect();
+    let mut token = 0;
+    for (i, who) in honest.iter().enumerate() {
+        token += 1;
+        let at = 10 + i as u64;
+        let data = presence(&core, who, UNIX + at);
+        assert_eq!(gossip(&mut core, &data, at, token, who), Verdict::Accept);
+    }
+    // A script grinds keys and sends presences from the 64 that sort first.
+    let mut ground: Vec<Identity> = (0..3_000).map(|n| identity(n, 5)).collect();
+    ground.sort_by_key(|i| i.public().0);
+    ground.truncate(64);
+    // By key order (the old rule) they would take nearly every place.
+    let mut by_key: Vec<(PublicKey, bool)> = honest
+        .iter()
+        .map(|i| (i.public(), false))
+        .chain(ground.iter().map(|i| (i.public(), true)))
+        .collect();
+    by_key.sort_by_key(|(k, _)| k.0);
+    assert!(by_key[..64].iter().filter(|(_, g)| *g).count() >= 56);
+    for who in &ground {
+        token += 1;
+        let data = presence(&core, who, UNIX + 1_000);
+        assert_eq!(gossip(&mut core, &data, 1_000, token, who), Verdict::Accept);
+    }
+    let (targets, total) = core
+        .membership()
+        .unwrap()
+        .audio_targets(&me, 64, UNIX + 1_000);
+    assert_eq!(total, 134);
+    let captured = targets
+        .iter()
+        .filter(|k| ground.iter().any(|g| g.public() == **k))
+        .count();
+    assert_eq!(captured, 0, "ground keys took {captured} of 64 places");
 }
