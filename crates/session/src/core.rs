@@ -445,6 +445,8 @@ enum Timer {
     BlockBanned(PublicKey),
     /// Publish our leaving presence again (the same bytes), after we left `topic`.
     Farewell { topic: String, data: Vec<u8> },
+    /// Close `peer`'s audio streams unless it is on stage by now.
+    AdmitAudio(PublicKey),
 }
 
 /// A join fetching its room's log, page by page, from the member it connected to.
@@ -1426,8 +1428,9 @@ impl Core {
                 .presence
                 .get(&msg.author)
                 .is_some_and(|known| known.last_sent_at >= msg.sent_at),
-            EphemeralBody::Chat { .. } => !m.said.insert(msg.author, msg.sent_at, 0, unix),
-            EphemeralBody::Reaction { .. } => !m.said.insert(msg.author, msg.sent_at, 1, unix),
+            EphemeralBody::Chat { .. } | EphemeralBody::Reaction { .. } => {
+                !m.said.insert(msg.author, msg.sent_at, &msg.body, unix)
+            }
         };
         if replayed {
             return Verdict::Ignore;
@@ -1771,15 +1774,25 @@ impl Core {
             self.push(Output::CloseAudioFrom(from));
             return;
         };
-        let banned = m.room.state().banned.contains(&from);
-        let ours = crate::wire::AudioHeader::decode(header).is_ok_and(|h| h.room == m.room.id());
+        let state = m.room.state();
+        let banned = state.banned.contains(&from);
+        // Streams are direct: the peer that opened it must be the speaker it names.
+        let ours = crate::wire::AudioHeader::decode(header)
+            .is_ok_and(|h| h.room == m.room.id() && h.speaker == from);
         if banned || !ours {
             self.push(Output::CloseAudioFrom(from));
-        } else {
-            m.streams_from.insert(from);
-            if m.heard_from.len() < MAX_HEARD_FROM {
-                m.heard_from.insert(from);
-            }
+            return;
+        }
+        m.streams_from.insert(from);
+        if m.heard_from.len() < MAX_HEARD_FROM {
+            m.heard_from.insert(from);
+        }
+        // Someone not on stage may be a new speaker whose acceptance has not reached us yet:
+        // a grace period, then its streams go (they would only hold places: nothing from them
+        // is played).
+        if !state.on_stage(&from) && m.admission_pending.insert(from) {
+            let at = self.time.mono_ms + AUDIO_ADMISSION_GRACE_MS;
+            self.schedule(at, Timer::AdmitAudio(from));
         }
     }
 
@@ -1865,6 +1878,25 @@ impl Core {
         }
         for key in newly_kicked.iter().filter(|k| **k != me) {
             self.push(Output::CloseAudioFrom(*key));
+        }
+        // Whoever streams to us and left the stage (an honest node closes its streams itself)
+        // has the same grace as a newcomer.
+        let off_stage: Vec<PublicKey> = match self.room.as_mut() {
+            Some(m) => {
+                let off: Vec<PublicKey> = m
+                    .streams_from
+                    .iter()
+                    .filter(|k| !state.on_stage(k))
+                    .copied()
+                    .collect();
+                off.into_iter()
+                    .filter(|k| m.admission_pending.insert(*k))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        for key in off_stage {
+            self.schedule(mono + AUDIO_ADMISSION_GRACE_MS, Timer::AdmitAudio(key));
         }
 
         if let Some(b) = &before
@@ -1956,6 +1988,17 @@ impl Core {
                     .is_none_or(|m| m.room.state().banned.contains(&peer));
                 if still_banned {
                     self.push(Output::Block(peer));
+                }
+            }
+            Timer::AdmitAudio(peer) => {
+                let Some(m) = self.room.as_mut() else {
+                    return;
+                };
+                m.admission_pending.remove(&peer);
+                if m.streams_from.contains(&peer) && !m.room.state().on_stage(&peer) {
+                    debug!(peer = %peer.fingerprint(), "audio streams from someone not on stage: closed");
+                    m.streams_from.remove(&peer);
+                    self.push(Output::CloseAudioFrom(peer));
                 }
             }
             Timer::Unblock(peer) => {

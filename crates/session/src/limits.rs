@@ -81,6 +81,10 @@ pub const JOIN_CONNECTIONS: u32 = 3;
 pub const STAGE_REDIAL_MIN_MS: u64 = 500;
 /// Stage members remembered as having streamed to us (see `Membership::heard_from`).
 pub const MAX_HEARD_FROM: usize = 64;
+/// How long audio streams from someone not on stage are kept: a new speaker's streams can
+/// arrive before its acceptance of the invitation does (gossip), and are admitted when it
+/// comes; after this they are closed.
+pub const AUDIO_ADMISSION_GRACE_MS: u64 = 5_000;
 /// Longest wait between dials of a stage member we are not connected to.
 pub const STAGE_REDIAL_MAX_MS: u64 = 8_000;
 /// Presence heartbeats per second that a room's audience sends in total, about: a listener's

@@ -67,26 +67,42 @@ impl Held {
     }
 }
 
-/// Chat lines and reactions already taken, by author, signed time and kind, for as long as a
+/// Chat lines and reactions already taken, by author, signed time and content, for as long as a
 /// copy of one could still be accepted ([`ruang_proto::ephemeral::MAX_AGE_MS`] after it was
 /// said): a copy delivered again (by a peer replaying it after gossipsub forgot it) is not
 /// shown again and does not count against its author's rate. Bounded by [`MAX_SAID`]: when
 /// full, the one said longest ago is forgotten.
 #[derive(Debug, Default)]
 pub struct Said {
-    by_time: BTreeSet<(u64, PublicKey, u8)>,
+    by_time: BTreeSet<(u64, PublicKey, u64)>,
 }
 
 impl Said {
-    /// Records `(author, sent_at, kind)` at unix time `now`; false when it was already there.
-    pub fn insert(&mut self, author: PublicKey, sent_at: u64, kind: u8, now: u64) -> bool {
+    /// Records `body` by `author` signed at `sent_at`, at unix time `now`; false when it was
+    /// already there. (Two lines said in the same millisecond are two messages: held lines go
+    /// out together.)
+    pub fn insert(
+        &mut self,
+        author: PublicKey,
+        sent_at: u64,
+        body: &EphemeralBody,
+        now: u64,
+    ) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        match body {
+            EphemeralBody::Chat { text } => (0u8, text).hash(&mut h),
+            EphemeralBody::Reaction { reaction } => (1u8, reaction).hash(&mut h),
+            EphemeralBody::Presence { .. } => 2u8.hash(&mut h),
+        }
+        let digest = h.finish();
         let expired = now.saturating_sub(ruang_proto::ephemeral::MAX_AGE_MS);
         while let Some(first) = self.by_time.first()
             && first.0 < expired
         {
             self.by_time.pop_first();
         }
-        if !self.by_time.insert((sent_at, author, kind)) {
+        if !self.by_time.insert((sent_at, author, digest)) {
             return false;
         }
         if self.by_time.len() > MAX_SAID {
@@ -167,6 +183,10 @@ pub struct Membership {
     pub last_neighbour_check: u64,
     /// Peers streaming audio to us now.
     pub streams_from: HashSet<PublicKey>,
+    /// Peers not on stage whose streams are closed at the end of a grace period unless they
+    /// are on stage by then (see `limits::AUDIO_ADMISSION_GRACE_MS`); as many as streams
+    /// the network layer admits.
+    pub admission_pending: HashSet<PublicKey>,
     /// Peers that streamed audio to us since we joined: we keep (or get back) a connection
     /// to those on stage, since a listener behind NAT cannot be dialled back.
     pub heard_from: HashSet<PublicKey>,
@@ -225,6 +245,7 @@ impl Membership {
             neighbour_dials: HashMap::new(),
             last_neighbour_check: 0,
             streams_from: HashSet::new(),
+            admission_pending: HashSet::new(),
             heard_from: HashSet::new(),
             fanout_notice_given: false,
             dirty: true,

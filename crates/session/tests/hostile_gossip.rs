@@ -1,6 +1,8 @@
-//! Hostile gossip against one core: a copy of a message it has seen changes nothing and costs
-//! its author nothing; bytes appended to a message make it invalid, not new; one peer cannot
-//! pass on more than a few rooms new to the directory.
+//! Hostile peers against one core: a copy of a message it has seen changes nothing and costs
+//! its author nothing (presence, chat, reactions); bytes appended to a message make it
+//! invalid, not new; one peer cannot pass on more than a few rooms new to the directory; keys
+//! that come and go leave no names behind; keys ground to sort first do not take a speaker's
+//! listeners; audio streams from the audience do not hold places.
 
 use ruang_proto::ephemeral::{Ephemeral, EphemeralBody};
 use ruang_proto::{Identity, PublicKey};
@@ -105,6 +107,10 @@ fn a_replayed_chat_line_is_shown_once_and_costs_its_author_nothing() {
     // The author's next lines still count, and nobody was blocked for the replays.
     let next = chat(&core, &author, UNIX + 200, "still here");
     let (verdict, events) = deliver(&mut core, &next, 200, 100, &author);
+    assert_eq!((verdict, shown(&events)), (Verdict::Accept, 1));
+    // Another line said in the same millisecond (held lines go out together) is its own.
+    let same_instant = chat(&core, &author, UNIX + 200, "and this");
+    let (verdict, events) = deliver(&mut core, &same_instant, 200, 102, &author);
     assert_eq!((verdict, shown(&events)), (Verdict::Accept, 1));
     // A reaction at the same instant is a message of its own.
     let msg = Ephemeral {
@@ -344,4 +350,65 @@ fn keys_ground_to_sort_first_do_not_take_a_speakers_listeners() {
         .filter(|k| ground.iter().any(|g| g.public() == **k))
         .count();
     assert_eq!(captured, 0, "ground keys took {captured} of 64 places");
+}
+
+/// Whether `core`'s outputs so far close `who`'s audio streams.
+fn closes(core: &mut Core, who: PublicKey) -> bool {
+    let mut closed = false;
+    while let Some(output) = core.poll_output() {
+        closed |= matches!(output, Output::CloseAudioFrom(k) if k == who);
+    }
+    closed
+}
+
+/// `from` opens an audio stream naming `speaker` at `mono` ms; whether the core closed its
+/// streams at once.
+fn open_stream(core: &mut Core, from: PublicKey, speaker: PublicKey, mono: u64) -> bool {
+    let header = ruang_session::wire::AudioHeader {
+        room: core.membership().unwrap().room.id(),
+        speaker,
+        frame_ms: 20,
+        salt: 1,
+    }
+    .encode();
+    let time = Time {
+        mono_ms: mono,
+        unix_ms: UNIX + mono,
+    };
+    core.handle(time, Input::AudioStreamOpened { from, header });
+    closes(core, from)
+}
+
+/// Runs `core`'s timers from `from_ms` to `until` ms; whether it closed `who`'s streams.
+fn run_until(core: &mut Core, who: PublicKey, from_ms: u64, until: u64) -> bool {
+    let mut closed = false;
+    for t in (from_ms..=until).step_by(200) {
+        let time = Time {
+            mono_ms: t,
+            unix_ms: UNIX + t,
+        };
+        core.handle(time, Input::Timeout);
+        closed |= closes(core, who);
+    }
+    closed
+}
+
+#[test]
+fn audio_streams_from_the_audience_are_closed_after_a_grace() {
+    let mut core = host();
+    let listener = Identity::from_secret_bytes(&[2; 32]);
+    let data = presence(&core, &listener, UNIX + 10);
+    assert_eq!(gossip(&mut core, &data, 10, 1, &listener), Verdict::Accept);
+    let me = listener.public();
+    // Naming someone else: refused at once.
+    let host_key = core.key();
+    assert!(open_stream(&mut core, me, host_key, 100));
+    // Its own, from the audience: kept for the grace (a new speaker's acceptance may be on
+    // its way), then closed.
+    assert!(!open_stream(&mut core, me, me, 200));
+    assert!(!run_until(&mut core, me, 400, 5_000));
+    assert!(
+        run_until(&mut core, me, 5_200, 6_000),
+        "a listener's streams were kept"
+    );
 }
