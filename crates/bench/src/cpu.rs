@@ -14,11 +14,11 @@ use ruang_audio::codec::{Encoder, EncoderConfig};
 use ruang_audio::format::FrameDuration;
 use ruang_audio::source::VoiceSource;
 use ruang_bench::analysis::{self, RATE};
-use ruang_bench::procstat::{self, Sample};
 use ruang_bench::table::{Table, f};
 use ruang_net::Transport;
 use ruang_node::{JoinTarget, NodeEvent, NodeHandle, Pacing};
 use ruang_proto::room::EventBody;
+use ruang_testkit::procstat::{self, Sample};
 
 use crate::netns;
 use crate::nodes::{self, wait_for};

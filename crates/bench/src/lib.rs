@@ -7,12 +7,10 @@
 //! - [`analysis`]: chirp trains, chirp detection by cross-correlation, per-chirp mouth-to-ear
 //!   delay, similarity per window and freezes (checked against a WAV shifted by a known delay,
 //!   also through Opus with losses);
-//! - [`procstat`]: CPU time and memory of a process from `/proc`;
 //! - [`speech`]: a spoken reference (espeak-ng) and its PESQ-WB score after the codec or the
 //!   network;
 //! - [`table`]: the plain-text tables the scenarios print.
 
 pub mod analysis;
-pub mod procstat;
 pub mod speech;
 pub mod table;

@@ -10,10 +10,10 @@ use anyhow::{Context, Result};
 use ruang_audio::format::FrameDuration;
 use ruang_audio::source::WavSource;
 use ruang_bench::analysis::{self, Percentiles, Timing, TrainConfig, Window};
-use ruang_bench::procstat;
 use ruang_bench::table::{Table, f};
 use ruang_net::Transport;
 use ruang_node::{JoinTarget, NodeEvent, NodeHandle, Pacing};
+use ruang_testkit::procstat;
 
 use crate::nodes::{self, NullSink, SharedSink, wait_for};
 use crate::procs::unix_us;

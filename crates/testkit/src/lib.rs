@@ -12,12 +12,15 @@
 //!   short windows that follow the jitter buffer's steps of delay.
 //!
 //! - [`tls`]: test certificates signed by a throwaway authority.
+//! - [`procstat`]: CPU time and memory of a process from `/proc` (Linux), for benchmarks and
+//!   tests that report what a process cost.
 //!
 //! Everything but the relay is deterministic for a given seed: no wall clock, no threads. The
 //! relay runs real sockets and threads, but its decisions come from the same seeded model.
 
 pub mod heard;
 pub mod impair;
+pub mod procstat;
 pub mod rooms;
 pub mod seed;
 pub mod sim;

@@ -265,6 +265,11 @@ impl Proc {
         self.signal("-INT")
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` (e.g. `-STOP`, `-CONT`) to the process.
     pub fn signal(&mut self, signal: &str) -> Result<()> {
         let status = Command::new("kill")
