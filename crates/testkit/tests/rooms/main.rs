@@ -4,6 +4,7 @@
 
 mod directory;
 mod held_chat;
+mod log_spam;
 mod neighbours;
 mod partition;
 mod presence;
