@@ -1911,10 +1911,19 @@ impl Core {
             }
             self.emit(NodeEvent::Ended);
         }
+        // At once, unless one went out less than STATE_EVENT_MIN_MS ago: then with the next
+        // tick (a flood of events becomes a few state events a second, not one per event).
         if let Some(m) = self.room.as_mut() {
-            m.dirty = false;
+            if m.last_state_event
+                .is_none_or(|last| mono >= last.saturating_add(STATE_EVENT_MIN_MS))
+            {
+                m.dirty = false;
+                m.last_state_event = Some(mono);
+                self.push(Output::StateChanged);
+            } else {
+                m.dirty = true;
+            }
         }
-        self.push(Output::StateChanged);
         self.refresh_links();
         if state.banned.contains(&me) {
             self.banned_from.insert(room_id);
@@ -2090,6 +2099,7 @@ impl Core {
             && m.dirty
         {
             m.dirty = false;
+            m.last_state_event = Some(self.time.mono_ms);
             self.push(Output::StateChanged);
         }
     }

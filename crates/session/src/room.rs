@@ -192,8 +192,10 @@ pub struct Membership {
     pub heard_from: HashSet<PublicKey>,
     /// Whether the "speakers are at their fan-out limit" notice was given.
     pub fanout_notice_given: bool,
-    /// Whether the membership changed since the last state event.
+    /// Whether the membership or the state changed since the last state event.
     pub dirty: bool,
+    /// When the last state event went out.
+    pub last_state_event: Option<u64>,
     /// This node's secret for ordering listeners of equal standing (see
     /// [`Membership::audio_targets`]): nobody can choose a key that sorts first.
     pub fanout_salt: u64,
@@ -249,6 +251,7 @@ impl Membership {
             heard_from: HashSet::new(),
             fanout_notice_given: false,
             dirty: true,
+            last_state_event: None,
             fanout_salt,
         }
     }

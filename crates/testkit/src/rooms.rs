@@ -148,6 +148,9 @@ pub struct Peer {
     pub replies: Vec<(CommandId, Result<Answer, Error>)>,
     /// Whom it streams audio to now.
     pub audio_targets: Vec<PublicKey>,
+    /// How many times its core said the room's state changed (each a `state` event for its
+    /// user interfaces).
+    pub state_changes: u64,
     /// Its control traffic.
     pub traffic: Traffic,
     blocked: HashSet<usize>,
@@ -268,6 +271,7 @@ impl Sim {
             events: Vec::new(),
             replies: Vec::new(),
             audio_targets: Vec::new(),
+            state_changes: 0,
             traffic: Traffic::default(),
             blocked: HashSet::new(),
             seen: HashMap::new(),
@@ -879,7 +883,7 @@ impl Sim {
                     self.peers[index].events.push((now, event));
                 }
             }
-            Output::StateChanged => {}
+            Output::StateChanged => self.peers[index].state_changes += 1,
             Output::Reply { id, result } => self.peers[index].replies.push((id, result)),
             Output::Stopped => {
                 let peer = &mut self.peers[index];
