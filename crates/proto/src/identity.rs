@@ -51,6 +51,13 @@ impl Identity {
         PublicKey(self.key.verifying_key().to_bytes())
     }
 
+    /// The X25519 secret of this identity (the first half of SHA-512 of the ed25519 secret, as
+    /// libsodium's `crypto_sign_ed25519_sk_to_curve25519`; clamped where it is used), for
+    /// keys wrapped to it ([`crate::rekey`]).
+    pub(crate) fn x25519_secret(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.key.to_scalar_bytes())
+    }
+
     /// Signs `message` (callers add their own domain separation).
     pub(crate) fn sign(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
         self.key.sign(message).to_bytes()

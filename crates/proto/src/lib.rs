@@ -46,6 +46,7 @@ pub mod directory;
 pub mod ephemeral;
 pub mod identity;
 pub mod keyfile;
+pub mod rekey;
 pub mod room;
 pub mod seal;
 pub mod signed;
