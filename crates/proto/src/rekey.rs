@@ -197,7 +197,10 @@ mod tests {
         };
         let signed = sign(&host, rekey).unwrap();
         let got: crate::signed::Verified<Rekey> = verify(signed.wire()).unwrap();
-        assert_eq!(got.key_for(&ana).map(|k| k.to_bytes()), Some(key.to_bytes()));
+        assert_eq!(
+            got.key_for(&ana).map(|k| k.to_bytes()),
+            Some(key.to_bytes())
+        );
         assert_eq!(got.key_for(&bo).map(|k| k.to_bytes()), Some(key.to_bytes()));
         // The banned member has no wrap; it cannot open another's either.
         assert!(got.key_for(&banned).is_none());
@@ -230,7 +233,11 @@ mod tests {
             wraps,
         };
         let signed = sign(&host, rekey.clone()).unwrap();
-        assert!(signed.wire().len() <= MAX_REKEY_LEN, "{}", signed.wire().len());
+        assert!(
+            signed.wire().len() <= MAX_REKEY_LEN,
+            "{}",
+            signed.wire().len()
+        );
         rekey.wraps.push(rekey.wraps[0].clone());
         assert!(sign(&host, rekey).is_err());
     }

@@ -14,6 +14,7 @@ use rand::{RngExt, SeedableRng, seq::IndexedRandom};
 use rand_chacha::ChaCha8Rng;
 use ruang_proto::directory::{self, AnnounceError, Announcement, Directory, SpeakerPreview};
 use ruang_proto::ephemeral::{Ephemeral, EphemeralBody, PresenceChange, Rate, RateLimiter};
+use ruang_proto::rekey::Rekey;
 use ruang_proto::room::{
     EventBody, Genesis, Info, Insert, Refusal, Role, Room, RoomId, State, Visibility,
 };
@@ -189,6 +190,8 @@ pub enum Gossip {
     Event(Vec<u8>),
     /// A chat line, reaction or presence of the room, its signature checked.
     Ephemeral(Verified<Ephemeral>),
+    /// A private room's new key, its signature checked.
+    Rekey(Verified<Rekey>),
     /// Not for us (another topic, no room): ignore.
     NotOurs,
     /// Forged, corrupt or malformed: reject.
@@ -447,6 +450,10 @@ enum Timer {
     Farewell { topic: String, data: Vec<u8> },
     /// Close `peer`'s audio streams unless it is on stage by now.
     AdmitAudio(PublicKey),
+    /// Publish a private room's rekey message again (the same bytes) on its old topic.
+    RekeyAgain { topic: String, data: Vec<u8> },
+    /// Move to the private room's pending key (see [`Core::rekey`]).
+    SwitchKey,
 }
 
 /// A join fetching its room's log, page by page, from the member it connected to.
@@ -594,6 +601,10 @@ impl Core {
             Ok(RoomMessage::Event(wire)) => Gossip::Event(wire),
             Ok(RoomMessage::Ephemeral(wire)) => match signed::verify::<Ephemeral>(&wire) {
                 Ok(msg) => Gossip::Ephemeral(msg),
+                Err(_) => Gossip::Malformed,
+            },
+            Ok(RoomMessage::Rekey(wire)) => match signed::verify::<Rekey>(&wire) {
+                Ok(msg) => Gossip::Rekey(msg),
                 Err(_) => Gossip::Malformed,
             },
             Err(_) => Gossip::Malformed,
@@ -1073,7 +1084,9 @@ impl Core {
             Ok(page) if page.sealed_wrong == 0 => {}
             Ok(_) => {
                 return self.fail_join(bad(
-                    "cannot open the room's events with the ticket's key".into()
+                    "cannot open the room's events with the ticket's key (a private room gets \
+                     a new key when someone is removed: ask for a new ticket)"
+                        .into(),
                 ));
             }
             Err(e) => return self.fail_join(bad(e)),
@@ -1363,7 +1376,153 @@ impl Core {
             Gossip::Malformed => Verdict::Reject,
             Gossip::Event(wire) => self.room_event(source, &wire),
             Gossip::Ephemeral(msg) => self.ephemeral_gossip(source, msg),
+            Gossip::Rekey(msg) => self.rekey_gossip(msg),
         }
+    }
+
+    // ----- private rooms: rekeying ------------------------------------------------------
+
+    /// As the host of a private room from which someone was just banned or kicked: a new key,
+    /// wrapped for every member here but them (at most `MAX_WRAPS`, the stage first), sent on
+    /// the old topic (sealed with the old key, three times), and this node moves to the new
+    /// topic. The one removed keeps the old key, which opens nothing sent from now on.
+    fn rekey(&mut self) {
+        let unix = self.time.unix_ms;
+        let Some(m) = self.room.as_ref() else {
+            return;
+        };
+        if m.key.is_none() {
+            return;
+        }
+        let state = m.room.state();
+        let mut recipients: Vec<PublicKey> = m
+            .presence
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| *k != self.me && state.role(k) != Role::Banned && !state.is_kicked(k, unix))
+            .collect();
+        recipients.sort_by_key(|k| (!state.on_stage(k), k.0));
+        recipients.truncate(ruang_proto::rekey::MAX_WRAPS);
+        let (room, epoch) = (m.room.id(), m.epoch + 1);
+        let key = RoomKey::generate(&mut self.rng);
+        let wraps = recipients
+            .iter()
+            .filter_map(|to| ruang_proto::rekey::wrap(&key, &room, epoch, to, &mut self.rng))
+            .collect();
+        let rekey = Rekey {
+            room,
+            author: self.me,
+            epoch,
+            issued_at: unix,
+            wraps,
+        };
+        let signed = match signed::sign(&self.config.identity, rekey) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "could not sign a new room key");
+                return;
+            }
+        };
+        let data = m.seal(
+            Purpose::Gossip,
+            RoomMessage::Rekey(signed.wire().to_vec()).encode(),
+            &mut self.rng,
+        );
+        let old_topic = m.topic.clone();
+        info!(
+            epoch,
+            members = recipients.len(),
+            "private room: new key after a removal"
+        );
+        self.publish(old_topic.clone(), data.clone(), None);
+        let now = self.time.mono_ms;
+        for after in FAREWELL_AGAIN_MS {
+            let (topic, data) = (old_topic.clone(), data.clone());
+            self.schedule(now + after, Timer::RekeyAgain { topic, data });
+        }
+        self.key_pending(key, epoch);
+    }
+
+    /// Moves to `key` of `epoch` after [`REKEY_SWITCH_MS`]: meanwhile this node stays on the
+    /// old topic, so the rekey message it passes on (or repeats) still reaches the members
+    /// that did not have it yet.
+    fn key_pending(&mut self, key: RoomKey, epoch: u32) {
+        let Some(m) = self.room.as_mut() else {
+            return;
+        };
+        if m.pending_key.as_ref().is_some_and(|(e, _)| *e >= epoch) {
+            return;
+        }
+        m.pending_key = Some((epoch, key));
+        let at = self.time.mono_ms + REKEY_SWITCH_MS;
+        self.schedule(at, Timer::SwitchKey);
+    }
+
+    /// Moves this node to the room's pending key: its topic, sealing, audio, ticket.
+    fn switch_key(&mut self) {
+        let Some(m) = self.room.as_mut() else {
+            return;
+        };
+        let Some((epoch, key)) = m.pending_key.take() else {
+            return;
+        };
+        if epoch <= m.epoch {
+            return;
+        }
+        let old_topic = m.topic.clone();
+        m.topic = crate::room::topic(&m.room.id(), Some(&key));
+        m.key = Some(key.clone());
+        m.epoch = epoch;
+        let topic = m.topic.clone();
+        self.push(Output::Unsubscribe(old_topic));
+        self.push(Output::Subscribe {
+            topic,
+            keep_peers: true,
+        });
+        let mut policy = (*self.policy).clone();
+        policy.key = Some(key);
+        self.set_policy(policy);
+        if let Some(ticket) = self.ticket() {
+            self.emit(NodeEvent::Ticket {
+                ticket: ticket.to_string(),
+            });
+        }
+        // Presence on the new topic at once: the stage streams to those it knows are here.
+        if let Some(m) = self.room.as_mut() {
+            m.presence_due = true;
+        }
+        self.notice(
+            "the room has a new key (someone was removed): tickets from before no longer let \
+             anyone in; press t for the new one"
+                .into(),
+        );
+    }
+
+    /// A new key of our private room, from its host.
+    fn rekey_gossip(&mut self, msg: Verified<Rekey>) -> Verdict {
+        let Some(m) = self.room.as_ref() else {
+            return Verdict::Ignore;
+        };
+        if msg.room != m.room.id() || m.key.is_none() {
+            return Verdict::Reject;
+        }
+        if msg.author != m.room.state().host {
+            // Only the host rekeys (a moderator's ban is rekeyed by the host that sees it).
+            return Verdict::Reject;
+        }
+        if msg.epoch <= m.epoch || m.pending_key.as_ref().is_some_and(|(e, _)| *e >= msg.epoch) {
+            return Verdict::Ignore;
+        }
+        match msg.key_for(&self.config.identity) {
+            Some(key) => self.key_pending(key, msg.epoch),
+            None => {
+                self.notice(
+                    "the room changed its key and none was sent to you: ask for a new ticket"
+                        .into(),
+                );
+            }
+        }
+        Verdict::Accept
     }
 
     fn room_event(&mut self, source: Option<PublicKey>, wire: &[u8]) -> Verdict {
@@ -1879,6 +2038,12 @@ impl Core {
         for key in newly_kicked.iter().filter(|k| **k != me) {
             self.push(Output::CloseAudioFrom(*key));
         }
+        // A private room's host gives the room a new key when someone is removed: the one
+        // removed has the old key (it was in the ticket).
+        let removed_others = newly_banned.iter().chain(&newly_kicked).any(|k| *k != me);
+        if removed_others && state.host == me && !state.ended {
+            self.rekey();
+        }
         // Whoever streams to us and left the stage (an honest node closes its streams itself)
         // has the same grace as a newcomer.
         let off_stage: Vec<PublicKey> = match self.room.as_mut() {
@@ -1999,6 +2164,12 @@ impl Core {
                     self.push(Output::Block(peer));
                 }
             }
+            Timer::RekeyAgain { topic, data } => {
+                if self.room.is_some() {
+                    self.publish(topic, data, None);
+                }
+            }
+            Timer::SwitchKey => self.switch_key(),
             Timer::AdmitAudio(peer) => {
                 let Some(m) = self.room.as_mut() else {
                     return;

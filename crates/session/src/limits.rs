@@ -34,6 +34,10 @@ pub const TICK_MS: u64 = 200;
 /// the next tick. 900 spammed events made 903 `state` events of 40 KB each (36 MB of JSON in
 /// 10 s) from a host.
 pub const STATE_EVENT_MIN_MS: u64 = 100;
+/// How long after a private room's rekey (sent, or received) a member moves to the new key and
+/// topic: the rekey is repeated at +1 s and +2 s on the old topic, and members pass it on there
+/// until they move.
+pub const REKEY_SWITCH_MS: u64 = 3_000;
 /// Presence is sent again after a dropped connection at most this often.
 pub const PRESENCE_RESEND_MS: u64 = 1_000;
 /// Room members off the stage a node dials until it is connected to this many (it connects to

@@ -152,6 +152,12 @@ pub struct Membership {
     pub log_limiter: RateLimiter<PublicKey>,
     /// A private room's key: its payloads are sealed, and it is not in the directory.
     pub key: Option<RoomKey>,
+    /// Which key of the room `key` is: 0 for the ticket's, one more at each rekey
+    /// (`ruang_proto::rekey`; a member joining with a newer ticket starts at 0 too, and takes
+    /// any later rekey).
+    pub epoch: u32,
+    /// A newer key this node moves to shortly (its epoch and the key).
+    pub pending_key: Option<(u32, RoomKey)>,
     /// When this node's last presence went out .
     pub last_presence: u64,
     /// The heartbeat interval that presence was sent for (its TTL is three of these): the
@@ -232,6 +238,8 @@ impl Membership {
             presence_limiter: RateLimiter::new(5, PRESENCE_PER_SECOND, MAX_RATE_KEYS),
             log_limiter: RateLimiter::new(LOG_BURST, LOG_PER_SECOND, MAX_RATE_KEYS),
             key,
+            epoch: 0,
+            pending_key: None,
             last_presence: 0,
             presence_sent_every: u64::MAX,
             presence_due: false,

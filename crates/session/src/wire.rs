@@ -81,6 +81,8 @@ pub enum RoomMessage {
     Event(Vec<u8>),
     /// A signed ephemeral message (`ruang_proto::ephemeral::Ephemeral`).
     Ephemeral(Vec<u8>),
+    /// A private room's new key, wrapped for each member who stays (`ruang_proto::rekey`).
+    Rekey(Vec<u8>),
 }
 
 impl RoomMessage {
@@ -91,8 +93,9 @@ impl RoomMessage {
 
     /// Decodes gossip bytes, bounded.
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
-        // Both kinds carry one signed envelope; the envelope bound is checked again by proto.
-        decode(bytes, 16 * 1024)
+        // Each kind carries one signed envelope; its own bound is checked again by proto (a
+        // rekey is the largest: up to 500 wrapped keys).
+        decode(bytes, ruang_proto::rekey::MAX_REKEY_LEN + 64)
     }
 }
 

@@ -8,6 +8,7 @@ mod log_spam;
 mod neighbours;
 mod partition;
 mod presence;
+mod private_ban;
 mod scale;
 mod succession;
 mod sync;
