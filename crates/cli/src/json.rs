@@ -1,7 +1,7 @@
 //! The headless JSON-lines protocol (`--json`): commands on stdin, events on stdout, one JSON
 //! object per line; logs on stderr only. The contract for bots, scripts and tests:
 //!
-//! - events: `ready`, `state`, `ticket` (our addresses changed: the ticket to share now),
+//! - events: `ready`, `state`, `ticket` (our addresses or the private room's key changed: the ticket to share now),
 //!   `speaking`, `hearing` (a speaker's first audio), `chat`, `reaction`, `capture_started`,
 //!   `playout_started`, `stats`, `notice`, `error`, `ended`, `left`, `source_ended`,
 //!   `handed_over`;

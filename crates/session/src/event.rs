@@ -249,8 +249,8 @@ pub enum NodeEvent {
         /// Talking now?
         active: bool,
     },
-    /// Our addresses changed (a relay reservation, a confirmed external address): the room's
-    /// ticket others should use now.
+    /// Our addresses changed (a relay reservation, a confirmed external address), or a private
+    /// room moved to a new key (someone was removed): the room's ticket others should use now.
     Ticket {
         /// The new ticket (`ruang1…`).
         ticket: String,

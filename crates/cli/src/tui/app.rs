@@ -251,7 +251,7 @@ impl App {
                 self.ticket = Some(ticket);
                 self.push_system(
                     LineKind::Notice,
-                    "your addresses changed: press t for the new ticket".into(),
+                    "the room's ticket changed: press t for the new one".into(),
                 );
             }
             NodeEvent::Hearing { name, .. } => {

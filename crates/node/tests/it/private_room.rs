@@ -90,3 +90,75 @@ async fn private_room_is_sealed_and_unlisted() -> Result<()> {
     }
     Ok(())
 }
+
+/// A ban in a private room gives it a new key: the member who stays keeps hearing the host
+/// (audio sealed with the new key), the banned one's fresh identity cannot read the room with
+/// the old ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_in_a_private_room_changes_its_key_and_the_audio_goes_on() -> Result<()> {
+    let host = node("host").await?;
+    let member = node("member").await?;
+    let troll = node("troll").await?;
+    let joined = host
+        .host(HostOptions {
+            private: true,
+            ..room("secret")
+        })
+        .await?;
+    let mut member_events = member.subscribe();
+    join(&member, &joined.ticket).await?;
+    join(&troll, &joined.ticket).await?;
+    member.listen(Box::new(SharedSink::default())).await?;
+    wait_present(&[&host, &member, &troll], 3).await?;
+    let recorder = Recorder::start(&member);
+    host.speak(
+        Box::new(Limited::millis(
+            VoiceSource::new(5, FrameDuration::Ms20),
+            30_000,
+        )),
+        Pacing::RealTime,
+    )
+    .await?;
+    eventually(
+        Duration::from_secs(10),
+        "the member hears the host",
+        || async { recorder.received(&host.key()) > 50 },
+    )
+    .await?;
+
+    host.act(ruang_proto::room::EventBody::Ban { who: troll.key() })
+        .await?;
+    // The member is told the new ticket once it moved to the new key.
+    let new_ticket = wait_for(&mut member_events, Duration::from_secs(10), |e| match e {
+        NodeEvent::Ticket { ticket } => Some(ticket.clone()),
+        _ => None,
+    })
+    .await?;
+    assert!(new_ticket.starts_with("ruang1"));
+    let before = recorder.received(&host.key());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = recorder.received(&host.key());
+    assert!(
+        after >= before + 50,
+        "the member stopped hearing the host after the new key: {before} → {after}"
+    );
+
+    // The troll, back with a fresh identity and the old ticket, cannot read the room.
+    let again = node("troll-again").await?;
+    let err = tokio::time::timeout(
+        Duration::from_secs(15),
+        again.join(JoinTarget::Ticket(joined.ticket.clone())),
+    )
+    .await?;
+    assert!(
+        matches!(
+            err,
+            Err(NodeError::Room(ruang_node::session::Error::BadLog { .. }))
+        ),
+        "the old ticket still opens the room: {err:?}"
+    );
+    for n in [host, member, troll, again] {
+        n.shutdown().await?;
+    }
+    Ok(())
+}
