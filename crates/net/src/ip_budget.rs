@@ -60,6 +60,22 @@ impl Tally {
         }
     }
 
+    /// Counts connection `id` from `ip` unless `ip` has `cap` already.
+    fn admit(
+        &mut self,
+        id: ConnectionId,
+        ip: IpAddr,
+        cap: u32,
+        what: &'static str,
+    ) -> Result<(), ConnectionDenied> {
+        let count = self.count(&ip);
+        if count >= cap {
+            return Err(ConnectionDenied::new(OverBudget { ip, count, what }));
+        }
+        self.add(id, ip);
+        Ok(())
+    }
+
     fn remove(&mut self, id: ConnectionId) -> Option<IpAddr> {
         let ip = self.of.remove(&id)?;
         if let Some(n) = self.per_ip.get_mut(&ip) {
@@ -103,19 +119,10 @@ impl Budget {
         local: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
-        let Some(ip) = budgeted_ip(local, remote) else {
-            return Ok(());
-        };
-        let count = self.pending.count(&ip);
-        if count >= MAX_PENDING_PER_IP {
-            return Err(ConnectionDenied::new(OverBudget {
-                ip,
-                count,
-                what: "pending",
-            }));
+        match budgeted_ip(local, remote) {
+            Some(ip) => self.pending.admit(id, ip, MAX_PENDING_PER_IP, "pending"),
+            None => Ok(()),
         }
-        self.pending.add(id, ip);
-        Ok(())
     }
 
     fn check_established(
@@ -125,19 +132,12 @@ impl Budget {
         remote: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
         self.pending.remove(id);
-        let Some(ip) = budgeted_ip(local, remote) else {
-            return Ok(());
-        };
-        let count = self.established.count(&ip);
-        if count >= MAX_INBOUND_PER_IP {
-            return Err(ConnectionDenied::new(OverBudget {
-                ip,
-                count,
-                what: "established",
-            }));
+        match budgeted_ip(local, remote) {
+            Some(ip) => self
+                .established
+                .admit(id, ip, MAX_INBOUND_PER_IP, "established"),
+            None => Ok(()),
         }
-        self.established.add(id, ip);
-        Ok(())
     }
 
     /// A connection is gone (failed while being set up, refused, or closed).
