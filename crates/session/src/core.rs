@@ -491,6 +491,8 @@ pub struct Core {
     directory: Directory,
     /// New listings per peer that passed them on (see `Core::announcement`).
     listing_limiter: RateLimiter<PublicKey>,
+    /// Sync requests answered per peer.
+    sync_limiter: RateLimiter<PublicKey>,
     room: Option<Membership>,
     connected: HashSet<PublicKey>,
     /// Our addresses (multiaddr bytes, best first).
@@ -541,6 +543,11 @@ impl Core {
             listing_limiter: RateLimiter::new(
                 NEW_LISTINGS_BURST,
                 NEW_LISTINGS_PER_SECOND,
+                MAX_RATE_KEYS,
+            ),
+            sync_limiter: RateLimiter::new(
+                SYNC_REQUEST_BURST,
+                SYNC_REQUESTS_PER_SECOND,
                 MAX_RATE_KEYS,
             ),
             room: None,
@@ -1677,6 +1684,11 @@ impl Core {
         from: Option<PublicKey>,
         request: &Result<SyncRequest, crate::wire::WireError>,
     ) -> SyncResponse {
+        if let Some(peer) = from
+            && let Rate::Limited { .. } = self.sync_limiter.check(&peer, self.time.mono_ms)
+        {
+            return SyncResponse::Refused(SyncRefusal::Busy);
+        }
         match request {
             Err(e) => {
                 debug!(error = %e, "a malformed sync request");

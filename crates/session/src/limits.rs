@@ -19,6 +19,12 @@ pub const LOG_PER_SECOND: f64 = 2.0;
 pub const NEW_LISTINGS_BURST: u32 = 16;
 /// Rooms new to our directory one peer may pass on per second on average.
 pub const NEW_LISTINGS_PER_SECOND: f64 = 0.5;
+/// Sync requests (room pages, directories) answered to one peer at once: a join fetches its
+/// log's pages one after the other, 64 pages are 16,384 events.
+pub const SYNC_REQUEST_BURST: u32 = 64;
+/// Sync requests answered to one peer per second after [`SYNC_REQUEST_BURST`]; beyond, it is
+/// told `Busy`. Each answer costs a page of events to seal and send.
+pub const SYNC_REQUESTS_PER_SECOND: f64 = 8.0;
 
 /// Chat lines and reactions held while no peer is on the room's topic.
 pub const MAX_HELD: usize = 16;

@@ -147,6 +147,10 @@ pub enum SyncRefusal {
     /// The asker is banned from the room.
     #[error("you are banned from this room")]
     Banned,
+    /// The asker sent more requests than this node answers one peer (see
+    /// `limits::SYNC_REQUEST_BURST`).
+    #[error("this node is busy with your requests: ask again in a moment")]
+    Busy,
 }
 
 /// An answer on `/ruang/sync/1`.

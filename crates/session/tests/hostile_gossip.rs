@@ -412,3 +412,55 @@ fn audio_streams_from_the_audience_are_closed_after_a_grace() {
         "a listener's streams were kept"
     );
 }
+
+#[test]
+fn one_peer_gets_a_bounded_share_of_sync_answers() {
+    use ruang_session::wire::{SyncRefusal, SyncRequest, SyncResponse};
+    let mut core = host();
+    let room = core.membership().unwrap().room.id();
+    let request = SyncRequest::Room {
+        room,
+        heads: Vec::new(),
+        from: 0,
+    }
+    .encode();
+    let ask = |core: &mut Core, from: PublicKey, mono: u64, token: u64| {
+        let time = Time {
+            mono_ms: mono,
+            unix_ms: UNIX + mono,
+        };
+        core.handle(
+            time,
+            Input::SyncRequest {
+                token,
+                from: Some(from),
+                request: request.clone(),
+            },
+        );
+        let mut answer = None;
+        while let Some(output) = core.poll_output() {
+            if let Output::SyncReply { token: t, response } = output
+                && t == token
+            {
+                answer = Some(SyncResponse::decode(&response).unwrap());
+            }
+        }
+        answer.expect("every request is answered")
+    };
+    let greedy = Identity::from_secret_bytes(&[8; 32]).public();
+    let busy = |r: &SyncResponse| matches!(r, SyncResponse::Refused(SyncRefusal::Busy));
+    let answered = (0..200)
+        .filter(|t| !busy(&ask(&mut core, greedy, 10, *t)))
+        .count();
+    assert_eq!(answered, 64, "a burst of 64, then busy");
+    // Someone else is still served; the greedy peer again a second later, a few.
+    let other = Identity::from_secret_bytes(&[9; 32]).public();
+    assert!(matches!(
+        ask(&mut core, other, 11, 500),
+        SyncResponse::Room { .. }
+    ));
+    let later = (0..20)
+        .filter(|t| !busy(&ask(&mut core, greedy, 1_010, 600 + *t)))
+        .count();
+    assert_eq!(later, 8, "8 a second after the burst");
+}
