@@ -71,6 +71,9 @@ struct Shared {
     open_failures: AtomicU64,
     lane_retries: AtomicU64,
     connected: AtomicBool,
+    /// Whether the streams were ever open (a link that lost them is on a narrow or dead
+    /// path; one never opened has not reached its peer yet).
+    opened_once: AtomicBool,
     lanes: AtomicU64,
     loss_report: Mutex<Option<(u16, Instant)>>,
 }
@@ -142,7 +145,7 @@ impl AudioLink {
             if q.len() >= AUDIO_LINK_QUEUE {
                 q.pop_front();
                 bump(&self.shared.dropped, 1);
-                if self.shared.connected.load(Ordering::Relaxed) {
+                if self.shared.opened_once.load(Ordering::Relaxed) {
                     bump(&self.shared.overflowed, 1);
                 }
             }
@@ -177,9 +180,11 @@ impl AudioLink {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Frames waiting in the queue now, and frames so far dropped from a full queue while the
-    /// link was sending (the path could not carry them; frames dropped during an outage do not
+    /// Frames waiting in the queue now, and frames so far dropped from a full queue once the
+    /// link had been open (the path could not carry them, or lost the streams under them, as
+    /// a path narrower than the audio does; frames dropped before the link first opened do not
     /// count). Cheap enough for the capture thread, which pushes to the same queue every frame.
+    /// (A link to a peer that is gone counts too until it is closed: a few seconds.)
     pub fn backlog(&self) -> (usize, u64) {
         (self.shared.queue().len(), load(&self.shared.overflowed))
     }
@@ -242,6 +247,7 @@ async fn run(
                 opened_before = true;
                 backoff = AUDIO_BACKOFF_MIN;
                 shared.connected.store(true, Ordering::Relaxed);
+                shared.opened_once.store(true, Ordering::Relaxed);
                 drop_older_than(&shared, AUDIO_RESUME_BACKLOG);
                 tracing::debug!(%peer, "audio stream open");
                 // The other lanes open while frames already flow on the first.

@@ -142,8 +142,10 @@ async fn a_narrow_path_lowers_the_hosts_bitrate_until_the_listener_hears_it() ->
     })
     .await?;
     // Then the listener hears it: three seconds in a row with under 5 % of the slots missed.
+    // The queue that built up in the narrow path drains first, and the audio lanes that timed
+    // out in it open again (runs took 2–20 s after the bitrate came down).
     let mut window: std::collections::VecDeque<(u64, u64)> = Default::default();
-    let heard = wait_for(&mut listener_events, Duration::from_secs(40), |e| {
+    let heard = wait_for(&mut listener_events, Duration::from_secs(60), |e| {
         let NodeEvent::Stats { speakers, .. } = e else {
             return None;
         };
