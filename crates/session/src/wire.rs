@@ -245,13 +245,14 @@ mod tests {
             SyncRefusal::BadRequest,
             SyncRefusal::NotInRoom,
             SyncRefusal::Banned,
+            SyncRefusal::Busy,
         ] {
             let r = SyncResponse::Refused(why);
             assert_eq!(SyncResponse::decode(&r.encode()).unwrap(), r);
         }
-        // A refusal is one of three: anything beyond them does not decode.
-        let mut bad = SyncResponse::Refused(SyncRefusal::Banned).encode();
-        *bad.last_mut().unwrap() = 3;
+        // A refusal is one of four: anything beyond them does not decode.
+        let mut bad = SyncResponse::Refused(SyncRefusal::Busy).encode();
+        *bad.last_mut().unwrap() = 4;
         assert_eq!(SyncResponse::decode(&bad), Err(WireError::Malformed));
         assert_eq!(SyncRequest::decode(&[2, 0]), Err(WireError::Version(2)));
     }
