@@ -133,8 +133,10 @@ async fn a_narrow_path_lowers_the_hosts_bitrate_until_the_listener_hears_it() ->
     let mut host_events = host.subscribe();
     let voice = Limited::millis(VoiceSource::new(5, FrameDuration::Ms20), 90_000);
     host.speak(Box::new(voice), Pacing::RealTime).await?;
-    // Reports come once a second and the loss is averaged over ~6 s; under load, later.
-    let lowered = wait_for(&mut host_events, Duration::from_secs(45), |e| match e {
+    // Reports come once a second and the loss is averaged over ~6 s: 3–25 s on an idle
+    // machine, and the CI machine, loaded with the rest of the suite, once took over 45 s.
+    // The bound is what the test can keep there; the time itself is a figure for the bench.
+    let lowered = wait_for(&mut host_events, Duration::from_secs(120), |e| match e {
         NodeEvent::Stats { bitrate_bps, .. } if (1..32_000).contains(bitrate_bps) => {
             Some(*bitrate_bps)
         }
@@ -145,7 +147,7 @@ async fn a_narrow_path_lowers_the_hosts_bitrate_until_the_listener_hears_it() ->
     // The queue that built up in the narrow path drains first, and the audio lanes that timed
     // out in it open again (runs took 2–20 s after the bitrate came down).
     let mut window: std::collections::VecDeque<(u64, u64)> = Default::default();
-    let heard = wait_for(&mut listener_events, Duration::from_secs(60), |e| {
+    let heard = wait_for(&mut listener_events, Duration::from_secs(90), |e| {
         let NodeEvent::Stats { speakers, .. } = e else {
             return None;
         };
