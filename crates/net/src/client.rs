@@ -9,7 +9,7 @@ use crate::{
     audio::{AudioInStats, AudioLink, inbound::InboundShared},
     error::NetError,
     event::{SyncReply, Verdict},
-    limits::{CALL_TIMEOUT, DIAL_TIMEOUT, RELAY_RESERVATION_TIMEOUT, SYNC_REQUEST_TIMEOUT},
+    limits::{AUDIO_OPEN_TIMEOUT, CALL_TIMEOUT, DIAL_TIMEOUT, RELAY_RESERVATION_TIMEOUT, SYNC_REQUEST_TIMEOUT},
 };
 
 /// A reply channel.
@@ -427,6 +427,31 @@ impl Client {
     /// many. It may open a new one: close again, or [`Client::block`] it.
     pub fn close_audio_from(&self, peer: PeerId) -> usize {
         self.inbound.close_from(peer)
+    }
+
+    /// Sets the peers whose audio this node wants (a room's stage): they may open streams in
+    /// the [`AUDIO_STREAMS_RESERVED`](crate::limits::AUDIO_STREAMS_RESERVED) slots others
+    /// cannot take, so that peers holding idle streams cannot keep a speaker out. Replaces the
+    /// previous set.
+    pub fn set_audio_priority(&self, peers: impl IntoIterator<Item = PeerId>) {
+        self.inbound.set_priority(peers.into_iter().collect());
+    }
+
+    /// Opens a stream of any protocol to a connected `peer`, for tools and test harnesses that
+    /// speak the protocol themselves (the node uses [`Client::open_audio`] and the sync calls).
+    pub async fn open_raw_stream(
+        &self,
+        peer: PeerId,
+        protocol: libp2p::StreamProtocol,
+    ) -> Result<libp2p::Stream, NetError> {
+        let mut control = self.control.clone();
+        tokio::time::timeout(AUDIO_OPEN_TIMEOUT, control.open_stream(peer, protocol))
+            .await
+            .map_err(|_| NetError::Timeout {
+                what: "open a stream",
+                after: AUDIO_OPEN_TIMEOUT,
+            })?
+            .map_err(|e| NetError::Stream(e.to_string()))
     }
 
     /// Tells `peer`, on one of its audio streams to us, that our playout missed `permille` ‰

@@ -92,7 +92,9 @@ use std::{collections::HashMap, sync::Arc};
 /// The Prometheus registry [`Config::metrics`] records into (prometheus-client's), for
 /// registering one's own metrics beside libp2p's and encoding them.
 pub use libp2p::metrics::Registry;
-pub use libp2p::{Multiaddr, PeerId, gossipsub::MessageId, identity::Keypair, multiaddr};
+pub use libp2p::{
+    Multiaddr, PeerId, Stream, StreamProtocol, gossipsub::MessageId, identity::Keypair, multiaddr,
+};
 /// prometheus-client, the version libp2p records with: metric types and the text encoder.
 pub use prometheus_client;
 

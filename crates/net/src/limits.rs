@@ -100,6 +100,11 @@ pub const MAX_INBOUND_AUDIO_STREAMS: usize = 1024;
 /// reopening its lanes while the old ones close). One peer held 1,016 idle streams over three
 /// connections, the whole node's bound, and a newly invited speaker was not heard.
 pub const MAX_INBOUND_AUDIO_STREAMS_PER_PEER: usize = 2 * AUDIO_LANES;
+/// Of [`MAX_INBOUND_AUDIO_STREAMS`], those only the peers the node hears
+/// ([`crate::Client::set_audio_priority`]: the stage) may take: 64 peers holding 16 idle
+/// streams each fill the rest, and a speaker must still get through (16 speakers' lanes
+/// twice over).
+pub const AUDIO_STREAMS_RESERVED: usize = 256;
 /// How long an inbound audio stream may take to send its header.
 pub const AUDIO_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long opening an outbound audio stream (including the dial) may take.

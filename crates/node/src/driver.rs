@@ -663,6 +663,8 @@ impl Driver {
             p.key = policy.key.clone();
             p.allowed = policy.allowed.clone();
         }
+        self.client
+            .set_audio_priority(policy.allowed.iter().filter_map(crate::ids::peer_id));
         {
             let mut m = self.mixing.lock().unwrap_or_else(|e| e.into_inner());
             if policy.room.is_some() {

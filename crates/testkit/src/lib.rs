@@ -11,14 +11,18 @@
 //! - [`heard`]: did a listener hear what was said? A recording compared with its source in
 //!   short windows that follow the jitter buffer's steps of delay.
 //!
+//! - [`hostile`]: a hostile peer on `ruang-net` (replay, mutate, flood, ground keys, held
+//!   audio streams) for attack tests against real nodes.
 //! - [`tls`]: test certificates signed by a throwaway authority.
 //! - [`procstat`]: CPU time and memory of a process from `/proc` (Linux), for benchmarks and
 //!   tests that report what a process cost.
 //!
-//! Everything but the relay is deterministic for a given seed: no wall clock, no threads. The
-//! relay runs real sockets and threads, but its decisions come from the same seeded model.
+//! Everything but the relay and the hostile peer is deterministic for a given seed: no wall
+//! clock, no threads. The relay runs real sockets and threads, but its decisions come from
+//! the same seeded model.
 
 pub mod heard;
+pub mod hostile;
 pub mod impair;
 pub mod procstat;
 pub mod rooms;

@@ -3,7 +3,7 @@
 //! task and hand frames to the [`AudioInbox`](super::AudioInbox) without ever waiting on it.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -19,7 +19,7 @@ use super::{
 use crate::{
     event::Event,
     limits::{
-        AUDIO_HEADER_TIMEOUT, CALL_TIMEOUT, MAX_INBOUND_AUDIO_STREAMS,
+        AUDIO_HEADER_TIMEOUT, AUDIO_STREAMS_RESERVED, CALL_TIMEOUT, MAX_INBOUND_AUDIO_STREAMS,
         MAX_INBOUND_AUDIO_STREAMS_PER_PEER,
     },
 };
@@ -74,6 +74,8 @@ struct Streams {
     /// Live outbound [`AudioLink`](crate::AudioLink)s per peer (the event loop keeps their
     /// connections when it trims idle ones).
     links_to: HashMap<PeerId, u32>,
+    /// Peers that may use the [`AUDIO_STREAMS_RESERVED`] slots (the stage).
+    priority: HashSet<PeerId>,
 }
 
 impl InboundShared {
@@ -83,11 +85,17 @@ impl InboundShared {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a stream unless the node's bound or `peer`'s is reached. Returns its id and
-    /// cancel receiver.
+    /// Registers a stream unless the node's bound or `peer`'s is reached (for a peer without
+    /// priority, the node's bound less [`AUDIO_STREAMS_RESERVED`]). Returns its id and cancel
+    /// receiver.
     fn register(&self, peer: PeerId) -> Option<(u64, oneshot::Receiver<()>)> {
         let mut s = self.lock();
-        if s.open.len() >= MAX_INBOUND_AUDIO_STREAMS {
+        let bound = if s.priority.contains(&peer) {
+            MAX_INBOUND_AUDIO_STREAMS
+        } else {
+            MAX_INBOUND_AUDIO_STREAMS - AUDIO_STREAMS_RESERVED
+        };
+        if s.open.len() >= bound {
             return None;
         }
         let from_peer = s.open.values().filter(|o| o.peer == peer).count();
@@ -147,6 +155,11 @@ impl InboundShared {
             }
         }
         ids.len()
+    }
+
+    /// Sets the peers that may use the reserved stream slots.
+    pub(crate) fn set_priority(&self, peers: HashSet<PeerId>) {
+        self.lock().priority = peers;
     }
 
     /// An outbound audio link to `peer` started.

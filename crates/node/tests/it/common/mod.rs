@@ -8,9 +8,8 @@ use anyhow::{Context, Result, bail};
 use ruang_audio::format::FrameDuration;
 use ruang_audio::sink::{Sink, SinkError};
 use ruang_net::Transport;
-use ruang_node::wire::{SyncRequest, SyncResponse};
 use ruang_node::{HostOptions, JoinTarget, Node, NodeEvent, NodeHandle, RoomView, SpeakerStats};
-use ruang_proto::room::{EventBody, Info, Room, RoomId};
+use ruang_proto::room::{EventBody, Info};
 use ruang_proto::{Identity, PublicKey, Ticket};
 use ruang_testkit::heard;
 use tokio::sync::broadcast;
@@ -375,128 +374,14 @@ pub fn tone_amplitude(samples: &[f32], freq: f32) -> f64 {
     2.0 * power.max(0.0).sqrt() / samples.len() as f64
 }
 
-/// A bare `ruang_net` peer (no ruang node on top) for attacks: it can publish anything on any
-/// topic and open raw audio streams. It records every gossip message it receives (and
-/// accepts it, so validation never stalls), and refuses sync requests.
-pub struct RawPeer {
-    /// Its network client.
-    pub client: ruang_net::Client,
-    /// Its identity (also its libp2p key).
-    pub identity: Identity,
-    /// Gossip received.
-    pub seen: Arc<Mutex<Vec<SeenGossip>>>,
-}
-
-/// A gossip message a [`RawPeer`] received.
-#[derive(Clone, Debug)]
-pub struct SeenGossip {
-    /// The peer that delivered it.
-    pub from: ruang_net::PeerId,
-    /// Its topic.
-    pub topic: String,
-    /// Its payload.
-    pub data: Vec<u8>,
-}
+/// A bare `ruang_net` peer for attacks (the project's hostile-peer harness).
+pub use ruang_testkit::hostile::Peer as RawPeer;
 
 /// Starts a [`RawPeer`] on loopback QUIC.
 pub async fn raw_peer(identity: Identity) -> Result<RawPeer> {
-    let mut secret = *identity.secret_bytes();
-    let keypair = ruang_net::Keypair::ed25519_from_bytes(&mut secret)?;
-    let mut config = ruang_net::Config::new(keypair).with_transport(Transport::QuicOnly);
-    config.mdns = false;
-    config.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse()?];
-    let (client, mut events, _audio) = tokio::time::timeout(SOON, ruang_net::spawn(config))
+    Ok(tokio::time::timeout(SOON, RawPeer::spawn(identity))
         .await
-        .context("raw peer spawn timed out")??;
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let (c, s) = (client.clone(), seen.clone());
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            match event {
-                ruang_net::Event::Gossip {
-                    source,
-                    id,
-                    topic,
-                    data,
-                    ..
-                } => {
-                    let _ = c
-                        .report_validation(id, source, ruang_net::Verdict::Accept)
-                        .await;
-                    let mut s = s.lock().unwrap();
-                    if s.len() < 100_000 {
-                        s.push(SeenGossip {
-                            from: source,
-                            topic,
-                            data,
-                        });
-                    }
-                }
-                ruang_net::Event::SyncRequest { reply, .. } => {
-                    let _ = c
-                        .respond(
-                            reply,
-                            SyncResponse::Refused(ruang_node::wire::SyncRefusal::NotInRoom)
-                                .encode(),
-                        )
-                        .await;
-                }
-                _ => {}
-            }
-        }
-    });
-    Ok(RawPeer {
-        client,
-        identity,
-        seen,
-    })
-}
-
-impl RawPeer {
-    /// Its peer id.
-    pub fn peer_id(&self) -> ruang_net::PeerId {
-        self.client.local_peer_id()
-    }
-
-    /// Gossip payloads received on `topic`.
-    pub fn seen_on(&self, topic: &str) -> Vec<Vec<u8>> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|g| g.topic == topic)
-            .map(|g| g.data.clone())
-            .collect()
-    }
-
-    /// Pulls the whole log of `room` from `peer` over `/ruang/sync/1`, as a joining node does.
-    pub async fn fetch_log(&self, peer: ruang_net::PeerId, room: RoomId) -> Result<Room> {
-        let mut replica: Option<Room> = None;
-        let mut from = 0;
-        for _ in 0..100 {
-            let heads = replica.as_ref().map(|r| r.heads()).unwrap_or_default();
-            let bytes = self
-                .client
-                .sync_request(peer, SyncRequest::Room { room, heads, from }.encode())
-                .await?;
-            let SyncResponse::Room { events, next } = SyncResponse::decode(&bytes)? else {
-                bail!("sync refused");
-            };
-            for wire in &events {
-                match replica.as_mut() {
-                    None => replica = Some(Room::from_genesis_wire(room, wire)?),
-                    Some(r) => {
-                        r.insert_wire(wire);
-                    }
-                }
-            }
-            match next {
-                Some(n) if n > from => from = n,
-                _ => break,
-            }
-        }
-        replica.context("no genesis in the sync answer")
-    }
+        .context("raw peer spawn timed out")??)
 }
 
 /// An address of `node` (with `/p2p/`) whose text contains `pattern`.
