@@ -9,7 +9,10 @@ use crate::{
     audio::{AudioInStats, AudioLink, inbound::InboundShared},
     error::NetError,
     event::{SyncReply, Verdict},
-    limits::{AUDIO_OPEN_TIMEOUT, CALL_TIMEOUT, DIAL_TIMEOUT, RELAY_RESERVATION_TIMEOUT, SYNC_REQUEST_TIMEOUT},
+    limits::{
+        AUDIO_OPEN_TIMEOUT, CALL_TIMEOUT, DIAL_TIMEOUT, RELAY_RESERVATION_TIMEOUT,
+        SYNC_REQUEST_TIMEOUT,
+    },
 };
 
 /// A reply channel.

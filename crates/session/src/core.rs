@@ -2190,7 +2190,11 @@ impl Core {
                 if m.streams_from.contains(&peer) && !m.room.state().on_stage(&peer) {
                     debug!(peer = %peer.fingerprint(), "audio streams from someone not on stage: closed");
                     m.streams_from.remove(&peer);
+                    let out = audio_strike(&mut m.audio_strikes, peer, self.time.mono_ms);
                     self.push(Output::CloseAudioFrom(peer));
+                    if out {
+                        self.punish_flooder(peer, "audio streams");
+                    }
                 }
             }
             Timer::Unblock(peer) => {
@@ -2689,6 +2693,29 @@ fn listing(ann: &Verified<Announcement>) -> Listing {
 /// How many members room `m` has, as far as we can tell: those present, or the listeners in
 /// the room's latest announcement by its host (or its creator) if more (a newcomer knows few
 /// members yet).
+/// Counts a strike against `peer`, whose audio streams were just closed for not being on
+/// stage; whether it has [`AUDIO_STRIKES`] within [`AUDIO_STRIKE_WINDOW_MS`] (then it is
+/// forgotten: the block that follows is its penalty).
+fn audio_strike(strikes: &mut HashMap<PublicKey, (u32, u64)>, peer: PublicKey, now: u64) -> bool {
+    let fresh = |(_, since): &(u32, u64)| now.saturating_sub(*since) < AUDIO_STRIKE_WINDOW_MS;
+    if !strikes.contains_key(&peer) && strikes.len() >= MAX_AUDIO_STRIKES {
+        strikes.retain(|_, s| fresh(s));
+        if strikes.len() >= MAX_AUDIO_STRIKES {
+            return false;
+        }
+    }
+    let entry = strikes.entry(peer).or_insert((0, now));
+    if !fresh(entry) {
+        *entry = (0, now);
+    }
+    entry.0 += 1;
+    if entry.0 >= AUDIO_STRIKES {
+        strikes.remove(&peer);
+        return true;
+    }
+    false
+}
+
 fn room_size(directory: &Directory, m: &Membership) -> u64 {
     let state = m.room.state();
     let genesis_author = m.room.genesis().author;

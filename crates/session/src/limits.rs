@@ -99,6 +99,17 @@ pub const MAX_HEARD_FROM: usize = 64;
 /// arrive before its acceptance of the invitation does (gossip), and are admitted when it
 /// comes; after this they are closed.
 pub const AUDIO_ADMISSION_GRACE_MS: u64 = 5_000;
+/// Times a peer's audio streams may be closed for not being on stage (see
+/// [`AUDIO_ADMISSION_GRACE_MS`]) within [`AUDIO_STRIKE_WINDOW_MS`] before it is blocked as a
+/// flooder: an honest new speaker is on stage long before its third grace period ends; 96
+/// peers opening streams again as soon as they were closed (and every 100 ms while refused)
+/// kept a listener at 93 % of a core and cost it 12 % of the host's audio.
+pub const AUDIO_STRIKES: u32 = 3;
+/// See [`AUDIO_STRIKES`].
+pub const AUDIO_STRIKE_WINDOW_MS: u64 = 60_000;
+/// Peers whose audio strikes are counted at once (more are not counted until older ones
+/// lapse).
+pub const MAX_AUDIO_STRIKES: usize = 4_096;
 /// Longest wait between dials of a stage member we are not connected to.
 pub const STAGE_REDIAL_MAX_MS: u64 = 8_000;
 /// Presence heartbeats per second that a room's audience sends in total, about: a listener's

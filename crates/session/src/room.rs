@@ -193,6 +193,9 @@ pub struct Membership {
     /// are on stage by then (see `limits::AUDIO_ADMISSION_GRACE_MS`); as many as streams
     /// the network layer admits.
     pub admission_pending: HashSet<PublicKey>,
+    /// Per peer, how many times its streams were closed for not being on stage, since when
+    /// (see `limits::AUDIO_STRIKES`); at most `limits::MAX_AUDIO_STRIKES` peers.
+    pub audio_strikes: HashMap<PublicKey, (u32, u64)>,
     /// Peers that streamed audio to us since we joined: we keep (or get back) a connection
     /// to those on stage, since a listener behind NAT cannot be dialled back.
     pub heard_from: HashSet<PublicKey>,
@@ -256,6 +259,7 @@ impl Membership {
             last_neighbour_check: 0,
             streams_from: HashSet::new(),
             admission_pending: HashSet::new(),
+            audio_strikes: HashMap::new(),
             heard_from: HashSet::new(),
             fanout_notice_given: false,
             dirty: true,

@@ -6,6 +6,7 @@
 
 use ruang_proto::ephemeral::{Ephemeral, EphemeralBody};
 use ruang_proto::{Identity, PublicKey};
+use ruang_session::limits::AUDIO_ADMISSION_GRACE_MS;
 use ruang_session::wire::RoomMessage;
 use ruang_session::{Command, Core, Gossip, Input, NodeEvent, Output, Time, Verdict};
 
@@ -410,6 +411,43 @@ fn audio_streams_from_the_audience_are_closed_after_a_grace() {
     assert!(
         run_until(&mut core, me, 5_200, 6_000),
         "a listener's streams were kept"
+    );
+}
+
+/// A peer of the audience that opens audio streams again each time they are closed (one of
+/// 96 that kept a listener's CPU busy and cost it 12 % of the host's audio) is blocked at its
+/// third closing in a minute; one whose streams were closed twice is not.
+#[test]
+fn a_listener_that_keeps_opening_audio_streams_is_blocked() {
+    let mut core = host();
+    let pest = Identity::from_secret_bytes(&[2; 32]);
+    let data = presence(&core, &pest, UNIX + 10);
+    assert_eq!(gossip(&mut core, &data, 10, 1, &pest), Verdict::Accept);
+    let me = pest.public();
+    let mut blocked_at = None;
+    let mut t = 100;
+    for round in 1..=3 {
+        assert!(!open_stream(&mut core, me, me, t));
+        // Its grace, then the closing (and, at the third, the block).
+        let end = t + AUDIO_ADMISSION_GRACE_MS + 400;
+        while t <= end {
+            t += 200;
+            let time = Time {
+                mono_ms: t,
+                unix_ms: UNIX + t,
+            };
+            core.handle(time, Input::Timeout);
+            while let Some(output) = core.poll_output() {
+                if matches!(output, Output::Block(k) if k == me) {
+                    blocked_at.get_or_insert(round);
+                }
+            }
+        }
+    }
+    assert_eq!(
+        blocked_at,
+        Some(3),
+        "blocked at the third closing, not before"
     );
 }
 

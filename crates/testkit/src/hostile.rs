@@ -214,38 +214,44 @@ impl Peer {
         replica.ok_or_else(|| Error::Answer("no genesis in the sync answer".into()))
     }
 
-    /// Opens `count` audio streams to `peer` (connected already) with `header` (an encoded
-    /// [`AudioHeader`]) and holds them without sending a frame; a stream the victim closes
-    /// or refuses is opened again, until the returned [`Held`] is dropped.
+    /// Opens `count` audio streams to `peer` and holds them (see [`hold_audio_streams`]).
     pub fn hold_audio_streams(&self, peer: PeerId, count: usize, header: Vec<u8>) -> Held {
-        let stats = Arc::new(HeldStats::default());
-        let mut tasks = Vec::with_capacity(count);
-        for _ in 0..count {
-            let (client, header, stats) = (self.client.clone(), header.clone(), stats.clone());
-            tasks.push(tokio::spawn(async move {
-                // Bounded by the Held's life (it aborts this task); a pause after each refusal.
-                loop {
-                    match open_idle_stream(&client, peer, &header).await {
-                        Ok(mut stream) => {
-                            stats.opened.fetch_add(1, Ordering::Relaxed);
-                            stats.open.fetch_add(1, Ordering::Relaxed);
-                            // Reads until the victim closes it (it sends nothing else but
-                            // loss reports, which are read and dropped).
-                            let mut buf = [0u8; 64];
-                            while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
-                            stats.open.fetch_sub(1, Ordering::Relaxed);
-                            stats.closed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => {
-                            stats.refused.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
+        hold_audio_streams(&self.client, peer, count, header)
+    }
+}
+
+/// Opens `count` audio streams from `client` to `peer` (connected already) with `header` (an
+/// encoded [`AudioHeader`] for a ruang node) and holds them without sending a frame; a stream
+/// the victim closes is opened again at once, one it refuses after 100 ms, until the returned
+/// [`Held`] is dropped.
+pub fn hold_audio_streams(client: &Client, peer: PeerId, count: usize, header: Vec<u8>) -> Held {
+    let stats = Arc::new(HeldStats::default());
+    let mut tasks = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (client, header, stats) = (client.clone(), header.clone(), stats.clone());
+        tasks.push(tokio::spawn(async move {
+            // Bounded by the Held's life (it aborts this task); a pause after each refusal.
+            loop {
+                match open_idle_stream(&client, peer, &header).await {
+                    Ok(mut stream) => {
+                        stats.opened.fetch_add(1, Ordering::Relaxed);
+                        stats.open.fetch_add(1, Ordering::Relaxed);
+                        // Reads until the victim closes it (it sends nothing else but
+                        // loss reports, which are read and dropped).
+                        let mut buf = [0u8; 64];
+                        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                        stats.open.fetch_sub(1, Ordering::Relaxed);
+                        stats.closed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        stats.refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
-            }));
-        }
-        Held { stats, tasks }
+            }
+        }));
     }
+    Held { stats, tasks }
 }
 
 /// Opens one audio stream, writes its header and waits for the receiver's ack.
@@ -343,7 +349,11 @@ pub fn with_trailing(message: &[u8], count: usize, rng: &mut impl Rng) -> Vec<u8
 
 /// `count` identities whose keys sort before every key of `others` (each takes a few
 /// hundred tries per leading zero byte a low key needs).
-pub fn grind_keys(count: usize, others: &[PublicKey], rng: &mut impl rand::CryptoRng) -> Vec<Identity> {
+pub fn grind_keys(
+    count: usize,
+    others: &[PublicKey],
+    rng: &mut impl rand::CryptoRng,
+) -> Vec<Identity> {
     let floor = others.iter().min().copied();
     let mut out = Vec::with_capacity(count);
     // Bounded: a key below another 32-byte key with a high first byte takes few tries; give

@@ -374,3 +374,45 @@ async fn read_frames<R: futures::AsyncRead + Unpin>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 64 peers holding 16 streams each would fill every slot; the stage still gets in. (With
+    /// one bound for everyone, the stage's first stream was refused.)
+    #[test]
+    fn the_stage_has_slots_that_others_cannot_take() {
+        let shared = InboundShared::default();
+        let speaker = PeerId::random();
+        shared.set_priority([speaker].into());
+        let others = MAX_INBOUND_AUDIO_STREAMS - AUDIO_STREAMS_RESERVED;
+        let mut taken = 0;
+        for _ in 0..MAX_INBOUND_AUDIO_STREAMS / MAX_INBOUND_AUDIO_STREAMS_PER_PEER {
+            let attacker = PeerId::random();
+            for _ in 0..MAX_INBOUND_AUDIO_STREAMS_PER_PEER {
+                taken += usize::from(shared.register(attacker).is_some());
+            }
+        }
+        assert_eq!(taken, others, "the others take all but the reserve");
+        assert!(shared.register(PeerId::random()).is_none());
+        for lane in 0..MAX_INBOUND_AUDIO_STREAMS_PER_PEER {
+            assert!(
+                shared.register(speaker).is_some(),
+                "stage lane {lane} refused"
+            );
+        }
+        // Its own bound still holds.
+        assert!(shared.register(speaker).is_none());
+        // Off the stage, it is one of the others again.
+        shared.set_priority(HashSet::new());
+        let lane = shared
+            .lock()
+            .open
+            .iter()
+            .find(|(_, o)| o.peer == speaker)
+            .map(|(id, _)| *id);
+        shared.unregister(lane.expect("the speaker holds streams"));
+        assert!(shared.register(speaker).is_none());
+    }
+}
