@@ -294,3 +294,183 @@ fn a_new_speaker_is_heard_by_a_listener_whose_audio_streams_are_held() -> Result
     }
     Ok(())
 }
+
+/// The host's presences and its chat lines, among what `peer` heard on `topic`: each as sent.
+fn host_messages(
+    peer: &hostile::Peer,
+    topic: &str,
+    host: &ruang_proto::PublicKey,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    use ruang_node::wire::RoomMessage;
+    use ruang_proto::ephemeral::{Ephemeral, EphemeralBody};
+    let (mut presences, mut chats) = (Vec::new(), Vec::new());
+    for data in peer.seen_on(topic) {
+        let Ok(RoomMessage::Ephemeral(signed)) = RoomMessage::decode(&data) else {
+            continue;
+        };
+        let Ok(msg) = ruang_proto::signed::verify::<Ephemeral>(&signed) else {
+            continue;
+        };
+        if msg.author != *host {
+            continue;
+        }
+        match msg.body {
+            EphemeralBody::Presence { .. } => presences.push(data),
+            EphemeralBody::Chat { .. } => chats.push(data),
+            EphemeralBody::Reaction { .. } => {}
+        }
+    }
+    (presences, chats)
+}
+
+/// Replays with junk appended (each copy a new gossip message to a receiver that ignored
+/// trailing bytes): the host's presences, old and new, 100 a second for 10 s, and one of its
+/// chat lines 98 times. Nobody drops the host's audio, nobody claims the room (the speaker on
+/// stage is the host's first successor, the target of that trick), the line is shown once,
+/// and the host's next line is shown too (its author is not blocked as a flooder).
+#[test]
+fn replays_with_trailing_bytes_change_nothing() -> Result<()> {
+    use rand::SeedableRng;
+    let dir = tempfile::tempdir()?;
+    let source = dir.path().join("host.wav");
+    write_voice(&source, 6, 120.0)?;
+    let mut host = Proc::start(
+        dir.path(),
+        "host",
+        &[
+            "host",
+            "--title",
+            "replayed",
+            "--json",
+            "--input",
+            source.to_str().unwrap(),
+            "--output",
+            "null",
+        ],
+    )?;
+    let ready = host.wait_event(T, "ready")?;
+    let ticket = ready["ticket"].as_str().context("ticket")?.to_string();
+    let host_hex = ready["key"].as_str().context("key")?.to_string();
+    let host_key = ruang_proto::PublicKey::from_hex(&host_hex).context("host key")?;
+    let room =
+        RoomId::from_hex(ready["room_id"].as_str().context("room_id")?).context("a room id")?;
+    let join = |name: &str| {
+        Proc::start(
+            dir.path(),
+            name,
+            &[
+                "join", &ticket, "--json", "--input", "tone", "--output", "null",
+            ],
+        )
+    };
+    let mut heir = join("heir")?;
+    let heir_ready = heir.wait_event(T, "ready")?;
+    let heir_key = heir_ready["key"].as_str().context("key")?.to_string();
+    let mut victim = join("victim")?;
+    let victim_ready = victim.wait_event(T, "ready")?;
+    heir.send(r#"{"cmd":"raise_hand"}"#)?;
+    host.wait(T, "the heir's hand", |v| {
+        state_lists(v, "hands", &heir_key).then_some(())
+    })?;
+    host.send(&format!(r#"{{"cmd":"invite","peer":"{heir_key}"}}"#))?;
+    heir.wait(T, "the invitation", |v| {
+        state_lists(v, "invited", &heir_key).then_some(())
+    })?;
+    heir.send(r#"{"cmd":"accept_invite"}"#)?;
+    heir.wait(T, "being on stage", |v| {
+        (v["event"] == "state" && v["my_role"] == "speaker").then_some(())
+    })?;
+    host.send(r#"{"cmd":"chat","text":"said once"}"#)?;
+    victim.wait(T, "the host's line", |v| {
+        (v["event"] == "chat" && v["text"] == "said once").then_some(())
+    })?;
+
+    // The replayer: on the room's topic with all three, it collects what the host sends.
+    let topic = ruang_node::session::room::topic(&room, None);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let replayer = runtime.block_on(async {
+        let peer = hostile::Peer::spawn(Identity::generate(&mut rand::rng())).await?;
+        let addrs = [&ready, &heir_ready, &victim_ready]
+            .into_iter()
+            .map(quic_addr)
+            .collect::<Result<Vec<_>>>()?;
+        peer.attach(&topic, &addrs).await?;
+        anyhow::Ok(peer)
+    })?;
+    host.send(r#"{"cmd":"chat","text":"replayed line"}"#)?;
+    victim.wait(T, "the line to replay", |v| {
+        (v["event"] == "chat" && v["text"] == "replayed line").then_some(())
+    })?;
+    let deadline = Instant::now() + T;
+    let (presences, chats) = loop {
+        let (p, c) = host_messages(&replayer, &topic, &host_key);
+        if p.len() >= 2 && !c.is_empty() {
+            break (p, c);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the replayer got {} presences and {} lines of the host",
+            p.len(),
+            c.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let line = chats.last().context("a line")?.clone();
+
+    let calm = Window::start(&mut victim, &host_hex)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let replaying = Instant::now();
+    runtime.block_on(async {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for n in 0..1_000usize {
+            tick.tick().await;
+            let presence = &presences[n % presences.len()];
+            replayer
+                .publish(&topic, hostile::with_trailing(presence, 8, &mut rng))
+                .await?;
+            if n % 10 == 0 && n < 980 {
+                replayer
+                    .publish(&topic, hostile::with_trailing(&line, 8, &mut rng))
+                    .await?;
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    let during = calm.end(&mut victim, &host_hex, replaying.elapsed())?;
+    host.send(r#"{"cmd":"chat","text":"after the replays"}"#)?;
+    victim.wait(T, "the host's next line", |v| {
+        (v["event"] == "chat" && v["text"] == "after the replays").then_some(())
+    })?;
+    eprintln!(
+        "{} presence and {} chat copies with junk appended: {during}",
+        1_000, 98
+    );
+
+    let shown = victim
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "chat" && v["text"] == "replayed line")
+        .count();
+    assert_eq!(shown, 1, "the replayed line was shown {shown} times");
+    for p in [&heir, &victim] {
+        let claimed = p.seen.iter().any(|v| {
+            v["event"] == "state"
+                && v["stage"].as_array().is_some_and(|stage| {
+                    stage
+                        .iter()
+                        .any(|s| s["role"] == "host" && s["key"] != host_hex.as_str())
+                })
+        });
+        assert!(!claimed, "[{}] someone else became host", p.name);
+    }
+    assert!(
+        during.delivered() > 0.9 && during.played as f64 > during.elapsed.as_secs_f64() * 40.0,
+        "the host's audio at the victim: {during}"
+    );
+    drop(replayer);
+    for p in [&mut victim, &mut heir, &mut host] {
+        p.close_stdin();
+        p.exit(T)?;
+    }
+    Ok(())
+}
