@@ -103,7 +103,7 @@ pub const AUDIO_ADMISSION_GRACE_MS: u64 = 5_000;
 /// [`AUDIO_ADMISSION_GRACE_MS`]) within [`AUDIO_STRIKE_WINDOW_MS`] before it is blocked as a
 /// flooder: an honest new speaker is on stage long before its third grace period ends; 96
 /// peers opening streams again as soon as they were closed (and every 100 ms while refused)
-/// kept a listener at 93 % of a core and cost it 12 % of the host's audio.
+/// kept a listener at 93 % of a core and cost it 10–12 % of the host's audio.
 pub const AUDIO_STRIKES: u32 = 3;
 /// See [`AUDIO_STRIKES`].
 pub const AUDIO_STRIKE_WINDOW_MS: u64 = 60_000;

@@ -415,7 +415,7 @@ fn audio_streams_from_the_audience_are_closed_after_a_grace() {
 }
 
 /// A peer of the audience that opens audio streams again each time they are closed (one of
-/// 96 that kept a listener's CPU busy and cost it 12 % of the host's audio) is blocked at its
+/// 96 that kept a listener's CPU busy and cost it 10–12 % of the host's audio) is blocked at its
 /// third closing in a minute; one whose streams were closed twice is not.
 #[test]
 fn a_listener_that_keeps_opening_audio_streams_is_blocked() {
