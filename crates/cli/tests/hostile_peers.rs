@@ -118,6 +118,59 @@ impl std::fmt::Display for Window {
     }
 }
 
+/// A host speaking `seed`'s voice from a WAV in `--json` mode, and what its `ready` said.
+struct Hosted {
+    host: Proc,
+    ready: Value,
+    ticket: String,
+    /// Its key, hex.
+    key: String,
+    room: RoomId,
+}
+
+fn host_room(dir: &std::path::Path, title: &str, seed: u64) -> Result<Hosted> {
+    let source = dir.join("host.wav");
+    write_voice(&source, seed, 120.0)?;
+    let wav = source.to_str().context("a UTF-8 path")?;
+    let args = [
+        "host", "--title", title, "--json", "--input", wav, "--output", "null",
+    ];
+    let mut host = Proc::start(dir, "host", &args)?;
+    let ready = host.wait_event(T, "ready")?;
+    let ticket = ready["ticket"].as_str().context("ticket")?.to_string();
+    let key = ready["key"].as_str().context("key")?.to_string();
+    let room =
+        RoomId::from_hex(ready["room_id"].as_str().context("room_id")?).context("a room id")?;
+    Ok(Hosted {
+        host,
+        ready,
+        ticket,
+        key,
+        room,
+    })
+}
+
+/// A member speaking a tone, in `--json` mode.
+fn join(dir: &std::path::Path, ticket: &str, name: &str) -> Result<Proc> {
+    let args = [
+        "join", ticket, "--json", "--input", "tone", "--output", "null",
+    ];
+    Proc::start(dir, name, &args)
+}
+
+/// `member` raises its hand, the host invites it, it accepts.
+fn bring_on_stage(host: &mut Proc, member: &mut Proc, key: &str) -> Result<()> {
+    member.send(r#"{"cmd":"raise_hand"}"#)?;
+    host.wait(T, "the hand", |v| {
+        state_lists(v, "hands", key).then_some(())
+    })?;
+    host.send(&format!(r#"{{"cmd":"invite","peer":"{key}"}}"#))?;
+    member.wait(T, "the invitation", |v| {
+        state_lists(v, "invited", key).then_some(())
+    })?;
+    member.send(r#"{"cmd":"accept_invite"}"#)
+}
+
 /// The victim's answer time to `status`.
 fn answer_time(proc: &mut Proc) -> Result<Duration> {
     let asked = Instant::now();
@@ -136,40 +189,17 @@ fn answer_time(proc: &mut Proc) -> Result<Duration> {
 #[test]
 fn a_new_speaker_is_heard_by_a_listener_whose_audio_streams_are_held() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let source = dir.path().join("host.wav");
-    write_voice(&source, 5, 120.0)?;
-    let mut host = Proc::start(
-        dir.path(),
-        "host",
-        &[
-            "host",
-            "--title",
-            "held",
-            "--json",
-            "--input",
-            source.to_str().unwrap(),
-            "--output",
-            "null",
-        ],
-    )?;
-    let ready = host.wait_event(T, "ready")?;
-    let ticket = ready["ticket"].as_str().context("ticket")?.to_string();
-    let host_key = ready["key"].as_str().context("key")?.to_string();
-    let room =
-        RoomId::from_hex(ready["room_id"].as_str().context("room_id")?).context("a room id")?;
-    let join = |name: &str| {
-        Proc::start(
-            dir.path(),
-            name,
-            &[
-                "join", &ticket, "--json", "--input", "tone", "--output", "null",
-            ],
-        )
-    };
-    let mut victim = join("victim")?;
+    let Hosted {
+        mut host,
+        ticket,
+        key: host_key,
+        room,
+        ..
+    } = host_room(dir.path(), "held", 5)?;
+    let mut victim = join(dir.path(), &ticket, "victim")?;
     let victim_ready = victim.wait_event(T, "ready")?;
     let victim_addr = quic_addr(&victim_ready)?;
-    let mut speaker = join("speaker")?;
+    let mut speaker = join(dir.path(), &ticket, "speaker")?;
     let speaker_key = speaker.ready_key(T)?;
     victim.wait(T, "the host's audio", |v| {
         (v["event"] == "stats" && received_from(v, &host_key).unwrap_or(0) > 50).then_some(())
@@ -231,15 +261,7 @@ fn a_new_speaker_is_heard_by_a_listener_whose_audio_streams_are_held() -> Result
     let answered = answer_time(&mut victim)?;
 
     // A new speaker: its hand, the host's invitation, its acceptance.
-    speaker.send(r#"{"cmd":"raise_hand"}"#)?;
-    host.wait(T, "the speaker's hand", |v| {
-        state_lists(v, "hands", &speaker_key).then_some(())
-    })?;
-    host.send(&format!(r#"{{"cmd":"invite","peer":"{speaker_key}"}}"#))?;
-    speaker.wait(T, "the invitation", |v| {
-        state_lists(v, "invited", &speaker_key).then_some(())
-    })?;
-    speaker.send(r#"{"cmd":"accept_invite"}"#)?;
+    bring_on_stage(&mut host, &mut speaker, &speaker_key)?;
     let invited = Instant::now();
     let heard = victim.wait(Duration::from_secs(60), "the new speaker's audio", |v| {
         (v["event"] == "stats" && received_from(v, &speaker_key).unwrap_or(0) > 100)
@@ -332,51 +354,20 @@ fn host_messages(
 fn replays_with_trailing_bytes_change_nothing() -> Result<()> {
     use rand::SeedableRng;
     let dir = tempfile::tempdir()?;
-    let source = dir.path().join("host.wav");
-    write_voice(&source, 6, 120.0)?;
-    let mut host = Proc::start(
-        dir.path(),
-        "host",
-        &[
-            "host",
-            "--title",
-            "replayed",
-            "--json",
-            "--input",
-            source.to_str().unwrap(),
-            "--output",
-            "null",
-        ],
-    )?;
-    let ready = host.wait_event(T, "ready")?;
-    let ticket = ready["ticket"].as_str().context("ticket")?.to_string();
-    let host_hex = ready["key"].as_str().context("key")?.to_string();
+    let Hosted {
+        mut host,
+        ready,
+        ticket,
+        key: host_hex,
+        room,
+    } = host_room(dir.path(), "replayed", 6)?;
     let host_key = ruang_proto::PublicKey::from_hex(&host_hex).context("host key")?;
-    let room =
-        RoomId::from_hex(ready["room_id"].as_str().context("room_id")?).context("a room id")?;
-    let join = |name: &str| {
-        Proc::start(
-            dir.path(),
-            name,
-            &[
-                "join", &ticket, "--json", "--input", "tone", "--output", "null",
-            ],
-        )
-    };
-    let mut heir = join("heir")?;
+    let mut heir = join(dir.path(), &ticket, "heir")?;
     let heir_ready = heir.wait_event(T, "ready")?;
     let heir_key = heir_ready["key"].as_str().context("key")?.to_string();
-    let mut victim = join("victim")?;
+    let mut victim = join(dir.path(), &ticket, "victim")?;
     let victim_ready = victim.wait_event(T, "ready")?;
-    heir.send(r#"{"cmd":"raise_hand"}"#)?;
-    host.wait(T, "the heir's hand", |v| {
-        state_lists(v, "hands", &heir_key).then_some(())
-    })?;
-    host.send(&format!(r#"{{"cmd":"invite","peer":"{heir_key}"}}"#))?;
-    heir.wait(T, "the invitation", |v| {
-        state_lists(v, "invited", &heir_key).then_some(())
-    })?;
-    heir.send(r#"{"cmd":"accept_invite"}"#)?;
+    bring_on_stage(&mut host, &mut heir, &heir_key)?;
     heir.wait(T, "being on stage", |v| {
         (v["event"] == "state" && v["my_role"] == "speaker").then_some(())
     })?;

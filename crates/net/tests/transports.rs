@@ -62,8 +62,17 @@ async fn scenario_between(a: Config, b: Config, expect_in_addr: &str) -> anyhow:
     }
     // A link stripes frames over several streams ("lanes"), so they may arrive out of order
     // (the jitter buffer reorders); each must arrive exactly once.
+    // A loaded machine may still drop a frame the link held too long (stale by design): every
+    // frame it sent must arrive, once, and each frame is either sent or counted dropped.
+    eventually(SOON, "the link's queue drained", || async {
+        link.stats().queued == 0
+    })
+    .await?;
+    let stats = link.stats();
+    assert_eq!(stats.sent + stats.dropped, 50, "{stats:?}");
+    assert!(stats.sent >= 45, "{stats:?}");
     let mut seen = Vec::with_capacity(50);
-    for _ in 0..50u8 {
+    for _ in 0..stats.sent {
         let f = tokio::time::timeout(SOON, b.audio.recv())
             .await?
             .expect("inbox open");
@@ -71,8 +80,9 @@ async fn scenario_between(a: Config, b: Config, expect_in_addr: &str) -> anyhow:
         seen.push(f.frame[0]);
     }
     seen.sort_unstable();
-    assert_eq!(seen, (0..50u8).collect::<Vec<_>>());
-    assert_eq!(link.stats().sent, 50);
+    seen.dedup();
+    assert_eq!(seen.len() as u64, stats.sent, "a frame arrived twice");
+    assert!(seen.iter().all(|f| *f < 50));
 
     a.client.shutdown().await;
     // Shutting down closes connections: B sees A leave.
