@@ -237,8 +237,21 @@ impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
     }
 }
 
-/// Most members a presence table tracks.
+/// Most members off the stage a presence table tracks (the stage is always admitted: the
+/// room's state bounds it).
 pub const MAX_MEMBERS: usize = 50_000;
+
+/// How a presence came to this table, which decides what happens when it is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// A member of the stage: always admitted, never evicted.
+    Stage,
+    /// Passed on by this peer (`None`: by no known peer). When the table is full, a newcomer
+    /// takes the place of the newest member introduced by the peer that introduced the most,
+    /// unless that is its own peer: one source, however many keys it signs for, holds at most
+    /// an equal share of the table with every other source.
+    Via(Option<PublicKey>),
+}
 
 /// A present member.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,6 +267,8 @@ pub struct Member {
     /// When this table first had them, in the `now` of [`PresenceTable::insert`] (kept while
     /// their presence is refreshed).
     pub since: u64,
+    /// How they came: the peer that passed on their first presence, or the stage.
+    pub admission: Admission,
 }
 
 /// What inserting a presence changed.
@@ -278,18 +293,52 @@ pub const MAX_DEPARTED: usize = 4_096;
 
 /// Who is in a room right now, from presence heartbeats. Expiring is proportional to what
 /// expires, not to the room: entries are also indexed by when they lapse.
-#[derive(Default)]
 pub struct PresenceTable {
     members: BTreeMap<PublicKey, Member>,
     by_expiry: BTreeSet<(u64, PublicKey)>,
     /// Who left, with the `sent_at` of its leaving message and when it is forgotten.
     departed: BTreeMap<PublicKey, (u64, u64)>,
     departed_by_time: BTreeSet<(u64, PublicKey)>,
+    /// Members off the stage by the peer that introduced them, newest last (`since`, key).
+    introduced: HashMap<Option<PublicKey>, BTreeSet<(u64, PublicKey)>>,
+    /// Members off the stage (the ones [`PresenceTable::capacity`] bounds).
+    audience: usize,
+    capacity: usize,
+}
+
+impl Default for PresenceTable {
+    fn default() -> Self {
+        Self::with_capacity(MAX_MEMBERS)
+    }
 }
 
 impl PresenceTable {
-    /// Records a verified presence received at `now`. The caller has checked freshness.
-    pub fn insert(&mut self, msg: &Verified<Ephemeral>, now: u64) -> PresenceChange {
+    /// A table holding at most `capacity` members off the stage.
+    pub fn with_capacity(capacity: usize) -> Self {
+        PresenceTable {
+            members: BTreeMap::new(),
+            by_expiry: BTreeSet::new(),
+            departed: BTreeMap::new(),
+            departed_by_time: BTreeSet::new(),
+            introduced: HashMap::new(),
+            audience: 0,
+            capacity,
+        }
+    }
+
+    /// Most members off the stage it holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Records a verified presence received at `now`, come by `admission`. The caller has
+    /// checked freshness.
+    pub fn insert(
+        &mut self,
+        msg: &Verified<Ephemeral>,
+        now: u64,
+        admission: Admission,
+    ) -> PresenceChange {
         let EphemeralBody::Presence {
             name,
             ttl_ms,
@@ -319,15 +368,34 @@ impl PresenceTable {
                 PresenceChange::Ignored
             };
         }
-        if !self.members.contains_key(&msg.author) && self.members.len() >= MAX_MEMBERS {
-            return PresenceChange::Ignored;
-        }
+        let known = self.members.get(&msg.author).map(|m| (m.since, m.admission));
+        let (since, admission) = match (known, admission) {
+            // Joined the stage since: no longer one of its introducer's.
+            (Some((since, Admission::Via(by))), Admission::Stage) => {
+                self.unintroduce(by, since, &msg.author);
+                (since, Admission::Stage)
+            }
+            (Some(known), _) => known,
+            (None, Admission::Stage) => (now, Admission::Stage),
+            (None, Admission::Via(by)) => {
+                if self.audience >= self.capacity && !self.make_room_for(by) {
+                    return PresenceChange::Ignored;
+                }
+                self.introduced
+                    .entry(by)
+                    .or_default()
+                    .insert((now, msg.author));
+                self.audience += 1;
+                (now, Admission::Via(by))
+            }
+        };
         let member = Member {
             name: name.clone(),
             addresses: addresses.clone(),
             expires_at: now.saturating_add(u64::from(*ttl_ms)),
             last_sent_at: msg.sent_at,
-            since: self.members.get(&msg.author).map_or(now, |m| m.since),
+            since,
+            admission,
         };
         self.by_expiry.insert((member.expires_at, msg.author));
         match self.members.insert(msg.author, member) {
@@ -337,6 +405,35 @@ impl PresenceTable {
                     self.by_expiry.remove(&(old.expires_at, msg.author));
                 }
                 PresenceChange::Refreshed
+            }
+        }
+    }
+
+    /// With the audience full, frees a place for a newcomer introduced by `by`: the newest
+    /// member of the peer that introduced the most goes, unless that peer is `by` (or `by`
+    /// has as many). Returns whether there is room now.
+    fn make_room_for(&mut self, by: Option<PublicKey>) -> bool {
+        let own = self.introduced.get(&by).map_or(0, BTreeSet::len);
+        let Some((largest, newest)) = self
+            .introduced
+            .iter()
+            .filter(|(_, members)| members.len() > own + 1)
+            .max_by_key(|(source, members)| (members.len(), **source))
+            .and_then(|(source, members)| Some((*source, members.last()?.1)))
+        else {
+            return false;
+        };
+        debug_assert_ne!(largest, by);
+        self.remove(&newest)
+    }
+
+    fn unintroduce(&mut self, by: Option<PublicKey>, since: u64, who: &PublicKey) {
+        if let Some(members) = self.introduced.get_mut(&by) {
+            if members.remove(&(since, *who)) {
+                self.audience -= 1;
+            }
+            if members.is_empty() {
+                self.introduced.remove(&by);
             }
         }
     }
@@ -374,7 +471,11 @@ impl PresenceTable {
                 break;
             }
             self.by_expiry.pop_first();
-            self.members.remove(&who);
+            if let Some(m) = self.members.remove(&who)
+                && let Admission::Via(by) = m.admission
+            {
+                self.unintroduce(by, m.since, &who);
+            }
             gone.push(who);
         }
         gone
@@ -385,6 +486,9 @@ impl PresenceTable {
         match self.members.remove(who) {
             Some(m) => {
                 self.by_expiry.remove(&(m.expires_at, *who));
+                if let Admission::Via(by) = m.admission {
+                    self.unintroduce(by, m.since, who);
+                }
                 true
             }
             None => false,
@@ -421,6 +525,8 @@ impl PresenceTable {
 mod tests {
     use super::*;
 
+    const ANY: Admission = Admission::Via(None);
+
     fn presence(
         who: &crate::Identity,
         sent_at: u64,
@@ -450,31 +556,31 @@ mod tests {
         );
         let mut t = PresenceTable::default();
         assert_eq!(
-            t.insert(&presence(&a, 10, 1_000, false), 0),
+            t.insert(&presence(&a, 10, 1_000, false), 0, ANY),
             PresenceChange::Joined
         );
         assert_eq!(
-            t.insert(&presence(&b, 10, 3_000, false), 0),
+            t.insert(&presence(&b, 10, 3_000, false), 0, ANY),
             PresenceChange::Joined
         );
         assert_eq!(
-            t.insert(&presence(&c, 10, 3_000, false), 0),
+            t.insert(&presence(&c, 10, 3_000, false), 0, ANY),
             PresenceChange::Joined
         );
         // A beats again: it now lapses at 1,500, not at 1,000.
         assert_eq!(
-            t.insert(&presence(&a, 20, 1_000, false), 500),
+            t.insert(&presence(&a, 20, 1_000, false), 500, ANY),
             PresenceChange::Refreshed
         );
         // An older beat changes nothing.
         assert_eq!(
-            t.insert(&presence(&a, 15, 9_000, false), 600),
+            t.insert(&presence(&a, 15, 9_000, false), 600, ANY),
             PresenceChange::Ignored
         );
         assert_eq!(t.expire(1_499), Vec::<PublicKey>::new());
         assert_eq!(t.expire(1_500), vec![a.public()]);
         assert_eq!(
-            t.insert(&presence(&c, 30, 3_000, true), 1_600),
+            t.insert(&presence(&c, 30, 3_000, true), 1_600, ANY),
             PresenceChange::Left
         );
         assert!(!t.contains(&c.public()) && t.len() == 1);
@@ -484,26 +590,76 @@ mod tests {
     }
 
     #[test]
+    fn one_source_cannot_keep_newcomers_out_of_a_full_table() {
+        let key = |n: u32| {
+            let mut secret = [7; 32];
+            secret[..4].copy_from_slice(&n.to_le_bytes());
+            crate::Identity::from_secret_bytes(&secret)
+        };
+        let (honest, sybil) = (Some(key(1_000).public()), Some(key(1_001).public()));
+        let mut t = PresenceTable::with_capacity(10);
+        // Two members through an honest peer, then the script fills the rest with its keys.
+        for n in 0..2 {
+            let p = presence(&key(n), 10, 60_000, false);
+            assert_eq!(t.insert(&p, n.into(), Admission::Via(honest)), PresenceChange::Joined);
+        }
+        for n in 2..10 {
+            let p = presence(&key(n), 10, 60_000, false);
+            assert_eq!(t.insert(&p, n.into(), Admission::Via(sybil)), PresenceChange::Joined);
+        }
+        // Full: the script's next key is refused; an honest newcomer takes the place of the
+        // script's newest.
+        let p = presence(&key(10), 10, 60_000, false);
+        assert_eq!(t.insert(&p, 10, Admission::Via(sybil)), PresenceChange::Ignored);
+        let p = presence(&key(11), 10, 60_000, false);
+        assert_eq!(t.insert(&p, 11, Admission::Via(honest)), PresenceChange::Joined);
+        assert!(!t.contains(&key(9).public()) && t.contains(&key(8).public()));
+        // Refreshes of those present still pass, whoever passes them on.
+        let p = presence(&key(2), 20, 60_000, false);
+        assert_eq!(t.insert(&p, 12, Admission::Via(honest)), PresenceChange::Refreshed);
+        // Honest newcomers keep coming until both sources hold equal shares, then wait.
+        for n in 12..14 {
+            let p = presence(&key(n), 10, 60_000, false);
+            assert_eq!(t.insert(&p, n.into(), Admission::Via(honest)), PresenceChange::Joined);
+        }
+        let p = presence(&key(14), 10, 60_000, false);
+        assert_eq!(t.insert(&p, 14, Admission::Via(honest)), PresenceChange::Ignored);
+        assert_eq!(t.len(), 10);
+        // The stage is admitted beyond the bound, and a listener who joins the stage stops
+        // counting against it.
+        let p = presence(&key(16), 10, 60_000, false);
+        assert_eq!(t.insert(&p, 16, Admission::Stage), PresenceChange::Joined);
+        let p = presence(&key(0), 20, 60_000, false);
+        assert_eq!(t.insert(&p, 17, Admission::Stage), PresenceChange::Refreshed);
+        assert_eq!((t.len(), t.audience), (11, 9));
+        let p = presence(&key(15), 11, 60_000, false);
+        assert_eq!(t.insert(&p, 18, Admission::Via(honest)), PresenceChange::Joined);
+        // Everyone lapses, and nothing is left behind.
+        assert_eq!(t.expire(u64::MAX).len(), 12);
+        assert!(t.introduced.is_empty() && t.audience == 0);
+    }
+
+    #[test]
     fn a_late_heartbeat_does_not_bring_back_who_left() {
         let a = crate::Identity::from_secret_bytes(&[1; 32]);
         let mut t = PresenceTable::default();
         // The leaving message overtakes the heartbeat sent before it.
         assert_eq!(
-            t.insert(&presence(&a, 20, 60_000, true), 0),
+            t.insert(&presence(&a, 20, 60_000, true), 0, ANY),
             PresenceChange::Ignored
         );
         assert_eq!(
-            t.insert(&presence(&a, 10, 60_000, false), 100),
+            t.insert(&presence(&a, 10, 60_000, false), 100, ANY),
             PresenceChange::Ignored
         );
         assert!(t.is_empty());
         // Coming back later is a join.
         assert_eq!(
-            t.insert(&presence(&a, 30, 60_000, false), 200),
+            t.insert(&presence(&a, 30, 60_000, false), 200, ANY),
             PresenceChange::Joined
         );
         assert_eq!(
-            t.insert(&presence(&a, 40, 60_000, true), 300),
+            t.insert(&presence(&a, 40, 60_000, true), 300, ANY),
             PresenceChange::Left
         );
         // The departure is forgotten once any older heartbeat is stale anyway.

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use rand::{RngExt, SeedableRng, seq::IndexedRandom};
 use rand_chacha::ChaCha8Rng;
 use ruang_proto::directory::{self, AnnounceError, Announcement, Directory, SpeakerPreview};
-use ruang_proto::ephemeral::{Ephemeral, EphemeralBody, PresenceChange, Rate, RateLimiter};
+use ruang_proto::ephemeral::{
+    Admission, Ephemeral, EphemeralBody, PresenceChange, Rate, RateLimiter,
+};
 use ruang_proto::rekey::Rekey;
 use ruang_proto::room::{
     EventBody, Genesis, Info, Insert, Refusal, Role, Room, RoomId, State, Visibility,
@@ -1601,6 +1603,25 @@ impl Core {
         if replayed {
             return Verdict::Ignore;
         }
+        // Someone new to the table, off the stage, counts against the peer that passed it on
+        // (the stage is bounded by the room's state, and always admitted).
+        let on_stage = m.room.state().on_stage(&msg.author);
+        let admission = if on_stage {
+            Admission::Stage
+        } else {
+            Admission::Via(source)
+        };
+        if let EphemeralBody::Presence { leaving: false, .. } = msg.body
+            && !on_stage
+            && !m.presence.contains(&msg.author)
+            && let Some(peer) = source
+            && let Rate::Limited { strikes } = m.newcomer_limiter.check(&peer, mono)
+        {
+            if strikes >= FLOOD_STRIKES {
+                self.punish_flooder(peer, "new members");
+            }
+            return Verdict::Ignore;
+        }
         let limiter = match msg.body {
             EphemeralBody::Presence { .. } => &mut m.presence_limiter,
             _ => &mut m.chat_limiter,
@@ -1615,7 +1636,7 @@ impl Core {
             name, addresses, ..
         } = &msg.body
         {
-            let change = m.presence.insert(&msg, mono);
+            let change = m.presence.insert(&msg, mono, admission);
             if !name.is_empty() {
                 m.names.insert(msg.author, name.clone());
             }

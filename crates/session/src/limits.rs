@@ -6,6 +6,15 @@ pub const CHAT_BURST: u32 = 10;
 pub const CHAT_PER_SECOND: f64 = 2.0;
 /// Presence messages per second an author may send on average (heartbeats are every 2 s).
 pub const PRESENCE_PER_SECOND: f64 = 2.0;
+/// Members new to our presence table one peer may pass on in a burst (the stage does not
+/// count): a listener joining a busy room hears of a few hundred at once.
+pub const NEW_MEMBERS_BURST: u32 = 256;
+/// Members new to our presence table one peer may pass on per second on average. A room's
+/// audience sends about [`AUDIENCE_PRESENCE_PER_S`] heartbeats a second in all, spread over
+/// the peers that pass them on; a script signing presences for thousands of keys through one
+/// connection gets this many a second into the table, and at most an equal share of it
+/// (`ruang_proto::ephemeral::Admission`).
+pub const NEW_MEMBERS_PER_SECOND: f64 = 16.0;
 /// Consecutive over-rate messages from a directly connected author before it is disconnected.
 pub const FLOOD_STRIKES: u32 = 50;
 /// Authors tracked by each rate limiter.

@@ -148,6 +148,8 @@ pub struct Membership {
     pub chat_limiter: RateLimiter<PublicKey>,
     /// Presence rate limit per author.
     pub presence_limiter: RateLimiter<PublicKey>,
+    /// Members new to the presence table per peer that passed them on.
+    pub newcomer_limiter: RateLimiter<PublicKey>,
     /// New log events forwarded per author (the log keeps them all; this bounds spreading).
     pub log_limiter: RateLimiter<PublicKey>,
     /// A private room's key: its payloads are sealed, and it is not in the directory.
@@ -239,6 +241,11 @@ impl Membership {
             said: Said::default(),
             chat_limiter: RateLimiter::new(CHAT_BURST, CHAT_PER_SECOND, MAX_RATE_KEYS),
             presence_limiter: RateLimiter::new(5, PRESENCE_PER_SECOND, MAX_RATE_KEYS),
+            newcomer_limiter: RateLimiter::new(
+                NEW_MEMBERS_BURST,
+                NEW_MEMBERS_PER_SECOND,
+                MAX_RATE_KEYS,
+            ),
             log_limiter: RateLimiter::new(LOG_BURST, LOG_PER_SECOND, MAX_RATE_KEYS),
             key,
             epoch: 0,

@@ -179,6 +179,67 @@ fn replays_of_a_presence_do_not_use_up_its_authors_rate() {
 }
 
 #[test]
+fn one_peer_passes_on_few_new_members() {
+    use ruang_session::limits::{NEW_MEMBERS_BURST, NEW_MEMBERS_PER_SECOND};
+    let mut core = host();
+    let identity = |n: u32, tag: u8| {
+        let mut secret = [tag; 32];
+        secret[..4].copy_from_slice(&n.to_le_bytes());
+        Identity::from_secret_bytes(&secret)
+    };
+    // One connection passes on presences of 1,000 fresh keys over 2 s.
+    let relay = identity(0, 9);
+    let mut accepted = 0;
+    for n in 0..1_000u32 {
+        let at = 10 + 2 * u64::from(n);
+        let data = presence(&core, &identity(n, 8), UNIX + at);
+        if gossip(&mut core, &data, at, n.into(), &relay) == Verdict::Accept {
+            accepted += 1;
+        }
+    }
+    let most = NEW_MEMBERS_BURST as f64 + 2.0 * NEW_MEMBERS_PER_SECOND + 1.0;
+    assert!(
+        (NEW_MEMBERS_BURST as f64..=most).contains(&(accepted as f64)),
+        "{accepted} of 1,000 new members taken from one peer"
+    );
+    // Someone new through another peer is taken, and so is the next heartbeat of a member
+    // the relay passed on before.
+    let newcomer = identity(0, 10);
+    let data = presence(&core, &newcomer, UNIX + 2_100);
+    assert_eq!(
+        gossip(&mut core, &data, 2_100, 5_000, &newcomer),
+        Verdict::Accept
+    );
+    let data = presence(&core, &identity(0, 8), UNIX + 2_100);
+    assert_eq!(gossip(&mut core, &data, 2_100, 5_001, &relay), Verdict::Accept);
+    let m = core.membership().unwrap();
+    assert_eq!(m.presence.len(), accepted + 1);
+
+    // A peer that keeps sending new keys with no pause is blocked.
+    let flooder = identity(1, 9);
+    let mut blocked = false;
+    for n in 0..(NEW_MEMBERS_BURST + 60) {
+        let data = presence(&core, &identity(n, 11), UNIX + 3_000);
+        let time = Time {
+            mono_ms: 3_000,
+            unix_ms: UNIX + 3_000,
+        };
+        let topic = core.membership().unwrap().topic.clone();
+        let message = core.decode(&topic, &data, time.unix_ms);
+        let input = Input::Gossip {
+            token: 10_000 + u64::from(n),
+            source: Some(flooder.public()),
+            message,
+        };
+        core.handle(time, input);
+        while let Some(output) = core.poll_output() {
+            blocked |= matches!(output, Output::Block(k) if k == flooder.public());
+        }
+    }
+    assert!(blocked, "the flooding peer was not blocked");
+}
+
+#[test]
 fn junk_after_a_message_makes_it_invalid() {
     let mut core = host();
     let listener = Identity::from_secret_bytes(&[2; 32]);
