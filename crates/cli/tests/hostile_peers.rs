@@ -465,3 +465,268 @@ fn replays_with_trailing_bytes_change_nothing() -> Result<()> {
     }
     Ok(())
 }
+
+/// Unix ms now.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A sample of `proc`'s CPU to compare with a later one.
+fn cpu_sample(proc: &Proc) -> Result<procstat::Sample> {
+    procstat::sample(proc.pid()).context("the process is gone")
+}
+
+/// Directory squatting: a script with 300 keys announces 10,000 public rooms claiming a
+/// million listeners each, 1,000 a second, straight to a host. (Before per-peer limits, one
+/// key's 1,200 fakes at 200/s left every directory with 512 fakes and not the real room.) The
+/// host takes a few from that connection and then blocks it; its listener keeps hearing it;
+/// a node that browses the directory afterwards finds the real room, first.
+#[test]
+fn a_real_room_stays_listed_first_while_a_script_announces_ten_thousand() -> Result<()> {
+    use rand::SeedableRng;
+    let dir = tempfile::tempdir()?;
+    let Hosted {
+        mut host,
+        ready,
+        ticket,
+        key: host_hex,
+        room,
+    } = host_room(dir.path(), "the real room", 8)?;
+    let mut listener = join(dir.path(), &ticket, "listener")?;
+    listener.wait_event(T, "ready")?;
+    playout_of(&mut listener, &host_hex)?;
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    let keys: Vec<Identity> = (0..300).map(|_| Identity::generate(&mut rng)).collect();
+    let issued_at = unix_ms();
+    let fakes: Vec<Vec<u8>> = (0..10_000)
+        .map(|n| {
+            let title = format!("fake {n}");
+            hostile::fake_room(
+                &keys[n % keys.len()],
+                &title,
+                issued_at,
+                1_000_000,
+                &mut rng,
+            )
+        })
+        .collect();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let host_addr = quic_addr(&ready)?;
+    let squatter = runtime.block_on(async {
+        let peer = hostile::Peer::spawn(Identity::generate(&mut rand::rng())).await?;
+        peer.attach(
+            ruang_node::DIRECTORY_TOPIC,
+            std::slice::from_ref(&host_addr),
+        )
+        .await?;
+        anyhow::Ok(peer)
+    })?;
+
+    let window = Window::start(&mut listener, &host_hex)?;
+    let host_cpu = cpu_sample(&host)?;
+    let attacking = Instant::now();
+    let refused = runtime.block_on(async {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut refused = 0;
+        for batch in fakes.chunks(10) {
+            tick.tick().await;
+            for fake in batch {
+                // Once the host has blocked it, there is nobody to publish to.
+                if squatter
+                    .publish(ruang_node::DIRECTORY_TOPIC, fake.clone())
+                    .await
+                    .is_err()
+                {
+                    refused += 1;
+                }
+            }
+        }
+        refused
+    });
+    let answer = answer_time(&mut host)?;
+    let after = cpu_sample(&host)?;
+    let during = window.end(&mut listener, &host_hex, attacking.elapsed())?;
+    eprintln!(
+        "10,000 fake rooms from 300 keys in {:.1?} ({refused} found nobody to go to): \
+         host CPU {:.1} % of a core, RSS {} KiB, status answered in {answer:.1?}; at its \
+         listener: {during}",
+        attacking.elapsed(),
+        procstat::cpu_percent(&host_cpu, &after),
+        after.rss_kib
+    );
+
+    let browse = [
+        "rooms",
+        "--json",
+        "--wait",
+        "3",
+        "--bootstrap",
+        &host_addr.to_string(),
+    ];
+    let mut browser = Proc::start(dir.path(), "browser", &browse)?;
+    let listed = browser.rest(T)?;
+    let ids: Vec<&str> = listed
+        .iter()
+        .filter_map(|r| r["room_id"].as_str())
+        .collect();
+    let fakes_listed = listed
+        .iter()
+        .filter(|r| r["title"] != "the real room")
+        .count();
+    eprintln!(
+        "the browser lists {} rooms, {fakes_listed} of them fake",
+        ids.len()
+    );
+    assert_eq!(
+        ids.first().copied(),
+        Some(room.to_hex().as_str()),
+        "the real room is not listed first: {listed:?}"
+    );
+    // What one connection may pass on: a burst, then a trickle.
+    use ruang_node::session::limits::{NEW_LISTINGS_BURST, NEW_LISTINGS_PER_SECOND};
+    let most = f64::from(NEW_LISTINGS_BURST)
+        + NEW_LISTINGS_PER_SECOND * attacking.elapsed().as_secs_f64()
+        + 1.0;
+    assert!(
+        fakes_listed as f64 <= most,
+        "{fakes_listed} fake rooms listed"
+    );
+    assert!(
+        during.delivered() > 0.9,
+        "the host's audio at its listener: {during}"
+    );
+    drop(squatter);
+    for p in [&mut listener, &mut host] {
+        p.close_stdin();
+        p.exit(T)?;
+    }
+    Ok(())
+}
+
+/// Log spam: 300 fresh keys raise a hand and one key raises and lowers its hand 600 times,
+/// straight to the host, in about 4.5 s. (Before: the host printed 903 `state` events, 36 MB of
+/// JSON in 10 s, and a member joining afterwards stuck at 321 of 901 events.) The host's
+/// interfaces get a few state events a second, its listener keeps hearing it, and a member
+/// joining afterwards reaches the host's state: 300 hands up.
+#[test]
+fn a_late_joiner_reaches_the_full_state_after_900_hostile_events() -> Result<()> {
+    use ruang_proto::room::EventBody;
+    let dir = tempfile::tempdir()?;
+    let Hosted {
+        mut host,
+        ready,
+        ticket,
+        key: host_hex,
+        room,
+    } = host_room(dir.path(), "spammed", 9)?;
+    let mut listener = join(dir.path(), &ticket, "listener")?;
+    listener.wait_event(T, "ready")?;
+    playout_of(&mut listener, &host_hex)?;
+
+    let topic = ruang_node::session::room::topic(&room, None);
+    let host_addr = quic_addr(&ready)?;
+    let host_peer = ready["peer_id"].as_str().context("peer_id")?.parse()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (spammer, mut replica) = runtime.block_on(async {
+        let peer = hostile::Peer::spawn(Identity::generate(&mut rand::rng())).await?;
+        peer.attach(&topic, std::slice::from_ref(&host_addr))
+            .await?;
+        let replica = peer.fetch_log(host_peer, room).await?;
+        anyhow::Ok((peer, replica))
+    })?;
+    let mut rng = rand::rng();
+    let mut spam = Vec::new();
+    for _ in 0..300 {
+        spam.push((Identity::generate(&mut rng), EventBody::RaiseHand));
+    }
+    let toggler = Identity::generate(&mut rng);
+    for i in 0..600 {
+        let body = if i % 2 == 0 {
+            EventBody::RaiseHand
+        } else {
+            EventBody::LowerHand
+        };
+        spam.push((toggler.clone(), body));
+    }
+    let events: Vec<Vec<u8>> = spam
+        .into_iter()
+        .map(|(who, body)| {
+            let event = replica.author(&who, body, unix_ms())?;
+            anyhow::Ok(ruang_node::wire::RoomMessage::Event(event.wire().to_vec()).encode())
+        })
+        .collect::<Result<_>>()?;
+
+    let window = Window::start(&mut listener, &host_hex)?;
+    let host_cpu = cpu_sample(&host)?;
+    // Everything the host printed before the attack read (its answer comes after it).
+    answer_time(&mut host)?;
+    let seen_before = host.seen.len();
+    let attacking = Instant::now();
+    runtime.block_on(async {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for pair in events.chunks(2) {
+            tick.tick().await;
+            for event in pair {
+                spammer.publish(&topic, event.clone()).await?;
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    let spam_time = attacking.elapsed();
+    let answer = answer_time(&mut host)?;
+    let after = cpu_sample(&host)?;
+    let during = window.end(&mut listener, &host_hex, spam_time)?;
+    let (states, json_bytes) = host.seen[seen_before..]
+        .iter()
+        .filter(|v| v["event"] == "state")
+        .fold((0usize, 0usize), |(n, bytes), v| {
+            (n + 1, bytes + v.to_string().len())
+        });
+    eprintln!(
+        "900 hostile events in {spam_time:.1?}: the host printed {} state events ({} KB of \
+         JSON), CPU {:.1} % of a core, RSS {} KiB, status answered in {answer:.1?}; at its \
+         listener: {during}",
+        states,
+        json_bytes / 1_000,
+        procstat::cpu_percent(&host_cpu, &after),
+        after.rss_kib
+    );
+
+    let hands = |v: &Value| {
+        (v["event"] == "state")
+            .then(|| v["hands"].as_array().map(Vec::len))
+            .flatten()
+    };
+    // The host's state once the spam is taken (it may be out already).
+    if host.seen.iter().rev().find_map(hands) != Some(300) {
+        host.wait(T, "300 hands at the host", |v| {
+            (hands(v)? == 300).then_some(())
+        })?;
+    }
+    let joined = Instant::now();
+    let mut late = join(dir.path(), &ticket, "late")?;
+    late.wait(T, "the host's state, 300 hands up", |v| {
+        (hands(v)? == 300).then_some(())
+    })?;
+    eprintln!(
+        "a member joining after the spam had the host's state in {:.1?}",
+        joined.elapsed()
+    );
+    assert!(
+        (states as f64) <= 11.0 * spam_time.as_secs_f64() + 2.0,
+        "{states} state events in {spam_time:.1?}"
+    );
+    assert!(
+        during.delivered() > 0.9,
+        "the host's audio at its listener: {during}"
+    );
+    drop(spammer);
+    for p in [&mut late, &mut listener, &mut host] {
+        p.close_stdin();
+        p.exit(T)?;
+    }
+    Ok(())
+}

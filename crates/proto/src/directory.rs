@@ -193,6 +193,9 @@ struct Entry {
     ann: Verified<Announcement>,
     /// When this directory first listed the room (unix ms): the listing's order.
     first_seen: u64,
+    /// Rooms first listed in the same millisecond (a directory answer, taken in the order the
+    /// answering peer listed them) keep the order they came in.
+    seq: u64,
 }
 
 /// The rooms currently announced. Bounded by [`MAX_ROOMS`], and by [`MAX_ROOMS_PER_AUTHOR`]
@@ -204,6 +207,8 @@ pub struct Directory {
     per_author: HashMap<PublicKey, usize>,
     /// Ended rooms, until their last announcement expires, so a replay cannot relist them.
     tombstones: HashMap<RoomId, u64>,
+    /// The `seq` of the next room listed.
+    next_seq: u64,
 }
 
 impl Directory {
@@ -241,9 +246,9 @@ impl Directory {
         let held = self
             .rooms
             .get(&ann.room)
-            .map(|e| (e.ann.author, e.first_seen));
-        let first_seen = match held {
-            Some((old, first_seen)) => {
+            .map(|e| (e.ann.author, (e.first_seen, e.seq)));
+        let (first_seen, seq) = match held {
+            Some((old, listed_at)) => {
                 // The same room, announced now by a successor that took over: it moves to
                 // its new announcer's count.
                 if old != ann.author {
@@ -255,7 +260,7 @@ impl Directory {
                     self.uncount(&old);
                     *self.per_author.entry(ann.author).or_default() += 1;
                 }
-                first_seen
+                listed_at
             }
             None => {
                 if self.rooms.len() >= MAX_ROOMS {
@@ -266,10 +271,16 @@ impl Directory {
                     return Err(AnnounceError::TooManyRooms);
                 }
                 *listed += 1;
-                now
+                self.next_seq += 1;
+                (now, self.next_seq)
             }
         };
-        match self.rooms.insert(ann.room, Entry { ann, first_seen }) {
+        let entry = Entry {
+            ann,
+            first_seen,
+            seq,
+        };
+        match self.rooms.insert(entry.ann.room, entry) {
             None => Ok(Listing::Added),
             Some(_) => Ok(Listing::Refreshed),
         }
@@ -305,17 +316,14 @@ impl Directory {
         gone
     }
 
-    /// The listed rooms, the longest-listed here first. Not by listener count or start time:
+    /// The listed rooms, the longest-listed here first (rooms that came at once, in the order
+    /// they came). Not by listener count or start time:
     /// those are the announcer's claims (one key claiming a million listeners for each of its
     /// fake rooms pushed every real room down), while how long this node has seen a room
     /// listed is its own observation.
     pub fn list(&self) -> Vec<&Verified<Announcement>> {
         let mut rooms: Vec<&Entry> = self.rooms.values().collect();
-        rooms.sort_by(|a, b| {
-            a.first_seen
-                .cmp(&b.first_seen)
-                .then(a.ann.room.cmp(&b.ann.room))
-        });
+        rooms.sort_by_key(|e| (e.first_seen, e.seq));
         rooms.into_iter().map(|e| &e.ann).collect()
     }
 

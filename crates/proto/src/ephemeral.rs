@@ -368,7 +368,10 @@ impl PresenceTable {
                 PresenceChange::Ignored
             };
         }
-        let known = self.members.get(&msg.author).map(|m| (m.since, m.admission));
+        let known = self
+            .members
+            .get(&msg.author)
+            .map(|m| (m.since, m.admission));
         let (since, admission) = match (known, admission) {
             // Joined the stage since: no longer one of its introducer's.
             (Some((since, Admission::Via(by))), Admission::Stage) => {
@@ -601,39 +604,66 @@ mod tests {
         // Two members through an honest peer, then the script fills the rest with its keys.
         for n in 0..2 {
             let p = presence(&key(n), 10, 60_000, false);
-            assert_eq!(t.insert(&p, n.into(), Admission::Via(honest)), PresenceChange::Joined);
+            assert_eq!(
+                t.insert(&p, n.into(), Admission::Via(honest)),
+                PresenceChange::Joined
+            );
         }
         for n in 2..10 {
             let p = presence(&key(n), 10, 60_000, false);
-            assert_eq!(t.insert(&p, n.into(), Admission::Via(sybil)), PresenceChange::Joined);
+            assert_eq!(
+                t.insert(&p, n.into(), Admission::Via(sybil)),
+                PresenceChange::Joined
+            );
         }
         // Full: the script's next key is refused; an honest newcomer takes the place of the
         // script's newest.
         let p = presence(&key(10), 10, 60_000, false);
-        assert_eq!(t.insert(&p, 10, Admission::Via(sybil)), PresenceChange::Ignored);
+        assert_eq!(
+            t.insert(&p, 10, Admission::Via(sybil)),
+            PresenceChange::Ignored
+        );
         let p = presence(&key(11), 10, 60_000, false);
-        assert_eq!(t.insert(&p, 11, Admission::Via(honest)), PresenceChange::Joined);
+        assert_eq!(
+            t.insert(&p, 11, Admission::Via(honest)),
+            PresenceChange::Joined
+        );
         assert!(!t.contains(&key(9).public()) && t.contains(&key(8).public()));
         // Refreshes of those present still pass, whoever passes them on.
         let p = presence(&key(2), 20, 60_000, false);
-        assert_eq!(t.insert(&p, 12, Admission::Via(honest)), PresenceChange::Refreshed);
+        assert_eq!(
+            t.insert(&p, 12, Admission::Via(honest)),
+            PresenceChange::Refreshed
+        );
         // Honest newcomers keep coming until both sources hold equal shares, then wait.
         for n in 12..14 {
             let p = presence(&key(n), 10, 60_000, false);
-            assert_eq!(t.insert(&p, n.into(), Admission::Via(honest)), PresenceChange::Joined);
+            assert_eq!(
+                t.insert(&p, n.into(), Admission::Via(honest)),
+                PresenceChange::Joined
+            );
         }
         let p = presence(&key(14), 10, 60_000, false);
-        assert_eq!(t.insert(&p, 14, Admission::Via(honest)), PresenceChange::Ignored);
+        assert_eq!(
+            t.insert(&p, 14, Admission::Via(honest)),
+            PresenceChange::Ignored
+        );
         assert_eq!(t.len(), 10);
         // The stage is admitted beyond the bound, and a listener who joins the stage stops
         // counting against it.
         let p = presence(&key(16), 10, 60_000, false);
         assert_eq!(t.insert(&p, 16, Admission::Stage), PresenceChange::Joined);
         let p = presence(&key(0), 20, 60_000, false);
-        assert_eq!(t.insert(&p, 17, Admission::Stage), PresenceChange::Refreshed);
+        assert_eq!(
+            t.insert(&p, 17, Admission::Stage),
+            PresenceChange::Refreshed
+        );
         assert_eq!((t.len(), t.audience), (11, 9));
         let p = presence(&key(15), 11, 60_000, false);
-        assert_eq!(t.insert(&p, 18, Admission::Via(honest)), PresenceChange::Joined);
+        assert_eq!(
+            t.insert(&p, 18, Admission::Via(honest)),
+            PresenceChange::Joined
+        );
         // Everyone lapses, and nothing is left behind.
         assert_eq!(t.expire(u64::MAX).len(), 12);
         assert!(t.introduced.is_empty() && t.audience == 0);

@@ -90,3 +90,23 @@ fn a_real_room_stays_listed_and_first_under_ten_thousand_fakes() {
         Err(AnnounceError::NotHost)
     );
 }
+
+#[test]
+fn a_directory_answer_keeps_its_order() {
+    // A fresh node takes a peer's whole directory in one millisecond: the peer's order (its
+    // own longest-listed first) is kept, not replaced by room id (which put a script's fakes
+    // before the real room at a node that browsed after the attack).
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let real_host = Identity::from_secret_bytes(&[1; 32]);
+    let mut answer = vec![announcement(&real_host, &real_host, 3, &mut rng)];
+    for n in 0..16u8 {
+        let key = Identity::from_secret_bytes(&[n + 2; 32]);
+        answer.push(announcement(&key, &key, 1_000_000, &mut rng));
+    }
+    let mut directory = Directory::new();
+    for wire in &answer {
+        assert_eq!(directory.insert(wire, NOW), Ok(Listing::Added));
+    }
+    let listed: Vec<_> = directory.list().iter().map(|a| a.wire().to_vec()).collect();
+    assert_eq!(listed, answer);
+}

@@ -211,7 +211,10 @@ fn one_peer_passes_on_few_new_members() {
         Verdict::Accept
     );
     let data = presence(&core, &identity(0, 8), UNIX + 2_100);
-    assert_eq!(gossip(&mut core, &data, 2_100, 5_001, &relay), Verdict::Accept);
+    assert_eq!(
+        gossip(&mut core, &data, 2_100, 5_001, &relay),
+        Verdict::Accept
+    );
     let m = core.membership().unwrap();
     assert_eq!(m.presence.len(), accepted + 1);
 

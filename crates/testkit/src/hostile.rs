@@ -21,8 +21,9 @@ use rand::{Rng, RngExt};
 use ruang_net::{Client, Multiaddr, NetError, PeerId, Transport};
 use ruang_proto::{
     Identity, PublicKey,
+    directory::Announcement,
     ephemeral::{Ephemeral, EphemeralBody},
-    room::{Room, RoomId},
+    room::{Genesis, Info, Room, RoomId, Visibility},
     signed,
 };
 use ruang_session::wire::{AudioHeader, RoomMessage, SyncRefusal, SyncRequest, SyncResponse};
@@ -337,6 +338,48 @@ pub fn presence(author: &Identity, room: RoomId, sent_at: u64, name: &str) -> Ve
         leaving: false,
     };
     ephemeral(author, room, sent_at, body)
+}
+
+/// A public room `host` opens, titled `title`, announced by it as it goes on the directory
+/// topic: issued at `issued_at` (unix ms), for a minute, claiming `listeners`.
+pub fn fake_room(
+    host: &Identity,
+    title: &str,
+    issued_at: u64,
+    listeners: u32,
+    rng: &mut impl rand::CryptoRng,
+) -> Vec<u8> {
+    let genesis = Genesis {
+        info: Info {
+            title: title.into(),
+            ..Info::default()
+        },
+        visibility: Visibility::Public,
+        successors: Vec::new(),
+        nonce: rng.random(),
+    };
+    let (room, signed_genesis) =
+        Room::create(host, genesis, issued_at, rng).expect("a genesis within its bounds");
+    let announcement = Announcement {
+        room: room.id(),
+        author: host.public(),
+        genesis: signed_genesis.wire().to_vec(),
+        info: room.state().info.clone(),
+        host: host.public(),
+        host_name: "host".into(),
+        speakers: Vec::new(),
+        listener_count: listeners,
+        addresses: Vec::new(),
+        started_at: issued_at,
+        scheduled_for: None,
+        issued_at,
+        expires_at: issued_at + 60_000,
+        ended: false,
+    };
+    signed::sign(host, announcement)
+        .expect("an announcement within its bound")
+        .wire()
+        .to_vec()
 }
 
 /// `message` with `count` random bytes appended: a copy with another content hash, so
