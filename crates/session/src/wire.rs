@@ -179,9 +179,23 @@ impl SyncResponse {
         encode(self)
     }
 
-    /// Decodes, bounded.
+    /// Decodes, bounded: a page holds at most [`SYNC_PAGE_EVENTS`] events and a directory
+    /// answer [`MAX_DIRECTORY_ANSWER`] announcements, as honest peers send. (4 MB of the
+    /// smallest valid events is ~24,000 signatures to check on the node's task, for one
+    /// answer.)
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
-        decode(bytes, MAX_SYNC_RESPONSE_LEN)
+        let answer: SyncResponse = decode(bytes, MAX_SYNC_RESPONSE_LEN)?;
+        match &answer {
+            SyncResponse::Room { events, .. } if events.len() > SYNC_PAGE_EVENTS => {
+                Err(WireError::Malformed)
+            }
+            SyncResponse::Directory { announcements }
+                if announcements.len() > MAX_DIRECTORY_ANSWER =>
+            {
+                Err(WireError::Malformed)
+            }
+            _ => Ok(answer),
+        }
     }
 }
 
@@ -217,6 +231,27 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use ruang_proto::Hash;
+
+    #[test]
+    fn answers_longer_than_a_page_are_refused() {
+        let page = |n| SyncResponse::Room {
+            events: vec![vec![9; 100]; n],
+            next: None,
+        };
+        assert!(SyncResponse::decode(&page(SYNC_PAGE_EVENTS).encode()).is_ok());
+        assert_eq!(
+            SyncResponse::decode(&page(SYNC_PAGE_EVENTS + 1).encode()),
+            Err(WireError::Malformed)
+        );
+        let directory = |n| SyncResponse::Directory {
+            announcements: vec![vec![9; 100]; n],
+        };
+        assert!(SyncResponse::decode(&directory(MAX_DIRECTORY_ANSWER).encode()).is_ok());
+        assert_eq!(
+            SyncResponse::decode(&directory(MAX_DIRECTORY_ANSWER + 1).encode()),
+            Err(WireError::Malformed)
+        );
+    }
 
     #[test]
     fn round_trips() {
