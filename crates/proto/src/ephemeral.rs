@@ -498,6 +498,11 @@ impl PresenceTable {
         }
     }
 
+    /// Whether `who` said it left (lately: see [`DEPARTED_MEMORY_MS`]) and has not come back.
+    pub fn has_left(&self, who: &PublicKey) -> bool {
+        self.departed.contains_key(who)
+    }
+
     /// Whether `who` is present.
     pub fn contains(&self, who: &PublicKey) -> bool {
         self.members.contains_key(who)

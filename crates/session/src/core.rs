@@ -1162,10 +1162,8 @@ impl Core {
         let Some(m) = self.room.as_ref() else {
             return;
         };
-        if !m.room.state().ended
-            && let Some(farewell) = self.send_presence(true)
-        {
-            self.farewell_again(farewell);
+        if !m.room.state().ended && self.send_presence(true).is_some() {
+            self.farewell_again();
         }
         let Some(m) = self.room.take() else {
             return;
@@ -1182,20 +1180,27 @@ impl Core {
         self.emit(NodeEvent::Left { reason });
     }
 
-    /// Schedules the leaving presence `data` just published to go out again, the same bytes, at
-    /// each of [`FAREWELL_AGAIN_MS`]. A member that subscribed to the room a moment after the
-    /// first copy flooded it missed it, and could still be handed an older heartbeat of ours
-    /// through gossipsub's IHAVE: it listed us for three heartbeat intervals (12 minutes at
-    /// 2,000 members; seen in the `scale` scenario). Those who have it drop the copies as
-    /// duplicates.
-    fn farewell_again(&mut self, data: Vec<u8>) {
+    /// Schedules our leaving presence to go out again at each of [`FAREWELL_AGAIN_MS`], each
+    /// copy signed for the moment it goes out. A member that subscribed to the room a moment
+    /// after the first copy flooded it missed it, and could still be handed an older heartbeat
+    /// of ours through gossipsub's IHAVE: it listed us for three heartbeat intervals (12
+    /// minutes at 2,000 members; seen in the `scale` scenario). The same bytes again would go
+    /// nowhere (gossipsub does not publish what it has seen); members that have our departure
+    /// ignore the later copies and do not pass them on.
+    fn farewell_again(&mut self) {
         let Some(topic) = self.room.as_ref().map(|m| m.topic.clone()) else {
             return;
         };
-        let now = self.time.mono_ms;
+        let (mono, unix) = (self.time.mono_ms, self.time.unix_ms);
+        let body = self.presence_body(true);
         for after in FAREWELL_AGAIN_MS {
-            let (topic, data) = (topic.clone(), data.clone());
-            self.schedule(now + after, Timer::Farewell { topic, data });
+            match self.ephemeral_payload(body.clone(), unix + after) {
+                Ok((_, data)) => {
+                    let topic = topic.clone();
+                    self.schedule(mono + after, Timer::Farewell { topic, data });
+                }
+                Err(e) => debug!(error = %e, "a leaving presence not repeated"),
+            }
         }
     }
 
@@ -1260,13 +1265,25 @@ impl Core {
         body: EphemeralBody,
         what: Option<Publication>,
     ) -> Result<(Verified<Ephemeral>, Vec<u8>), Error> {
+        let (signed, payload) = self.ephemeral_payload(body, self.time.unix_ms)?;
+        let topic = self.room.as_ref().ok_or(Error::NotInRoom)?.topic.clone();
+        self.publish(topic, payload.clone(), what);
+        Ok((signed, payload))
+    }
+
+    /// `body` signed by us as sent at `sent_at` (unix ms), as it goes on our room's topic.
+    fn ephemeral_payload(
+        &mut self,
+        body: EphemeralBody,
+        sent_at: u64,
+    ) -> Result<(Verified<Ephemeral>, Vec<u8>), Error> {
         let Some(m) = self.room.as_ref() else {
             return Err(Error::NotInRoom);
         };
         let msg = Ephemeral {
             room: m.room.id(),
             author: self.me,
-            sent_at: self.time.unix_ms,
+            sent_at,
             body,
         };
         let signed =
@@ -1276,8 +1293,6 @@ impl Core {
             RoomMessage::Ephemeral(signed.wire().to_vec()).encode(),
             &mut self.rng,
         );
-        let topic = m.topic.clone();
-        self.publish(topic, payload.clone(), what);
         Ok((signed, payload))
     }
 
@@ -1432,21 +1447,25 @@ impl Core {
                 return;
             }
         };
-        let data = m.seal(
-            Purpose::Gossip,
-            RoomMessage::Rekey(signed.wire().to_vec()).encode(),
-            &mut self.rng,
-        );
+        // Each copy sealed anew: gossipsub does not publish the same bytes twice, and members
+        // that have the new key ignore the copies (they do not pass them on).
+        let message = RoomMessage::Rekey(signed.wire().to_vec()).encode();
+        let copies: Vec<Vec<u8>> = (0..=FAREWELL_AGAIN_MS.len())
+            .map(|_| m.seal(Purpose::Gossip, message.clone(), &mut self.rng))
+            .collect();
         let old_topic = m.topic.clone();
         info!(
             epoch,
             members = recipients.len(),
             "private room: new key after a removal"
         );
-        self.publish(old_topic.clone(), data.clone(), None);
         let now = self.time.mono_ms;
-        for after in FAREWELL_AGAIN_MS {
-            let (topic, data) = (old_topic.clone(), data.clone());
+        let mut copies = copies.into_iter();
+        if let Some(first) = copies.next() {
+            self.publish(old_topic.clone(), first, None);
+        }
+        for (after, data) in FAREWELL_AGAIN_MS.into_iter().zip(copies) {
+            let topic = old_topic.clone();
             self.schedule(now + after, Timer::RekeyAgain { topic, data });
         }
         self.key_pending(key, epoch);
@@ -1633,9 +1652,15 @@ impl Core {
             return Verdict::Ignore;
         }
         if let EphemeralBody::Presence {
-            name, addresses, ..
+            name,
+            addresses,
+            leaving,
+            ..
         } = &msg.body
         {
+            // A later copy of a departure we have: nothing to pass on (see
+            // `Core::farewell_again`).
+            let repeated_farewell = *leaving && m.presence.has_left(&msg.author);
             let change = m.presence.insert(&msg, mono, admission);
             if !name.is_empty() {
                 m.names.insert(msg.author, name.clone());
@@ -1655,6 +1680,9 @@ impl Core {
             }
             if matches!(change, PresenceChange::Joined) {
                 self.maybe_welcome(msg.author);
+            }
+            if repeated_farewell {
+                return Verdict::Ignore;
             }
         } else {
             self.ephemeral_effects(&msg);
@@ -2553,22 +2581,28 @@ impl Core {
         if let Some(m) = self.room.as_mut() {
             m.presence_sent_every = interval;
         }
-        let ttl_ms = (3 * interval).min(u64::from(ruang_proto::ephemeral::MAX_TTL_MS)) as u32;
-        let addresses = self.addrs.iter().take(MAX_SHARED_ADDRS).cloned().collect();
-        let mut name = self.config.name.clone();
-        truncate_utf8(&mut name, ruang_proto::ephemeral::MAX_NAME_LEN);
-        let body = EphemeralBody::Presence {
-            name,
-            ttl_ms,
-            addresses,
-            leaving,
-        };
+        let body = self.presence_body(leaving);
         match self.publish_ephemeral(body, Some(Publication::Presence { leaving })) {
             Ok((_, payload)) => Some(payload),
             Err(e) => {
                 debug!(error = %e, "presence not sent");
                 None
             }
+        }
+    }
+
+    /// Our presence: name, addresses, and a TTL of three heartbeat intervals.
+    fn presence_body(&self, leaving: bool) -> EphemeralBody {
+        let interval = self.presence_interval_ms();
+        let ttl_ms = (3 * interval).min(u64::from(ruang_proto::ephemeral::MAX_TTL_MS)) as u32;
+        let addresses = self.addrs.iter().take(MAX_SHARED_ADDRS).cloned().collect();
+        let mut name = self.config.name.clone();
+        truncate_utf8(&mut name, ruang_proto::ephemeral::MAX_NAME_LEN);
+        EphemeralBody::Presence {
+            name,
+            ttl_ms,
+            addresses,
+            leaving,
         }
     }
 

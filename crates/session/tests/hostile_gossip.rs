@@ -334,9 +334,10 @@ fn one_peer_passes_on_few_new_rooms() {
     assert_eq!(core.listings(UNIX + 1_000).len(), 1 + accepted);
 }
 
-/// A member that leaves sends its leaving presence again, the same bytes, twice within the
-/// next 2 s: a member that subscribed just after the first copy flooded the room still learns
-/// it (it could otherwise be handed an older heartbeat and list the leaver for minutes).
+/// A member that leaves sends its leaving presence again twice within the next 2 s, each copy
+/// signed for its moment (gossipsub does not publish the same bytes twice): a member that
+/// subscribed just after the first copy flooded the room still learns it (it could otherwise
+/// be handed an older heartbeat and list the leaver for minutes).
 #[test]
 fn a_leaving_presence_goes_out_three_times() {
     let mut core = host();
@@ -366,9 +367,69 @@ fn a_leaving_presence_goes_out_three_times() {
     }
     assert_eq!(sent.len(), 3);
     assert!(
-        sent.iter().all(|d| *d == sent[0]),
-        "the same bytes each time"
+        sent[0] != sent[1] && sent[1] != sent[2] && sent[0] != sent[2],
+        "a copy went out as the same bytes: gossipsub would refuse it"
     );
+    let sent_at: Vec<u64> = sent
+        .iter()
+        .map(|data| {
+            let Ok(RoomMessage::Ephemeral(signed)) = RoomMessage::decode(data) else {
+                panic!("not a presence");
+            };
+            let msg = ruang_proto::signed::verify::<Ephemeral>(&signed).unwrap();
+            assert!(matches!(
+                msg.body,
+                EphemeralBody::Presence { leaving: true, .. }
+            ));
+            msg.sent_at - UNIX
+        })
+        .collect();
+    assert_eq!(sent_at, [100, 1_100, 2_100]);
+}
+
+/// A leaving presence of someone who left already (a later copy) is taken but not passed on;
+/// one of someone this node never had is passed on (others may have them).
+#[test]
+fn later_copies_of_a_departure_are_not_passed_on() {
+    let mut core = host();
+    let room = core.membership().unwrap().room.id();
+    let (member, stranger) = (
+        Identity::from_secret_bytes(&[2; 32]),
+        Identity::from_secret_bytes(&[3; 32]),
+    );
+    let leaving = |who: &Identity, at: u64| {
+        let body = EphemeralBody::Presence {
+            name: "m".into(),
+            ttl_ms: 6_000,
+            addresses: Vec::new(),
+            leaving: true,
+        };
+        let msg = Ephemeral {
+            room,
+            author: who.public(),
+            sent_at: UNIX + at,
+            body,
+        };
+        let signed = ruang_proto::signed::sign(who, msg).unwrap();
+        RoomMessage::Ephemeral(signed.wire().to_vec()).encode()
+    };
+    let beat = presence(&core, &member, UNIX + 10);
+    assert_eq!(gossip(&mut core, &beat, 10, 1, &member), Verdict::Accept);
+    assert_eq!(
+        gossip(&mut core, &leaving(&member, 20), 20, 2, &member),
+        Verdict::Accept
+    );
+    for (token, at) in [(3, 1_020), (4, 2_020)] {
+        assert_eq!(
+            gossip(&mut core, &leaving(&member, at), at, token, &member),
+            Verdict::Ignore
+        );
+    }
+    assert_eq!(
+        gossip(&mut core, &leaving(&stranger, 30), 30, 5, &member),
+        Verdict::Accept
+    );
+    assert!(!core.membership().unwrap().presence.contains(&member.public()));
 }
 
 #[test]

@@ -106,6 +106,9 @@ enum Msg {
 pub struct Traffic {
     /// Gossip messages this peer published (each counted once, not per recipient).
     pub published: u64,
+    /// Publishes refused because the same bytes were published or seen lately (as gossipsub
+    /// refuses them).
+    pub duplicate_publishes: u64,
     /// Gossip messages sent (publishes, forwards, and answers to IWANT).
     pub gossip_sent: u64,
     /// Gossip messages received (duplicates included).
@@ -764,6 +767,19 @@ impl Sim {
             Output::Publish { id, topic, data } => {
                 let topic: Arc<str> = topic.into();
                 let msg_id: [u8; 32] = Sha256::digest(&data).into();
+                // Gossipsub refuses to publish what it has seen (`PublishError::Duplicate`,
+                // which the driver reports as delivered): the same bytes again go nowhere.
+                if self.peers[index]
+                    .seen
+                    .get(&msg_id)
+                    .is_some_and(|at| now < at + SEEN_MS)
+                {
+                    self.peers[index].traffic.duplicate_publishes += 1;
+                    if let Some(id) = id {
+                        self.input(index, Input::Published { id, delivered: true });
+                    }
+                    return;
+                }
                 self.peers[index].seen.insert(msg_id, now);
                 self.peers[index].traffic.published += 1;
                 let to = self.subscribers(index, &topic, None);
