@@ -351,7 +351,7 @@ async fn node(
     // The gauges are refreshed every few seconds (a scrape reads what is there).
     let mut refresh = tokio::time::interval(METRICS_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let stop = wait_for_signal();
+    let stop = crate::signal::wait_for_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -409,29 +409,6 @@ async fn node_stats(node: &ruang_node::NodeHandle) -> Result<serde_json::Value> 
     }))
 }
 
-/// Waits for Ctrl-C or SIGTERM.
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 async fn record(
     settings: &Settings,
     ticket: &str,
@@ -484,7 +461,7 @@ async fn record(
     tokio::select! {
         _ = limit => {}
         _ = ended => eprintln!("The room ended."),
-        _ = wait_for_signal() => {}
+        _ = crate::signal::wait_for_signal() => {}
     }
     let _ = node.act(EventBody::Recording { on: false }).await;
     node.stop_listening().await?;

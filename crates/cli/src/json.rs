@@ -31,7 +31,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::broadcast;
 
 use crate::act::RoomAction;
-use crate::room::Outcome;
+use crate::outcome::Outcome;
 use crate::settings::parse_person;
 
 /// The version of the JSON protocol, in `ready` (`json_version`): it grows when a change could
@@ -282,7 +282,7 @@ async fn stay(
                 Err(broadcast::error::RecvError::Lagged(missed)) => print(json!({"event": "lagged", "missed": missed})),
                 Err(broadcast::error::RecvError::Closed) => return Ok((Outcome::Left, false)),
             },
-            _ = crate::commands::wait_for_signal() => {
+            _ = crate::signal::wait_for_signal() => {
                 let _ = hand_over_before_leaving(node, false).await;
                 return Ok((Outcome::Left, false));
             }

@@ -13,8 +13,10 @@ mod config;
 mod demo;
 mod json;
 mod metrics;
+mod outcome;
 mod room;
 mod settings;
+mod signal;
 mod text;
 mod tui;
 
@@ -49,7 +51,7 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(code) => code,
-        Err(e) if e.is::<room::Interrupted>() => {
+        Err(e) if e.is::<signal::Interrupted>() => {
             eprintln!("{e}");
             ExitCode::from(130)
         }

@@ -5,13 +5,13 @@ use crate::text::printable;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use ruang_node::event::LeaveReason;
 use ruang_node::{HostOptions, JoinTarget, NodeEvent, NodeHandle};
 use tokio::sync::broadcast;
 use tracing::warn;
 
 use crate::args::RoomOptions;
 use crate::audio_io::NullSink;
+use crate::outcome::Outcome;
 use crate::settings::{self, Settings};
 
 /// How to get into the room.
@@ -20,44 +20,6 @@ pub enum Enter {
     Host(HostOptions),
     /// Join it.
     Join(JoinTarget),
-}
-
-/// How a stay in a room ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The user left (or stdin closed).
-    Left,
-    /// The host ended the room.
-    Ended,
-    /// A moderator removed this node (kicked or banned).
-    Removed(LeaveReason),
-}
-
-impl Outcome {
-    /// How a stay ends when the node left its room for `reason`: every front-end (plain
-    /// output, JSON mode, the terminal UI) takes its exit from here.
-    pub fn of(reason: LeaveReason) -> Outcome {
-        match reason {
-            LeaveReason::Left | LeaveReason::Shutdown => Outcome::Left,
-            LeaveReason::Ended => Outcome::Ended,
-            LeaveReason::Kicked | LeaveReason::Banned => Outcome::Removed(reason),
-        }
-    }
-
-    /// The exit code and the message the user sees.
-    pub fn finish(&self) -> ExitCode {
-        match self {
-            Outcome::Left => ExitCode::SUCCESS,
-            Outcome::Ended => {
-                eprintln!("The room has ended.");
-                ExitCode::SUCCESS
-            }
-            Outcome::Removed(reason) => {
-                eprintln!("error: you were removed from the room ({reason})");
-                ExitCode::from(3)
-            }
-        }
-    }
 }
 
 /// Runs `ruang host` / `ruang join` until the stay ends.
@@ -169,18 +131,6 @@ fn ago(seconds: u64) -> String {
     }
 }
 
-/// The user interrupted (Ctrl-C, SIGTERM) before the node was in the room: exit 130.
-#[derive(Debug)]
-pub struct Interrupted;
-
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("interrupted while joining the room")
-    }
-}
-
-impl std::error::Error for Interrupted {}
-
 /// What this node speaks: its source and how it is paced.
 type Speech = (
     Box<dyn ruang_audio::source::Source + Send>,
@@ -257,7 +207,7 @@ async fn join_showing_progress(
                 Err(broadcast::error::RecvError::Closed) => return Ok(join.await?),
             },
             // Ctrl-C or SIGTERM while joining: stop, saying so (JSON mode too), exit 130.
-            _ = crate::commands::wait_for_signal() => return Err(Interrupted.into()),
+            _ = crate::signal::wait_for_signal() => return Err(crate::signal::Interrupted.into()),
             joined = &mut join => {
                 while let Ok(ev) = progress.try_recv() {
                     if let NodeEvent::Progress { message } = ev {
@@ -289,7 +239,7 @@ async fn plain(
     );
     loop {
         tokio::select! {
-            _ = crate::commands::wait_for_signal() => return Ok(Outcome::Left),
+            _ = crate::signal::wait_for_signal() => return Ok(Outcome::Left),
             ev = events.recv() => match ev {
                 Ok(NodeEvent::Chat { name, text, .. }) => {
                     println!("<{}> {}", printable(&name), printable(&text));

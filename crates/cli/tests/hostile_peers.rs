@@ -730,3 +730,88 @@ fn a_late_joiner_reaches_the_full_state_after_900_hostile_events() -> Result<()>
     }
     Ok(())
 }
+
+/// Keys ground to sort first: a script sends the host presences of 64 keys that sort before
+/// every real member's, each refreshed every 2 s. By key order (the old rule) they would take
+/// all 64 of the host's direct listeners' places (`hostile_gossip keys_ground_to_sort_first`);
+/// the three real listeners, here first, keep theirs: each keeps ≥ 99 % of the host's frames.
+#[test]
+fn real_listeners_keep_the_host_under_64_ground_key_presences() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Hosted {
+        mut host,
+        ready,
+        ticket,
+        key: host_hex,
+        room,
+    } = host_room(dir.path(), "ground", 10)?;
+    let mut listeners = Vec::new();
+    let mut keys = vec![ruang_proto::PublicKey::from_hex(&host_hex).context("host key")?];
+    for name in ["l1", "l2", "l3"] {
+        let mut p = join(dir.path(), &ticket, name)?;
+        let key = p.ready_key(T)?;
+        keys.push(ruang_proto::PublicKey::from_hex(&key).context("a key")?);
+        playout_of(&mut p, &host_hex)?;
+        listeners.push(p);
+    }
+    let ground = hostile::grind_keys(64, &keys, &mut rand::rng());
+    ensure!(ground.len() == 64, "ground only {} keys", ground.len());
+
+    let topic = ruang_node::session::room::topic(&room, None);
+    let host_addr = quic_addr(&ready)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let grinder = runtime.block_on(async {
+        let peer = hostile::Peer::spawn(Identity::generate(&mut rand::rng())).await?;
+        peer.attach(&topic, std::slice::from_ref(&host_addr))
+            .await?;
+        anyhow::Ok(peer)
+    })?;
+    let beat = |grinder: &hostile::Peer| {
+        let sent_at = unix_ms();
+        runtime.block_on(async {
+            for who in &ground {
+                let data = hostile::presence(who, room, sent_at, "ground");
+                grinder.publish(&topic, data).await?;
+            }
+            anyhow::Ok(())
+        })
+    };
+    beat(&grinder)?;
+    let host_cpu = cpu_sample(&host)?;
+    let windows = listeners
+        .iter_mut()
+        .map(|p| Window::start(p, &host_hex))
+        .collect::<Result<Vec<_>>>()?;
+    let attacking = Instant::now();
+    while attacking.elapsed() < Duration::from_secs(10) {
+        host.wait_event(T, "stats")?;
+        beat(&grinder)?;
+    }
+    let answer = answer_time(&mut host)?;
+    let after = cpu_sample(&host)?;
+    let mut delivered = Vec::new();
+    for (window, p) in windows.into_iter().zip(listeners.iter_mut()) {
+        let w = window.end(p, &host_hex, attacking.elapsed())?;
+        eprintln!("[{}] {w}", p.name);
+        delivered.push(w);
+    }
+    eprintln!(
+        "64 ground keys' presences: host CPU {:.1} % of a core, RSS {} KiB, status answered \
+         in {answer:.1?}",
+        procstat::cpu_percent(&host_cpu, &after),
+        after.rss_kib
+    );
+    for w in &delivered {
+        assert!(w.delivered() >= 0.99, "a real listener: {w}");
+        assert!(
+            w.played as f64 > w.elapsed.as_secs_f64() * 45.0,
+            "a real listener: {w}"
+        );
+    }
+    drop(grinder);
+    for p in listeners.iter_mut().chain([&mut host]) {
+        p.close_stdin();
+        p.exit(T)?;
+    }
+    Ok(())
+}

@@ -429,7 +429,13 @@ fn later_copies_of_a_departure_are_not_passed_on() {
         gossip(&mut core, &leaving(&stranger, 30), 30, 5, &member),
         Verdict::Accept
     );
-    assert!(!core.membership().unwrap().presence.contains(&member.public()));
+    assert!(
+        !core
+            .membership()
+            .unwrap()
+            .presence
+            .contains(&member.public())
+    );
 }
 
 #[test]

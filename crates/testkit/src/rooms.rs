@@ -776,7 +776,13 @@ impl Sim {
                 {
                     self.peers[index].traffic.duplicate_publishes += 1;
                     if let Some(id) = id {
-                        self.input(index, Input::Published { id, delivered: true });
+                        self.input(
+                            index,
+                            Input::Published {
+                                id,
+                                delivered: true,
+                            },
+                        );
                     }
                     return;
                 }

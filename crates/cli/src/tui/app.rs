@@ -271,10 +271,10 @@ impl App {
                 return Some(if self.leaving {
                     Exit::Left
                 } else {
-                    match crate::room::Outcome::of(reason) {
-                        crate::room::Outcome::Left => Exit::Left,
-                        crate::room::Outcome::Ended => Exit::Ended,
-                        crate::room::Outcome::Removed(r) => Exit::Removed(r),
+                    match crate::outcome::Outcome::of(reason) {
+                        crate::outcome::Outcome::Left => Exit::Left,
+                        crate::outcome::Outcome::Ended => Exit::Ended,
+                        crate::outcome::Outcome::Removed(r) => Exit::Removed(r),
                     }
                 });
             }

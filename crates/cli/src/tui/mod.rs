@@ -104,7 +104,7 @@ pub async fn run(
 
 /// Joins `target` with the terminal in the UI's mode, showing the join's progress on a screen
 /// of its own until the node is in the room; returns the terminal for [`run`]. Esc, `q` or
-/// Ctrl-C (and SIGTERM) cancel: [`crate::room::Interrupted`]. On any failure the terminal is
+/// Ctrl-C (and SIGTERM) cancel: [`crate::signal::Interrupted`]. On any failure the terminal is
 /// restored first and the progress lines are printed on stderr, above the error.
 pub async fn join(
     node: &NodeHandle,
@@ -150,7 +150,7 @@ async fn joining_loop(
     let mut keys = EventStream::new();
     let join = node.join(target);
     tokio::pin!(join);
-    let signal = crate::commands::wait_for_signal();
+    let signal = crate::signal::wait_for_signal();
     tokio::pin!(signal);
     loop {
         screen
@@ -167,13 +167,13 @@ async fn joining_loop(
             },
             key = keys.next() => match key {
                 Some(Ok(Event::Key(key))) if keys::cancels_join(key) => {
-                    return Err(crate::room::Interrupted.into());
+                    return Err(crate::signal::Interrupted.into());
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e).context("cannot read the keyboard"),
                 None => anyhow::bail!("the keyboard input closed"),
             },
-            _ = &mut signal => return Err(crate::room::Interrupted.into()),
+            _ = &mut signal => return Err(crate::signal::Interrupted.into()),
             joined = &mut join => {
                 while let Ok(ev) = progress.try_recv() {
                     if let NodeEvent::Progress { message } = ev {
