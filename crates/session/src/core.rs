@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::event::{LeaveReason, Listing, NodeEvent, RoomView};
 use crate::limits::*;
-use crate::room::Membership;
+use crate::room::{Membership, dial_host};
 use crate::wire::{
     MAX_DIRECTORY_ANSWER, MAX_SYNC_HEADS, RoomMessage, SYNC_PAGE_EVENTS, SyncRefusal, SyncRequest,
     SyncResponse,
@@ -2410,6 +2410,8 @@ impl Core {
         m.last_neighbour_check = now;
         m.neighbour_dials
             .retain(|_, at| now < *at + NEIGHBOUR_RETRY_MS);
+        m.welcomed_hosts
+            .retain(|_, at| now < *at + NEIGHBOUR_RETRY_MS);
         // The stage does not count: every member is connected to it anyway (see
         // `keep_stage_connected`), and a room whose stage has four members would otherwise
         // leave its audience hanging on the stage alone.
@@ -2479,7 +2481,18 @@ impl Core {
         if !self.rng.random_bool(share.min(1.0)) {
             return;
         }
-        let addresses = addresses.clone();
+        // Whoever signs a presence chooses its addresses: one welcome per host a while, so
+        // keys that all name a third party's address cost it one dial from each member.
+        let addresses: Vec<Vec<u8>> = addresses.iter().take(MAX_SHARED_ADDRS).cloned().collect();
+        let hosts: Vec<Vec<u8>> = addresses.iter().filter_map(|a| dial_host(a)).collect();
+        if hosts.iter().any(|h| m.welcomed_hosts.contains_key(h))
+            || m.welcomed_hosts.len() + hosts.len() > MAX_WELCOMED_HOSTS
+        {
+            return;
+        }
+        for host in hosts {
+            m.welcomed_hosts.insert(host, now);
+        }
         m.neighbour_dials.insert(peer, now);
         debug!(peer = %peer.fingerprint(), "dialling a newcomer");
         self.push(Output::Dial { peer, addresses });

@@ -187,6 +187,10 @@ pub struct Membership {
     pub known_addrs: HashMap<PublicKey, Vec<Vec<u8>>>,
     /// Members we dialled to have enough room neighbours, with when.
     pub neighbour_dials: HashMap<PublicKey, u64>,
+    /// Hosts (an address's IP or DNS name, see [`dial_host`]) we dialled a newcomer at lately,
+    /// with when: at most one welcome per host per `NEIGHBOUR_RETRY_MS`, however many keys
+    /// claim addresses there (a presence can name anyone's address).
+    pub welcomed_hosts: HashMap<Vec<u8>, u64>,
     /// When the room neighbours were last counted.
     pub last_neighbour_check: u64,
     /// Peers streaming audio to us now.
@@ -263,6 +267,7 @@ impl Membership {
             ended_at: None,
             known_addrs: HashMap::new(),
             neighbour_dials: HashMap::new(),
+            welcomed_hosts: HashMap::new(),
             last_neighbour_check: 0,
             streams_from: HashSet::new(),
             admission_pending: HashSet::new(),
@@ -373,6 +378,27 @@ impl Membership {
 mod tests {
     use super::*;
 
+    #[test]
+    fn dial_hosts_are_ips_and_names_but_not_loopback() {
+        assert_eq!(
+            dial_host(&[4, 198, 51, 100, 7, 0x91, 0x02]),
+            Some(vec![198, 51, 100, 7])
+        );
+        assert_eq!(dial_host(&[4, 127, 0, 0, 1]), None);
+        let mut v6 = vec![41];
+        v6.extend([0x20, 0x01, 0x0d, 0xb8]);
+        v6.extend([0; 12]);
+        assert_eq!(dial_host(&v6).map(|h| h.len()), Some(16));
+        let mut loop6 = vec![41];
+        loop6.extend([0; 15]);
+        loop6.push(1);
+        assert_eq!(dial_host(&loop6), None);
+        assert_eq!(dial_host(&[54, 3, b'a', b'.', b'b']), Some(b"a.b".to_vec()));
+        assert_eq!(dial_host(&[54, 9, b'a']), None);
+        assert_eq!(dial_host(&[]), None);
+        assert_eq!(dial_host(&[4, 1]), None);
+    }
+
     fn chat(text: &str) -> EphemeralBody {
         EphemeralBody::Chat { text: text.into() }
     }
@@ -418,5 +444,33 @@ mod tests {
         assert_eq!(again.len(), MAX_HELD);
         assert_eq!((again[0].0, texts(&again)[0].as_str()), (2, "2"));
         assert_eq!(texts(&again)[MAX_HELD - 2..], ["new", "meanwhile"]);
+    }
+}
+
+/// The host part of a binary multiaddr that starts with one (`/ip4`, `/ip6`, `/dns*`), as
+/// bytes; `None` for anything else and for loopback (this machine's own processes, as in
+/// tests, are not a third party to protect).
+pub fn dial_host(addr: &[u8]) -> Option<Vec<u8>> {
+    // Protocol codes: ip4 4, ip6 41, dns 53, dns4 54, dns6 55 (one varint byte each).
+    let (&code, rest) = addr.split_first()?;
+    match code {
+        4 => {
+            let ip = rest.get(..4)?;
+            (ip[0] != 127).then(|| ip.to_vec())
+        }
+        41 => {
+            let ip = rest.get(..16)?;
+            let loopback = ip[..15].iter().all(|b| *b == 0) && ip[15] == 1;
+            (!loopback).then(|| ip.to_vec())
+        }
+        53..=55 => {
+            let (&len, name) = rest.split_first()?;
+            // Names up to 127 bytes (a one-byte varint length).
+            (len < 0x80)
+                .then(|| name.get(..usize::from(len)))
+                .flatten()
+                .map(<[u8]>::to_vec)
+        }
+        _ => None,
     }
 }

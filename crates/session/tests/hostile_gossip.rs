@@ -633,3 +633,78 @@ fn one_peer_gets_a_bounded_share_of_sync_answers() {
         .count();
     assert_eq!(later, 8, "8 a second after the burst");
 }
+
+/// Presences name any address they like: keys that all name a third party's address get it
+/// at most one dial from a member in 30 s (newcomers at their own addresses are welcomed as
+/// before: about 4 of the room's members dial each).
+#[test]
+fn keys_naming_one_address_get_it_one_welcome() {
+    let mut core = host();
+    let room = core.membership().unwrap().room.id();
+    let beat = |n: u32, ip: [u8; 4], at: u64| {
+        let mut secret = [6; 32];
+        secret[..4].copy_from_slice(&n.to_le_bytes());
+        let who = Identity::from_secret_bytes(&secret);
+        // /ip4/<ip>/udp/4001/quic-v1
+        let mut address = vec![4];
+        address.extend(ip);
+        address.extend([0x91, 0x02, 0x0f, 0xa1, 0xcc, 0x03]);
+        let body = EphemeralBody::Presence {
+            name: "n".into(),
+            ttl_ms: 600_000,
+            addresses: vec![address],
+            leaving: false,
+        };
+        let msg = Ephemeral {
+            room,
+            author: who.public(),
+            sent_at: UNIX + at,
+            body,
+        };
+        let signed = ruang_proto::signed::sign(&who, msg).unwrap();
+        (who, RoomMessage::Ephemeral(signed.wire().to_vec()).encode())
+    };
+    let mut dials = |core: &mut Core, from: u32, same_ip: bool, start: u64| {
+        let mut dials = 0;
+        for n in from..from + 200 {
+            let at = start + u64::from(n - from) * 10;
+            let ip = if same_ip {
+                [198, 51, 100, 7]
+            } else {
+                [203, 0, (n >> 8) as u8, n as u8]
+            };
+            let (who, data) = beat(n, ip, at);
+            let time = Time {
+                mono_ms: at,
+                unix_ms: UNIX + at,
+            };
+            let topic = core.membership().unwrap().topic.clone();
+            let message = core.decode(&topic, &data, time.unix_ms);
+            let input = Input::Gossip {
+                token: u64::from(n),
+                source: Some(who.public()),
+                message,
+            };
+            core.handle(time, input);
+            while let Some(output) = core.poll_output() {
+                dials += usize::from(matches!(output, Output::Dial { .. }));
+            }
+        }
+        dials
+    };
+    // Newcomers, each at its own address: welcomed as the room's share says (~4 ln 200).
+    let own = dials(&mut core, 0, false, 31_000);
+    assert!(
+        own >= 5,
+        "{own} newcomers at their own addresses were welcomed"
+    );
+    // 200 keys naming one address, in another room of the same size.
+    let mut core = host();
+    assert_eq!(core.membership().unwrap().room.id(), room);
+    let named = dials(&mut core, 1_000, true, 31_000);
+    assert_eq!(core.membership().unwrap().presence.len(), 200);
+    eprintln!(
+        "welcome dials: {own} for 200 newcomers at their own addresses, {named} for 200 naming one"
+    );
+    assert!(named <= 1, "{named} dials to one address");
+}
