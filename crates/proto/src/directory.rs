@@ -196,7 +196,13 @@ struct Entry {
     /// Rooms first listed in the same millisecond (a directory answer, taken in the order the
     /// answering peer listed them) keep the order they came in.
     seq: u64,
+    /// Peers whose directory answers listed the room (at most [`MAX_VOUCHERS`]).
+    vouchers: Vec<PublicKey>,
 }
+
+/// Answering peers counted per room: rooms that more peers listed come first (see
+/// [`Directory::list`]).
+pub const MAX_VOUCHERS: usize = 3;
 
 /// The rooms currently announced. Bounded by [`MAX_ROOMS`], and by [`MAX_ROOMS_PER_AUTHOR`]
 /// per announcing key.
@@ -223,6 +229,27 @@ impl Directory {
         self.insert_verified(ann, now)
     }
 
+    /// Inserts an announcement from `peer`'s directory answer, received at `now` (unix ms):
+    /// as [`Directory::insert`], and the room counts `peer` as one more peer that lists it.
+    pub fn insert_answered(
+        &mut self,
+        wire: &[u8],
+        now: u64,
+        peer: PublicKey,
+    ) -> Result<Listing, AnnounceError> {
+        let ann = verify_announcement(wire, now)?;
+        let room = ann.room;
+        let listing = self.insert_verified(ann, now);
+        // A room we hold already (the answer's copy is not newer) is vouched for too.
+        if let Some(entry) = self.rooms.get_mut(&room)
+            && entry.vouchers.len() < MAX_VOUCHERS
+            && !entry.vouchers.contains(&peer)
+        {
+            entry.vouchers.push(peer);
+        }
+        listing
+    }
+
     /// Inserts an announcement already checked with [`verify_announcement`], received at
     /// `now` (unix ms).
     pub fn insert_verified(
@@ -246,7 +273,11 @@ impl Directory {
         let held = self
             .rooms
             .get(&ann.room)
-            .map(|e| (e.ann.author, (e.first_seen, e.seq)));
+            .map(|e| (e.ann.author, (e.first_seen, e.seq), e.vouchers.clone()));
+        let (held, vouchers) = match held {
+            Some((author, listed_at, vouchers)) => (Some((author, listed_at)), vouchers),
+            None => (None, Vec::new()),
+        };
         let (first_seen, seq) = match held {
             Some((old, listed_at)) => {
                 // The same room, announced now by a successor that took over: it moves to
@@ -279,6 +310,7 @@ impl Directory {
             ann,
             first_seen,
             seq,
+            vouchers,
         };
         match self.rooms.insert(entry.ann.room, entry) {
             None => Ok(Listing::Added),
@@ -316,14 +348,15 @@ impl Directory {
         gone
     }
 
-    /// The listed rooms, the longest-listed here first (rooms that came at once, in the order
-    /// they came). Not by listener count or start time:
-    /// those are the announcer's claims (one key claiming a million listeners for each of its
-    /// fake rooms pushed every real room down), while how long this node has seen a room
-    /// listed is its own observation.
+    /// The listed rooms: those more peers' directory answers listed first (up to
+    /// [`MAX_VOUCHERS`]: one hostile peer a fresh node asks cannot put its rooms before those
+    /// every honest peer lists), then the longest-listed here (rooms that came at once, in the
+    /// order they came). Not by listener count or start time: those are the announcer's
+    /// claims (one key claiming a million listeners for each of its fake rooms pushed every
+    /// real room down), while what this node saw is its own observation.
     pub fn list(&self) -> Vec<&Verified<Announcement>> {
         let mut rooms: Vec<&Entry> = self.rooms.values().collect();
-        rooms.sort_by_key(|e| (e.first_seen, e.seq));
+        rooms.sort_by_key(|e| (std::cmp::Reverse(e.vouchers.len()), e.first_seen, e.seq));
         rooms.into_iter().map(|e| &e.ann).collect()
     }
 

@@ -110,3 +110,43 @@ fn a_directory_answer_keeps_its_order() {
     let listed: Vec<_> = directory.list().iter().map(|a| a.wire().to_vec()).collect();
     assert_eq!(listed, answer);
 }
+
+#[test]
+fn a_hostile_directory_answer_does_not_go_before_the_honest_ones() {
+    // A fresh node asks a few peers for their directories; the fastest to answer is a
+    // script's, with 512 fakes (4 per key). Two honest peers list the real room.
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let real_host = Identity::from_secret_bytes(&[1; 32]);
+    let real = announcement(&real_host, &real_host, 3, &mut rng);
+    let hostile_answer: Vec<Vec<u8>> = (0..512u32)
+        .map(|n| {
+            let mut secret = [9; 32];
+            secret[..4].copy_from_slice(&(n / 4).to_le_bytes());
+            let key = Identity::from_secret_bytes(&secret);
+            announcement(&key, &key, 1_000_000, &mut rng)
+        })
+        .collect();
+    let (script, honest_a, honest_b) = (
+        Identity::from_secret_bytes(&[2; 32]).public(),
+        Identity::from_secret_bytes(&[3; 32]).public(),
+        Identity::from_secret_bytes(&[4; 32]).public(),
+    );
+    let mut directory = Directory::new();
+    for wire in &hostile_answer {
+        assert_eq!(
+            directory.insert_answered(wire, NOW, script),
+            Ok(Listing::Added)
+        );
+    }
+    assert_eq!(
+        directory.insert_answered(&real, NOW + 5, honest_a),
+        Ok(Listing::Added)
+    );
+    // The second honest answer holds the same announcement: not new, but one more voucher.
+    assert_eq!(
+        directory.insert_answered(&real, NOW + 6, honest_b),
+        Err(AnnounceError::Superseded)
+    );
+    assert_eq!(directory.list()[0].wire(), real.as_slice());
+    assert_eq!(directory.len(), 513);
+}

@@ -1857,7 +1857,7 @@ impl Core {
                     {
                         let unix = self.time.unix_ms;
                         for wire in announcements.iter().take(MAX_DIRECTORY_ANSWER) {
-                            let _ = self.directory.insert(wire, unix);
+                            let _ = self.directory.insert_answered(wire, unix, peer);
                         }
                         self.resolve_lookup();
                     }
