@@ -71,11 +71,13 @@ pub(crate) struct Behaviour {
 }
 
 impl Behaviour {
-    /// Builds every behaviour from the config. `relay_client` comes from the swarm builder.
+    /// Builds every behaviour from the config. `relay_client` comes from the swarm builder;
+    /// `rate` is shared with the QUIC listener.
     pub(crate) fn new(
         key: &Keypair,
         relay_client: relay::client::Behaviour,
         config: &Config,
+        rate: crate::ip_budget::HandshakeRate,
     ) -> Result<Self, String> {
         let peer_id = key.public().to_peer_id();
 
@@ -151,7 +153,7 @@ impl Behaviour {
         Ok(Behaviour {
             privacy: crate::privacy::Guard::new(config.hide_ip, &config.bootstrap),
             block_list: allow_block_list::Behaviour::default(),
-            ip_budget: crate::ip_budget::Budget::default(),
+            ip_budget: crate::ip_budget::Budget::new(rate),
             limits,
             identify,
             ping: ping::Behaviour::new(ping::Config::new()),

@@ -129,6 +129,16 @@ pub const MAX_PENDING_CONNECTIONS: u32 = 128;
 /// Incoming connections being set up at once from one IP address (loopback not counted; see
 /// `ip_budget`): a household's devices joining together, not a node's whole budget.
 pub const MAX_PENDING_PER_IP: u32 = 8;
+/// Incoming connections one IP address may start in a burst (loopback and relayed ones not
+/// counted): everyone behind one NAT joining at once.
+pub const HANDSHAKE_BURST_PER_IP: u32 = 64;
+/// Incoming connections per second one IP address may start after its burst. A key blocked as
+/// a flooder that dials again the moment it is refused costs a handshake each time (96 such
+/// keys kept a listener at 68 % of a core on loopback, which is not counted).
+pub const HANDSHAKES_PER_SECOND_PER_IP: f64 = 8.0;
+/// Addresses whose handshake rate is tracked at once; beyond, a new address is let in
+/// untracked (its pending and established budgets still hold).
+pub const MAX_RATED_IPS: usize = 4096;
 /// Incoming connections established at once from one IP address (loopback and relayed ones
 /// not counted): people behind one NAT, not a script with hundreds of keys.
 pub const MAX_INBOUND_PER_IP: u32 = 64;

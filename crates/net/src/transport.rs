@@ -20,6 +20,7 @@ use crate::{
     behaviour::Behaviour,
     config::{Config, Transport},
     error::NetError,
+    ip_budget::HandshakeRate,
     limits::{HANDSHAKE_TIMEOUT, QUIC_IDLE_TIMEOUT, QUIC_KEEP_ALIVE},
 };
 
@@ -63,10 +64,12 @@ where
 ///
 /// WebSocket sits outside DNS (it resolves `/dns*` itself, inside, and keeps the name for TLS
 /// server-name checks); plain TCP and QUIC are dialled through DNS.
-fn transports(key: &Keypair, config: &Config) -> Result<Boxed, BoxError> {
+fn transports(key: &Keypair, config: &Config, rate: &HandshakeRate) -> Result<Boxed, BoxError> {
     let tcp = || tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
     let quic = || {
-        quic::tokio::Transport::new(quic_config(quic::Config::new(key)))
+        let quic_config =
+            quic_config(quic::Config::new(key)).with_incoming_filter(rate.quic_filter());
+        quic::tokio::Transport::new(quic_config)
             .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
             .boxed()
     };
@@ -105,14 +108,15 @@ pub(crate) async fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Net
     let err = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
     // A TLS problem is found (and reported as such) before the builder wraps it in its own.
     config.websocket_tls.libp2p_config()?;
+    let rate = HandshakeRate::default();
     let swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
         .with_tokio()
-        .with_other_transport(|key| transports(key, config))
+        .with_other_transport(|key| transports(key, config, &rate))
         .map_err(|e| err(&e))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| err(&e))?
         .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, relay_client, config).map_err(BoxError::from)
+            Behaviour::new(key, relay_client, config, rate.clone()).map_err(BoxError::from)
         })
         .map_err(|e| err(&e))?
         .with_swarm_config(swarm_config)

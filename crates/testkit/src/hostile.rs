@@ -79,16 +79,21 @@ impl Drop for Peer {
 impl Peer {
     /// Starts a peer listening on loopback QUIC (no mDNS).
     pub async fn spawn(identity: Identity) -> Result<Peer, Error> {
+        let loopback = "/ip4/127.0.0.1/udp/0/quic-v1"
+            .parse()
+            .expect("a valid address");
+        Self::spawn_on(identity, loopback).await
+    }
+
+    /// Starts a peer listening on `listen` (QUIC; no mDNS): in a network namespace, its
+    /// address there.
+    pub async fn spawn_on(identity: Identity, listen: Multiaddr) -> Result<Peer, Error> {
         let mut secret = *identity.secret_bytes();
         let keypair = ruang_net::Keypair::ed25519_from_bytes(&mut secret)
             .map_err(|e| Error::Answer(e.to_string()))?;
         let mut config = ruang_net::Config::new(keypair).with_transport(Transport::QuicOnly);
         config.mdns = false;
-        config.listen = vec![
-            "/ip4/127.0.0.1/udp/0/quic-v1"
-                .parse()
-                .expect("a valid address"),
-        ];
+        config.listen = vec![listen];
         let (client, mut events, _audio) = tokio::time::timeout(PATIENCE, ruang_net::spawn(config))
             .await
             .map_err(|_| Error::Timeout("starting the network layer"))??;
