@@ -374,6 +374,34 @@ impl Membership {
     }
 }
 
+/// The host part of a binary multiaddr that starts with one (`/ip4`, `/ip6`, `/dns*`), as
+/// bytes; `None` for anything else and for loopback (this machine's own processes, as in
+/// tests, are not a third party to protect).
+pub fn dial_host(addr: &[u8]) -> Option<Vec<u8>> {
+    // Protocol codes: ip4 4, ip6 41, dns 53, dns4 54, dns6 55 (one varint byte each).
+    let (&code, rest) = addr.split_first()?;
+    match code {
+        4 => {
+            let ip = rest.get(..4)?;
+            (ip[0] != 127).then(|| ip.to_vec())
+        }
+        41 => {
+            let ip = rest.get(..16)?;
+            let loopback = ip[..15].iter().all(|b| *b == 0) && ip[15] == 1;
+            (!loopback).then(|| ip.to_vec())
+        }
+        53..=55 => {
+            let (&len, name) = rest.split_first()?;
+            // Names up to 127 bytes (a one-byte varint length).
+            (len < 0x80)
+                .then(|| name.get(..usize::from(len)))
+                .flatten()
+                .map(<[u8]>::to_vec)
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,33 +472,5 @@ mod tests {
         assert_eq!(again.len(), MAX_HELD);
         assert_eq!((again[0].0, texts(&again)[0].as_str()), (2, "2"));
         assert_eq!(texts(&again)[MAX_HELD - 2..], ["new", "meanwhile"]);
-    }
-}
-
-/// The host part of a binary multiaddr that starts with one (`/ip4`, `/ip6`, `/dns*`), as
-/// bytes; `None` for anything else and for loopback (this machine's own processes, as in
-/// tests, are not a third party to protect).
-pub fn dial_host(addr: &[u8]) -> Option<Vec<u8>> {
-    // Protocol codes: ip4 4, ip6 41, dns 53, dns4 54, dns6 55 (one varint byte each).
-    let (&code, rest) = addr.split_first()?;
-    match code {
-        4 => {
-            let ip = rest.get(..4)?;
-            (ip[0] != 127).then(|| ip.to_vec())
-        }
-        41 => {
-            let ip = rest.get(..16)?;
-            let loopback = ip[..15].iter().all(|b| *b == 0) && ip[15] == 1;
-            (!loopback).then(|| ip.to_vec())
-        }
-        53..=55 => {
-            let (&len, name) = rest.split_first()?;
-            // Names up to 127 bytes (a one-byte varint length).
-            (len < 0x80)
-                .then(|| name.get(..usize::from(len)))
-                .flatten()
-                .map(<[u8]>::to_vec)
-        }
-        _ => None,
     }
 }

@@ -664,7 +664,7 @@ fn keys_naming_one_address_get_it_one_welcome() {
         let signed = ruang_proto::signed::sign(&who, msg).unwrap();
         (who, RoomMessage::Ephemeral(signed.wire().to_vec()).encode())
     };
-    let mut dials = |core: &mut Core, from: u32, same_ip: bool, start: u64| {
+    let dials = |core: &mut Core, from: u32, same_ip: bool, start: u64| {
         let mut dials = 0;
         for n in from..from + 200 {
             let at = start + u64::from(n - from) * 10;
