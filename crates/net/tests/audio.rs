@@ -165,10 +165,12 @@ async fn slow_reader_drops_instead_of_growing() -> anyhow::Result<()> {
         (s.sent - before.sent) + (s.dropped - before.dropped) == 10_000 && s.queued == 0
     })
     .await?;
+    // How many the link task sends meanwhile depends on the machine's load (a loaded CI
+    // machine sent 5,353 of the 10,000): what holds is that the burst is not queued up.
     let s = link.stats();
     assert!(
-        s.dropped - before.dropped > 5_000,
-        "most of a burst is dropped: {s:?}"
+        s.dropped - before.dropped > 1_000,
+        "a burst past the queue is dropped, not held: {s:?}"
     );
     a.client.shutdown().await;
     b.client.shutdown().await;

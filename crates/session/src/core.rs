@@ -1579,7 +1579,24 @@ impl Core {
             }
             Insert::Known => Verdict::Ignore,
             Insert::Pending { .. } => {
-                if let Some(peer) = source {
+                let Some(peer) = source else {
+                    return Verdict::Ignore;
+                };
+                if let Rate::Limited { strikes } = m.orphan_limiter.check(&peer, mono) {
+                    if let Some(hash) = Room::hash_of_wire(wire) {
+                        m.room.forget_pending(&hash);
+                    }
+                    if strikes >= FLOOD_STRIKES {
+                        self.punish_flooder(peer, "events with missing parents");
+                    }
+                    return Verdict::Ignore;
+                }
+                // One sync with a peer at a time: what it has comes in that one.
+                let syncing = self
+                    .requests
+                    .values()
+                    .any(|r| matches!(r, Request::RoomPage { peer: p, .. } if *p == peer));
+                if !syncing {
                     self.request_sync(peer);
                 }
                 Verdict::Ignore

@@ -35,6 +35,14 @@ pub const SYNC_REQUEST_BURST: u32 = 64;
 /// told `Busy`. Each answer costs a page of events to seal and send.
 pub const SYNC_REQUESTS_PER_SECOND: f64 = 8.0;
 
+/// Log events whose parents we lack (they wait in the log's pending set of 1,024, oldest
+/// dropped) one peer may pass on in a burst: a join or a partition's end brings a few dozen.
+pub const ORPHANS_BURST: u32 = 64;
+/// Such events per second one peer may pass on after [`ORPHANS_BURST`]; beyond, they are
+/// dropped (sync brings what is real). Each one used to ask its sender for a sync: a script
+/// sending events with made-up parents had the node send it a sync request per event, and
+/// pushed honest out-of-order events out of the pending set.
+pub const ORPHANS_PER_SECOND: f64 = 4.0;
 /// Chat lines and reactions held while no peer is on the room's topic.
 pub const MAX_HELD: usize = 16;
 /// Chat lines and reactions remembered to ignore replays (see `room::Said`): a minute of a

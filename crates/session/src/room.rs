@@ -152,6 +152,8 @@ pub struct Membership {
     pub newcomer_limiter: RateLimiter<PublicKey>,
     /// New log events forwarded per author (the log keeps them all; this bounds spreading).
     pub log_limiter: RateLimiter<PublicKey>,
+    /// Log events with missing parents per peer that passed them on.
+    pub orphan_limiter: RateLimiter<PublicKey>,
     /// A private room's key: its payloads are sealed, and it is not in the directory.
     pub key: Option<RoomKey>,
     /// Which key of the room `key` is: 0 for the ticket's, one more at each rekey
@@ -251,6 +253,7 @@ impl Membership {
                 MAX_RATE_KEYS,
             ),
             log_limiter: RateLimiter::new(LOG_BURST, LOG_PER_SECOND, MAX_RATE_KEYS),
+            orphan_limiter: RateLimiter::new(ORPHANS_BURST, ORPHANS_PER_SECOND, MAX_RATE_KEYS),
             key,
             epoch: 0,
             pending_key: None,

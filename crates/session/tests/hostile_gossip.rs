@@ -708,3 +708,58 @@ fn keys_naming_one_address_get_it_one_welcome() {
     );
     assert!(named <= 1, "{named} dials to one address");
 }
+
+/// Events with made-up parents wait for them in the log's pending set (1,024, oldest dropped)
+/// and had the node ask their sender for a sync, one request per event: a peer passing on 300
+/// made 300 requests and filled the set. Now it gets one sync at a time and a bounded share of
+/// the set.
+#[test]
+fn events_with_made_up_parents_cost_a_bounded_share() {
+    use ruang_proto::room::{Event, EventBody};
+    use ruang_session::limits::{ORPHANS_BURST, ORPHANS_PER_SECOND};
+    let mut core = host();
+    let room = core.membership().unwrap().room.id();
+    let relay = Identity::from_secret_bytes(&[9; 32]);
+    let mut requests = 0;
+    for n in 0..300u32 {
+        let mut secret = [12; 32];
+        secret[..4].copy_from_slice(&n.to_le_bytes());
+        let who = Identity::from_secret_bytes(&secret);
+        let mut parent = [0xab; 32];
+        parent[..4].copy_from_slice(&n.to_le_bytes());
+        let event = Event {
+            room,
+            author: who.public(),
+            parents: vec![ruang_proto::Hash(parent)],
+            lamport: 5,
+            created_at: UNIX + 10,
+            body: EventBody::RaiseHand,
+        };
+        let wire = ruang_proto::signed::sign(&who, event)
+            .unwrap()
+            .wire()
+            .to_vec();
+        let data = RoomMessage::Event(wire).encode();
+        let mono = 10 + u64::from(n);
+        let time = Time {
+            mono_ms: mono,
+            unix_ms: UNIX + mono,
+        };
+        let topic = core.membership().unwrap().topic.clone();
+        let message = core.decode(&topic, &data, time.unix_ms);
+        let input = Input::Gossip {
+            token: u64::from(n),
+            source: Some(relay.public()),
+            message,
+        };
+        core.handle(time, input);
+        while let Some(output) = core.poll_output() {
+            requests += usize::from(matches!(output, Output::SyncRequest { .. }));
+        }
+    }
+    let waiting = core.membership().unwrap().room.pending_len();
+    eprintln!("300 events with made-up parents: {requests} sync requests, {waiting} kept waiting");
+    assert_eq!(requests, 1, "sync requests to the sender");
+    let most = ORPHANS_BURST as usize + (0.3 * ORPHANS_PER_SECOND) as usize + 1;
+    assert!(waiting <= most, "{waiting} events kept waiting");
+}

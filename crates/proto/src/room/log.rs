@@ -533,6 +533,12 @@ impl Room {
         }
     }
 
+    /// Drops `hash` from the events waiting for their parents (one a peer sent beyond its
+    /// share); whether it was waiting.
+    pub fn forget_pending(&mut self, hash: &EventHash) -> bool {
+        self.pending.forget(hash)
+    }
+
     /// Inserts a verified event: admits it, parks it until its parents arrive, or rejects it.
     pub fn insert(&mut self, event: Verified<Event>) -> Insert {
         let hash = event.hash();
@@ -1451,6 +1457,22 @@ impl Pending {
             let events = &self.events;
             self.fifo.retain(|h| events.contains_key(h));
         }
+    }
+
+    /// Drops `hash` if it is waiting; whether it was.
+    fn forget(&mut self, hash: &EventHash) -> bool {
+        let Some(event) = self.events.remove(hash) else {
+            return false;
+        };
+        for p in &event.parents {
+            if let Some(list) = self.waiting.get_mut(p) {
+                list.retain(|h| h != hash);
+                if list.is_empty() {
+                    self.waiting.remove(p);
+                }
+            }
+        }
+        true
     }
 
     /// Removes and returns the events that were waiting for `parent`.
