@@ -388,15 +388,11 @@ fn replays_with_trailing_bytes_change_nothing() -> Result<()> {
     // The replayer: on the room's topic with all three, it collects what the host sends.
     let topic = ruang_node::session::room::topic(&room, None);
     let runtime = tokio::runtime::Runtime::new()?;
-    let replayer = runtime.block_on(async {
-        let peer = hostile::Peer::spawn(Identity::generate(&mut rand::rng())).await?;
-        let addrs = [&ready, &heir_ready, &victim_ready]
-            .into_iter()
-            .map(quic_addr)
-            .collect::<Result<Vec<_>>>()?;
-        peer.attach(&topic, &addrs).await?;
-        anyhow::Ok(peer)
-    })?;
+    let addrs = [&ready, &heir_ready, &victim_ready]
+        .into_iter()
+        .map(quic_addr)
+        .collect::<Result<Vec<_>>>()?;
+    let replayer = attached(&runtime, &topic, &addrs)?;
     host.send(r#"{"cmd":"chat","text":"replayed line"}"#)?;
     victim.wait(T, "the line to replay", |v| {
         (v["event"] == "chat" && v["text"] == "replayed line").then_some(())
@@ -482,9 +478,69 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A sample of `proc`'s CPU to compare with a later one.
-fn cpu_sample(proc: &Proc) -> Result<procstat::Sample> {
-    procstat::sample(proc.pid()).context("the process is gone")
+/// What an attack costs a victim process: its CPU over the attack, its memory and its answer
+/// time to a command at the end.
+struct Cost {
+    cpu_pct: f64,
+    rss_kib: u64,
+    answer: Duration,
+}
+
+/// The start of a [`Cost`].
+struct Costing(procstat::Sample);
+
+impl Costing {
+    fn start(victim: &Proc) -> Result<Costing> {
+        Ok(Costing(
+            procstat::sample(victim.pid()).context("the victim is gone")?,
+        ))
+    }
+
+    fn end(self, victim: &mut Proc) -> Result<Cost> {
+        let answer = answer_time(victim)?;
+        let after = procstat::sample(victim.pid()).context("the victim is gone")?;
+        Ok(Cost {
+            cpu_pct: procstat::cpu_percent(&self.0, &after),
+            rss_kib: after.rss_kib,
+            answer,
+        })
+    }
+}
+
+impl std::fmt::Display for Cost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CPU {:.1} % of a core, RSS {} KiB, status answered in {:.1?}",
+            self.cpu_pct, self.rss_kib, self.answer
+        )
+    }
+}
+
+/// A member that joined with `ticket` and hears the host (`host_hex`); with its key.
+fn hearing_host(
+    dir: &std::path::Path,
+    ticket: &str,
+    name: &str,
+    host_hex: &str,
+) -> Result<(Proc, String)> {
+    let mut member = join(dir, ticket, name)?;
+    let key = member.ready_key(T)?;
+    playout_of(&mut member, host_hex)?;
+    Ok((member, key))
+}
+
+/// A hostile peer with a fresh key, on `topic` with the peers at `addrs`.
+fn attached(
+    runtime: &tokio::runtime::Runtime,
+    topic: &str,
+    addrs: &[Multiaddr],
+) -> Result<hostile::Peer> {
+    runtime.block_on(async {
+        let peer = hostile::Peer::spawn(Identity::generate(&mut rand::rng())).await?;
+        peer.attach(topic, addrs).await?;
+        anyhow::Ok(peer)
+    })
 }
 
 /// Directory squatting: a script with 300 keys announces 10,000 public rooms claiming a
@@ -504,9 +560,7 @@ fn a_real_room_stays_listed_first_while_a_script_announces_ten_thousand() -> Res
         key: host_hex,
         room,
     } = host_room(dir.path(), "the real room", 8)?;
-    let mut listener = join(dir.path(), &ticket, "listener")?;
-    listener.wait_event(T, "ready")?;
-    playout_of(&mut listener, &host_hex)?;
+    let (mut listener, _) = hearing_host(dir.path(), &ticket, "listener", &host_hex)?;
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(8);
     let keys: Vec<Identity> = (0..300).map(|_| Identity::generate(&mut rng)).collect();
@@ -525,18 +579,14 @@ fn a_real_room_stays_listed_first_while_a_script_announces_ten_thousand() -> Res
         .collect();
     let runtime = tokio::runtime::Runtime::new()?;
     let host_addr = quic_addr(&ready)?;
-    let squatter = runtime.block_on(async {
-        let peer = hostile::Peer::spawn(Identity::generate(&mut rand::rng())).await?;
-        peer.attach(
-            ruang_node::DIRECTORY_TOPIC,
-            std::slice::from_ref(&host_addr),
-        )
-        .await?;
-        anyhow::Ok(peer)
-    })?;
+    let squatter = attached(
+        &runtime,
+        ruang_node::DIRECTORY_TOPIC,
+        std::slice::from_ref(&host_addr),
+    )?;
 
     let window = Window::start(&mut listener, &host_hex)?;
-    let host_cpu = cpu_sample(&host)?;
+    let costing = Costing::start(&host)?;
     let attacking = Instant::now();
     let refused = runtime.block_on(async {
         let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -556,16 +606,12 @@ fn a_real_room_stays_listed_first_while_a_script_announces_ten_thousand() -> Res
         }
         refused
     });
-    let answer = answer_time(&mut host)?;
-    let after = cpu_sample(&host)?;
+    let cost = costing.end(&mut host)?;
     let during = window.end(&mut listener, &host_hex, attacking.elapsed())?;
     eprintln!(
-        "10,000 fake rooms from 300 keys in {:.1?} ({refused} found nobody to go to): \
-         host CPU {:.1} % of a core, RSS {} KiB, status answered in {answer:.1?}; at its \
-         listener: {during}",
+        "10,000 fake rooms from 300 keys in {:.1?} ({refused} found nobody to go to): host \
+         {cost}; at its listener: {during}",
         attacking.elapsed(),
-        procstat::cpu_percent(&host_cpu, &after),
-        after.rss_kib
     );
 
     let browse = [
@@ -633,21 +679,14 @@ fn a_late_joiner_reaches_the_full_state_after_900_hostile_events() -> Result<()>
         key: host_hex,
         room,
     } = host_room(dir.path(), "spammed", 9)?;
-    let mut listener = join(dir.path(), &ticket, "listener")?;
-    listener.wait_event(T, "ready")?;
-    playout_of(&mut listener, &host_hex)?;
+    let (mut listener, _) = hearing_host(dir.path(), &ticket, "listener", &host_hex)?;
 
     let topic = ruang_node::session::room::topic(&room, None);
     let host_addr = quic_addr(&ready)?;
     let host_peer = ready["peer_id"].as_str().context("peer_id")?.parse()?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let (spammer, mut replica) = runtime.block_on(async {
-        let peer = hostile::Peer::spawn(Identity::generate(&mut rand::rng())).await?;
-        peer.attach(&topic, std::slice::from_ref(&host_addr))
-            .await?;
-        let replica = peer.fetch_log(host_peer, room).await?;
-        anyhow::Ok((peer, replica))
-    })?;
+    let spammer = attached(&runtime, &topic, std::slice::from_ref(&host_addr))?;
+    let mut replica = runtime.block_on(spammer.fetch_log(host_peer, room))?;
     let mut rng = rand::rng();
     let mut spam = Vec::new();
     for _ in 0..300 {
@@ -671,7 +710,7 @@ fn a_late_joiner_reaches_the_full_state_after_900_hostile_events() -> Result<()>
         .collect::<Result<_>>()?;
 
     let window = Window::start(&mut listener, &host_hex)?;
-    let host_cpu = cpu_sample(&host)?;
+    let costing = Costing::start(&host)?;
     // Everything the host printed before the attack read (its answer comes after it).
     answer_time(&mut host)?;
     let seen_before = host.seen.len();
@@ -687,8 +726,7 @@ fn a_late_joiner_reaches_the_full_state_after_900_hostile_events() -> Result<()>
         anyhow::Ok(())
     })?;
     let spam_time = attacking.elapsed();
-    let answer = answer_time(&mut host)?;
-    let after = cpu_sample(&host)?;
+    let cost = costing.end(&mut host)?;
     let during = window.end(&mut listener, &host_hex, spam_time)?;
     let (states, json_bytes) = host.seen[seen_before..]
         .iter()
@@ -697,13 +735,9 @@ fn a_late_joiner_reaches_the_full_state_after_900_hostile_events() -> Result<()>
             (n + 1, bytes + v.to_string().len())
         });
     eprintln!(
-        "900 hostile events in {spam_time:.1?}: the host printed {} state events ({} KB of \
-         JSON), CPU {:.1} % of a core, RSS {} KiB, status answered in {answer:.1?}; at its \
-         listener: {during}",
-        states,
+        "900 hostile events in {spam_time:.1?}: the host printed {states} state events ({} KB \
+         of JSON), {cost}; at its listener: {during}",
         json_bytes / 1_000,
-        procstat::cpu_percent(&host_cpu, &after),
-        after.rss_kib
     );
 
     let hands = |v: &Value| {
@@ -760,10 +794,8 @@ fn real_listeners_keep_the_host_under_64_ground_key_presences() -> Result<()> {
     let mut listeners = Vec::new();
     let mut keys = vec![ruang_proto::PublicKey::from_hex(&host_hex).context("host key")?];
     for name in ["l1", "l2", "l3"] {
-        let mut p = join(dir.path(), &ticket, name)?;
-        let key = p.ready_key(T)?;
+        let (p, key) = hearing_host(dir.path(), &ticket, name, &host_hex)?;
         keys.push(ruang_proto::PublicKey::from_hex(&key).context("a key")?);
-        playout_of(&mut p, &host_hex)?;
         listeners.push(p);
     }
     let ground = hostile::grind_keys(64, &keys, &mut rand::rng());
@@ -772,12 +804,7 @@ fn real_listeners_keep_the_host_under_64_ground_key_presences() -> Result<()> {
     let topic = ruang_node::session::room::topic(&room, None);
     let host_addr = quic_addr(&ready)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let grinder = runtime.block_on(async {
-        let peer = hostile::Peer::spawn(Identity::generate(&mut rand::rng())).await?;
-        peer.attach(&topic, std::slice::from_ref(&host_addr))
-            .await?;
-        anyhow::Ok(peer)
-    })?;
+    let grinder = attached(&runtime, &topic, std::slice::from_ref(&host_addr))?;
     let beat = |grinder: &hostile::Peer| {
         let sent_at = unix_ms();
         runtime.block_on(async {
@@ -793,7 +820,7 @@ fn real_listeners_keep_the_host_under_64_ground_key_presences() -> Result<()> {
     host.wait(T, "the ground keys in the audience", |v| {
         (v["event"] == "state" && v["audience"].as_array()?.len() >= 67).then_some(())
     })?;
-    let host_cpu = cpu_sample(&host)?;
+    let costing = Costing::start(&host)?;
     let windows = listeners
         .iter_mut()
         .map(|p| Window::start(p, &host_hex))
@@ -803,20 +830,14 @@ fn real_listeners_keep_the_host_under_64_ground_key_presences() -> Result<()> {
         host.wait_event(T, "stats")?;
         beat(&grinder)?;
     }
-    let answer = answer_time(&mut host)?;
-    let after = cpu_sample(&host)?;
+    let cost = costing.end(&mut host)?;
     let mut delivered = Vec::new();
     for (window, p) in windows.into_iter().zip(listeners.iter_mut()) {
         let w = window.end(p, &host_hex, attacking.elapsed())?;
         eprintln!("[{}] {w}", p.name);
         delivered.push(w);
     }
-    eprintln!(
-        "64 ground keys' presences: host CPU {:.1} % of a core, RSS {} KiB, status answered \
-         in {answer:.1?}",
-        procstat::cpu_percent(&host_cpu, &after),
-        after.rss_kib
-    );
+    eprintln!("64 ground keys' presences: host {cost}");
     for w in &delivered {
         assert!(w.delivered() >= 0.99, "a real listener: {w}");
         assert!(

@@ -23,6 +23,34 @@ impl Drop for Killed {
     }
 }
 
+/// A host, an attacker and a guest, each a machine of its own on one switch, at
+/// `10.<subnet>.0.1`, `.66` and `.2`; the namespaces in that order.
+fn three_machines(lab: &mut Lab, subnet: u8) -> Result<[String; 3]> {
+    let net = lab.switch("net")?;
+    let mut at = Vec::new();
+    for (name, last) in [("host", 1), ("attacker", 66), ("guest", 2)] {
+        let ns = lab.namespace(name)?;
+        lab.plug(&net, &ns, "eth0", &format!("10.{subnet}.0.{last}/24"))?;
+        at.push(ns);
+    }
+    Ok([at[0].clone(), at[1].clone(), at[2].clone()])
+}
+
+/// A guest in namespace `ns` joins with `ticket`; with how long it took to be in.
+fn guest_joins(dir: &std::path::Path, ticket: &str, ns: &str) -> Result<(Proc, Duration)> {
+    let mut guest = Proc::start_on(
+        dir,
+        "guest",
+        &[
+            "join", ticket, "--json", "--input", "silence", "--output", "null",
+        ],
+        &Net::inside(ns, false),
+    )?;
+    let started = Instant::now();
+    guest.wait_event(Duration::from_secs(15), "ready")?;
+    Ok((guest, started.elapsed()))
+}
+
 /// One machine opens 500 TCP connections to the host's port every 2 s and never sends a byte
 /// on them: everyone else still joins, at once, and the host answers commands. (It used to
 /// take the whole node's budget of connections being set up: 128, for as long as the sockets
@@ -34,17 +62,7 @@ fn silent_connections_from_one_address_do_not_keep_others_out() -> Result<()> {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
-    let net = lab.switch("net")?;
-    let mut at = Vec::new();
-    for (name, ip) in [
-        ("host", "10.7.0.1"),
-        ("attacker", "10.7.0.66"),
-        ("guest", "10.7.0.2"),
-    ] {
-        let ns = lab.namespace(name)?;
-        lab.plug(&net, &ns, "eth0", &format!("{ip}/24"))?;
-        at.push(ns);
-    }
+    let at = three_machines(&mut lab, 7)?;
     let host_net = Net {
         listen: vec![
             "/ip4/10.7.0.1/tcp/4001".into(),
@@ -90,18 +108,8 @@ fn silent_connections_from_one_address_do_not_keep_others_out() -> Result<()> {
     std::thread::sleep(Duration::from_secs(1));
     eprintln!("the host holds {} of the attacker's connections", held()?);
 
-    let mut guest = Proc::start_on(
-        dir.path(),
-        "guest",
-        &[
-            "join", &ticket, "--json", "--input", "silence", "--output", "null",
-        ],
-        &Net::inside(&at[2], false),
-    )?;
     let before = procstat::sample(host.pid()).context("host gone")?;
-    let started = Instant::now();
-    guest.wait_event(Duration::from_secs(15), "ready")?;
-    let joined = started.elapsed();
+    let (mut guest, joined) = guest_joins(dir.path(), &ticket, &at[2])?;
     let asked = Instant::now();
     host.send(r#"{"cmd":"status"}"#)?;
     host.wait_event(T, "status")?;
@@ -153,17 +161,7 @@ fn reconnecting_at_once_from_one_address_costs_a_few_handshakes_a_second() -> Re
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
-    let net = lab.switch("net")?;
-    let mut at = Vec::new();
-    for (name, ip) in [
-        ("host", "10.8.0.1"),
-        ("attacker", "10.8.0.66"),
-        ("guest", "10.8.0.2"),
-    ] {
-        let ns = lab.namespace(name)?;
-        lab.plug(&net, &ns, "eth0", &format!("{ip}/24"))?;
-        at.push(ns);
-    }
+    let at = three_machines(&mut lab, 8)?;
     let host_net = Net {
         listen: vec!["/ip4/10.8.0.1/udp/4001/quic-v1".into()],
         ..Net::inside(&at[0], false)
@@ -254,17 +252,7 @@ fn reconnecting_at_once_from_one_address_costs_a_few_handshakes_a_second() -> Re
         failed.load(Ordering::Relaxed),
         Instant::now(),
     );
-    let mut guest = Proc::start_on(
-        dir.path(),
-        "guest",
-        &[
-            "join", &ticket, "--json", "--input", "silence", "--output", "null",
-        ],
-        &Net::inside(&at[2], false),
-    )?;
-    let started = Instant::now();
-    guest.wait_event(Duration::from_secs(15), "ready")?;
-    let joined = started.elapsed();
+    let (mut guest, joined) = guest_joins(dir.path(), &ticket, &at[2])?;
     while t0.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(200));
     }
