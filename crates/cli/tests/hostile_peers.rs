@@ -178,6 +178,15 @@ fn bring_on_stage(host: &mut Proc, member: &mut Proc, key: &str) -> Result<()> {
     member.send(r#"{"cmd":"accept_invite"}"#)
 }
 
+/// Every one of `procs` leaves (stdin closed) and exits.
+fn leave_all<'a>(procs: impl IntoIterator<Item = &'a mut Proc>) -> Result<()> {
+    for p in procs {
+        p.close_stdin();
+        p.exit(T)?;
+    }
+    Ok(())
+}
+
 /// The victim's answer time to `status`.
 fn answer_time(proc: &mut Proc) -> Result<Duration> {
     let asked = Instant::now();
@@ -318,10 +327,7 @@ fn a_new_speaker_is_heard_by_a_listener_whose_audio_streams_are_held() -> Result
 
     drop(held);
     drop(attackers);
-    for p in [&mut victim, &mut speaker, &mut host] {
-        p.close_stdin();
-        p.exit(T)?;
-    }
+    leave_all([&mut victim, &mut speaker, &mut host])?;
     Ok(())
 }
 
@@ -464,10 +470,7 @@ fn replays_with_trailing_bytes_change_nothing() -> Result<()> {
         "the host's audio at the victim: {during}"
     );
     drop(replayer);
-    for p in [&mut victim, &mut heir, &mut host] {
-        p.close_stdin();
-        p.exit(T)?;
-    }
+    leave_all([&mut victim, &mut heir, &mut host])?;
     Ok(())
 }
 
@@ -655,10 +658,7 @@ fn a_real_room_stays_listed_first_while_a_script_announces_ten_thousand() -> Res
         "the host's audio at its listener: {during}"
     );
     drop(squatter);
-    for p in [&mut listener, &mut host] {
-        p.close_stdin();
-        p.exit(T)?;
-    }
+    leave_all([&mut listener, &mut host])?;
     Ok(())
 }
 
@@ -769,10 +769,7 @@ fn a_late_joiner_reaches_the_full_state_after_900_hostile_events() -> Result<()>
         "the host's audio at its listener: {during}"
     );
     drop(spammer);
-    for p in [&mut late, &mut listener, &mut host] {
-        p.close_stdin();
-        p.exit(T)?;
-    }
+    leave_all([&mut late, &mut listener, &mut host])?;
     Ok(())
 }
 
@@ -846,9 +843,6 @@ fn real_listeners_keep_the_host_under_64_ground_key_presences() -> Result<()> {
         );
     }
     drop(grinder);
-    for p in listeners.iter_mut().chain([&mut host]) {
-        p.close_stdin();
-        p.exit(T)?;
-    }
+    leave_all(listeners.iter_mut().chain([&mut host]))?;
     Ok(())
 }
