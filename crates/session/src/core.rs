@@ -2453,6 +2453,11 @@ impl Core {
                     && !self.blocked.contains(*p)
                     && !m.neighbour_dials.contains_key(*p)
                     && m.presence.contains(p)
+                    // Whoever signs a presence chooses its addresses: one dial per host a
+                    // while, as for welcomes (keys naming a third party's address).
+                    && !shared_addrs(addrs)
+                        .filter_map(|a| dial_host(a))
+                        .any(|h| m.welcomed_hosts.contains_key(&h))
             })
             .collect();
         // Sorted, so that a seeded core picks the same member whatever the map's order.
@@ -2461,7 +2466,15 @@ impl Core {
         let Some((peer, addrs)) = candidates.choose(&mut self.rng) else {
             return;
         };
-        let (peer, addresses) = (**peer, (*addrs).clone());
+        let peer = **peer;
+        let addresses: Vec<Vec<u8>> = shared_addrs(addrs).cloned().collect();
+        let hosts: Vec<Vec<u8>> = addresses.iter().filter_map(|a| dial_host(a)).collect();
+        if m.welcomed_hosts.len() + hosts.len() > MAX_WELCOMED_HOSTS {
+            return;
+        }
+        for host in hosts {
+            m.welcomed_hosts.insert(host, now);
+        }
         m.neighbour_dials.insert(peer, now);
         debug!(peer = %peer.fingerprint(), connected, "dialling a room neighbour");
         self.push(Output::Dial { peer, addresses });
@@ -2500,7 +2513,7 @@ impl Core {
         }
         // Whoever signs a presence chooses its addresses: one welcome per host a while, so
         // keys that all name a third party's address cost it one dial from each member.
-        let addresses: Vec<Vec<u8>> = addresses.iter().take(MAX_SHARED_ADDRS).cloned().collect();
+        let addresses: Vec<Vec<u8>> = shared_addrs(addresses).cloned().collect();
         let hosts: Vec<Vec<u8>> = addresses.iter().filter_map(|a| dial_host(a)).collect();
         if hosts.iter().any(|h| m.welcomed_hosts.contains_key(h))
             || m.welcomed_hosts.len() + hosts.len() > MAX_WELCOMED_HOSTS
@@ -2809,4 +2822,9 @@ fn room_size(directory: &Directory, m: &Membership) -> u64 {
         .filter(|a| a.author == state.host || a.author == genesis_author)
         .map_or(0, |a| u64::from(a.listener_count));
     (m.presence.len() as u64).max(announced)
+}
+
+/// The addresses of a presence a member dials (the first [`MAX_SHARED_ADDRS`]).
+fn shared_addrs(addrs: &[Vec<u8>]) -> impl Iterator<Item = &Vec<u8>> {
+    addrs.iter().take(MAX_SHARED_ADDRS)
 }

@@ -707,6 +707,24 @@ fn keys_naming_one_address_get_it_one_welcome() {
         "welcome dials: {own} for 200 newcomers at their own addresses, {named} for 200 naming one"
     );
     assert!(named <= 1, "{named} dials to one address");
+    // A member short of neighbours dials one present member a second: not one of these keys
+    // more than once per 30 s either (was one a second, to the same address).
+    let mut neighbour_dials = 0;
+    for at in (33_000..93_000).step_by(200) {
+        let time = Time {
+            mono_ms: at,
+            unix_ms: UNIX + at,
+        };
+        core.handle(time, Input::Timeout);
+        while let Some(output) = core.poll_output() {
+            neighbour_dials += usize::from(matches!(output, Output::Dial { .. }));
+        }
+    }
+    eprintln!("neighbour dials to the one address in 60 s: {neighbour_dials}");
+    assert!(
+        neighbour_dials <= 2,
+        "{neighbour_dials} neighbour dials to one address in 60 s"
+    );
 }
 
 /// Events with made-up parents wait for them in the log's pending set (1,024, oldest dropped)
