@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::event::{LeaveReason, Listing, NodeEvent, RoomView};
 use crate::limits::*;
-use crate::room::{Membership, dial_host};
+use crate::room::Membership;
 use crate::wire::{
     MAX_DIRECTORY_ANSWER, MAX_SYNC_HEADS, RoomMessage, SYNC_PAGE_EVENTS, SyncRefusal, SyncRequest,
     SyncResponse,
@@ -2427,7 +2427,7 @@ impl Core {
         m.last_neighbour_check = now;
         m.neighbour_dials
             .retain(|_, at| now < *at + NEIGHBOUR_RETRY_MS);
-        m.welcomed_hosts
+        m.dialled_hosts
             .retain(|_, at| now < *at + NEIGHBOUR_RETRY_MS);
         // The stage does not count: every member is connected to it anyway (see
         // `keep_stage_connected`), and a room whose stage has four members would otherwise
@@ -2453,11 +2453,7 @@ impl Core {
                     && !self.blocked.contains(*p)
                     && !m.neighbour_dials.contains_key(*p)
                     && m.presence.contains(p)
-                    // Whoever signs a presence chooses its addresses: one dial per host a
-                    // while, as for welcomes (keys naming a third party's address).
-                    && !shared_addrs(addrs)
-                        .filter_map(|a| dial_host(a))
-                        .any(|h| m.welcomed_hosts.contains_key(&h))
+                    && !m.host_dialled_lately(addrs)
             })
             .collect();
         // Sorted, so that a seeded core picks the same member whatever the map's order.
@@ -2466,15 +2462,10 @@ impl Core {
         let Some((peer, addrs)) = candidates.choose(&mut self.rng) else {
             return;
         };
-        let peer = **peer;
-        let addresses: Vec<Vec<u8>> = shared_addrs(addrs).cloned().collect();
-        let hosts: Vec<Vec<u8>> = addresses.iter().filter_map(|a| dial_host(a)).collect();
-        if m.welcomed_hosts.len() + hosts.len() > MAX_WELCOMED_HOSTS {
+        let (peer, addrs) = (**peer, (*addrs).clone());
+        let Some(addresses) = m.claim_dial(&addrs, now) else {
             return;
-        }
-        for host in hosts {
-            m.welcomed_hosts.insert(host, now);
-        }
+        };
         m.neighbour_dials.insert(peer, now);
         debug!(peer = %peer.fingerprint(), connected, "dialling a room neighbour");
         self.push(Output::Dial { peer, addresses });
@@ -2511,18 +2502,10 @@ impl Core {
         if !self.rng.random_bool(share.min(1.0)) {
             return;
         }
-        // Whoever signs a presence chooses its addresses: one welcome per host a while, so
-        // keys that all name a third party's address cost it one dial from each member.
-        let addresses: Vec<Vec<u8>> = shared_addrs(addresses).cloned().collect();
-        let hosts: Vec<Vec<u8>> = addresses.iter().filter_map(|a| dial_host(a)).collect();
-        if hosts.iter().any(|h| m.welcomed_hosts.contains_key(h))
-            || m.welcomed_hosts.len() + hosts.len() > MAX_WELCOMED_HOSTS
-        {
+        let addresses = addresses.clone();
+        let Some(addresses) = m.claim_dial(&addresses, now) else {
             return;
-        }
-        for host in hosts {
-            m.welcomed_hosts.insert(host, now);
-        }
+        };
         m.neighbour_dials.insert(peer, now);
         debug!(peer = %peer.fingerprint(), "dialling a newcomer");
         self.push(Output::Dial { peer, addresses });
@@ -2822,9 +2805,4 @@ fn room_size(directory: &Directory, m: &Membership) -> u64 {
         .filter(|a| a.author == state.host || a.author == genesis_author)
         .map_or(0, |a| u64::from(a.listener_count));
     (m.presence.len() as u64).max(announced)
-}
-
-/// The addresses of a presence a member dials (the first [`MAX_SHARED_ADDRS`]).
-fn shared_addrs(addrs: &[Vec<u8>]) -> impl Iterator<Item = &Vec<u8>> {
-    addrs.iter().take(MAX_SHARED_ADDRS)
 }

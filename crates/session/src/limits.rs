@@ -71,9 +71,9 @@ pub const PRESENCE_RESEND_MS: u64 = 1_000;
 pub const ROOM_NEIGHBOURS: usize = 4;
 /// How often a node counts its room neighbours (and dials at most one).
 pub const NEIGHBOUR_CHECK_MS: u64 = 1_000;
-/// Hosts remembered as welcomed lately (see `Membership::welcomed_hosts`); when full, no
-/// newcomer is welcomed until older ones lapse.
-pub const MAX_WELCOMED_HOSTS: usize = 1_024;
+/// Hosts remembered as dialled lately (see `Membership::claim_dial`); when full, no member
+/// is welcomed or dialled as a neighbour until older ones lapse.
+pub const MAX_DIALLED_HOSTS: usize = 1_024;
 /// How long before a member we dialled as a neighbour is dialled again.
 pub const NEIGHBOUR_RETRY_MS: u64 = 30_000;
 /// Most pages a join or a sync asks for from one peer.

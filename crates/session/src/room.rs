@@ -189,10 +189,9 @@ pub struct Membership {
     pub known_addrs: HashMap<PublicKey, Vec<Vec<u8>>>,
     /// Members we dialled to have enough room neighbours, with when.
     pub neighbour_dials: HashMap<PublicKey, u64>,
-    /// Hosts (an address's IP or DNS name, see [`dial_host`]) we dialled a newcomer at lately,
-    /// with when: at most one welcome per host per `NEIGHBOUR_RETRY_MS`, however many keys
-    /// claim addresses there (a presence can name anyone's address).
-    pub welcomed_hosts: HashMap<Vec<u8>, u64>,
+    /// Hosts (an address's IP or DNS name, see [`dial_host`]) we dialled a member at lately
+    /// (a welcome or a neighbour dial), with when: see [`Membership::claim_dial`].
+    pub dialled_hosts: HashMap<Vec<u8>, u64>,
     /// When the room neighbours were last counted.
     pub last_neighbour_check: u64,
     /// Peers streaming audio to us now.
@@ -219,6 +218,35 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// The addresses of a member's presence to dial now (at most `MAX_SHARED_ADDRS`), their
+    /// hosts recorded; `None` when one of those hosts was dialled within `NEIGHBOUR_RETRY_MS`
+    /// or `MAX_DIALLED_HOSTS` are remembered. Whoever signs a presence chooses its addresses:
+    /// keys that all name a third party's address cost it one dial per member a while.
+    pub fn claim_dial(&mut self, addresses: &[Vec<u8>], now: u64) -> Option<Vec<Vec<u8>>> {
+        if self.host_dialled_lately(addresses) {
+            return None;
+        }
+        let addresses: Vec<Vec<u8>> = addresses.iter().take(MAX_SHARED_ADDRS).cloned().collect();
+        let hosts: Vec<Vec<u8>> = addresses.iter().filter_map(|a| dial_host(a)).collect();
+        if self.dialled_hosts.len() + hosts.len() > MAX_DIALLED_HOSTS {
+            return None;
+        }
+        for host in hosts {
+            self.dialled_hosts.insert(host, now);
+        }
+        Some(addresses)
+    }
+
+    /// Whether one of the hosts of these addresses (the first `MAX_SHARED_ADDRS`) was dialled
+    /// lately (see [`Membership::claim_dial`]).
+    pub fn host_dialled_lately(&self, addresses: &[Vec<u8>]) -> bool {
+        addresses
+            .iter()
+            .take(MAX_SHARED_ADDRS)
+            .filter_map(|a| dial_host(a))
+            .any(|h| self.dialled_hosts.contains_key(&h))
+    }
+
     /// Forgets the addresses of members no longer present, and the names of those the
     /// room's state does not name either (both maps stay as large as the room: a script with
     /// thousands of keys that come and go leaves nothing behind).
@@ -270,7 +298,7 @@ impl Membership {
             ended_at: None,
             known_addrs: HashMap::new(),
             neighbour_dials: HashMap::new(),
-            welcomed_hosts: HashMap::new(),
+            dialled_hosts: HashMap::new(),
             last_neighbour_check: 0,
             streams_from: HashSet::new(),
             admission_pending: HashSet::new(),
