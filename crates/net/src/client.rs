@@ -6,7 +6,7 @@ use libp2p::{Multiaddr, PeerId, gossipsub::MessageId, multiaddr::Protocol};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    audio::{AudioInStats, AudioLink, inbound::InboundShared},
+    audio::{AudioInStats, AudioLink, AudioRequest, inbound::InboundShared},
     error::NetError,
     event::{SyncReply, Verdict},
     limits::{
@@ -424,6 +424,25 @@ impl Client {
     /// runtime is the one given to [`crate::spawn`] (the link's task runs there).
     pub fn open_audio(&self, peer: PeerId, header: Vec<u8>) -> AudioLink {
         AudioLink::spawn(self.clone(), peer, header)
+    }
+
+    /// Asks `peer` for its audio with `request` (at most
+    /// [`crate::limits::MAX_AUDIO_REQUEST_LEN`] bytes) over our own connection, and asks again
+    /// whenever the request ends, until the returned handle is dropped. Returns at once; same
+    /// runtime rule as [`Client::open_audio`].
+    pub fn ask_for_audio(&self, peer: PeerId, request: Vec<u8>) -> AudioRequest {
+        AudioRequest::spawn(self.clone(), peer, request)
+    }
+
+    /// Turns down `peer`'s request for our audio (it asks again after
+    /// [`crate::REFUSED_RETRY_MIN`] or more); whether one was held.
+    pub fn refuse_audio_request(&self, peer: PeerId) -> bool {
+        self.inbound.refuse_request(peer)
+    }
+
+    /// Peers whose request for our audio is held.
+    pub fn audio_requesters(&self) -> Vec<PeerId> {
+        self.inbound.requesters()
     }
 
     /// Closes every inbound audio stream from `peer` now (the sender sees a reset); returns how

@@ -110,6 +110,21 @@ pub enum Event {
         /// Its header.
         header: Arc<[u8]>,
     },
+    /// A peer asked for our audio (`Client::ask_for_audio` on its side) and the request is
+    /// held until [`Event::AudioRequestEnded`]; turn it down with
+    /// `Client::refuse_audio_request`.
+    AudioRequested {
+        /// The asker (authenticated by its connection).
+        peer: PeerId,
+        /// The request bytes (at most [`crate::limits::MAX_AUDIO_REQUEST_LEN`]).
+        request: Vec<u8>,
+    },
+    /// A peer's request for our audio ended (closed, broken, or replaced by nothing); not
+    /// sent for requests we turned down.
+    AudioRequestEnded {
+        /// The asker.
+        peer: PeerId,
+    },
     /// Addresses learnt for a peer (mDNS, Kademlia, identify).
     Discovered {
         /// The peer.

@@ -98,7 +98,10 @@ pub use libp2p::{
 /// prometheus-client, the version libp2p records with: metric types and the text encoder.
 pub use prometheus_client;
 
-pub use audio::{AUDIO_PROTOCOL, AudioIn, AudioInStats, AudioInbox, AudioLink, AudioLinkStats};
+pub use audio::{
+    AUDIO_PROTOCOL, AudioIn, AudioInStats, AudioInbox, AudioLink, AudioLinkStats, AudioRequest,
+    AudioRequestStats, REFUSED_RETRY_MAX, REFUSED_RETRY_MIN, REQUEST_PROTOCOL,
+};
 pub use behaviour::{IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 pub use client::{Client, with_peer};
 pub use config::{Config, DEFAULT_AUTO_RELAYS, DEFAULT_IDLE_CONNECTION_TIMEOUT, Transport};
@@ -153,18 +156,27 @@ pub async fn spawn(config: Config) -> Result<(Client, Events, AudioInbox), NetEr
     let incoming = control
         .accept(AUDIO_PROTOCOL)
         .map_err(|e| NetError::Transport(e.to_string()))?;
+    let requests = control
+        .accept(REQUEST_PROTOCOL)
+        .map_err(|e| NetError::Transport(e.to_string()))?;
 
     let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE_CAP);
     let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE_CAP);
     let (audio_tx, audio_rx) = mpsc::channel(AUDIO_INBOX_CAP);
     let inbound = Arc::new(InboundShared::default());
 
-    let acceptor = runtime.spawn(accept_loop(
+    let audio_acceptor = runtime.spawn(accept_loop(
         incoming,
         inbound.clone(),
         audio_tx,
         event_tx.clone(),
     ));
+    let request_acceptor = runtime.spawn(audio::request::accept_loop(
+        requests,
+        inbound.clone(),
+        event_tx.clone(),
+    ));
+
     let policy = event_loop::Policy {
         transport: config.transport,
         listen_is_external: config.relay_server && config.external_addrs.is_empty(),
@@ -187,7 +199,7 @@ pub async fn spawn(config: Config) -> Result<(Client, Events, AudioInbox), NetEr
         policy,
         unbound,
         inbound.clone(),
-        acceptor,
+        vec![audio_acceptor, request_acceptor],
     )
     .with_metrics(metrics);
     runtime.spawn(event_loop.run());

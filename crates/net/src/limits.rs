@@ -105,7 +105,12 @@ pub const MAX_INBOUND_AUDIO_STREAMS_PER_PEER: usize = 2 * AUDIO_LANES;
 /// streams each fill the rest, and a speaker must still get through (16 speakers' lanes
 /// twice over).
 pub const AUDIO_STREAMS_RESERVED: usize = 256;
-/// How long an inbound audio stream may take to send its header.
+/// Requests for our audio held at once (one per peer; see `audio::request`): beyond, new
+/// ones are turned down unread.
+pub const MAX_AUDIO_REQUESTS: usize = 4096;
+/// Longest audio request accepted.
+pub const MAX_AUDIO_REQUEST_LEN: usize = 256;
+/// How long a peer may take to send its audio stream header (or audio request).
 pub const AUDIO_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long opening an outbound audio stream (including the dial) may take.
 pub const AUDIO_OPEN_TIMEOUT: Duration = Duration::from_secs(10);

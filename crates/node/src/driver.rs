@@ -27,7 +27,8 @@ use ruang_audio::voice::VoiceProcessor;
 const VOICE_DELAY_HINT_MS: u32 = 40;
 use ruang_audio::send::Sender;
 use ruang_net::{
-    Client, Event, Events, MessageId, Multiaddr, NetError, PeerId, SyncReply, Verdict as NetVerdict,
+    AudioRequest, Client, Event, Events, MessageId, Multiaddr, NetError, PeerId, SyncReply,
+    Verdict as NetVerdict,
 };
 use ruang_proto::PublicKey;
 use ruang_session::{
@@ -182,6 +183,7 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
         rng,
         clock,
         outbound: Arc::new(Outbound::default()),
+        audio_requests: Vec::new(),
         policy,
         audio_policy: Arc::new(AudioPolicy::default()),
         mixing,
@@ -230,6 +232,8 @@ struct Driver {
     rng: StdRng,
     clock: Clock,
     outbound: Arc<Outbound>,
+    /// Our requests for the stage's audio, one per speaker asked.
+    audio_requests: Vec<AudioRequest>,
     policy: SharedPolicy,
     /// The core's audio policy, as last handed out.
     audio_policy: Arc<AudioPolicy>,
@@ -611,6 +615,22 @@ impl Driver {
             }
             Output::AudioPolicy(policy) => self.set_audio_policy(policy),
             Output::AudioTargets(targets) => self.set_audio_targets(&targets),
+            Output::RefuseAudio(key) => {
+                if let Some(peer) = peer(&key) {
+                    self.client.refuse_audio_request(peer);
+                }
+            }
+            Output::AudioRequests { request, speakers } => {
+                let peers: Vec<PeerId> = speakers.iter().filter_map(ids::peer_id).collect();
+                self.audio_requests.retain(|r| peers.contains(&r.peer()));
+                for peer in peers {
+                    if !self.audio_requests.iter().any(|r| r.peer() == peer) {
+                        debug!(%peer, "asking a speaker for its audio");
+                        let asked = self.client.ask_for_audio(peer, request.clone());
+                        self.audio_requests.push(asked);
+                    }
+                }
+            }
             Output::Event(event) => self.emit(event),
             Output::StateChanged => {
                 if let Some(view) = self.core.view() {
@@ -920,6 +940,17 @@ impl Driver {
             Event::AudioStreamClosed { peer, .. } => {
                 if let Some(k) = key(&peer) {
                     self.feed(Input::AudioStreamClosed(k));
+                }
+            }
+            Event::AudioRequested { peer, request } => match key(&peer) {
+                Some(from) => self.feed(Input::AudioRequested { from, request }),
+                None => {
+                    self.client.refuse_audio_request(peer);
+                }
+            },
+            Event::AudioRequestEnded { peer } => {
+                if let Some(k) = key(&peer) {
+                    self.feed(Input::AudioRequestEnded(k));
                 }
             }
             Event::ConnectionDropped { peer } => {

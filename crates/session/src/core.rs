@@ -29,8 +29,8 @@ use crate::event::{LeaveReason, Listing, NodeEvent, RoomView};
 use crate::limits::*;
 use crate::room::Membership;
 use crate::wire::{
-    MAX_DIRECTORY_ANSWER, MAX_SYNC_HEADS, RoomMessage, SYNC_PAGE_EVENTS, SyncRefusal, SyncRequest,
-    SyncResponse,
+    AudioRequest, MAX_DIRECTORY_ANSWER, MAX_SYNC_HEADS, RoomMessage, SYNC_PAGE_EVENTS, SyncRefusal,
+    SyncRequest, SyncResponse,
 };
 
 /// The directory's gossip topic.
@@ -283,6 +283,17 @@ pub enum Input {
     },
     /// A peer's audio streams to us closed.
     AudioStreamClosed(PublicKey),
+    /// A peer asked for our audio over its own connection (a `wire::AudioRequest`, held open
+    /// until [`Input::AudioRequestEnded`]). Turned down with [`Output::RefuseAudio`], or
+    /// served through [`Output::AudioTargets`].
+    AudioRequested {
+        /// The peer (authenticated by its connection).
+        from: PublicKey,
+        /// The request bytes.
+        request: Vec<u8>,
+    },
+    /// A peer's request for our audio ended (it closed it, or its connection closed).
+    AudioRequestEnded(PublicKey),
     /// The addresses others can reach us at (multiaddr bytes, best first) changed.
     Addresses(Vec<Vec<u8>>),
     /// Whether this node has an audio source now.
@@ -393,8 +404,21 @@ pub enum Output {
     SetDhtServer(bool),
     /// The audio policy changed: hand it to the audio threads.
     AudioPolicy(Arc<AudioPolicy>),
-    /// The peers this node's audio should stream to now (none: close every link).
+    /// The peers this node's audio should stream to now (none: close every link): members
+    /// that asked for it, at most [`Config::fanout`].
     AudioTargets(Vec<PublicKey>),
+    /// Turn down `peer`'s request for our audio (past the fan-out, banned, another room):
+    /// it asks again later.
+    RefuseAudio(PublicKey),
+    /// Ask each of `speakers` for its audio with `request` (a `wire::AudioRequest`), and keep
+    /// asking while it is listed (again after a refusal or a lost connection, with backoff);
+    /// stop asking those no longer listed.
+    AudioRequests {
+        /// The request bytes.
+        request: Vec<u8>,
+        /// The stage members to ask (not us).
+        speakers: Vec<PublicKey>,
+    },
     /// An event for the user.
     Event(NodeEvent),
     /// The room's state or membership changed: show [`Core::view`].
@@ -519,6 +543,10 @@ pub struct Core {
     policy: Arc<AudioPolicy>,
     /// The audio targets last handed out.
     targets: Vec<PublicKey>,
+    /// Peers asking for our audio, and for which room (at most [`MAX_AUDIO_REQUESTS`]).
+    audio_requests: HashMap<PublicKey, RoomId>,
+    /// The speakers we last asked for their audio.
+    asking: Vec<PublicKey>,
     outputs: VecDeque<Output>,
     timers: BTreeMap<(u64, u64), Timer>,
     next_tick: u64,
@@ -566,6 +594,8 @@ impl Core {
             sending: false,
             policy: Arc::new(AudioPolicy::default()),
             targets: Vec::new(),
+            audio_requests: HashMap::new(),
+            asking: Vec::new(),
             outputs,
             timers: BTreeMap::new(),
             next_tick: time.mono_ms + TICK_MS,
@@ -654,6 +684,9 @@ impl Core {
             Input::Connected(peer) => self.connected(peer),
             Input::Disconnected(peer) => {
                 self.connected.remove(&peer);
+                if self.audio_requests.remove(&peer).is_some() {
+                    self.refresh_links();
+                }
                 if self.is_room_host(&peer) && self.wants_stage_link(&peer) && !self.host_lost {
                     self.host_lost = true;
                     self.notice("lost the connection to the host: reconnecting".into());
@@ -666,6 +699,12 @@ impl Core {
             Input::AudioStreamClosed(from) => {
                 if let Some(m) = self.room.as_mut() {
                     m.streams_from.remove(&from);
+                }
+            }
+            Input::AudioRequested { from, request } => self.audio_requested(from, &request),
+            Input::AudioRequestEnded(from) => {
+                if self.audio_requests.remove(&from).is_some() {
+                    self.refresh_links();
                 }
             }
             Input::Addresses(addrs) => {
@@ -2192,18 +2231,87 @@ impl Core {
         self.refresh_links();
     }
 
-    /// Hands out the peers this node should stream to, when they changed.
+    /// Hands out the peers this node should stream to, when they changed: of the members
+    /// that asked (a presence alone gets nobody our audio), the first [`Config::fanout`] in
+    /// [`Membership::audio_audience`] order. The rest, and requests we cannot serve, are
+    /// turned down. Then the speakers we ask for theirs.
     fn refresh_links(&mut self) {
+        let unix = self.time.unix_ms;
+        let fanout = self.config.fanout;
+        let mut refused: Vec<PublicKey> = Vec::new();
         let targets = match self.room.as_ref() {
-            Some(m) if self.sending && self.policy.transmit => {
-                m.audio_targets(&self.me, self.config.fanout, self.time.unix_ms)
-                    .0
+            Some(m) if !self.audio_requests.is_empty() => {
+                let room = m.room.id();
+                let requests = &self.audio_requests;
+                let audience = m.audio_audience(&self.me, unix, |k| requests.get(k) == Some(&room));
+                refused.extend(
+                    requests
+                        .iter()
+                        .filter(|(k, r)| **r != room || !m.may_hear(k, unix))
+                        .map(|(k, _)| *k),
+                );
+                refused.extend(audience.iter().skip(fanout).copied());
+                if self.sending && self.policy.transmit {
+                    audience.into_iter().take(fanout).collect()
+                } else {
+                    Vec::new()
+                }
             }
-            _ => Vec::new(),
+            Some(_) => Vec::new(),
+            None => {
+                refused.extend(self.audio_requests.keys().copied());
+                Vec::new()
+            }
         };
+        refused.sort_unstable();
+        for peer in refused {
+            self.audio_requests.remove(&peer);
+            self.push(Output::RefuseAudio(peer));
+        }
         if targets != self.targets {
             self.targets = targets.clone();
             self.push(Output::AudioTargets(targets));
+        }
+        self.refresh_requests();
+    }
+
+    /// A peer asks for our audio: held (and served once it is a present member, in its
+    /// turn) if it asks for our room, else turned down.
+    fn audio_requested(&mut self, from: PublicKey, request: &[u8]) {
+        let room = self.room.as_ref().map(|m| m.room.id());
+        let ours = AudioRequest::decode(request)
+            .ok()
+            .filter(|r| Some(r.room) == room)
+            .map(|r| r.room);
+        let full = self.audio_requests.len() >= MAX_AUDIO_REQUESTS
+            && !self.audio_requests.contains_key(&from);
+        match ours {
+            Some(room) if !full && !self.blocked.contains(&from) => {
+                self.audio_requests.insert(from, room);
+                self.refresh_links();
+            }
+            _ => {
+                self.audio_requests.remove(&from);
+                self.push(Output::RefuseAudio(from));
+            }
+        }
+    }
+
+    /// Asks every stage member but us for its audio, when the stage changed.
+    fn refresh_requests(&mut self) {
+        let (request, mut speakers) = match self.room.as_ref() {
+            Some(m) => (
+                AudioRequest { room: m.room.id() }.encode(),
+                m.room.state().stage(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        speakers.retain(|k| *k != self.me);
+        speakers.sort_unstable();
+        speakers.dedup();
+        if speakers != self.asking {
+            self.asking = speakers.clone();
+            self.push(Output::AudioRequests { request, speakers });
         }
     }
 

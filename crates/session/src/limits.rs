@@ -143,3 +143,6 @@ pub const AUDIENCE_PRESENCE_PER_S: u64 = 8;
 /// that a listener that crashes (one that leaves says so at once) is still counted for up
 /// to three intervals: 75 s at 200 members, 37.5 min at 10,000.
 pub const MAX_AUDIENCE_PRESENCE_MS: u64 = 1_200_000;
+/// Requests for our audio held at once (each is an idle stream on its asker's connection;
+/// the network layer bounds them too): beyond, new ones are turned down.
+pub const MAX_AUDIO_REQUESTS: usize = 4_096;

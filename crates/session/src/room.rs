@@ -213,7 +213,7 @@ pub struct Membership {
     /// When the last state event went out.
     pub last_state_event: Option<u64>,
     /// This node's secret for ordering listeners of equal standing (see
-    /// [`Membership::audio_targets`]): nobody can choose a key that sorts first.
+    /// [`Membership::audio_audience`]): nobody can choose a key that sorts first.
     pub fanout_salt: u64,
 }
 
@@ -337,15 +337,17 @@ impl Membership {
         who == me || self.presence.contains(who)
     }
 
-    /// The members this node should stream its audio to, stage first, at most `fanout`; and
-    /// how many present members there are besides this node. Banned keys get nothing, nor do
-    /// keys kicked less than the cool-down before `unix_ms`.
-    pub fn audio_targets(
+    /// The members that asked for this node's audio (`asked`) and may have it, in the order
+    /// they are served: the stage first, then the audience by how long it has been here, then
+    /// in an order only this node knows. Only present members are served (a private room's
+    /// presence proves its key); banned keys get nothing, nor do keys kicked less than the
+    /// cool-down before `unix_ms`.
+    pub fn audio_audience(
         &self,
         me: &PublicKey,
-        fanout: usize,
         unix_ms: u64,
-    ) -> (Vec<PublicKey>, usize) {
+        asked: impl Fn(&PublicKey) -> bool,
+    ) -> Vec<PublicKey> {
         let state = self.room.state();
         let salted = |k: &PublicKey| {
             use std::hash::{Hash, Hasher};
@@ -354,24 +356,26 @@ impl Membership {
             k.0.hash(&mut h);
             h.finish()
         };
-        // The stage first, then the audience by how long it has been here, then in an order
-        // only this node knows: a newcomer never takes the place of someone already heard,
-        // and keys ground to sort first (presences cost nothing) gain nothing.
+        // A newcomer never takes the place of someone already heard, and keys ground to
+        // sort first (presences cost nothing) gain nothing.
         let mut members: Vec<(u8, u64, u64, PublicKey)> = self
             .presence
             .iter()
-            .filter(|(k, _)| {
-                *k != me && state.role(k) != Role::Banned && !state.is_kicked(k, unix_ms)
-            })
+            .filter(|(k, _)| *k != me && asked(k) && self.may_hear(k, unix_ms))
             .map(|(k, m)| {
                 let stage = if state.on_stage(k) { 0 } else { 1 };
                 (stage, m.since, salted(k), *k)
             })
             .collect();
         members.sort_unstable();
-        let total = members.len();
-        let targets = members.into_iter().take(fanout).map(|(.., k)| k).collect();
-        (targets, total)
+        members.into_iter().map(|(.., k)| k).collect()
+    }
+
+    /// Whether `who` may be sent this room's audio at `unix_ms`: not banned, not kicked
+    /// within the cool-down.
+    pub fn may_hear(&self, who: &PublicKey, unix_ms: u64) -> bool {
+        let state = self.room.state();
+        state.role(who) != Role::Banned && !state.is_kicked(who, unix_ms)
     }
 
     /// The UI's view of the room.

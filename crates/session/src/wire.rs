@@ -20,6 +20,8 @@ pub const MAX_SYNC_REQUEST_LEN: usize = 64 * 1024;
 pub const MAX_SYNC_RESPONSE_LEN: usize = 4 * 1024 * 1024;
 /// Upper bound on an audio stream header.
 pub const MAX_AUDIO_HEADER_LEN: usize = 256;
+/// Longest [`AudioRequest`] accepted.
+pub const MAX_AUDIO_REQUEST_LEN: usize = 64;
 /// Version of the node-level messages.
 pub const WIRE_VERSION: u8 = 1;
 
@@ -226,6 +228,28 @@ impl AudioHeader {
     }
 }
 
+/// A listener's request for a speaker's audio, sent once on a `/ruang/listen/1` stream it
+/// opens over its own connection and keeps open for as long as it wants the audio: a speaker
+/// streams only to members that asked, so a presence claiming an address makes nobody send
+/// there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AudioRequest {
+    /// The room whose audio the listener wants.
+    pub room: RoomId,
+}
+
+impl AudioRequest {
+    /// Encodes for the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes, bounded.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        decode(bytes, MAX_AUDIO_REQUEST_LEN)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +293,11 @@ mod tests {
             salt: 9,
         };
         assert_eq!(AudioHeader::decode(&a.encode()).unwrap(), a);
+        let q = AudioRequest { room };
+        assert_eq!(AudioRequest::decode(&q.encode()).unwrap(), q);
+        let mut long = q.encode();
+        long.push(0);
+        assert_eq!(AudioRequest::decode(&long), Err(WireError::Malformed));
         let m = RoomMessage::Event(vec![1, 2, 3]);
         assert_eq!(RoomMessage::decode(&m.encode()).unwrap(), m);
         let s = SyncResponse::Room {
@@ -321,6 +350,7 @@ mod tests {
             let _ = RoomMessage::decode(&bytes);
             let _ = SyncRequest::decode(&bytes);
             let _ = SyncResponse::decode(&bytes);
+            let _ = AudioRequest::decode(&bytes);
             let _ = AudioHeader::decode(&bytes);
         }
     }

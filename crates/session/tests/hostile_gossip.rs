@@ -2,7 +2,8 @@
 //! its author nothing (presence, chat, reactions); bytes appended to a message make it
 //! invalid, not new; one peer cannot pass on more than a few rooms new to the directory; keys
 //! that come and go leave no names behind; keys ground to sort first do not take a speaker's
-//! listeners; audio streams from the audience do not hold places.
+//! listeners; audio streams from the audience do not hold places; a presence alone gets
+//! nobody a speaker's audio (only a member that asked over its own connection).
 
 use ruang_proto::ephemeral::{Ephemeral, EphemeralBody};
 use ruang_proto::{Identity, PublicKey};
@@ -472,12 +473,13 @@ fn keys_ground_to_sort_first_do_not_take_a_speakers_listeners() {
         let data = presence(&core, who, UNIX + 1_000);
         assert_eq!(gossip(&mut core, &data, 1_000, token, who), Verdict::Accept);
     }
-    let (targets, total) = core
+    // Every one of them asks for the audio (a script can connect and ask with each key).
+    let audience = core
         .membership()
         .unwrap()
-        .audio_targets(&me, 64, UNIX + 1_000);
-    assert_eq!(total, 134);
-    let captured = targets
+        .audio_audience(&me, UNIX + 1_000, |_| true);
+    assert_eq!(audience.len(), 134);
+    let captured = audience[..64]
         .iter()
         .filter(|k| ground.iter().any(|g| g.public() == **k))
         .count();
@@ -780,4 +782,150 @@ fn events_with_made_up_parents_cost_a_bounded_share() {
     assert_eq!(requests, 1, "sync requests to the sender");
     let most = ORPHANS_BURST as usize + (0.3 * ORPHANS_PER_SECOND) as usize + 1;
     assert!(waiting <= most, "{waiting} events kept waiting");
+}
+
+/// The audio targets and refusals in `core`'s outputs so far (the last targets handed out).
+fn audio_outputs(core: &mut Core) -> (Option<Vec<PublicKey>>, Vec<PublicKey>) {
+    let (mut targets, mut refused) = (None, Vec::new());
+    while let Some(output) = core.poll_output() {
+        match output {
+            Output::AudioTargets(t) => targets = Some(t),
+            Output::RefuseAudio(k) => refused.push(k),
+            _ => {}
+        }
+    }
+    (targets, refused)
+}
+
+/// Like [`deliver`], with the last audio targets handed out.
+fn deliver_seeing_targets(
+    core: &mut Core,
+    data: &[u8],
+    mono: u64,
+    who: &Identity,
+) -> (Verdict, Vec<NodeEvent>, Option<Vec<PublicKey>>) {
+    let topic = core.membership().unwrap().topic.clone();
+    let message = core.decode(&topic, data, UNIX + mono);
+    let time = Time {
+        mono_ms: mono,
+        unix_ms: UNIX + mono,
+    };
+    let (token, source) = (mono, Some(who.public()));
+    core.handle(
+        time,
+        Input::Gossip {
+            token,
+            source,
+            message,
+        },
+    );
+    let (mut verdict, mut events, mut targets) = (None, Vec::new(), None);
+    while let Some(output) = core.poll_output() {
+        match output {
+            Output::Verdict {
+                token: t,
+                verdict: v,
+            } if t == token => verdict = Some(v),
+            Output::Event(e) => events.push(e),
+            Output::AudioTargets(t) => targets = Some(t),
+            _ => {}
+        }
+    }
+    (verdict.expect("a verdict"), events, targets)
+}
+
+/// `from` asks `core` for its audio in `room` at `mono` ms.
+fn ask(core: &mut Core, from: PublicKey, room: ruang_proto::room::RoomId, mono: u64) {
+    let time = Time {
+        mono_ms: mono,
+        unix_ms: UNIX + mono,
+    };
+    let request = ruang_session::wire::AudioRequest { room }.encode();
+    core.handle(time, Input::AudioRequested { from, request });
+}
+
+#[test]
+fn a_presence_alone_gets_nobody_a_speakers_audio() {
+    let mut core = host();
+    let room = core.membership().unwrap().room.id();
+    let time = |mono: u64| Time {
+        mono_ms: mono,
+        unix_ms: UNIX + mono,
+    };
+    core.handle(time(1), Input::Sending(true));
+    let _ = audio_outputs(&mut core);
+    // 20 keys send presences naming an address (a third party's, say): a speaker used to
+    // stream to (and dial) every member its presence table held.
+    let keys: Vec<Identity> = (0..20u8)
+        .map(|n| Identity::from_secret_bytes(&[100 + n; 32]))
+        .collect();
+    for (i, who) in keys.iter().enumerate() {
+        let at = 10 + i as u64;
+        let data = presence(&core, who, UNIX + at);
+        let (verdict, _, targets) = deliver_seeing_targets(&mut core, &data, at, who);
+        assert_eq!(verdict, Verdict::Accept);
+        assert_eq!(targets, None, "a presence alone made an audio target");
+    }
+    // One of them asks over its own connection: it is served.
+    let asker = keys[3].public();
+    ask(&mut core, asker, room, 100);
+    assert_eq!(audio_outputs(&mut core), (Some(vec![asker]), vec![]));
+    // A request for another room is turned down, and serves nobody.
+    let other = ruang_proto::room::RoomId(ruang_proto::Hash([9; 32]));
+    ask(&mut core, keys[4].public(), other, 110);
+    assert_eq!(audio_outputs(&mut core), (None, vec![keys[4].public()]));
+    // A request from a key with no presence waits for it.
+    let newcomer = Identity::from_secret_bytes(&[99; 32]);
+    ask(&mut core, newcomer.public(), room, 120);
+    assert_eq!(audio_outputs(&mut core), (None, vec![]));
+    let data = presence(&core, &newcomer, UNIX + 130);
+    let (_, _, targets) = deliver_seeing_targets(&mut core, &data, 130, &newcomer);
+    let mut expected = vec![asker, newcomer.public()];
+    let mut got = targets.expect("the newcomer is served once present");
+    expected.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, expected);
+    // The first request ends: its asker is no longer sent to.
+    core.handle(time(140), Input::AudioRequestEnded(asker));
+    assert_eq!(
+        audio_outputs(&mut core),
+        (Some(vec![newcomer.public()]), vec![])
+    );
+}
+
+#[test]
+fn requests_past_the_fanout_are_turned_down_and_the_stage_goes_first() {
+    let mut core = host();
+    let room = core.membership().unwrap().room.id();
+    core.handle(
+        Time {
+            mono_ms: 1,
+            unix_ms: UNIX + 1,
+        },
+        Input::Sending(true),
+    );
+    let keys: Vec<Identity> = (0..70u32)
+        .map(|n| {
+            let mut secret = [6; 32];
+            secret[..4].copy_from_slice(&n.to_le_bytes());
+            Identity::from_secret_bytes(&secret)
+        })
+        .collect();
+    for (i, who) in keys.iter().enumerate() {
+        let at = 10 + i as u64;
+        let data = presence(&core, who, UNIX + at);
+        assert_eq!(gossip(&mut core, &data, at, at, who), Verdict::Accept);
+    }
+    let mut refused = Vec::new();
+    let mut targets = Vec::new();
+    for (i, who) in keys.iter().enumerate() {
+        ask(&mut core, who.public(), room, 200 + i as u64);
+        let (t, r) = audio_outputs(&mut core);
+        targets = t.unwrap_or(targets);
+        refused.extend(r);
+    }
+    // The fan-out is 64: the six that came last are turned down (they ask again later).
+    assert_eq!(targets.len(), 64);
+    let last: Vec<PublicKey> = keys[64..].iter().map(|k| k.public()).collect();
+    assert_eq!(refused, last);
 }

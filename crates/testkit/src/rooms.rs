@@ -97,6 +97,12 @@ enum Msg {
         id: u64,
         result: Result<Vec<u8>, SyncFailure>,
     },
+    /// The sender asks for the receiver's audio.
+    AudioRequest { request: Arc<Vec<u8>> },
+    /// The sender no longer asks for the receiver's audio.
+    AudioRequestEnded,
+    /// The sender turned down the receiver's request for its audio.
+    AudioRefused,
 }
 
 /// Counters of one peer's control traffic: gossip messages and sync messages, sent and
@@ -151,6 +157,12 @@ pub struct Peer {
     pub replies: Vec<(CommandId, Result<Answer, Error>)>,
     /// Whom it streams audio to now.
     pub audio_targets: Vec<PublicKey>,
+    /// The speakers it asks for their audio, and the request it sends them.
+    asking: Vec<usize>,
+    audio_request: Arc<Vec<u8>>,
+    /// Speakers that turned its request down: asked again when it reconnects to them (a
+    /// real node asks again after a backoff).
+    refused_by: HashSet<usize>,
     /// How many times its core said the room's state changed (each a `state` event for its
     /// user interfaces).
     pub state_changes: u64,
@@ -274,6 +286,9 @@ impl Sim {
             events: Vec::new(),
             replies: Vec::new(),
             audio_targets: Vec::new(),
+            asking: Vec::new(),
+            audio_request: Arc::new(Vec::new()),
+            refused_by: HashSet::new(),
             state_changes: 0,
             traffic: Traffic::default(),
             blocked: HashSet::new(),
@@ -465,6 +480,20 @@ impl Sim {
                     },
                 );
             }
+            Msg::AudioRequest { request } => {
+                if self.peers[to].connections.contains(&from) {
+                    let from = self.key(from);
+                    let request = request.to_vec();
+                    self.input(to, Input::AudioRequested { from, request });
+                }
+            }
+            Msg::AudioRequestEnded => {
+                let key = self.key(from);
+                self.input(to, Input::AudioRequestEnded(key));
+            }
+            Msg::AudioRefused => {
+                self.peers[to].refused_by.insert(from);
+            }
             Msg::SyncAnswer { id, result } => {
                 self.peers[to].traffic.sync_received += 1;
                 self.input(to, Input::SyncAnswer { id, result });
@@ -485,6 +514,12 @@ impl Sim {
                 let topic = topic.to_string();
                 self.input(to, Input::Subscribed { topic });
             }
+            self.peers[to].refused_by.remove(&from);
+            if self.peers[to].asking.contains(&from) {
+                let request = self.peers[to].audio_request.clone();
+                self.net
+                    .send_reliable(to, from, Msg::AudioRequest { request });
+            }
         }
     }
 
@@ -501,6 +536,7 @@ impl Sim {
         let audio = |a: usize, b: usize| {
             let key = self.peers[b].core.key();
             self.peers[a].audio_targets.contains(&key)
+                || (self.peers[a].asking.contains(&b) && !self.peers[a].refused_by.contains(&b))
         };
         let mut idle: Vec<(u64, usize)> = peer
             .connections
@@ -889,16 +925,37 @@ impl Sim {
                     self.peers[index].blocked.remove(&p);
                 }
             }
-            Output::AudioTargets(targets) => {
-                // The driver opens a stream to each target, dialling it if need be.
-                for t in &targets {
-                    if let Some(p) = self.index_of(t)
-                        && !self.peers[index].connections.contains(&p)
-                    {
+            Output::AudioTargets(targets) => self.peers[index].audio_targets = targets,
+            Output::RefuseAudio(peer) => {
+                if let Some(p) = self.index_of(&peer) {
+                    self.net.send_reliable(index, p, Msg::AudioRefused);
+                }
+            }
+            Output::AudioRequests { request, speakers } => {
+                // The driver asks each speaker over a connection, dialling it if need be.
+                let request = Arc::new(request);
+                let speakers: Vec<usize> =
+                    speakers.iter().filter_map(|k| self.index_of(k)).collect();
+                let old = std::mem::take(&mut self.peers[index].asking);
+                for &p in old.iter().filter(|p| !speakers.contains(p)) {
+                    if self.peers[index].connections.contains(&p) {
+                        self.net.send_reliable(index, p, Msg::AudioRequestEnded);
+                    }
+                }
+                self.peers[index]
+                    .refused_by
+                    .retain(|p| speakers.contains(p));
+                self.peers[index].asking = speakers.clone();
+                self.peers[index].audio_request = request.clone();
+                for &p in speakers.iter().filter(|p| !old.contains(p)) {
+                    if self.peers[index].connections.contains(&p) {
+                        let request = request.clone();
+                        self.net
+                            .send_reliable(index, p, Msg::AudioRequest { request });
+                    } else {
                         self.dial(index, p, false);
                     }
                 }
-                self.peers[index].audio_targets = targets;
             }
             Output::Event(event) => {
                 if self.settings.record_events {

@@ -76,6 +76,9 @@ struct Streams {
     links_to: HashMap<PeerId, u32>,
     /// Peers that may use the [`AUDIO_STREAMS_RESERVED`] slots (the stage).
     priority: HashSet<PeerId>,
+    /// Requests for our audio held (see `request`): one per peer, its id and the sender
+    /// that turns it down (dropping it closes the request quietly).
+    requests: HashMap<PeerId, (u64, oneshot::Sender<()>)>,
 }
 
 impl InboundShared {
@@ -178,14 +181,62 @@ impl InboundShared {
         }
     }
 
-    /// Peers audio flows with, either way: an inbound stream from them or a link to them.
+    /// Peers audio flows with, either way, or is asked for: an inbound stream from them, a
+    /// link or a request to them, a request from them.
     pub(crate) fn audio_peers(&self) -> std::collections::HashSet<PeerId> {
         let s = self.lock();
         s.open
             .values()
             .map(|o| o.peer)
             .chain(s.links_to.keys().copied())
+            .chain(s.requests.keys().copied())
             .collect()
+    }
+
+    /// Holds a request for our audio from `peer`, replacing the one it had, unless `max`
+    /// peers have one. Returns its id and the receiver that turns it down.
+    pub(crate) fn hold_request(
+        &self,
+        peer: PeerId,
+        max: usize,
+    ) -> Option<(u64, oneshot::Receiver<()>)> {
+        let mut s = self.lock();
+        if s.requests.len() >= max && !s.requests.contains_key(&peer) {
+            return None;
+        }
+        let id = s.next_id;
+        s.next_id += 1;
+        let (cancel, rx) = oneshot::channel();
+        // The old request's sender is dropped: it ends without telling the node.
+        s.requests.insert(peer, (id, cancel));
+        Some((id, rx))
+    }
+
+    /// Forgets request `id` of `peer`; whether it was still the one held (not replaced or
+    /// turned down).
+    pub(crate) fn release_request(&self, peer: PeerId, id: u64) -> bool {
+        let mut s = self.lock();
+        if s.requests.get(&peer).is_some_and(|(held, _)| *held == id) {
+            s.requests.remove(&peer);
+            return true;
+        }
+        false
+    }
+
+    /// Turns down the request held from `peer`; whether there was one.
+    pub(crate) fn refuse_request(&self, peer: PeerId) -> bool {
+        match self.lock().requests.remove(&peer) {
+            Some((_, cancel)) => {
+                let _ = cancel.send(());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Peers whose request for our audio is held.
+    pub(crate) fn requesters(&self) -> Vec<PeerId> {
+        self.lock().requests.keys().copied().collect()
     }
 
     /// Peers with an open inbound audio stream (one entry per stream).

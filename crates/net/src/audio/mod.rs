@@ -24,6 +24,7 @@
 
 pub(crate) mod inbound;
 pub(crate) mod link;
+pub(crate) mod request;
 
 use std::{
     io,
@@ -40,6 +41,9 @@ use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::mpsc;
 
 pub use link::{AudioLink, AudioLinkStats};
+pub use request::{
+    AudioRequest, AudioRequestStats, REFUSED_RETRY_MAX, REFUSED_RETRY_MIN, REQUEST_PROTOCOL,
+};
 
 use crate::limits::{MAX_AUDIO_FRAME_LEN, MAX_AUDIO_HEADER_LEN};
 

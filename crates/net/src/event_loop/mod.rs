@@ -177,7 +177,8 @@ pub(crate) struct EventLoop {
     /// Gossip handed to the node and not yet judged, with when (a verdict is taken once).
     awaiting_verdict: HashMap<gossipsub::MessageId, tokio::time::Instant>,
     inbound: Arc<InboundShared>,
-    acceptor: tokio::task::JoinHandle<()>,
+    /// The tasks taking inbound audio streams and audio requests.
+    acceptors: Vec<tokio::task::JoinHandle<()>>,
     /// Topics whose peers are never trimmed ([`crate::Client::subscribe_keeping_peers`]).
     kept_topics: HashSet<gossipsub::TopicHash>,
     /// libp2p's metrics, when the node exports them ([`crate::Config::metrics`]).
@@ -192,7 +193,7 @@ impl EventLoop {
         policy: Policy,
         unbound: HashMap<ListenerId, Multiaddr>,
         inbound: Arc<InboundShared>,
-        acceptor: tokio::task::JoinHandle<()>,
+        acceptors: Vec<tokio::task::JoinHandle<()>>,
     ) -> Self {
         let local_peer_id = *swarm.local_peer_id();
         EventLoop {
@@ -217,7 +218,7 @@ impl EventLoop {
             rtt: HashMap::new(),
             awaiting_verdict: HashMap::new(),
             inbound,
-            acceptor,
+            acceptors,
             kept_topics: HashSet::new(),
             metrics: None,
         }
@@ -260,7 +261,9 @@ impl EventLoop {
             }
         };
         tracing::debug!("network event loop stopping");
-        self.acceptor.abort();
+        for acceptor in &self.acceptors {
+            acceptor.abort();
+        }
         self.close_all().await;
         let EventLoop { swarm, .. } = self;
         drop(swarm);
