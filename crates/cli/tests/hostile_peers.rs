@@ -846,3 +846,92 @@ fn real_listeners_keep_the_host_under_64_ground_key_presences() -> Result<()> {
     leave_all(listeners.iter_mut().chain([&mut host]))?;
     Ok(())
 }
+
+/// Reflection: a script sends presences for 40 fresh keys, all naming one address (a third
+/// party's; here a plain TCP socket this test owns). A speaker used to stream to every member
+/// its presence table held, dialling each at the address its presence named and redialling
+/// with the audio link's backoff, so the third party got a stream of connection attempts
+/// from every speaker. Now a speaker streams only to members that asked over their own
+/// connection: what still reaches the address are the room's bounded neighbour dials.
+#[test]
+fn presences_naming_a_third_party_get_it_no_audio_dials() -> Result<()> {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir()?;
+    let Hosted {
+        mut host,
+        ready,
+        ticket,
+        key: host_hex,
+        room,
+    } = host_room(dir.path(), "reflection", 11)?;
+    let (mut listener, _) = hearing_host(dir.path(), &ticket, "l1", &host_hex)?;
+
+    // The third party: counts the connections made to it.
+    let third_party = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = third_party.local_addr()?.port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let counter = {
+        let (accepted, stop) = (accepted.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in third_party.incoming() {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                if conn.is_ok() {
+                    accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let claimed: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse()?;
+    let keys: Vec<Identity> = (0..40)
+        .map(|_| Identity::generate(&mut rand::rng()))
+        .collect();
+
+    let topic = ruang_node::session::room::topic(&room, None);
+    let host_addr = quic_addr(&ready)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let script = attached(&runtime, &topic, std::slice::from_ref(&host_addr))?;
+    let beat = |script: &hostile::Peer| {
+        let sent_at = unix_ms();
+        runtime.block_on(async {
+            for who in &keys {
+                let addresses = vec![claimed.to_vec()];
+                let data = hostile::presence_at(who, room, sent_at, "fake", addresses);
+                script.publish(&topic, data).await?;
+            }
+            anyhow::Ok(())
+        })
+    };
+    beat(&script)?;
+    host.wait(T, "the fake keys in the audience", |v| {
+        (v["event"] == "state" && v["audience"].as_array()?.len() >= 41).then_some(())
+    })?;
+    let costing = Costing::start(&host)?;
+    let window = Window::start(&mut listener, &host_hex)?;
+    let attacking = Instant::now();
+    while attacking.elapsed() < Duration::from_secs(10) {
+        host.wait_event(T, "stats")?;
+        beat(&script)?;
+    }
+    let dials = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    let cost = costing.end(&mut host)?;
+    let heard = window.end(&mut listener, &host_hex, attacking.elapsed())?;
+    eprintln!(
+        "40 keys naming one address, {:.1?}: {dials} connections to it; host {cost}; listener {heard}",
+        attacking.elapsed()
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+    let _ = counter.join();
+    // What may still reach it on loopback (exempt from the one-dial-per-host rule): the two
+    // members' neighbour dials (one a second each while short of neighbours) and welcomes
+    // (about four of 40 newcomers each), ~30 in all. Audio links, one per fake key at each
+    // member, redialling with backoff, made 300.
+    assert!(dials <= 40, "{dials} connections to the third party");
+    assert!(heard.delivered() >= 0.99, "the real listener: {heard}");
+    drop(script);
+    leave_all([&mut listener, &mut host])?;
+    Ok(())
+}

@@ -519,6 +519,9 @@ pub struct Core {
     listing_limiter: RateLimiter<PublicKey>,
     /// Sync requests answered per peer.
     sync_limiter: RateLimiter<PublicKey>,
+    /// Requests for our audio per peer ([`AUDIO_REQUEST_BURST`], then
+    /// [`AUDIO_REQUESTS_PER_SECOND`]).
+    request_limiter: RateLimiter<PublicKey>,
     room: Option<Membership>,
     connected: HashSet<PublicKey>,
     /// Our addresses (multiaddr bytes, best first).
@@ -578,6 +581,11 @@ impl Core {
             sync_limiter: RateLimiter::new(
                 SYNC_REQUEST_BURST,
                 SYNC_REQUESTS_PER_SECOND,
+                MAX_RATE_KEYS,
+            ),
+            request_limiter: RateLimiter::new(
+                AUDIO_REQUEST_BURST,
+                AUDIO_REQUESTS_PER_SECOND,
                 MAX_RATE_KEYS,
             ),
             room: None,
@@ -2258,6 +2266,8 @@ impl Core {
                 }
             }
             Some(_) => Vec::new(),
+            // Joining (after a restart, say): its members' requests wait for the room.
+            None if self.is_joining() => Vec::new(),
             None => {
                 refused.extend(self.audio_requests.keys().copied());
                 Vec::new()
@@ -2276,19 +2286,27 @@ impl Core {
     }
 
     /// A peer asks for our audio: held (and served once it is a present member, in its
-    /// turn) if it asks for our room, else turned down.
+    /// turn) if it asks for our room, or for any while we are joining one; else turned down.
     fn audio_requested(&mut self, from: PublicKey, request: &[u8]) {
         let room = self.room.as_ref().map(|m| m.room.id());
+        let joining = room.is_none() && self.is_joining();
         let ours = AudioRequest::decode(request)
             .ok()
-            .filter(|r| Some(r.room) == room)
+            .filter(|r| Some(r.room) == room || joining)
             .map(|r| r.room);
         let full = self.audio_requests.len() >= MAX_AUDIO_REQUESTS
             && !self.audio_requests.contains_key(&from);
+        // Each request costs a pass over the audience: a peer asking again and again is
+        // turned down (it waits at least 15 s then).
+        let limited = matches!(
+            self.request_limiter.check(&from, self.time.mono_ms),
+            Rate::Limited { .. }
+        );
         match ours {
-            Some(room) if !full && !self.blocked.contains(&from) => {
-                self.audio_requests.insert(from, room);
-                self.refresh_links();
+            Some(room) if !full && !limited && !self.blocked.contains(&from) => {
+                if self.audio_requests.insert(from, room) != Some(room) {
+                    self.refresh_links();
+                }
             }
             _ => {
                 self.audio_requests.remove(&from);
@@ -2913,4 +2931,9 @@ fn room_size(directory: &Directory, m: &Membership) -> u64 {
         .filter(|a| a.author == state.host || a.author == genesis_author)
         .map_or(0, |a| u64::from(a.listener_count));
     (m.presence.len() as u64).max(announced)
+}
+
+/// The addresses of a presence a member dials (the first [`MAX_SHARED_ADDRS`]).
+fn shared_addrs(addrs: &[Vec<u8>]) -> impl Iterator<Item = &Vec<u8>> {
+    addrs.iter().take(MAX_SHARED_ADDRS)
 }

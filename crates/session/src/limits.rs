@@ -146,3 +146,7 @@ pub const MAX_AUDIENCE_PRESENCE_MS: u64 = 1_200_000;
 /// Requests for our audio held at once (each is an idle stream on its asker's connection;
 /// the network layer bounds them too): beyond, new ones are turned down.
 pub const MAX_AUDIO_REQUESTS: usize = 4_096;
+/// Requests for our audio one peer may make at once (each replaces its last).
+pub const AUDIO_REQUEST_BURST: u32 = 8;
+/// Then per second (a listener asks again after a lost connection, with backoff).
+pub const AUDIO_REQUESTS_PER_SECOND: f64 = 0.5;

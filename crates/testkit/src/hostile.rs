@@ -336,10 +336,22 @@ pub fn ephemeral(author: &Identity, room: RoomId, sent_at: u64, body: EphemeralB
 
 /// A presence heartbeat of `author` (no addresses, a minute to live).
 pub fn presence(author: &Identity, room: RoomId, sent_at: u64, name: &str) -> Vec<u8> {
+    presence_at(author, room, sent_at, name, Vec::new())
+}
+
+/// Like [`presence`], claiming `addresses` (multiaddr bytes): anyone's, not only the
+/// author's.
+pub fn presence_at(
+    author: &Identity,
+    room: RoomId,
+    sent_at: u64,
+    name: &str,
+    addresses: Vec<Vec<u8>>,
+) -> Vec<u8> {
     let body = EphemeralBody::Presence {
         name: name.into(),
         ttl_ms: 60_000,
-        addresses: Vec::new(),
+        addresses,
         leaving: false,
     };
     ephemeral(author, room, sent_at, body)
