@@ -445,6 +445,14 @@ impl Client {
         self.inbound.requesters()
     }
 
+    /// Whether a request for our audio from `peer` is held now (an
+    /// [`Event::AudioRequestEnded`](crate::Event::AudioRequestEnded) may come after a newer
+    /// request's [`Event::AudioRequested`](crate::Event::AudioRequested): events of two
+    /// streams are not ordered).
+    pub fn holds_audio_request(&self, peer: PeerId) -> bool {
+        self.inbound.holds_request(peer)
+    }
+
     /// Closes every inbound audio stream from `peer` now (the sender sees a reset); returns how
     /// many. It may open a new one: close again, or [`Client::block`] it.
     pub fn close_audio_from(&self, peer: PeerId) -> usize {

@@ -949,7 +949,9 @@ impl Driver {
                 }
             },
             Event::AudioRequestEnded { peer } => {
-                if let Some(k) = key(&peer) {
+                // A newer request from the peer (after a reconnection, say) may have been
+                // reported first: the network layer holding one means this end is stale.
+                if let Some(k) = key(&peer).filter(|_| !self.client.holds_audio_request(peer)) {
                     self.feed(Input::AudioRequestEnded(k));
                 }
             }

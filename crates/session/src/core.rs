@@ -292,7 +292,8 @@ pub enum Input {
         /// The request bytes.
         request: Vec<u8>,
     },
-    /// A peer's request for our audio ended (it closed it, or its connection closed).
+    /// A peer's request for our audio ended (it closed it, or its connection closed), and
+    /// no newer one from it is held.
     AudioRequestEnded(PublicKey),
     /// The addresses others can reach us at (multiaddr bytes, best first) changed.
     Addresses(Vec<Vec<u8>>),
@@ -692,9 +693,6 @@ impl Core {
             Input::Connected(peer) => self.connected(peer),
             Input::Disconnected(peer) => {
                 self.connected.remove(&peer);
-                if self.audio_requests.remove(&peer).is_some() {
-                    self.refresh_links();
-                }
                 if self.is_room_host(&peer) && self.wants_stage_link(&peer) && !self.host_lost {
                     self.host_lost = true;
                     self.notice("lost the connection to the host: reconnecting".into());

@@ -419,6 +419,8 @@ impl Sim {
             Msg::Closed => {
                 self.peers[to].connected_at.remove(&from);
                 if self.peers[to].connections.remove(&from) {
+                    // A request for audio ends with its connection.
+                    self.input(to, Input::AudioRequestEnded(self.key(from)));
                     self.input(to, Input::Disconnected(self.key(from)));
                 }
             }
@@ -563,6 +565,7 @@ impl Sim {
             self.peers[index].connected_at.remove(&other);
             self.net.send_reliable(index, other, Msg::Closed);
             let key = self.key(other);
+            self.input(index, Input::AudioRequestEnded(key));
             self.input(index, Input::Disconnected(key));
         }
     }

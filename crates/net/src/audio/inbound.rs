@@ -234,6 +234,11 @@ impl InboundShared {
         }
     }
 
+    /// Whether a request from `peer` is held.
+    pub(crate) fn holds_request(&self, peer: PeerId) -> bool {
+        self.lock().requests.contains_key(&peer)
+    }
+
     /// Peers whose request for our audio is held.
     pub(crate) fn requesters(&self) -> Vec<PeerId> {
         self.lock().requests.keys().copied().collect()
