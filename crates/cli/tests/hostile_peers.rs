@@ -546,6 +546,66 @@ fn attached(
     })
 }
 
+/// A script sending presence heartbeats for `keys` (each claiming `addresses`) into a host's
+/// room, from one hostile peer attached to the host.
+struct PresenceScript {
+    runtime: tokio::runtime::Runtime,
+    peer: hostile::Peer,
+    topic: String,
+    room: RoomId,
+    keys: Vec<Identity>,
+    addresses: Vec<Vec<u8>>,
+    name: &'static str,
+}
+
+impl PresenceScript {
+    /// Attaches to the host that printed `ready`, in `room`.
+    fn attach(
+        ready: &Value,
+        room: RoomId,
+        keys: Vec<Identity>,
+        addresses: Vec<Vec<u8>>,
+        name: &'static str,
+    ) -> Result<PresenceScript> {
+        let topic = ruang_node::session::room::topic(&room, None);
+        let runtime = tokio::runtime::Runtime::new()?;
+        let peer = attached(&runtime, &topic, &[quic_addr(ready)?])?;
+        Ok(PresenceScript {
+            runtime,
+            peer,
+            topic,
+            room,
+            keys,
+            addresses,
+            name,
+        })
+    }
+
+    /// One heartbeat from every key, signed now.
+    fn beat(&self) -> Result<()> {
+        let sent_at = unix_ms();
+        self.runtime.block_on(async {
+            for who in &self.keys {
+                let addresses = self.addresses.clone();
+                let data = hostile::presence_at(who, self.room, sent_at, self.name, addresses);
+                self.peer.publish(&self.topic, data).await?;
+            }
+            anyhow::Ok(())
+        })
+    }
+
+    /// A heartbeat at each of `host`'s stats events (one a second) for `window`; how long
+    /// it went on.
+    fn keep_up(&self, host: &mut Proc, window: Duration) -> Result<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < window {
+            host.wait_event(T, "stats")?;
+            self.beat()?;
+        }
+        Ok(started.elapsed())
+    }
+}
+
 /// Directory squatting: a script with 300 keys announces 10,000 public rooms claiming a
 /// million listeners each, 1,000 a second, straight to a host. (Before per-peer limits, one
 /// key's 1,200 fakes at 200/s left every directory with 512 fakes and not the real room.) The
@@ -798,21 +858,8 @@ fn real_listeners_keep_the_host_under_64_ground_key_presences() -> Result<()> {
     let ground = hostile::grind_keys(64, &keys, &mut rand::rng());
     ensure!(ground.len() == 64, "ground only {} keys", ground.len());
 
-    let topic = ruang_node::session::room::topic(&room, None);
-    let host_addr = quic_addr(&ready)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let grinder = attached(&runtime, &topic, std::slice::from_ref(&host_addr))?;
-    let beat = |grinder: &hostile::Peer| {
-        let sent_at = unix_ms();
-        runtime.block_on(async {
-            for who in &ground {
-                let data = hostile::presence(who, room, sent_at, "ground");
-                grinder.publish(&topic, data).await?;
-            }
-            anyhow::Ok(())
-        })
-    };
-    beat(&grinder)?;
+    let grinder = PresenceScript::attach(&ready, room, ground, Vec::new(), "ground")?;
+    grinder.beat()?;
     // The host counts them: 64 ground keys and 3 listeners, more than its 64 direct places.
     host.wait(T, "the ground keys in the audience", |v| {
         (v["event"] == "state" && v["audience"].as_array()?.len() >= 67).then_some(())
@@ -822,15 +869,11 @@ fn real_listeners_keep_the_host_under_64_ground_key_presences() -> Result<()> {
         .iter_mut()
         .map(|p| Window::start(p, &host_hex))
         .collect::<Result<Vec<_>>>()?;
-    let attacking = Instant::now();
-    while attacking.elapsed() < Duration::from_secs(10) {
-        host.wait_event(T, "stats")?;
-        beat(&grinder)?;
-    }
+    let attacking = grinder.keep_up(&mut host, Duration::from_secs(10))?;
     let cost = costing.end(&mut host)?;
     let mut delivered = Vec::new();
     for (window, p) in windows.into_iter().zip(listeners.iter_mut()) {
-        let w = window.end(p, &host_hex, attacking.elapsed())?;
+        let w = window.end(p, &host_hex, attacking)?;
         eprintln!("[{}] {w}", p.name);
         delivered.push(w);
     }
@@ -888,39 +931,19 @@ fn presences_naming_a_third_party_get_it_no_audio_dials() -> Result<()> {
     let keys: Vec<Identity> = (0..40)
         .map(|_| Identity::generate(&mut rand::rng()))
         .collect();
-
-    let topic = ruang_node::session::room::topic(&room, None);
-    let host_addr = quic_addr(&ready)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let script = attached(&runtime, &topic, std::slice::from_ref(&host_addr))?;
-    let beat = |script: &hostile::Peer| {
-        let sent_at = unix_ms();
-        runtime.block_on(async {
-            for who in &keys {
-                let addresses = vec![claimed.to_vec()];
-                let data = hostile::presence_at(who, room, sent_at, "fake", addresses);
-                script.publish(&topic, data).await?;
-            }
-            anyhow::Ok(())
-        })
-    };
-    beat(&script)?;
+    let script = PresenceScript::attach(&ready, room, keys, vec![claimed.to_vec()], "fake")?;
+    script.beat()?;
     host.wait(T, "the fake keys in the audience", |v| {
         (v["event"] == "state" && v["audience"].as_array()?.len() >= 41).then_some(())
     })?;
     let costing = Costing::start(&host)?;
     let window = Window::start(&mut listener, &host_hex)?;
-    let attacking = Instant::now();
-    while attacking.elapsed() < Duration::from_secs(10) {
-        host.wait_event(T, "stats")?;
-        beat(&script)?;
-    }
+    let attacking = script.keep_up(&mut host, Duration::from_secs(10))?;
     let dials = accepted.load(std::sync::atomic::Ordering::Relaxed);
     let cost = costing.end(&mut host)?;
-    let heard = window.end(&mut listener, &host_hex, attacking.elapsed())?;
+    let heard = window.end(&mut listener, &host_hex, attacking)?;
     eprintln!(
-        "40 keys naming one address, {:.1?}: {dials} connections to it; host {cost}; listener {heard}",
-        attacking.elapsed()
+        "40 keys naming one address, {attacking:.1?}: {dials} connections to it; host {cost}; listener {heard}"
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = std::net::TcpStream::connect(("127.0.0.1", port));

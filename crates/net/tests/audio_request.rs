@@ -7,15 +7,21 @@ mod common;
 use common::*;
 use ruang_net::{Event, Transport};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_is_held_until_the_listener_drops_it() -> anyhow::Result<()> {
+/// A speaker and a listener connected to it.
+async fn connected_pair() -> anyhow::Result<(Node, Node)> {
     init_tracing();
-    let mut speaker = node(config(Transport::QuicAndTcp)).await?;
+    let speaker = node(config(Transport::QuicAndTcp)).await?;
     let listener = node(config(Transport::QuicAndTcp)).await?;
     listener
         .client
         .dial(addr_of(&speaker.client, None).await?)
         .await?;
+    Ok((speaker, listener))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_held_until_the_listener_drops_it() -> anyhow::Result<()> {
+    let (mut speaker, listener) = connected_pair().await?;
     let request = listener
         .client
         .ask_for_audio(speaker.id(), b"room-7".to_vec());
@@ -44,13 +50,7 @@ async fn a_request_is_held_until_the_listener_drops_it() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_request_is_asked_again_only_after_the_backoff() -> anyhow::Result<()> {
-    init_tracing();
-    let mut speaker = node(config(Transport::QuicAndTcp)).await?;
-    let listener = node(config(Transport::QuicAndTcp)).await?;
-    listener
-        .client
-        .dial(addr_of(&speaker.client, None).await?)
-        .await?;
+    let (mut speaker, listener) = connected_pair().await?;
     let request = listener
         .client
         .ask_for_audio(speaker.id(), b"room-7".to_vec());
@@ -86,13 +86,7 @@ async fn a_refused_request_is_asked_again_only_after_the_backoff() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_request_replaces_the_old_one_quietly() -> anyhow::Result<()> {
-    init_tracing();
-    let mut speaker = node(config(Transport::QuicAndTcp)).await?;
-    let listener = node(config(Transport::QuicAndTcp)).await?;
-    listener
-        .client
-        .dial(addr_of(&speaker.client, None).await?)
-        .await?;
+    let (mut speaker, listener) = connected_pair().await?;
     let first = listener.client.ask_for_audio(speaker.id(), b"one".to_vec());
     wait_for(&mut speaker.events, SOON, |e| match e {
         Event::AudioRequested { request, .. } => Some(request),

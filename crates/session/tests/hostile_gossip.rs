@@ -46,22 +46,34 @@ fn deliver(
     token: u64,
     who: &Identity,
 ) -> (Verdict, Vec<NodeEvent>) {
+    let (verdict, events, _) = deliver_seeing_targets(core, data, mono, token, who);
+    (verdict, events)
+}
+
+/// Like [`deliver`], with the last audio targets handed out.
+fn deliver_seeing_targets(
+    core: &mut Core,
+    data: &[u8],
+    mono: u64,
+    token: u64,
+    who: &Identity,
+) -> (Verdict, Vec<NodeEvent>, Option<Vec<PublicKey>>) {
     let time = Time {
         mono_ms: mono,
         unix_ms: UNIX + mono,
     };
     let topic = core.membership().unwrap().topic.clone();
     let message: Gossip = core.decode(&topic, data, time.unix_ms);
+    let source = Some(who.public());
     core.handle(
         time,
         Input::Gossip {
             token,
-            source: Some(who.public()),
+            source,
             message,
         },
     );
-    let mut verdict = None;
-    let mut events = Vec::new();
+    let (mut verdict, mut events, mut targets) = (None, Vec::new(), None);
     while let Some(output) = core.poll_output() {
         match output {
             Output::Verdict {
@@ -69,10 +81,12 @@ fn deliver(
                 verdict: v,
             } if t == token => verdict = Some(v),
             Output::Event(e) => events.push(e),
+            Output::AudioTargets(t) => targets = Some(t),
             _ => {}
         }
     }
-    (verdict.expect("a verdict for every gossip message"), events)
+    let verdict = verdict.expect("a verdict for every gossip message");
+    (verdict, events, targets)
 }
 
 /// A chat line by `who` in `core`'s room, sent at `sent_at`, as gossip bytes.
@@ -797,43 +811,6 @@ fn audio_outputs(core: &mut Core) -> (Option<Vec<PublicKey>>, Vec<PublicKey>) {
     (targets, refused)
 }
 
-/// Like [`deliver`], with the last audio targets handed out.
-fn deliver_seeing_targets(
-    core: &mut Core,
-    data: &[u8],
-    mono: u64,
-    who: &Identity,
-) -> (Verdict, Vec<NodeEvent>, Option<Vec<PublicKey>>) {
-    let topic = core.membership().unwrap().topic.clone();
-    let message = core.decode(&topic, data, UNIX + mono);
-    let time = Time {
-        mono_ms: mono,
-        unix_ms: UNIX + mono,
-    };
-    let (token, source) = (mono, Some(who.public()));
-    core.handle(
-        time,
-        Input::Gossip {
-            token,
-            source,
-            message,
-        },
-    );
-    let (mut verdict, mut events, mut targets) = (None, Vec::new(), None);
-    while let Some(output) = core.poll_output() {
-        match output {
-            Output::Verdict {
-                token: t,
-                verdict: v,
-            } if t == token => verdict = Some(v),
-            Output::Event(e) => events.push(e),
-            Output::AudioTargets(t) => targets = Some(t),
-            _ => {}
-        }
-    }
-    (verdict.expect("a verdict"), events, targets)
-}
-
 /// `from` asks `core` for its audio in `room` at `mono` ms.
 fn ask(core: &mut Core, from: PublicKey, room: ruang_proto::room::RoomId, mono: u64) {
     let time = Time {
@@ -862,7 +839,7 @@ fn a_presence_alone_gets_nobody_a_speakers_audio() {
     for (i, who) in keys.iter().enumerate() {
         let at = 10 + i as u64;
         let data = presence(&core, who, UNIX + at);
-        let (verdict, _, targets) = deliver_seeing_targets(&mut core, &data, at, who);
+        let (verdict, _, targets) = deliver_seeing_targets(&mut core, &data, at, at, who);
         assert_eq!(verdict, Verdict::Accept);
         assert_eq!(targets, None, "a presence alone made an audio target");
     }
@@ -879,7 +856,7 @@ fn a_presence_alone_gets_nobody_a_speakers_audio() {
     ask(&mut core, newcomer.public(), room, 120);
     assert_eq!(audio_outputs(&mut core), (None, vec![]));
     let data = presence(&core, &newcomer, UNIX + 130);
-    let (_, _, targets) = deliver_seeing_targets(&mut core, &data, 130, &newcomer);
+    let (_, _, targets) = deliver_seeing_targets(&mut core, &data, 130, 500, &newcomer);
     let mut expected = vec![asker, newcomer.public()];
     let mut got = targets.expect("the newcomer is served once present");
     expected.sort_unstable();
