@@ -13,7 +13,8 @@
 //! - a [`Client`]: cheap to clone; each call sends a command over a bounded queue and awaits a
 //!   oneshot reply under a timeout, so no call can hang ([`limits`] has every bound);
 //! - [`Events`]: the control plane ([`Event`]): connections, gossip awaiting validation, sync
-//!   requests, audio streams opening and closing, discovery. Backpressured, never dropped;
+//!   requests, audio streams opening and closing, requests for our audio, discovery.
+//!   Backpressured, never dropped;
 //! - an [`AudioInbox`]: the audio plane ([`AudioIn`]), a separate bounded queue read by
 //!   per-stream tasks that drop (and count) frames rather than wait when the node is slow.
 //!
@@ -39,11 +40,15 @@
 //! - `/ruang/sync/1`: request-response of length-prefixed bytes (64 KiB / 4 MiB).
 //! - `/ruang/audio/1` over libp2p-stream: long-lived streams per (speaker, hop), [`AUDIO_LANES`](crate::limits::AUDIO_LANES) lanes striped round-robin, see
 //!   [`AudioLink`] and the [`audio`] module doc for the wire format.
+//! - `/ruang/listen/1` over libp2p-stream: a listener's request for a speaker's audio, held
+//!   open for as long as it wants it ([`Client::ask_for_audio`], [`AudioRequest`]); a speaker
+//!   opens [`AudioLink`]s only to peers that asked.
 //!
 //! # Threads and blocking
 //!
 //! Everything runs on the tokio runtime [`spawn`] was called on: the event loop, one task per
-//! [`AudioLink`], one acceptor task and one reader task per inbound audio stream. No call
+//! [`AudioLink`] and [`AudioRequest`], one acceptor task each for inbound audio streams and
+//! audio requests, and one task per inbound stream. No call
 //! blocks a thread. `Client` methods are `async` and bounded by [`limits::CALL_TIMEOUT`] (or
 //! the operation's own timeout); [`AudioLink::push`], [`Client::open_audio`],
 //! [`Client::close_audio_from`] and the stats getters are synchronous and return at once, so
