@@ -140,9 +140,24 @@ async fn a_narrow_path_lowers_the_hosts_bitrate_until_the_listener_hears_it() ->
         NodeEvent::Stats { bitrate_bps, .. } if (1..32_000).contains(bitrate_bps) => {
             Some(*bitrate_bps)
         }
-        _ => None,
+        e => {
+            if let NodeEvent::Stats { .. } = e {
+                eprintln!(
+                    "DIAG host stats: {}",
+                    format!("{e:?}").chars().take(600).collect::<String>()
+                );
+            }
+            None
+        }
     })
-    .await?;
+    .await;
+    let lowered = match lowered {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("DIAG relay at failure: {}", relay.stop());
+            return Err(e);
+        }
+    };
     // Then the listener hears it: three seconds in a row with under 5 % of the slots missed.
     // The queue that built up in the narrow path drains first, and the audio lanes that timed
     // out in it open again (runs took 2–20 s after the bitrate came down).
