@@ -2931,7 +2931,3 @@ fn room_size(directory: &Directory, m: &Membership) -> u64 {
     (m.presence.len() as u64).max(announced)
 }
 
-/// The addresses of a presence a member dials (the first [`MAX_SHARED_ADDRS`]).
-fn shared_addrs(addrs: &[Vec<u8>]) -> impl Iterator<Item = &Vec<u8>> {
-    addrs.iter().take(MAX_SHARED_ADDRS)
-}

@@ -136,28 +136,20 @@ async fn a_narrow_path_lowers_the_hosts_bitrate_until_the_listener_hears_it() ->
     // Reports come once a second and the loss is averaged over ~6 s: 3–25 s on an idle
     // machine, and the CI machine, loaded with the rest of the suite, once took over 45 s.
     // The bound is what the test can keep there; the time itself is a figure for the bench.
+    let mut last_stats = String::new();
     let lowered = wait_for(&mut host_events, Duration::from_secs(120), |e| match e {
         NodeEvent::Stats { bitrate_bps, .. } if (1..32_000).contains(bitrate_bps) => {
             Some(*bitrate_bps)
         }
         e => {
             if let NodeEvent::Stats { .. } = e {
-                eprintln!(
-                    "DIAG host stats: {}",
-                    format!("{e:?}").chars().take(600).collect::<String>()
-                );
+                last_stats = format!("{e:?}");
             }
             None
         }
     })
-    .await;
-    let lowered = match lowered {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("DIAG relay at failure: {}", relay.stop());
-            return Err(e);
-        }
-    };
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; host's last stats: {last_stats}; relay: {}", relay.stop()))?;
     // Then the listener hears it: three seconds in a row with under 5 % of the slots missed.
     // The queue that built up in the narrow path drains first, and the audio lanes that timed
     // out in it open again (runs took 2–20 s after the bitrate came down).
@@ -187,6 +179,9 @@ async fn a_narrow_path_lowers_the_hosts_bitrate_until_the_listener_hears_it() ->
     Ok(())
 }
 
-/// The relay's rate in each direction: 32 kbps Opus in 20 ms QUIC packets needs about 60 kbps
-/// with every header, and the listener misses about a quarter of the frames; 24 kbps fits.
-const NARROW_BPS: u64 = 56_000;
+/// The relay's rate in each direction: 32 kbps Opus in 20 ms QUIC packets takes about 49 kbps
+/// with every header (~125 bytes a packet, measured through this relay uncapped), so it does
+/// not fit, and 24 kbps (~41 kbps) does. At 56 kbps the audio fitted once the start-up burst
+/// had drained, and whether the listener's early misses lowered the bitrate was a matter of
+/// timing: under load the test failed about one run in three.
+const NARROW_BPS: u64 = 48_000;

@@ -145,8 +145,9 @@ impl std::fmt::Display for RelayStats {
                     d: &DelaySummary| {
             writeln!(
                 f,
-                "{name:<4} in {:>8}  out {:>8}  dropped {:>6} (random {}, burst {}, queue {})  reordered {:>5}  added delay mean {:.1} ms p95 {:.1} ms max {:.1} ms",
+                "{name:<4} in {:>8} ({} bytes)  out {:>8}  dropped {:>6} (random {}, burst {}, queue {})  reordered {:>5}  added delay mean {:.1} ms p95 {:.1} ms max {:.1} ms",
                 s.packets_in,
+                s.bytes_in,
                 s.delivered,
                 s.dropped(),
                 s.dropped_random,
