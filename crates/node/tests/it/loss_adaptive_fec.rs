@@ -148,8 +148,14 @@ async fn a_narrow_path_lowers_the_hosts_bitrate_until_the_listener_hears_it() ->
             None
         }
     })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}; host's last stats: {last_stats}; relay: {}", relay.stop()))?;
+    .await;
+    let lowered = match lowered {
+        Ok(bps) => bps,
+        Err(e) => {
+            let relay = relay.stop();
+            return Err(e.context(format!("host's last stats: {last_stats}; relay: {relay}")));
+        }
+    };
     // Then the listener hears it: three seconds in a row with under 5 % of the slots missed.
     // The queue that built up in the narrow path drains first, and the audio lanes that timed
     // out in it open again (runs took 2–20 s after the bitrate came down).
