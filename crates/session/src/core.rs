@@ -2930,4 +2930,3 @@ fn room_size(directory: &Directory, m: &Membership) -> u64 {
         .map_or(0, |a| u64::from(a.listener_count));
     (m.presence.len() as u64).max(announced)
 }
-
