@@ -19,7 +19,9 @@ use futures::{
 use libp2p::{PeerId, Stream};
 use tokio::sync::{Notify, broadcast, watch};
 
-use super::{AUDIO_ACK, AUDIO_LOSS_REPORT, AUDIO_PROTOCOL, bump, load, put_chunk};
+use super::{
+    AUDIO_ACK, AUDIO_LOSS_REPORT, AUDIO_PROTOCOL, bump, connection_closed, load, put_chunk,
+};
 use crate::{
     client::Client,
     error::NetError,
@@ -342,17 +344,7 @@ async fn open_lane(
             tokio::time::sleep(pause).await;
         }
         let mut closed = closes.subscribe();
-        let gone = async {
-            loop {
-                match closed.recv().await {
-                    Ok(p) if p == peer => return,
-                    Ok(_) => {}
-                    // Missed some: one may have been ours.
-                    Err(broadcast::error::RecvError::Lagged(_)) => return,
-                    Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
-                }
-            }
-        };
+        let gone = connection_closed(&mut closed, peer);
         let opened = async {
             let mut stream = open_stream(&mut control, peer, &hello).await?;
             let mut ack = [0u8; 1];

@@ -29,7 +29,9 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{AUDIO_ACK, bump, inbound::InboundShared, load, put_chunk, read_chunk};
+use super::{
+    AUDIO_ACK, bump, connection_closed, inbound::InboundShared, load, put_chunk, read_chunk,
+};
 use crate::{
     client::Client,
     event::Event,
@@ -161,6 +163,7 @@ async fn run(
                 }
                 let wait = backoff;
                 backoff = (backoff * 2).min(AUDIO_BACKOFF_MAX);
+                tracing::debug!(%peer, taken, ?wait, "audio request ended, asking again");
                 wait
             }
         };
@@ -180,6 +183,8 @@ async fn ask(
     shared: &Shared,
 ) -> Asked {
     let not_taken = Asked::Ended { taken: false };
+    // From before the stream opens: it may open on a connection that is closing.
+    let mut closes = client.inbound.closes.subscribe();
     if let Err(e) = client.connect(peer).await {
         tracing::debug!(%peer, error = %e, "cannot reach a speaker to ask for its audio");
         return not_taken;
@@ -195,7 +200,10 @@ async fn ask(
             tracing::debug!(%peer, error = %e, "cannot open an audio request");
             return not_taken;
         }
-        Err(_) => return not_taken,
+        Err(_) => {
+            tracing::debug!(%peer, "audio request stream not opened in time");
+            return not_taken;
+        }
     };
     let mut stream = stream;
     let mut hello = Vec::with_capacity(request.len() + 2);
@@ -219,15 +227,28 @@ async fn ask(
         Ok(Ok(1)) if byte[0] == AUDIO_ACK => {}
         Ok(Ok(1)) if byte[0] == REQUEST_REFUSED => return Asked::Refused,
         // Dropped unread (libp2p-stream's one-slot accept), closed, or no answer in time.
-        _ => return not_taken,
+        answer => {
+            tracing::debug!(%peer, ?answer, "audio request not answered");
+            return not_taken;
+        }
     }
     shared
         .held
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    // Held: nothing more comes but a refusal; the stream's end is the request's end.
-    match stream.read(&mut byte).await {
-        Ok(1) if byte[0] == REQUEST_REFUSED => Asked::Refused,
-        _ => Asked::Ended { taken: true },
+    // Held: nothing more comes but a refusal; the stream's end is the request's end. A
+    // connection to the speaker closing may have carried it without ending it here (a
+    // relayed one replaced by a hole-punched one: the speaker saw the end, this side never
+    // did, and waited for audio that was not coming), so that asks again too; the speaker
+    // holds one request per peer and a new one replaces the old.
+    tokio::select! {
+        read = stream.read(&mut byte) => match read {
+            Ok(1) if byte[0] == REQUEST_REFUSED => Asked::Refused,
+            _ => Asked::Ended { taken: true },
+        },
+        () = connection_closed(&mut closes, peer) => {
+            tracing::debug!(%peer, "a connection to the speaker closed: asking again");
+            Asked::Ended { taken: true }
+        }
     }
 }
 
@@ -296,6 +317,7 @@ async fn serve(
         shared.release_request(peer, id);
         return;
     }
+    tracing::debug!(%peer, id, "audio request held");
     let asked = Event::AudioRequested {
         peer,
         request: request.to_vec(),
@@ -317,7 +339,9 @@ async fn serve(
         // connection ends the request.
         _ = reader.read(&mut byte) => {}
     }
-    if shared.release_request(peer, id) {
+    let current = shared.release_request(peer, id);
+    tracing::debug!(%peer, id, current, "audio request ended");
+    if current {
         let ended = Event::AudioRequestEnded { peer };
         let _ = tokio::time::timeout(CALL_TIMEOUT, events.send(ended)).await;
     }
