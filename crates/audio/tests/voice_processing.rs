@@ -2,7 +2,7 @@
 //! and smeared, picked up again by the microphone) must come out at least 20 dB quieter once the
 //! canceller has converged, while a near-end talker over it stays; steady noise must come out
 //! quieter while speech keeps its level. Without processing nothing changes, so each figure is
-//! against doing nothing.
+//! against doing nothing. And a far end that falls silent must not make processing dearer.
 
 mod support;
 
@@ -225,4 +225,76 @@ fn gain_control_raises_a_quiet_voice_and_keeps_a_loud_one_unclipped() {
         "loud voice raised by {loud_change:.1} dB"
     );
     assert!(loud_peak <= 1.0, "loud voice peaks at {loud_peak}");
+}
+
+/// This thread's CPU time so far, ns (`None` where `/proc/thread-self/schedstat` is missing).
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// CPU time of processing `mic` with `far` played, from `from_s` seconds to the end, ns.
+fn cpu_of_the_tail(far: &[f32], mic: &[f32], from_s: usize) -> Option<u64> {
+    let mut p = VoiceProcessor::new(VoiceConfig::microphone());
+    p.set_delay_ms(0);
+    let frame = 2 * BLOCK;
+    let mut started = None;
+    for (i, chunk) in mic.chunks_exact(frame).enumerate() {
+        if i * frame == from_s * RATE {
+            started = Some(thread_cpu_ns()?);
+        }
+        p.render(&far[i * frame..(i + 1) * frame]);
+        let mut f = chunk.to_vec();
+        p.capture(&mut f);
+    }
+    Some(thread_cpu_ns()?.saturating_sub(started?))
+}
+
+/// A player's silence is exact zeros. From there the echo canceller's states decayed into
+/// subnormal floats, which x86 computes tens of times slower: once the far end had stopped
+/// talking, a microphone's processing took ~1.9 ms of CPU per 20 ms frame (10 % of a core)
+/// instead of ~0.3 ms. Compared with a far end that never falls silent (steady noise), so the
+/// machine's speed cancels out.
+#[test]
+fn a_silent_far_end_costs_no_more_than_a_talking_one() {
+    let seconds = 12.0;
+    let len = (seconds * RATE as f32) as usize;
+    let floor = noise(len, 0.0005, 9);
+    let talking_then_silent: Vec<f32> = voice(3, 4.0, FrameDuration::Ms20)
+        .into_iter()
+        .chain(std::iter::repeat(0.0))
+        .take(len)
+        .collect();
+    let never_silent = noise(len, 0.05, 4);
+    let mic_of = |far: &[f32]| -> Vec<f32> {
+        echo_of(far)
+            .iter()
+            .zip(&floor)
+            .map(|(e, n)| e + n)
+            .collect()
+    };
+    // Measured from 3 s after the far end fell silent.
+    let (Some(silent), Some(steady)) = (
+        cpu_of_the_tail(&talking_then_silent, &mic_of(&talking_then_silent), 7),
+        cpu_of_the_tail(&never_silent, &mic_of(&never_silent), 7),
+    ) else {
+        eprintln!("no per-thread CPU time here; skipped");
+        return;
+    };
+    let per_frame = |ns: u64| ns as f64 / 1e3 / 250.0;
+    eprintln!(
+        "CPU per 20 ms frame: far end silent {:.0} µs, far end never silent {:.0} µs",
+        per_frame(silent),
+        per_frame(steady)
+    );
+    assert!(
+        silent < 2 * steady,
+        "a silent far end cost {:.0} µs a frame, a steady one {:.0} µs",
+        per_frame(silent),
+        per_frame(steady)
+    );
 }
