@@ -12,7 +12,8 @@
 //!
 //! - Outbound: [`AudioRequest`] owns a task that connects, asks, waits, and asks again with
 //!   backoff when the stream ends ([`REFUSED_RETRY_MIN`] doubling to [`REFUSED_RETRY_MAX`]
-//!   after a refusal).
+//!   after a refusal; 10 ms doubling when it was dropped unread, as libp2p-stream does when
+//!   several arrive at once), or when a connection to the speaker closes.
 //! - Inbound: an acceptor task takes every stream; one request per peer is held (a new one
 //!   replaces the old), at most [`MAX_AUDIO_REQUESTS`] in all; the node hears of each through
 //!   [`Event::AudioRequested`] and [`Event::AudioRequestEnded`].
@@ -52,6 +53,10 @@ const REQUEST_REFUSED: u8 = 0x03;
 pub const REFUSED_RETRY_MIN: Duration = Duration::from_secs(15);
 /// Longest wait before asking again after refusals in a row.
 pub const REFUSED_RETRY_MAX: Duration = Duration::from_secs(120);
+
+/// Requests dropped unread in a row that are asked again after a short pause (10 ms,
+/// doubling) before the usual backoff.
+const DROPPED_RETRIES: u32 = 5;
 
 /// Counters of one [`AudioRequest`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -125,6 +130,10 @@ impl AudioRequest {
 enum Asked {
     /// The speaker turned it down.
     Refused,
+    /// The stream was closed before any answer: dropped unread by libp2p-stream, whose
+    /// acceptor takes one stream at a time (listeners that see a new speaker all ask it at
+    /// once).
+    Dropped,
     /// The stream ended or could not be opened; whether it had been taken.
     Ended { taken: bool },
 }
@@ -139,6 +148,7 @@ async fn run(
     let mut control = client.control.clone();
     let mut backoff = AUDIO_BACKOFF_MIN;
     let mut refused_wait = REFUSED_RETRY_MIN;
+    let mut dropped = 0u32;
     loop {
         let asked = tokio::select! {
             _ = stop.changed() => return,
@@ -156,10 +166,21 @@ async fn run(
                 tracing::debug!(%peer, ?wait, "audio request turned down");
                 wait
             }
-            Asked::Ended { taken } => {
+            // Asked again almost at once, as an audio lane is: the speaker is there and
+            // talking, and the backoff's 100 ms cost the listener the speaker's first five
+            // frames (`two_speakers_mixed`, one run in ten of the node suite).
+            Asked::Dropped if dropped < DROPPED_RETRIES => {
+                let wait = Duration::from_millis(10 << dropped);
+                dropped += 1;
+                tracing::debug!(%peer, ?wait, "audio request dropped unread, asking again");
+                wait
+            }
+            Asked::Dropped | Asked::Ended { .. } => {
+                let taken = matches!(asked, Asked::Ended { taken: true });
                 if taken {
                     backoff = AUDIO_BACKOFF_MIN;
                     refused_wait = REFUSED_RETRY_MIN;
+                    dropped = 0;
                 }
                 let wait = backoff;
                 backoff = (backoff * 2).min(AUDIO_BACKOFF_MAX);
@@ -226,7 +247,11 @@ async fn ask(
     match tokio::time::timeout(AUDIO_ACK_TIMEOUT, stream.read(&mut byte)).await {
         Ok(Ok(1)) if byte[0] == AUDIO_ACK => {}
         Ok(Ok(1)) if byte[0] == REQUEST_REFUSED => return Asked::Refused,
-        // Dropped unread (libp2p-stream's one-slot accept), closed, or no answer in time.
+        Ok(Ok(0)) => {
+            tracing::debug!(%peer, "audio request closed unanswered");
+            return Asked::Dropped;
+        }
+        // Reset, or no answer in time.
         answer => {
             tracing::debug!(%peer, ?answer, "audio request not answered");
             return not_taken;
