@@ -1,6 +1,6 @@
 //! `listener-cpu`: what one received frame costs a listener, stage by stage, with the same
 //! code the node runs: the receive task's checks (rate limit, policy lookup, frame decode),
-//! the push into the speaker's jitter buffer (under the shared lock), and the playout's pull
+//! the push into the speaker's jitter buffer (through the playout's frame queue), and the playout's pull
 //! (jitter buffer + Opus decode + voice activity) and mix. One minute of a synthetic voice,
 //! encoded once with the room's settings, is pushed and pulled on a simulated clock (arrivals
 //! with 0–8 ms of jitter, pulls every 20 ms). Network receive (QUIC, libp2p streams, tokio)
@@ -21,7 +21,7 @@ use ruang_audio::source::{Source, VoiceSource};
 use ruang_audio::wire::Frame;
 use ruang_bench::table::{Table, f};
 use ruang_node::audio::Policy;
-use ruang_node::audio::playout::Mixing;
+use ruang_node::audio::playout::{Keep, frame_queue};
 use ruang_proto::ephemeral::RateLimiter;
 use ruang_proto::{Identity, PublicKey};
 
@@ -81,7 +81,7 @@ fn run(speakers: usize, frame: FrameDuration, rounds: usize) -> Result<(Clocks, 
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let frame_us = frame.as_micros();
     for _ in 0..rounds {
-        let mixing = Mixing::new(frame);
+        let (queue, mut mixing) = frame_queue(frame, Arc::new(Keep::default()));
         let mut streams: Vec<SpeakerStream> = (0..speakers)
             .map(|_| SpeakerStream::new(jitter::Config::new(frame)))
             .collect::<Result<_, _>>()?;
@@ -108,12 +108,8 @@ fn run(speakers: usize, frame: FrameDuration, rounds: usize) -> Result<(Clocks, 
                 clocks.decode += t.elapsed();
                 let t = Instant::now();
                 if ok {
-                    // The node's shared jitter buffers (lock + push), as the receive task does.
-                    mixing.lock().unwrap_or_else(|e| e.into_inner()).push(
-                        keys[s],
-                        fr.clone(),
-                        arrival,
-                    );
+                    // Into the playout's queue, as the receive task does.
+                    queue.send(keys[s], fr.clone(), arrival);
                 }
                 clocks.push += t.elapsed();
                 // The playout side pulls from its own streams (Mixing's pull is private to
@@ -121,6 +117,10 @@ fn run(speakers: usize, frame: FrameDuration, rounds: usize) -> Result<(Clocks, 
                 streams[s].push(fr, arrival);
                 frames += 1;
             }
+            // The playout thread takes the queued frames into its jitter buffers.
+            let t = Instant::now();
+            mixing.take_incoming();
+            clocks.push += t.elapsed();
             let pull_at = now + 10_000;
             let t = Instant::now();
             for (s, stream) in streams.iter_mut().enumerate() {
@@ -146,7 +146,7 @@ pub fn listener_cpu(ctx: &Ctx) -> Result<Vec<Table>> {
             "rate limit ns",
             "policy ns",
             "frame decode ns",
-            "jitter push ns",
+            "queue + jitter push ns",
             "pull (jb + Opus decode + VAD) µs",
             "mix µs/period",
             "total µs per frame",

@@ -41,7 +41,7 @@ use tracing::{debug, warn};
 
 use crate::addrs::{self, peer_of, relay_part};
 use crate::audio::capture::{Capture, Outbound, Pacing};
-use crate::audio::playout::{Mixing, Playout, SharedMixing};
+use crate::audio::playout::{FrameSender, Keep, Playout, frame_queue};
 use crate::audio::receive::{self, ReceiveCounters};
 use crate::audio::{AUDIO_EVENT_CAP, AudioEvent, FarEnd, Policy, SharedPolicy};
 use crate::clock::{self, Clock};
@@ -128,14 +128,15 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
     let (audio_tx, audio_rx) = mpsc::channel(AUDIO_EVENT_CAP);
     let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE_CAP);
     let policy: SharedPolicy = Arc::new(RwLock::new(Policy::default()));
-    let mixing = Mixing::new(config.frame);
+    // Frames go to the playout thread while one runs (`Command::Listen`), else nowhere.
+    let (frames, frames_rx) = tokio::sync::watch::channel(None);
     let counters = Arc::new(ReceiveCounters::default());
     let frame_rate = (1_000 / config.frame.as_millis()) as u32;
     tokio::spawn(receive::run(
         inbox,
         receive::Receiver {
             policy: policy.clone(),
-            mixing: mixing.clone(),
+            frames: frames_rx,
             clock,
             frame_rate,
             decode: config.decode_audio,
@@ -186,7 +187,8 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
         audio_requests: Vec::new(),
         policy,
         audio_policy: Arc::new(AudioPolicy::default()),
-        mixing,
+        frames,
+        keep: Arc::new(Keep::default()),
         counters,
         capture: None,
         playout: None,
@@ -237,7 +239,10 @@ struct Driver {
     policy: SharedPolicy,
     /// The core's audio policy, as last handed out.
     audio_policy: Arc<AudioPolicy>,
-    mixing: SharedMixing,
+    /// Where the receive task sends accepted frames: the running playout's queue.
+    frames: tokio::sync::watch::Sender<Option<FrameSender>>,
+    /// Whose jitter buffers the playout keeps (from the audio policy).
+    keep: Arc<Keep>,
     counters: Arc<ReceiveCounters>,
     capture: Option<Capture>,
     playout: Option<Playout>,
@@ -685,14 +690,8 @@ impl Driver {
         }
         self.client
             .set_audio_priority(policy.allowed.iter().filter_map(crate::ids::peer_id));
-        {
-            let mut m = self.mixing.lock().unwrap_or_else(|e| e.into_inner());
-            if policy.room.is_some() {
-                m.retain(|k| policy.allowed.contains(k));
-            } else {
-                m.clear();
-            }
-        }
+        self.keep
+            .set(policy.room.is_some().then(|| policy.allowed.clone()));
         self.outbound
             .allowed
             .store(policy.transmit, Ordering::Relaxed);
@@ -763,21 +762,27 @@ impl Driver {
                 let _ = reply.send(Ok(()));
             }
             Command::Listen(sink, reply) => {
+                self.frames.send_replace(None);
                 if let Some(old) = self.playout.take() {
                     old.finish();
                 }
+                let (frames, mixing) = frame_queue(self.config.frame, self.keep.clone());
                 let result = Playout::spawn(
                     sink,
-                    self.mixing.clone(),
+                    mixing,
                     self.far_end.clone(),
                     self.clock,
                     self.audio_tx.clone(),
                 )
-                .map(|p| self.playout = Some(p))
+                .map(|p| {
+                    self.playout = Some(p);
+                    self.frames.send_replace(Some(frames));
+                })
                 .map_err(|e| NodeError::Audio(e.to_string()));
                 let _ = reply.send(result);
             }
             Command::StopListening(reply) => {
+                self.frames.send_replace(None);
                 if let Some(p) = self.playout.take() {
                     p.finish();
                 }

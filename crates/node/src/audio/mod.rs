@@ -7,8 +7,10 @@
 //!   `ruang-net`).
 //! - [`receive`]: a task that takes frames off the network and drops those from anyone the
 //!   verified room state does not allow to speak ([`Policy`]).
-//! - [`playout`]: a thread on an absolute-deadline clock that pulls every speaker's jitter
-//!   buffer once per frame, mixes, and writes to the sink.
+//! - [`playout`]: a thread on an absolute-deadline clock that owns every speaker's jitter
+//!   buffer, takes the frames the receive task queued for it, pulls each buffer once per
+//!   frame, mixes, and writes to the sink. It shares no lock with the tasks: frames come
+//!   through a bounded queue, the speakers to keep through a slot it only ever try-locks.
 
 pub mod capture;
 pub mod playout;

@@ -1,8 +1,9 @@
 //! The playout thread: every frame period, on absolute deadlines, pull one frame from each
 //! speaker's jitter buffer, mix, and write to the sink.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -28,27 +29,93 @@ struct Slot {
     talking: bool,
 }
 
-/// The jitter buffers of every remote speaker, shared by the receive task (push) and the
-/// playout thread (pull). Each lock is held for one push or one frame's pulls.
+/// Frames waiting for the playout thread: a second of 10 ms frames from five speakers. The
+/// thread takes them all every frame period; if it stalls that long, new frames are dropped
+/// (the ones waiting are already late).
+pub const FRAME_QUEUE: usize = 512;
+
+/// A frame on its way to the playout thread.
+struct Incoming {
+    speaker: PublicKey,
+    frame: Frame,
+    arrival_us: u64,
+}
+
+/// Which speakers' jitter buffers to keep, set by the node task on every audio-policy change
+/// and taken by the playout thread (the latest wins; the thread never waits for it).
+#[derive(Debug, Default)]
+pub struct Keep(Mutex<Option<Option<HashSet<PublicKey>>>>);
+
+impl Keep {
+    /// From now on keep only `speakers`' buffers (`None`: nobody's, the room was left).
+    pub fn set(&self, speakers: Option<HashSet<PublicKey>>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(speakers);
+    }
+
+    /// The latest setting not yet taken, unless the node task holds the slot right now (it
+    /// is then taken a frame later).
+    fn take(&self) -> Option<Option<HashSet<PublicKey>>> {
+        self.0.try_lock().ok()?.take()
+    }
+}
+
+/// The receive task's end of the frame queue ([`frame_queue`]).
+#[derive(Clone, Debug)]
+pub struct FrameSender {
+    tx: SyncSender<Incoming>,
+}
+
+impl FrameSender {
+    /// Queues a frame of `speaker` that arrived at `arrival_us` (node clock); `false` when the
+    /// queue is full or the playout it fed has stopped.
+    pub fn send(&self, speaker: PublicKey, frame: Frame, arrival_us: u64) -> bool {
+        self.tx
+            .try_send(Incoming {
+                speaker,
+                frame,
+                arrival_us,
+            })
+            .is_ok()
+    }
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming")
+            .field("speaker", &self.speaker)
+            .field("arrival_us", &self.arrival_us)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The playout side of the frame queue: the jitter buffers of every remote speaker, owned by
+/// the playout thread. The receive task reaches them only through the queue, so the real-time
+/// thread shares no lock with it.
 pub struct Mixing {
     frame: FrameDuration,
     speakers: HashMap<PublicKey, Slot>,
+    frames: Receiver<Incoming>,
+    keep: Arc<Keep>,
 }
 
-/// Shared handle on [`Mixing`].
-pub type SharedMixing = Arc<Mutex<Mixing>>;
-
-impl Mixing {
-    /// Empty, for streams of `frame` duration.
-    pub fn new(frame: FrameDuration) -> SharedMixing {
-        Arc::new(Mutex::new(Mixing {
+/// A queue of frames from the receive task to the playout thread, for streams of `frame`
+/// duration, with `keep` saying whose buffers to keep.
+pub fn frame_queue(frame: FrameDuration, keep: Arc<Keep>) -> (FrameSender, Mixing) {
+    let (tx, frames) = sync_channel(FRAME_QUEUE);
+    (
+        FrameSender { tx },
+        Mixing {
             frame,
             speakers: HashMap::new(),
-        }))
-    }
+            frames,
+            keep,
+        },
+    )
+}
 
+impl Mixing {
     /// Buffers a frame of `speaker` that arrived at `arrival_us` (node clock).
-    pub fn push(&mut self, speaker: PublicKey, frame: Frame, arrival_us: u64) {
+    fn push(&mut self, speaker: PublicKey, frame: Frame, arrival_us: u64) {
         if !self.speakers.contains_key(&speaker) {
             if self.speakers.len() >= MAX_SPEAKERS {
                 return;
@@ -69,14 +136,19 @@ impl Mixing {
         }
     }
 
-    /// Keeps only the speakers for which `keep` holds.
-    pub fn retain(&mut self, keep: impl Fn(&PublicKey) -> bool) {
-        self.speakers.retain(|k, _| keep(k));
-    }
-
-    /// Forgets everyone (left the room).
-    pub fn clear(&mut self) {
-        self.speakers.clear();
+    /// Takes what the queue and the node task have for it: the latest speakers to keep, then
+    /// every frame waiting (the playout thread, at the start of every period; public for the
+    /// benchmark of a listener's CPU).
+    pub fn take_incoming(&mut self) {
+        if let Some(keep) = self.keep.take() {
+            match keep {
+                Some(speakers) => self.speakers.retain(|k, _| speakers.contains(k)),
+                None => self.speakers.clear(),
+            }
+        }
+        while let Ok(incoming) = self.frames.try_recv() {
+            self.push(incoming.speaker, incoming.frame, incoming.arrival_us);
+        }
     }
 }
 
@@ -91,14 +163,14 @@ impl Playout {
     /// frame played is offered to `far_end` (the echo canceller's reference).
     pub fn spawn(
         mut sink: Box<dyn Sink + Send>,
-        mixing: SharedMixing,
+        mut mixing: Mixing,
         far_end: Arc<super::FarEnd>,
         clock: Clock,
         events: mpsc::Sender<AudioEvent>,
     ) -> std::io::Result<Playout> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
-        let frame = mixing.lock().unwrap_or_else(|p| p.into_inner()).frame;
+        let frame = mixing.frame;
         let thread = std::thread::Builder::new()
             .name("ruang-playout".into())
             .spawn(move || {
@@ -117,7 +189,8 @@ impl Playout {
                     clock.sleep_until(due);
                     let now = clock.now_us().max(due);
                     {
-                        let mut m = mixing.lock().unwrap_or_else(|p| p.into_inner());
+                        let m = &mut mixing;
+                        m.take_incoming();
                         let n = m.speakers.len();
                         if pcm.len() < n {
                             pcm.resize_with(n, || vec![0.0; frame.samples()]);
@@ -180,5 +253,77 @@ impl Drop for Playout {
             // finished before the node reports it has left.
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ruang_audio::wire::Flags;
+
+    fn frame(seq: u32) -> Frame {
+        Frame {
+            speaker: 1,
+            seq,
+            timestamp: seq * 960,
+            level: 127,
+            flags: Flags::default(),
+            payload: Vec::new(),
+        }
+    }
+
+    fn buffered(m: &Mixing) -> Vec<PublicKey> {
+        let mut keys: Vec<PublicKey> = m.speakers.keys().copied().collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn queued_frames_reach_the_buffers_and_keep_drops_the_others() {
+        let keep = Arc::new(Keep::default());
+        let (queue, mut mixing) = frame_queue(FrameDuration::Ms20, keep.clone());
+        let (a, b) = (PublicKey([1; 32]), PublicKey([2; 32]));
+        assert!(queue.send(a, frame(0), 0));
+        assert!(queue.send(b, frame(0), 0));
+        // Nothing reaches the buffers until the playout thread takes it.
+        assert!(buffered(&mixing).is_empty());
+        mixing.take_incoming();
+        assert_eq!(buffered(&mixing), vec![a, b]);
+        keep.set(Some([b].into_iter().collect()));
+        mixing.take_incoming();
+        assert_eq!(buffered(&mixing), vec![b]);
+        // A setting is taken once: `a` may come back (the receive task decides who may).
+        assert!(queue.send(a, frame(1), 20_000));
+        mixing.take_incoming();
+        assert_eq!(buffered(&mixing), vec![a, b]);
+        keep.set(None);
+        mixing.take_incoming();
+        assert!(buffered(&mixing).is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_turns_frames_away_and_a_stopped_playout_takes_none() {
+        let (queue, mixing) = frame_queue(FrameDuration::Ms20, Arc::default());
+        let a = PublicKey([1; 32]);
+        for seq in 0..FRAME_QUEUE as u32 {
+            assert!(queue.send(a, frame(seq), 0));
+        }
+        assert!(!queue.send(a, frame(FRAME_QUEUE as u32), 0));
+        drop(mixing);
+        let (queue, mixing) = frame_queue(FrameDuration::Ms20, Arc::default());
+        drop(mixing);
+        assert!(!queue.send(a, frame(0), 0));
+    }
+
+    #[test]
+    fn keep_is_never_waited_for() {
+        let keep = Keep::default();
+        keep.set(Some(HashSet::new()));
+        let held = keep.0.lock().unwrap_or_else(|p| p.into_inner());
+        // The node task holds the slot: the playout thread takes nothing this period.
+        assert!(keep.take().is_none());
+        drop(held);
+        assert_eq!(keep.take(), Some(Some(HashSet::new())));
+        assert_eq!(keep.take(), None);
     }
 }

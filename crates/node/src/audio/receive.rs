@@ -1,4 +1,5 @@
-//! The receive task: frames off the network → enforcement → the speaker's jitter buffer.
+//! The receive task: frames off the network → enforcement → the playout thread's frame queue
+//! (`playout::frame_queue`; the thread owns the jitter buffers).
 //!
 //! A frame is dropped unless its stream's header names the current room and a speaker the
 //! verified state allows to transmit ([`Policy`]), and the peer that sent it is that speaker
@@ -16,7 +17,7 @@ use ruang_proto::ephemeral::{Rate, RateLimiter};
 use ruang_proto::room::RoomId;
 use tokio::sync::mpsc;
 
-use super::playout::SharedMixing;
+use super::playout::FrameSender;
 use super::{AudioEvent, SharedPolicy};
 use crate::clock::Clock;
 use crate::ids;
@@ -40,14 +41,16 @@ pub struct ReceiveCounters {
     pub malformed: AtomicU64,
     /// Frames dropped by the rate limit.
     pub limited: AtomicU64,
+    /// Accepted frames the playout's queue had no room for.
+    pub queue_full: AtomicU64,
 }
 
 /// What the receive task works with.
 pub struct Receiver {
     /// Who may be heard.
     pub policy: SharedPolicy,
-    /// Where accepted frames go.
-    pub mixing: SharedMixing,
+    /// Where accepted frames go: the running playout's queue, if any.
+    pub frames: tokio::sync::watch::Receiver<Option<FrameSender>>,
     /// The node's clock (arrival times).
     pub clock: Clock,
     /// Frames per second one speaker sends.
@@ -64,7 +67,7 @@ pub struct Receiver {
 pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
     let Receiver {
         policy,
-        mixing,
+        frames,
         clock,
         frame_rate,
         decode,
@@ -135,13 +138,11 @@ pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
                 let at = clock.unix_us(clock.at(input.received_at));
                 let _ = events.try_send(AudioEvent::FirstFrame(header.speaker, at));
             }
-            if decode {
+            if decode && let Some(queue) = frames.borrow().as_ref() {
                 let arrival = clock.at(input.received_at);
-                mixing.lock().unwrap_or_else(|e| e.into_inner()).push(
-                    header.speaker,
-                    frame,
-                    arrival,
-                );
+                if !queue.send(header.speaker, frame, arrival) {
+                    counters.queue_full.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Verdict::Accepted
         };
