@@ -680,8 +680,11 @@ impl Driver {
         }
     }
 
-    /// Hands the core's audio policy to the receive task, the mixer and capture.
+    /// Hands the core's audio policy to the playout, the receive task and capture.
     fn set_audio_policy(&mut self, policy: Arc<AudioPolicy>) {
+        // The playout's first (see `playout::Keep`).
+        self.keep
+            .set(policy.room.is_some().then(|| policy.allowed.clone()));
         {
             let mut p = self.policy.write().unwrap_or_else(|e| e.into_inner());
             p.room = policy.room;
@@ -690,8 +693,7 @@ impl Driver {
         }
         self.client
             .set_audio_priority(policy.allowed.iter().filter_map(crate::ids::peer_id));
-        self.keep
-            .set(policy.room.is_some().then(|| policy.allowed.clone()));
+
         self.outbound
             .allowed
             .store(policy.transmit, Ordering::Relaxed);

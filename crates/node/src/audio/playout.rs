@@ -41,21 +41,52 @@ struct Incoming {
     arrival_us: u64,
 }
 
-/// Which speakers' jitter buffers to keep, set by the node task on every audio-policy change
-/// and taken by the playout thread (the latest wins; the thread never waits for it).
+/// Whose frames and buffers the playout keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Keeping {
+    /// Whoever the receive task sends (no setting yet).
+    Everyone,
+    /// These speakers only.
+    Only(HashSet<PublicKey>),
+    /// Nobody (not in a room).
+    Nobody,
+}
+
+impl Keeping {
+    fn keeps(&self, speaker: &PublicKey) -> bool {
+        match self {
+            Keeping::Everyone => true,
+            Keeping::Only(speakers) => speakers.contains(speaker),
+            Keeping::Nobody => false,
+        }
+    }
+}
+
+/// Which speakers the playout keeps, set by the node task on every audio-policy change
+/// (before the receive task's policy, so a newly allowed speaker's frames never meet an older
+/// setting) and taken by the playout thread (the latest wins; the thread never waits for it).
 #[derive(Debug, Default)]
-pub struct Keep(Mutex<Option<Option<HashSet<PublicKey>>>>);
+pub struct Keep(Mutex<Option<Keeping>>);
+
+/// The node task holds [`Keep`]'s slot right now.
+#[derive(Debug, PartialEq, Eq)]
+struct Busy;
 
 impl Keep {
-    /// From now on keep only `speakers`' buffers (`None`: nobody's, the room was left).
+    /// From now on keep only `speakers`' frames and buffers (`None`: nobody's, the room was
+    /// left).
     pub fn set(&self, speakers: Option<HashSet<PublicKey>>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(speakers);
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(speakers.map_or(Keeping::Nobody, Keeping::Only));
     }
 
-    /// The latest setting not yet taken, unless the node task holds the slot right now (it
-    /// is then taken a frame later).
-    fn take(&self) -> Option<Option<HashSet<PublicKey>>> {
-        self.0.try_lock().ok()?.take()
+    /// The latest setting not yet taken; [`Busy`] while the node task holds the slot.
+    fn take(&self) -> Result<Option<Keeping>, Busy> {
+        match self.0.try_lock() {
+            Ok(mut slot) => Ok(slot.take()),
+            Err(std::sync::TryLockError::Poisoned(p)) => Ok(p.into_inner().take()),
+            Err(std::sync::TryLockError::WouldBlock) => Err(Busy),
+        }
     }
 }
 
@@ -96,6 +127,7 @@ pub struct Mixing {
     speakers: HashMap<PublicKey, Slot>,
     frames: Receiver<Incoming>,
     keep: Arc<Keep>,
+    keeping: Keeping,
 }
 
 /// A queue of frames from the receive task to the playout thread, for streams of `frame`
@@ -109,6 +141,7 @@ pub fn frame_queue(frame: FrameDuration, keep: Arc<Keep>) -> (FrameSender, Mixin
             speakers: HashMap::new(),
             frames,
             keep,
+            keeping: Keeping::Everyone,
         },
     )
 }
@@ -137,17 +170,24 @@ impl Mixing {
     }
 
     /// Takes what the queue and the node task have for it: the latest speakers to keep, then
-    /// every frame waiting (the playout thread, at the start of every period; public for the
-    /// benchmark of a listener's CPU).
+    /// every frame waiting from those (the playout thread, at the start of every period;
+    /// public for the benchmark of a listener's CPU). While the node task is setting whom to
+    /// keep, the frames wait for the next period: one queued after that setting must not meet
+    /// the one before it.
     pub fn take_incoming(&mut self) {
-        if let Some(keep) = self.keep.take() {
-            match keep {
-                Some(speakers) => self.speakers.retain(|k, _| speakers.contains(k)),
-                None => self.speakers.clear(),
+        match self.keep.take() {
+            Err(Busy) => return,
+            Ok(None) => {}
+            Ok(Some(keeping)) => {
+                self.speakers.retain(|k, _| keeping.keeps(k));
+                self.keeping = keeping;
             }
         }
         while let Ok(incoming) = self.frames.try_recv() {
-            self.push(incoming.speaker, incoming.frame, incoming.arrival_us);
+            // Frames accepted before a mute or a ban may still be queued after it.
+            if self.keeping.keeps(&incoming.speaker) {
+                self.push(incoming.speaker, incoming.frame, incoming.arrival_us);
+            }
         }
     }
 }
@@ -289,14 +329,13 @@ mod tests {
         assert!(buffered(&mixing).is_empty());
         mixing.take_incoming();
         assert_eq!(buffered(&mixing), vec![a, b]);
+        // `a` is muted: its frame accepted before that, still queued, is not played.
+        assert!(queue.send(a, frame(1), 20_000));
         keep.set(Some([b].into_iter().collect()));
         mixing.take_incoming();
         assert_eq!(buffered(&mixing), vec![b]);
-        // A setting is taken once: `a` may come back (the receive task decides who may).
-        assert!(queue.send(a, frame(1), 20_000));
-        mixing.take_incoming();
-        assert_eq!(buffered(&mixing), vec![a, b]);
         keep.set(None);
+        assert!(queue.send(b, frame(1), 20_000));
         mixing.take_incoming();
         assert!(buffered(&mixing).is_empty());
     }
@@ -316,14 +355,20 @@ mod tests {
     }
 
     #[test]
-    fn keep_is_never_waited_for() {
-        let keep = Keep::default();
-        keep.set(Some(HashSet::new()));
+    fn while_the_node_task_sets_whom_to_keep_frames_wait() {
+        let keep = Arc::new(Keep::default());
+        let (queue, mut mixing) = frame_queue(FrameDuration::Ms20, keep.clone());
+        let a = PublicKey([1; 32]);
+        keep.set(Some([a].into_iter().collect()));
+        assert!(queue.send(a, frame(0), 0));
         let held = keep.0.lock().unwrap_or_else(|p| p.into_inner());
-        // The node task holds the slot: the playout thread takes nothing this period.
-        assert!(keep.take().is_none());
+        // Never waited for: this period takes nothing.
+        assert_eq!(keep.take(), Err(Busy));
+        mixing.take_incoming();
+        assert!(buffered(&mixing).is_empty());
         drop(held);
-        assert_eq!(keep.take(), Some(Some(HashSet::new())));
-        assert_eq!(keep.take(), None);
+        mixing.take_incoming();
+        assert_eq!(buffered(&mixing), vec![a]);
+        assert_eq!(keep.take(), Ok(None));
     }
 }
