@@ -693,7 +693,6 @@ impl Driver {
         }
         self.client
             .set_audio_priority(policy.allowed.iter().filter_map(crate::ids::peer_id));
-
         self.outbound
             .allowed
             .store(policy.transmit, Ordering::Relaxed);
