@@ -161,6 +161,7 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
             hide_ip: config.hide_ip,
             fanout: config.fanout,
             presence_interval_ms: config.presence_interval.as_millis() as u64,
+            audience_sample: ruang_session::limits::AUDIENCE_SAMPLE,
             announce_interval_ms: config.announce_interval.as_millis() as u64,
             sync_interval_ms: config.sync_interval.as_millis() as u64,
             seed: rng.random(),

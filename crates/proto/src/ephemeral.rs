@@ -282,6 +282,9 @@ pub enum PresenceChange {
     Left,
     /// Older than what is known, from another room, or not a presence: no change.
     Ignored,
+    /// A member of the audience outside this table's sample (see [`PresenceTable::sampled`]):
+    /// not kept, and not to be passed on.
+    Unsampled,
 }
 
 /// Members that said they left, remembered this long (ms) so that an older heartbeat of
@@ -304,6 +307,42 @@ pub struct PresenceTable {
     /// Members off the stage (the ones [`PresenceTable::capacity`] bounds).
     audience: usize,
     capacity: usize,
+    /// In a sampled table, which members off the stage it keeps.
+    sample: Option<Sample>,
+}
+
+/// A sampled table's rule: it keeps the members off the stage whose rank (a hash of the
+/// room's salt and their key) is below a threshold. The threshold is a share of the rank space
+/// set by the room's size ([`PresenceTable::expect_audience`]), in steps of a quarter octave,
+/// so that every table of the room has the same one and keeps the same members: about `size`
+/// of them. A table told nothing keeps everyone up to twice `size`, then pushes out the
+/// highest rank.
+struct Sample {
+    size: usize,
+    salt: [u8; 32],
+    /// Members off the stage by rank.
+    ranked: BTreeSet<(u64, PublicKey)>,
+    /// Ranks at or above it are not kept (`u64::MAX`: everyone is).
+    threshold: u64,
+}
+
+impl Sample {
+    fn rank(&self, who: &PublicKey) -> u64 {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"ruang/presence-sample/v1")
+            .chain_update(self.salt)
+            .chain_update(who.0)
+            .finalize();
+        let mut rank = [0; 8];
+        rank.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(rank)
+    }
+
+    /// Whether a member of rank `rank` would be kept.
+    fn keeps(&self, rank: u64) -> bool {
+        rank < self.threshold
+    }
 }
 
 impl Default for PresenceTable {
@@ -323,7 +362,88 @@ impl PresenceTable {
             introduced: HashMap::new(),
             audience: 0,
             capacity,
+            sample: None,
         }
+    }
+
+    /// A table that keeps a sample of about `size` members off the stage (the stage is always
+    /// kept): those of lowest rank, a hash of `salt` (the room) and their key, the same
+    /// members in every table of the room. Presence of the others is not kept and not passed
+    /// on ([`PresenceChange::Unsampled`]), so that in a room of thousands each listener's
+    /// heartbeats, arrival and departure reach only the peers it is connected to, not every
+    /// member; [`PresenceTable::audience_estimate`] scales the sample to the room. Until the
+    /// room is larger than `size` ([`PresenceTable::expect_audience`]) the table keeps
+    /// everyone, and counts them exactly.
+    pub fn sampled(size: usize, salt: [u8; 32]) -> Self {
+        let mut table = Self::default();
+        table.sample = Some(Sample {
+            size: size.max(1),
+            salt,
+            ranked: BTreeSet::new(),
+            threshold: u64::MAX,
+        });
+        table
+    }
+
+    /// How many members off the stage are present: counted when every one of them is kept,
+    /// estimated from the sample's share of the rank space otherwise (within ~5 % at a sample
+    /// of 512, if the ranks are uniform: keys ground to rank low make it larger).
+    pub fn audience_estimate(&self) -> u64 {
+        match &self.sample {
+            Some(s) if s.threshold < u64::MAX => {
+                let share = (s.threshold as f64 + 1.0) / 2f64.powi(64);
+                ((s.ranked.len() as f64 / share).round() as u64).max(s.ranked.len() as u64)
+            }
+            _ => self.audience as u64,
+        }
+    }
+
+    /// How many members are present, the audience estimated as
+    /// [`PresenceTable::audience_estimate`] does.
+    pub fn estimate(&self) -> u64 {
+        (self.members.len() - self.audience) as u64 + self.audience_estimate()
+    }
+
+    /// Tells a sampled table that the room's audience is about `audience` listeners (the
+    /// host's announcement, one number for the whole room, or this table's own estimate):
+    /// the threshold becomes the share of the rank space that holds about the sample's size
+    /// of them, rounded up to a quarter octave so that small changes in the count leave it
+    /// where it is. Members above a lowered threshold go; those below a raised one come in
+    /// with their next heartbeat.
+    pub fn expect_audience(&mut self, audience: u64) {
+        let Some(s) = &mut self.sample else {
+            return;
+        };
+        let threshold = if audience <= s.size as u64 {
+            u64::MAX
+        } else {
+            let quarters = (4.0 * (audience as f64 / s.size as f64).log2()).ceil();
+            (2f64.powf(64.0 - quarters / 4.0)) as u64
+        };
+        if threshold == s.threshold {
+            return;
+        }
+        s.threshold = threshold;
+        let out: Vec<PublicKey> = s
+            .ranked
+            .range((threshold, PublicKey([0; 32]))..)
+            .map(|(_, k)| *k)
+            .collect();
+        for k in out {
+            self.remove(&k);
+        }
+    }
+
+    /// Whether the table keeps only a sample of the audience now (more than its sample's size
+    /// were present at some point).
+    pub fn is_sampling(&self) -> bool {
+        self.sample.as_ref().is_some_and(|s| s.threshold < u64::MAX)
+    }
+
+    /// Whether this table would keep `who` as a member off the stage: always, unless it is
+    /// sampling and `who`'s rank is outside the sample.
+    pub fn would_keep(&self, who: &PublicKey) -> bool {
+        self.sample.as_ref().is_none_or(|s| s.keeps(s.rank(who)))
     }
 
     /// Most members off the stage it holds.
@@ -364,8 +484,10 @@ impl PresenceTable {
             self.remember_departure(msg.author, msg.sent_at, now);
             return if self.remove(&msg.author) {
                 PresenceChange::Left
-            } else {
+            } else if admission == Admission::Stage || self.would_keep(&msg.author) {
                 PresenceChange::Ignored
+            } else {
+                PresenceChange::Unsampled
             };
         }
         let known = self
@@ -381,6 +503,9 @@ impl PresenceTable {
             (Some(known), _) => known,
             (None, Admission::Stage) => (now, Admission::Stage),
             (None, Admission::Via(by)) => {
+                if !self.make_sample_room_for(&msg.author) {
+                    return PresenceChange::Unsampled;
+                }
                 if self.audience >= self.capacity && !self.make_room_for(by) {
                     return PresenceChange::Ignored;
                 }
@@ -389,6 +514,10 @@ impl PresenceTable {
                     .or_default()
                     .insert((now, msg.author));
                 self.audience += 1;
+                if let Some(s) = &mut self.sample {
+                    let rank = s.rank(&msg.author);
+                    s.ranked.insert((rank, msg.author));
+                }
                 (now, Admission::Via(by))
             }
         };
@@ -430,10 +559,40 @@ impl PresenceTable {
         self.remove(&newest)
     }
 
+    /// In a sampled table, whether a newcomer off the stage is kept: its rank is below the
+    /// threshold; and if the table holds twice the sample's size (the room grew faster than
+    /// its count), the member of highest rank goes and its rank becomes the threshold.
+    fn make_sample_room_for(&mut self, who: &PublicKey) -> bool {
+        let Some(s) = &mut self.sample else {
+            return true;
+        };
+        let rank = s.rank(who);
+        if !s.keeps(rank) {
+            return false;
+        }
+        if s.ranked.len() < 2 * s.size {
+            return true;
+        }
+        let Some(&(highest, out)) = s.ranked.last() else {
+            return true;
+        };
+        if highest < rank {
+            s.threshold = rank;
+            return false;
+        }
+        s.threshold = highest;
+        self.remove(&out);
+        true
+    }
+
     fn unintroduce(&mut self, by: Option<PublicKey>, since: u64, who: &PublicKey) {
         if let Some(members) = self.introduced.get_mut(&by) {
             if members.remove(&(since, *who)) {
                 self.audience -= 1;
+                if let Some(s) = &mut self.sample {
+                    let rank = s.rank(who);
+                    s.ranked.remove(&(rank, *who));
+                }
             }
             if members.is_empty() {
                 self.introduced.remove(&by);
@@ -739,5 +898,131 @@ mod tests {
             check_fresh(1_000_000 + MAX_SKEW_MS + 1, 1_000_000),
             Err(Freshness::Future { .. })
         ));
+    }
+
+    fn keys(n: u32) -> Vec<crate::Identity> {
+        (0..n)
+            .map(|i| {
+                let mut secret = [9; 32];
+                secret[..4].copy_from_slice(&i.to_le_bytes());
+                crate::Identity::from_secret_bytes(&secret)
+            })
+            .collect()
+    }
+
+    /// The lowest `n` ranks of `who` in a sampled table with `salt`.
+    fn lowest(salt: [u8; 32], who: &[crate::Identity], n: usize) -> BTreeSet<PublicKey> {
+        let probe = PresenceTable::sampled(1, salt);
+        let sample = probe.sample.as_ref().unwrap();
+        let mut ranked: Vec<(u64, PublicKey)> = who
+            .iter()
+            .map(|k| (sample.rank(&k.public()), k.public()))
+            .collect();
+        ranked.sort();
+        ranked.into_iter().take(n).map(|(_, k)| k).collect()
+    }
+
+    #[test]
+    fn a_sampled_table_keeps_everyone_until_it_fills() {
+        let members = keys(40);
+        let mut t = PresenceTable::sampled(64, [5; 32]);
+        for k in &members {
+            assert_eq!(
+                t.insert(&presence(k, 10, 60_000, false), 0, ANY),
+                PresenceChange::Joined
+            );
+        }
+        assert!(!t.is_sampling());
+        assert_eq!(t.len(), 40);
+        assert_eq!(t.audience_estimate(), 40);
+        // The stage is kept and counted apart.
+        let stage = crate::Identity::from_secret_bytes(&[200; 32]);
+        t.insert(&presence(&stage, 10, 60_000, false), 0, Admission::Stage);
+        assert_eq!(t.estimate(), 41);
+    }
+
+    #[test]
+    fn a_sampled_table_keeps_the_same_members_whatever_the_order_and_estimates_the_rest() {
+        let members = keys(2_000);
+        let salt = [5; 32];
+        let run = |order: &mut dyn Iterator<Item = &crate::Identity>| {
+            let mut t = PresenceTable::sampled(64, salt);
+            t.expect_audience(2_000);
+            assert!(t.is_sampling());
+            let mut unsampled = 0;
+            for k in order {
+                match t.insert(&presence(k, 10, 60_000, false), 0, ANY) {
+                    PresenceChange::Joined => {}
+                    PresenceChange::Unsampled => unsampled += 1,
+                    other => panic!("{other:?}"),
+                }
+            }
+            (t, unsampled)
+        };
+        let (forward, unsampled) = run(&mut members.iter());
+        let (backward, _) = run(&mut members.iter().rev());
+        let kept: BTreeSet<PublicKey> = forward.iter().map(|(k, _)| *k).collect();
+        let kept_backward: BTreeSet<PublicKey> = backward.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kept, kept_backward);
+        // The threshold holds 53 to 64 of 2,000 on average (a quarter octave).
+        assert_eq!(kept, lowest(salt, &members, kept.len()));
+        assert!((40..=80).contains(&kept.len()), "{}", kept.len());
+        assert_eq!(unsampled, 2_000 - kept.len());
+        let estimate = forward.audience_estimate() as f64;
+        assert!(
+            (estimate - 2_000.0).abs() < 2_000.0 * 0.35,
+            "estimated {estimate} of 2,000"
+        );
+        // A member outside the sample: its departure is not for this table either.
+        let outside = members
+            .iter()
+            .find(|k| !kept.contains(&k.public()))
+            .unwrap();
+        let mut t = forward;
+        assert!(!t.would_keep(&outside.public()));
+        assert_eq!(
+            t.insert(&presence(outside, 20, 60_000, true), 0, ANY),
+            PresenceChange::Unsampled
+        );
+        // One of the sample leaves: what it keeps is still the lowest ranks present.
+        let inside = members.iter().find(|k| kept.contains(&k.public())).unwrap();
+        assert_eq!(
+            t.insert(&presence(inside, 20, 60_000, true), 0, ANY),
+            PresenceChange::Left
+        );
+        assert_eq!(t.len(), kept.len() - 1);
+    }
+
+    #[test]
+    fn a_sampled_table_follows_the_rooms_size() {
+        let members = keys(400);
+        let salt = [6; 32];
+        let mut t = PresenceTable::sampled(32, salt);
+        // Told nothing, it keeps everyone up to twice its size.
+        for k in &members {
+            t.insert(&presence(k, 10, 60_000, false), 0, ANY);
+        }
+        assert_eq!(t.len(), 64);
+        assert_eq!(
+            t.iter().map(|(k, _)| *k).collect::<BTreeSet<_>>(),
+            lowest(salt, &members, 64)
+        );
+        // Told the room's size, it keeps about its size.
+        t.expect_audience(400);
+        let sampled = t.len();
+        assert!((15..=45).contains(&sampled), "{sampled}");
+        // A small change in the count moves nothing.
+        t.expect_audience(410);
+        assert_eq!(t.len(), sampled);
+        // The room empties to a tenth: the threshold rises and newcomers of a rank it turned
+        // away are taken in.
+        t.expect_audience(30);
+        assert!(!t.is_sampling());
+        let newcomers = keys(420)[400..].to_vec();
+        let taken = newcomers
+            .iter()
+            .filter(|k| t.insert(&presence(k, 30, 60_000, false), 0, ANY) == PresenceChange::Joined)
+            .count();
+        assert_eq!(taken, 20);
     }
 }

@@ -59,6 +59,10 @@ pub struct Config {
     pub fanout: usize,
     /// Presence heartbeat interval on stage, ms (the audience's stretches with the room).
     pub presence_interval_ms: u64,
+    /// Listeners whose presence this node keeps and passes on, at most: a sample of the
+    /// audience, the same in every member (see [`ruang_proto::ephemeral::PresenceTable::sampled`];
+    /// [`crate::limits::AUDIENCE_SAMPLE`] by default).
+    pub audience_sample: usize,
     /// Directory re-announcement interval, ms.
     pub announce_interval_ms: u64,
     /// Anti-entropy interval (ask a member for events we may lack), ms.
@@ -1182,7 +1186,13 @@ impl Core {
     /// Makes `room` the node's room: subscribe, announce presence, set up audio.
     fn enter(&mut self, room: Room, key: Option<RoomKey>) -> Joined {
         let now = self.time.mono_ms;
-        let m = Membership::new(room, key, now, self.rng.random());
+        let m = Membership::new(
+            room,
+            key,
+            now,
+            self.rng.random(),
+            self.config.audience_sample,
+        );
         self.push(Output::Subscribe {
             topic: m.topic.clone(),
             keep_peers: true,
@@ -1684,9 +1694,23 @@ impl Core {
         if replayed {
             return Verdict::Ignore;
         }
+        // In a room larger than our sample, a listener outside it is neither kept nor passed
+        // on (see `PresenceTable::sampled`): its presence reaches the peers it is connected to,
+        // not the whole room.
+        let on_stage = m.room.state().on_stage(&msg.author);
+        if let EphemeralBody::Presence { .. } = msg.body
+            && !on_stage
+            && !m.presence.contains(&msg.author)
+            && !m.presence.would_keep(&msg.author)
+        {
+            if let EphemeralBody::Presence { leaving: true, .. } = msg.body {
+                // Remembered all the same, in case we were about to take it in.
+                m.presence.insert(&msg, mono, Admission::Via(source));
+            }
+            return Verdict::Ignore;
+        }
         // Someone new to the table, off the stage, counts against the peer that passed it on
         // (the stage is bounded by the room's state, and always admitted).
-        let on_stage = m.room.state().on_stage(&msg.author);
         let admission = if on_stage {
             Admission::Stage
         } else {
@@ -1724,6 +1748,9 @@ impl Core {
             // `Core::farewell_again`).
             let repeated_farewell = *leaving && m.presence.has_left(&msg.author);
             let change = m.presence.insert(&msg, mono, admission);
+            if change == PresenceChange::Unsampled {
+                return Verdict::Ignore;
+            }
             if !name.is_empty() {
                 m.names.insert(msg.author, name.clone());
             }
@@ -2421,6 +2448,15 @@ impl Core {
         (members * 1_000 / AUDIENCE_PRESENCE_PER_S).clamp(base, MAX_AUDIENCE_PRESENCE_MS.max(base))
     }
 
+    /// How many members this node counts in its room (0 outside one): those present, the
+    /// audience estimated from its sample in a room larger than it, or the host's latest
+    /// announcement if that says more (a newcomer knows few members yet).
+    pub fn room_size(&self) -> u64 {
+        self.room
+            .as_ref()
+            .map_or(0, |m| room_size(&self.directory, m))
+    }
+
     fn tick(&mut self) {
         let (mono, unix) = (self.time.mono_ms, self.time.unix_ms);
         self.directory.expire(unix);
@@ -2438,6 +2474,13 @@ impl Core {
             }
             return;
         }
+        // The sample's threshold follows the room's size: the host's announcement, one
+        // number for every member, or in a private room (not announced) our own count.
+        let expected = match announced_listeners(&self.directory, m) {
+            0 => m.presence.audience_estimate(),
+            announced => announced,
+        };
+        m.presence.expect_audience(expected);
         let gone = m.presence.expire(mono);
         if !gone.is_empty() {
             m.forget_departed();
@@ -2491,7 +2534,7 @@ impl Core {
         let state = m.room.state();
         state.on_stage(peer)
             && (state.on_stage(&self.me)
-                || m.presence.len() < self.config.fanout
+                || m.presence.estimate() < self.config.fanout as u64
                 || m.heard_from.contains(peer))
     }
 
@@ -2700,7 +2743,10 @@ impl Core {
         let Some(m) = self.room.as_mut() else {
             return;
         };
-        if m.fanout_notice_given || now < m.joined_at + 10_000 || m.presence.len() < fanout {
+        if m.fanout_notice_given
+            || now < m.joined_at + 10_000
+            || m.presence.estimate() < fanout as u64
+        {
             return;
         }
         let state = m.room.state();
@@ -2773,11 +2819,15 @@ impl Core {
             return;
         }
         m.last_announce = mono;
-        let listeners = m
-            .presence
-            .iter()
-            .filter(|(k, _)| state.role(k) == Role::Listener)
-            .count();
+        // Counted, or estimated from the sample in a room larger than it.
+        let listeners = if m.presence.is_sampling() {
+            m.presence.audience_estimate()
+        } else {
+            m.presence
+                .iter()
+                .filter(|(k, _)| state.role(k) == Role::Listener)
+                .count() as u64
+        };
         let my_name = || {
             let mut name = self.config.name.clone();
             truncate_utf8(&mut name, ruang_proto::ephemeral::MAX_NAME_LEN);
@@ -2801,7 +2851,7 @@ impl Core {
             host: state.host,
             host_name: my_name(),
             speakers,
-            listener_count: listeners as u32,
+            listener_count: listeners.min(u64::from(u32::MAX)) as u32,
             addresses: self.addrs.iter().take(MAX_SHARED_ADDRS).cloned().collect(),
             started_at: state.started_at,
             scheduled_for: None,
@@ -2922,11 +2972,15 @@ fn audio_strike(strikes: &mut HashMap<PublicKey, (u32, u64)>, peer: PublicKey, n
 }
 
 fn room_size(directory: &Directory, m: &Membership) -> u64 {
+    m.presence.estimate().max(announced_listeners(directory, m))
+}
+
+/// The listeners in the room's latest announcement by its host (or creator), 0 if none.
+fn announced_listeners(directory: &Directory, m: &Membership) -> u64 {
     let state = m.room.state();
     let genesis_author = m.room.genesis().author;
-    let announced = directory
+    directory
         .get(&m.room.id())
         .filter(|a| a.author == state.host || a.author == genesis_author)
-        .map_or(0, |a| u64::from(a.listener_count));
-    (m.presence.len() as u64).max(announced)
+        .map_or(0, |a| u64::from(a.listener_count))
 }

@@ -16,6 +16,7 @@
 //!     hide_ip: false,
 //!     fanout: 64,
 //!     presence_interval_ms: 2_000,
+//!     audience_sample: ruang_session::limits::AUDIENCE_SAMPLE,
 //!     announce_interval_ms: 20_000,
 //!     sync_interval_ms: 5_000,
 //!     seed: [7; 32],

@@ -69,6 +69,11 @@ pub const PRESENCE_RESEND_MS: u64 = 1_000;
 /// wanted), few enough that a room of 200 in one process stays within two cores (bench
 /// `scale`: 6 cost 140 % of 200 and 146 ms mouth-to-ear, 4 cost 133 % and 93 ms).
 pub const ROOM_NEIGHBOURS: usize = 4;
+/// Listeners whose presence a member keeps and passes on, at most (the default of
+/// `Config::audience_sample`): in a larger room each keeps the same sample of the audience and
+/// estimates its size from it (within ~5 %), so that a listener's heartbeats and comings and
+/// goings reach its neighbours, not all of the room's thousands.
+pub const AUDIENCE_SAMPLE: usize = 512;
 /// How often a node counts its room neighbours (and dials at most one).
 pub const NEIGHBOUR_CHECK_MS: u64 = 1_000;
 /// Hosts remembered as dialled lately (see `Membership::claim_dial`); when full, no member

@@ -265,12 +265,19 @@ impl Membership {
     }
 
     /// A membership of `room`, joined at `now`; `key` for a private room; `fanout_salt` a
-    /// random number (see [`Membership::fanout_salt`]).
-    pub fn new(room: Room, key: Option<RoomKey>, now: u64, fanout_salt: u64) -> Membership {
+    /// random number (see [`Membership::fanout_salt`]); `audience_sample` the most listeners
+    /// whose presence it keeps (see [`PresenceTable::sampled`]).
+    pub fn new(
+        room: Room,
+        key: Option<RoomKey>,
+        now: u64,
+        fanout_salt: u64,
+        audience_sample: usize,
+    ) -> Membership {
         Membership {
             topic: topic(&room.id(), key.as_ref()),
+            presence: PresenceTable::sampled(audience_sample, room.id().0.0),
             room,
-            presence: PresenceTable::default(),
             names: HashMap::new(),
             said: Said::default(),
             chat_limiter: RateLimiter::new(CHAT_BURST, CHAT_PER_SECOND, MAX_RATE_KEYS),

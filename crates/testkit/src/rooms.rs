@@ -196,6 +196,8 @@ pub struct NodeSettings {
     pub sync_interval_ms: u64,
     /// Listeners a speaker streams to.
     pub fanout: usize,
+    /// Listeners whose presence each node keeps (`Config::audience_sample`).
+    pub audience_sample: usize,
     /// Keep every peer's [`NodeEvent`]s in [`Peer::events`] (off for large rooms).
     pub record_events: bool,
 }
@@ -207,6 +209,7 @@ impl Default for NodeSettings {
             announce_interval_ms: ruang_proto::directory::ANNOUNCE_INTERVAL_MS,
             sync_interval_ms: 5_000,
             fanout: 64,
+            audience_sample: ruang_session::limits::AUDIENCE_SAMPLE,
             record_events: true,
         }
     }
@@ -270,6 +273,7 @@ impl Sim {
             hide_ip: false,
             fanout: self.settings.fanout,
             presence_interval_ms: self.settings.presence_interval_ms,
+            audience_sample: self.settings.audience_sample,
             announce_interval_ms: self.settings.announce_interval_ms,
             sync_interval_ms: self.settings.sync_interval_ms,
             seed,

@@ -4,7 +4,8 @@
 //! one presence TTL of the truth, and each member's control traffic per second is reported and
 //! bounded.
 //!
-//! `RUANG_SIM_MEMBERS` (default 200) and `RUANG_SIM_MINUTES` (default 10) size it.
+//! `RUANG_SIM_MEMBERS` (default 200) and `RUANG_SIM_MINUTES` (default 10) size it;
+//! `RUANG_SIM_SAMPLE` sets the members' audience sample (default `limits::AUDIENCE_SAMPLE`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -39,7 +40,7 @@ struct Run {
 }
 
 /// Runs the scenario: `members` members, `minutes` of churn, then 30 s of quiet.
-fn churn(members: usize, minutes: u64, seed: u64) -> Run {
+fn churn(members: usize, minutes: u64, sample: usize, seed: u64) -> Run {
     let links = Links {
         min_latency_ms: 10,
         max_latency_ms: 150,
@@ -47,6 +48,7 @@ fn churn(members: usize, minutes: u64, seed: u64) -> Run {
     };
     let settings = ruang_testkit::rooms::NodeSettings {
         record_events: false,
+        audience_sample: sample,
         ..Default::default()
     };
     let mut sim = ruang_testkit::rooms::Sim::new(links, settings, seed);
@@ -121,8 +123,8 @@ fn a_seed_replays_the_same_run() {
     let traffic = |run: &Run| -> Vec<ruang_testkit::rooms::Traffic> {
         run.sim.peers.iter().map(|p| p.traffic).collect()
     };
-    let a = churn(60, 1, seed.value());
-    let b = churn(60, 1, seed.value());
+    let a = churn(60, 1, 24, seed.value());
+    let b = churn(60, 1, 24, seed.value());
     assert_eq!(a.sim.now(), b.sim.now());
     assert_eq!(traffic(&a), traffic(&b));
 }
@@ -132,6 +134,25 @@ fn a_large_room_under_churn_converges() {
     let seed = Seed::from_env("scale");
     let members = env("RUANG_SIM_MEMBERS", 200) as usize;
     let minutes = env("RUANG_SIM_MINUTES", 10);
+    let sample = env(
+        "RUANG_SIM_SAMPLE",
+        ruang_session::limits::AUDIENCE_SAMPLE as u64,
+    ) as usize;
+    converges(members, minutes, sample, seed);
+}
+
+/// A room larger than the members' audience sample (here ten times its size): each keeps the
+/// same listeners, tells the room's size within a quarter, and its departures are not left
+/// behind in tables (a newcomer's table, not yet full, took in listeners whose departure the
+/// rest of the room did not pass on, until it learnt the room's size: `SEED=4103290885382750647`
+/// at 1,000 members and a sample of 128).
+#[test]
+fn a_room_larger_than_the_audience_sample_converges() {
+    converges(400, 2, 40, Seed::from_env("scale-sampled"));
+}
+
+/// Runs [`churn`] and checks the room at its end.
+fn converges(members: usize, minutes: u64, sample: usize, seed: Seed) {
     let Run {
         sim,
         host: host_p,
@@ -141,7 +162,7 @@ fn a_large_room_under_churn_converges() {
         crashed_at,
         left,
         churn_end,
-    } = churn(members, minutes, seed.value());
+    } = churn(members, minutes, sample, seed.value());
     let now = sim.now();
 
     let mut everyone: Vec<usize> = vec![host_p];
@@ -163,17 +184,23 @@ fn a_large_room_under_churn_converges() {
     // tick), and its entry lives three intervals: a table is "within one TTL of the truth" when
     // it lacks only members it could not have heard from since either of them joined, and
     // holds extra only members that crashed less than one TTL ago (leaving says so at once).
+    // In a room larger than the audience sample, the truth of a table is the stage and the
+    // members of a rank it keeps (`PresenceTable::would_keep`).
     let slack = 10_000;
     let interval = |p: usize| sim.peers[p].core.presence_interval_ms();
     let mut wrong_presence = 0;
     let mut seen_share = 0.0;
     let mut ghosts = 0;
+    let mut estimates: Vec<u64> = Vec::new();
     for &p in &everyone {
         let m = sim.peers[p].core.membership().unwrap();
         assert_eq!(m.room.state(), &host_state, "peer {p}'s state");
         let table: HashSet<_> = m.presence.iter().map(|(k, _)| *k).collect();
         let mut truth = keys.clone();
         truth.remove(&sim.peers[p].core.key());
+        let state = m.room.state();
+        truth.retain(|k| state.on_stage(k) || m.presence.would_keep(k));
+        estimates.push(sim.peers[p].core.room_size());
         seen_share += truth.intersection(&table).count() as f64 / truth.len().max(1) as f64;
         let since = |q: usize| joined_at.get(&q).copied().unwrap_or(0);
         let wrongly_missing: Vec<usize> = truth
@@ -227,6 +254,29 @@ fn a_large_room_under_churn_converges() {
                 "peer {p}: lacks {wrongly_missing:?} (heard long enough ago), keeps {wrongly_kept:?} \
                  (gone more than a TTL ago, or left)"
             );
+            if std::env::var("RUANG_SIM_DEBUG").is_ok() {
+                eprintln!(
+                    "   {p}: table of {}, sampling {}, counts {}, joined at {}, {} connections",
+                    m.presence.len(),
+                    m.presence.is_sampling(),
+                    sim.peers[p].core.room_size(),
+                    since(p),
+                    sim.peers[p].connections.len()
+                );
+                for &q in wrongly_kept.iter().take(2) {
+                    let e = m.presence.get(&sim.peers[q].core.key()).unwrap();
+                    eprintln!(
+                        "   {q}: crashed at {:?}, {p} joined at {}, entry since {} expires {} \
+                         last sent {} ({:?}); now {now}",
+                        crashed_at.get(&q),
+                        since(p),
+                        e.since,
+                        e.expires_at,
+                        e.last_sent_at,
+                        e.admission,
+                    );
+                }
+            }
         }
     }
     assert_eq!(
@@ -234,6 +284,22 @@ fn a_large_room_under_churn_converges() {
         "presence tables further than one TTL off the truth"
     );
     let seen_share = seen_share / everyone.len() as f64;
+    // Every member's count of the room (exact below the sample's size, estimated above it)
+    // is close to the truth: those present, and at most those that crashed within a TTL.
+    estimates.sort_unstable();
+    let (low, high) = (estimates[0], estimates[estimates.len() - 1]);
+    let ttl = 3 * everyone.iter().map(|p| interval(*p)).max().unwrap_or(0) + slack;
+    let lingering = crashed_at.values().filter(|at| now < **at + ttl).count();
+    let truth = keys.len() as f64;
+    eprintln!(
+        "[scale] members' count of the room: {low} to {high} (median {}), for {} present",
+        estimates[estimates.len() / 2],
+        keys.len()
+    );
+    assert!(
+        (low as f64) >= truth * 0.8 && (high as f64) <= (truth + lingering as f64) * 1.25,
+        "counts {low} to {high} for {truth} members ({lingering} crashed within a TTL)"
+    );
 
     let seconds = sim.now() as f64 / 1e3;
     let per_s = |f: &dyn Fn(&ruang_testkit::rooms::Traffic) -> u64| {
