@@ -165,6 +165,7 @@ fn every_node_event() -> Vec<NodeEvent> {
         private: false,
         stage: vec![person(Role::Host)],
         audience: vec![person(Role::Listener)],
+        listeners: 1,
         hands: vec![person(Role::Listener)],
         invited: vec![person(Role::Listener)],
         muted: vec![person(Role::Speaker)],

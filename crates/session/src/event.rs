@@ -39,8 +39,11 @@ pub struct RoomView {
     pub private: bool,
     /// Host, moderators and speakers, in that order.
     pub stage: Vec<Person>,
-    /// Present listeners.
+    /// Present listeners: all of them, or in a room larger than the audience sample
+    /// (`limits::AUDIENCE_SAMPLE`), the sample this node keeps.
     pub audience: Vec<Person>,
+    /// How many listeners are present: counted, or estimated from the sample.
+    pub listeners: u64,
     /// Raised hands, oldest first.
     pub hands: Vec<Person>,
     /// Invited, not yet accepted.
@@ -65,7 +68,9 @@ pub struct RoomView {
 }
 
 impl RoomView {
-    /// Builds the view from the verified state and the present members.
+    /// Builds the view from the verified state and the present members; `estimated_listeners`
+    /// when those are a sample of the audience.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         room_id: String,
         state: &State,
@@ -74,6 +79,7 @@ impl RoomView {
         name_of: impl Fn(&PublicKey) -> Option<String>,
         present: impl Fn(&PublicKey) -> bool,
         present_keys: impl Iterator<Item = PublicKey>,
+        estimated_listeners: Option<u64>,
     ) -> RoomView {
         let person = |key: &PublicKey| Person {
             key: key.to_hex(),
@@ -101,6 +107,7 @@ impl RoomView {
             language: state.info.language.clone(),
             private: state.visibility == ruang_proto::room::Visibility::Private,
             stage,
+            listeners: estimated_listeners.unwrap_or(audience.len() as u64),
             audience,
             hands: state.hands.iter().map(person).collect(),
             invited: people(&state.invited),
@@ -401,6 +408,7 @@ mod tests {
                 |_| None,
                 |_| true,
                 std::iter::empty(),
+                None,
             )
         };
         assert_eq!(view(1, &s).heir.map(|p| p.key), Some(key(7).to_hex()));

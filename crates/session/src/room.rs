@@ -404,6 +404,9 @@ impl Membership {
                 .iter()
                 .map(|(k, _)| *k)
                 .chain(std::iter::once(*me)),
+            self.presence
+                .is_sampling()
+                .then(|| self.presence.audience_estimate()),
         )
     }
 

@@ -14,10 +14,11 @@ const HELP_ROWS_MAX: usize = 4;
 /// Peers, jitter-buffer delay and loss, overall and per speaker.
 pub(super) fn health_line(app: &App) -> Line<'static> {
     let h = &app.health;
-    // People in the room (as presence says) and, apart, the network connections: a node
-    // also connects to relays, bootstrap and directory peers.
+    // People in the room (as presence says: the audience counted, or estimated in a room
+    // larger than its sample) and, apart, the network connections: a node also connects to
+    // relays, bootstrap and directory peers.
     let here = app.room.as_ref().map_or(0, |r| {
-        r.stage.iter().filter(|p| p.present).count() + r.audience.len()
+        r.stage.iter().filter(|p| p.present).count() as u64 + r.listeners
     });
     let mut spans = vec![format!("{here} here · {} connections", h.peers).into()];
     if app.on_stage() {

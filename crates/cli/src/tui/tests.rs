@@ -72,6 +72,7 @@ fn room(me: u8) -> RoomView {
         private: false,
         stage,
         hands: vec![audience[0].clone(), audience[1].clone()],
+        listeners: audience.len() as u64,
         audience,
         invited: Vec::new(),
         muted: vec![person(CY, "cy", Role::Speaker)],
