@@ -3,7 +3,8 @@
 //! invalid, not new; one peer cannot pass on more than a few rooms new to the directory; keys
 //! that come and go leave no names behind; keys ground to sort first do not take a speaker's
 //! listeners; audio streams from the audience do not hold places; a presence alone gets
-//! nobody a speaker's audio (only a member that asked over its own connection).
+//! nobody a speaker's audio (only a member that asked over its own connection); in a room
+//! larger than the audience sample, presence outside it is not passed on.
 
 use ruang_proto::ephemeral::{Ephemeral, EphemeralBody};
 use ruang_proto::{Identity, PublicKey};
@@ -905,4 +906,61 @@ fn requests_past_the_fanout_are_turned_down_and_the_stage_goes_first() {
     assert_eq!(targets.len(), 64);
     let last: Vec<PublicKey> = keys[64..].iter().map(|k| k.public()).collect();
     assert_eq!(refused, last);
+}
+
+/// In a room larger than the audience sample, the presence of a listener outside it is
+/// neither kept nor passed on (its heartbeats reach its own peers, not the room), the sample's
+/// are, and the room's size is estimated from the sample.
+#[test]
+fn presence_outside_the_audience_sample_is_not_passed_on() {
+    use ruang_session::limits::AUDIENCE_SAMPLE;
+    let mut core = host();
+    let listeners: Vec<Identity> = (0..3 * AUDIENCE_SAMPLE as u32)
+        .map(|i| {
+            let mut secret = [3; 32];
+            secret[..4].copy_from_slice(&i.to_le_bytes());
+            Identity::from_secret_bytes(&secret)
+        })
+        .collect();
+    // They arrive, each heard from itself; the host's ticks learn the room is large.
+    let mut mono = 0;
+    for (i, who) in listeners.iter().enumerate() {
+        mono = 10 + i as u64;
+        let data = presence(&core, who, UNIX + mono);
+        gossip(&mut core, &data, mono, i as u64, who);
+    }
+    run_until(&mut core, listeners[0].public(), mono, mono + 400);
+    let m = core.membership().unwrap();
+    assert!(m.presence.is_sampling());
+    let kept = m.presence.len();
+    assert!(
+        kept > AUDIENCE_SAMPLE / 2 && kept <= AUDIENCE_SAMPLE,
+        "{kept} kept"
+    );
+    let size = core.room_size() as f64;
+    let truth = listeners.len() as f64 + 1.0;
+    assert!(
+        (size - truth).abs() < truth * 0.25,
+        "counts {size} of {truth}"
+    );
+    // Their next heartbeats: passed on for the sample, not for the others.
+    let (mut passed, mut held_back) = (0, 0);
+    for (i, who) in listeners.iter().enumerate() {
+        let t = mono + 500 + i as u64;
+        let data = presence(&core, who, UNIX + t);
+        let in_sample = core.membership().unwrap().presence.contains(&who.public());
+        match gossip(&mut core, &data, t, 10_000 + i as u64, who) {
+            Verdict::Accept => {
+                assert!(in_sample, "a listener outside the sample was passed on");
+                passed += 1;
+            }
+            Verdict::Ignore => {
+                assert!(!in_sample, "a listener of the sample was held back");
+                held_back += 1;
+            }
+            Verdict::Reject => panic!("an honest heartbeat rejected"),
+        }
+    }
+    assert_eq!(passed, kept);
+    assert_eq!(held_back, listeners.len() - kept);
 }

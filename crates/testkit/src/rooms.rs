@@ -23,6 +23,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use ruang_proto::ephemeral::EphemeralBody;
 use ruang_proto::{Identity, PublicKey};
 use ruang_session::{
     Answer, Command, CommandId, Config, Core, Error, Gossip, Input, NodeEvent, Output, SyncFailure,
@@ -169,7 +170,8 @@ pub struct Peer {
     /// Its control traffic.
     pub traffic: Traffic,
     blocked: HashSet<usize>,
-    seen: HashMap<[u8; 32], u64>,
+    /// Message ids seen (their first 8 bytes), with when.
+    seen: HashMap<u64, u64>,
     /// Size of `seen` at which it is next pruned.
     seen_limit: usize,
     wake_at: Option<u64>,
@@ -227,6 +229,8 @@ pub struct Sim {
     /// Size of `decoded` at which it is next pruned.
     decoded_limit: usize,
     seed: u64,
+    /// Messages published in the whole simulation, by kind.
+    pub published: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Sim {
@@ -239,6 +243,7 @@ impl Sim {
             settings,
             decoded: HashMap::new(),
             decoded_limit: 4_096,
+            published: Default::default(),
             seed,
         }
     }
@@ -297,7 +302,7 @@ impl Sim {
             traffic: Traffic::default(),
             blocked: HashSet::new(),
             seen: HashMap::new(),
-            seen_limit: 4_096,
+            seen_limit: 1_024,
             mesh: HashMap::new(),
             wake_at: None,
             judging: HashMap::new(),
@@ -350,6 +355,8 @@ impl Sim {
         }
         peer.online = false;
         peer.connected_at.clear();
+        peer.seen = HashMap::new();
+        peer.mesh.clear();
         let mut connections: Vec<usize> = peer.connections.drain().collect();
         connections.sort_unstable();
         for other in connections {
@@ -444,7 +451,7 @@ impl Sim {
                     return;
                 }
                 let now = self.now();
-                if self.peers[to].seen.insert(id, now).is_some() {
+                if self.peers[to].seen.insert(seen_key(&id), now).is_some() {
                     return;
                 }
                 self.forget_seen(to);
@@ -753,7 +760,7 @@ impl Sim {
             let peer = others.swap_remove(i);
             self.peers[index].traffic.ihave_sent += 1;
             self.peers[peer].traffic.ihave_received += 1;
-            if self.peers[peer].seen.contains_key(&id) || !self.peers[peer].online {
+            if self.peers[peer].seen.contains_key(&seen_key(&id)) || !self.peers[peer].online {
                 continue;
             }
             self.peers[index].traffic.gossip_sent += 1;
@@ -814,7 +821,7 @@ impl Sim {
                 // which the driver reports as delivered): the same bytes again go nowhere.
                 if self.peers[index]
                     .seen
-                    .get(&msg_id)
+                    .get(&seen_key(&msg_id))
                     .is_some_and(|at| now < at + SEEN_MS)
                 {
                     self.peers[index].traffic.duplicate_publishes += 1;
@@ -829,8 +836,20 @@ impl Sim {
                     }
                     return;
                 }
-                self.peers[index].seen.insert(msg_id, now);
+                self.peers[index].seen.insert(seen_key(&msg_id), now);
                 self.peers[index].traffic.published += 1;
+                let kind = match self.decoded(&topic, &data, msg_id, index) {
+                    Gossip::Announcement(_) => "announcement",
+                    Gossip::Event(_) => "event",
+                    Gossip::Ephemeral(e) => match e.body {
+                        EphemeralBody::Presence { leaving: true, .. } => "leaving",
+                        EphemeralBody::Presence { .. } => "presence",
+                        _ => "chat or reaction",
+                    },
+                    Gossip::Rekey(_) => "rekey",
+                    Gossip::NotOurs | Gossip::Malformed => "other",
+                };
+                *self.published.entry(kind).or_default() += 1;
                 let to = self.subscribers(index, &topic, None);
                 let delivered = !to.is_empty();
                 self.send_gossip(index, to, topic, Arc::new(data), msg_id);
@@ -991,7 +1010,18 @@ impl Sim {
         let peer = &mut self.peers[index];
         if peer.seen.len() >= peer.seen_limit {
             peer.seen.retain(|_, at| now < *at + SEEN_MS);
-            peer.seen_limit = (2 * peer.seen.len()).max(4_096);
+            peer.seen_limit = (2 * peer.seen.len()).max(1_024);
+            // Ten thousand peers: what a burst grew is given back.
+            if peer.seen.capacity() > 4 * peer.seen_limit {
+                peer.seen.shrink_to(peer.seen_limit);
+            }
         }
     }
+}
+
+/// A message id as a peer's seen set keeps it: its first 8 bytes (ids are content hashes).
+fn seen_key(id: &[u8; 32]) -> u64 {
+    let mut key = [0; 8];
+    key.copy_from_slice(&id[..8]);
+    u64::from_le_bytes(key)
 }

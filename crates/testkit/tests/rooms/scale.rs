@@ -81,7 +81,17 @@ fn churn(members: usize, minutes: u64, sample: usize, seed: u64) -> Run {
     let churn_every = (600_000 / audience.max(1) as u64).max(1);
     let end = sim.now() + minutes * 60_000;
     let mut left = 0;
+    let started = std::time::Instant::now();
+    let mut minute = sim.now() / 60_000;
     while sim.now() < end {
+        if sim.now() / 60_000 > minute {
+            minute = sim.now() / 60_000;
+            eprintln!(
+                "[scale] {} s simulated, {:.0} s of wall time",
+                sim.now() / 1_000,
+                started.elapsed().as_secs_f64()
+            );
+        }
         sim.run_for(churn_every);
         let i = rng.random_range(0..present.len());
         let leaver = present.swap_remove(i);
@@ -326,6 +336,33 @@ fn converges(members: usize, minutes: u64, sample: usize, seed: Seed) {
          {connections:.1} connections",
         published as f64 / seconds
     );
+    eprintln!(
+        "[scale] published per second, by kind: {}",
+        sim.published
+            .iter()
+            .map(|(k, n)| format!("{k} {:.2}", *n as f64 / seconds))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if std::env::var("RUANG_SIM_DEBUG").is_ok() {
+        let mut publishers: Vec<(u64, usize)> = sim
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.traffic.published, i))
+            .collect();
+        publishers.sort_unstable();
+        for &(n, i) in publishers.iter().rev().take(8) {
+            eprintln!(
+                "   {i} published {n}, joined at {:?}, interval {} ms, counts {}",
+                joined_at.get(&i),
+                sim.peers[i].core.presence_interval_ms(),
+                sim.peers[i].core.room_size()
+            );
+        }
+        let median = publishers[publishers.len() / 2];
+        eprintln!("   median: {median:?}");
+    }
     let (ihave, ihave_max) = per_s(&|t| t.ihave_sent + t.ihave_received);
     eprintln!(
         "[scale] {members} members, {minutes} min of churn ({left} left, as many came), \
