@@ -440,6 +440,17 @@ impl PresenceTable {
         self.sample.as_ref().is_some_and(|s| s.threshold < u64::MAX)
     }
 
+    /// `who`'s rank in this table's sample (`None` if it keeps everyone it hears of): the same
+    /// in every table of the room.
+    pub fn sample_rank(&self, who: &PublicKey) -> Option<u64> {
+        self.sample.as_ref().map(|s| s.rank(who))
+    }
+
+    /// The rank below which this table keeps members off the stage (`u64::MAX`: all).
+    pub fn sample_threshold(&self) -> u64 {
+        self.sample.as_ref().map_or(u64::MAX, |s| s.threshold)
+    }
+
     /// Whether this table would keep `who` as a member off the stage: always, unless it is
     /// sampling and `who`'s rank is outside the sample.
     pub fn would_keep(&self, who: &PublicKey) -> bool {

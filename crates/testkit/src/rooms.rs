@@ -151,7 +151,7 @@ pub struct Peer {
     /// When each connection came up.
     connected_at: HashMap<usize, u64>,
     /// Topics it is subscribed to.
-    pub topics: HashSet<Arc<str>>,
+    pub topics: Topics,
     /// What its core said to the user, with when (virtual ms), if recording.
     pub events: Vec<(u64, NodeEvent)>,
     /// Its core's answers to commands.
@@ -291,7 +291,7 @@ impl Sim {
             online: true,
             connections: HashSet::new(),
             connected_at: HashMap::new(),
-            topics: HashSet::new(),
+            topics: Topics::default(),
             events: Vec::new(),
             replies: Vec::new(),
             audio_targets: Vec::new(),
@@ -1024,4 +1024,35 @@ fn seen_key(id: &[u8; 32]) -> u64 {
     let mut key = [0; 8];
     key.copy_from_slice(&id[..8]);
     u64::from_le_bytes(key)
+}
+
+/// The topics a peer is subscribed to: a handful, so a list (a hash set hashed the topic
+/// string for every peer of every message: a fifth of a large room's simulation).
+#[derive(Clone, Debug, Default)]
+pub struct Topics(Vec<Arc<str>>);
+
+impl Topics {
+    /// Whether it holds `topic`.
+    pub fn contains(&self, topic: &str) -> bool {
+        self.0.iter().any(|t| **t == *topic)
+    }
+
+    /// Adds `topic`; whether it was new.
+    pub fn insert(&mut self, topic: Arc<str>) -> bool {
+        if self.contains(&topic) {
+            return false;
+        }
+        self.0.push(topic);
+        true
+    }
+
+    /// Removes `topic`.
+    pub fn remove(&mut self, topic: &str) {
+        self.0.retain(|t| **t != *topic);
+    }
+
+    /// The topics.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.0.iter()
+    }
 }

@@ -202,6 +202,13 @@ fn converges(members: usize, minutes: u64, sample: usize, seed: Seed) {
     let mut seen_share = 0.0;
     let mut ghosts = 0;
     let mut estimates: Vec<u64> = Vec::new();
+    // Every table ranks a key the same (the room salts it): computed once.
+    let ranks: HashMap<_, u64> = {
+        let table = &sim.peers[host_p].core.membership().unwrap().presence;
+        keys.iter()
+            .filter_map(|k| Some((*k, table.sample_rank(k)?)))
+            .collect()
+    };
     for &p in &everyone {
         let m = sim.peers[p].core.membership().unwrap();
         assert_eq!(m.room.state(), &host_state, "peer {p}'s state");
@@ -209,7 +216,8 @@ fn converges(members: usize, minutes: u64, sample: usize, seed: Seed) {
         let mut truth = keys.clone();
         truth.remove(&sim.peers[p].core.key());
         let state = m.room.state();
-        truth.retain(|k| state.on_stage(k) || m.presence.would_keep(k));
+        let threshold = m.presence.sample_threshold();
+        truth.retain(|k| state.on_stage(k) || ranks.get(k).is_none_or(|r| *r < threshold));
         estimates.push(sim.peers[p].core.room_size());
         seen_share += truth.intersection(&table).count() as f64 / truth.len().max(1) as f64;
         let since = |q: usize| joined_at.get(&q).copied().unwrap_or(0);
