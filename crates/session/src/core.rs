@@ -1744,9 +1744,6 @@ impl Core {
             ..
         } = &msg.body
         {
-            // A later copy of a departure we have: nothing to pass on (see
-            // `Core::farewell_again`).
-            let repeated_farewell = *leaving && m.presence.has_left(&msg.author);
             let change = m.presence.insert(&msg, mono, admission);
             if change == PresenceChange::Unsampled {
                 return Verdict::Ignore;
@@ -1770,9 +1767,9 @@ impl Core {
             if matches!(change, PresenceChange::Joined) {
                 self.maybe_welcome(msg.author);
             }
-            if repeated_farewell {
-                return Verdict::Ignore;
-            }
+            // A later copy of a departure we have changes nothing here, but is passed on: it
+            // is for the members that entered the room after the first (see
+            // `Core::farewell_again`).
         } else {
             self.ephemeral_effects(&msg);
         }

@@ -282,7 +282,29 @@ fn converges(members: usize, minutes: u64, sample: usize, seed: Seed) {
                     sim.peers[p].connections.len()
                 );
                 for &q in wrongly_kept.iter().take(2) {
-                    let e = m.presence.get(&sim.peers[q].core.key()).unwrap();
+                    let qk = sim.peers[q].core.key();
+                    let holders = everyone
+                        .iter()
+                        .filter(|x| {
+                            sim.peers[**x]
+                                .core
+                                .membership()
+                                .is_some_and(|m| m.presence.contains(&qk))
+                        })
+                        .count();
+                    eprintln!(
+                        "   {q} is in {holders} tables; rank {:?}, {p}'s threshold {}, the \
+                         host's {}",
+                        m.presence.sample_rank(&qk),
+                        m.presence.sample_threshold(),
+                        sim.peers[host_p]
+                            .core
+                            .membership()
+                            .unwrap()
+                            .presence
+                            .sample_threshold()
+                    );
+                    let e = m.presence.get(&qk).unwrap();
                     eprintln!(
                         "   {q}: crashed at {:?}, {p} joined at {}, entry since {} expires {} \
                          last sent {} ({:?}); now {now}",
