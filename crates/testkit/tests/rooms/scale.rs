@@ -202,6 +202,7 @@ fn converges(members: usize, minutes: u64, sample: usize, seed: Seed) {
     let mut seen_share = 0.0;
     let mut ghosts = 0;
     let mut estimates: Vec<u64> = Vec::new();
+    let mut truths: HashMap<u64, HashSet<ruang_proto::PublicKey>> = HashMap::new();
     // Every table ranks a key the same (the room salts it): computed once.
     let ranks: HashMap<_, u64> = {
         let table = &sim.peers[host_p].core.membership().unwrap().presence;
@@ -213,11 +214,21 @@ fn converges(members: usize, minutes: u64, sample: usize, seed: Seed) {
         let m = sim.peers[p].core.membership().unwrap();
         assert_eq!(m.room.state(), &host_state, "peer {p}'s state");
         let table: HashSet<_> = m.presence.iter().map(|(k, _)| *k).collect();
-        let mut truth = keys.clone();
-        truth.remove(&sim.peers[p].core.key());
-        let state = m.room.state();
+        // The members present that a table of this threshold keeps (one set per threshold:
+        // at 10,000 members, a copy of everyone per member took minutes).
         let threshold = m.presence.sample_threshold();
-        truth.retain(|k| state.on_stage(k) || ranks.get(k).is_none_or(|r| *r < threshold));
+        let mut truth = truths
+            .entry(threshold)
+            .or_insert_with(|| {
+                keys.iter()
+                    .filter(|k| {
+                        host_state.on_stage(k) || ranks.get(*k).is_none_or(|r| *r < threshold)
+                    })
+                    .copied()
+                    .collect::<HashSet<_>>()
+            })
+            .clone();
+        truth.remove(&sim.peers[p].core.key());
         estimates.push(sim.peers[p].core.room_size());
         seen_share += truth.intersection(&table).count() as f64 / truth.len().max(1) as f64;
         let since = |q: usize| joined_at.get(&q).copied().unwrap_or(0);
