@@ -315,8 +315,10 @@ pub struct PresenceTable {
 /// room's salt and their key) is below a threshold. The threshold is a share of the rank space
 /// set by the room's size ([`PresenceTable::expect_audience`]), in steps of a quarter octave,
 /// so that every table of the room has the same one and keeps the same members: about `size`
-/// of them. A table told nothing keeps everyone up to twice `size`, then pushes out the
-/// highest rank.
+/// of them. A member above the threshold is not taken in, nor refreshed; one held already
+/// stays until its presence lapses, so that a threshold that moves down and back up (a count
+/// near a step) loses nobody. A table told nothing keeps everyone up to twice `size`, then
+/// pushes out the highest rank.
 struct Sample {
     size: usize,
     salt: [u8; 32],
@@ -324,6 +326,8 @@ struct Sample {
     ranked: BTreeSet<(u64, PublicKey)>,
     /// Ranks at or above it are not kept (`u64::MAX`: everyone is).
     threshold: u64,
+    /// How many of `ranked` are below the threshold.
+    below: usize,
 }
 
 impl Sample {
@@ -342,6 +346,23 @@ impl Sample {
     /// Whether a member of rank `rank` would be kept.
     fn keeps(&self, rank: u64) -> bool {
         rank < self.threshold
+    }
+
+    fn set_threshold(&mut self, threshold: u64) {
+        self.threshold = threshold;
+        self.below = self.ranked.range(..(threshold, PublicKey([0; 32]))).count();
+    }
+
+    fn add(&mut self, rank: u64, who: PublicKey) {
+        if self.ranked.insert((rank, who)) && self.keeps(rank) {
+            self.below += 1;
+        }
+    }
+
+    fn take(&mut self, rank: u64, who: &PublicKey) {
+        if self.ranked.remove(&(rank, *who)) && self.keeps(rank) {
+            self.below -= 1;
+        }
     }
 }
 
@@ -381,6 +402,7 @@ impl PresenceTable {
             salt,
             ranked: BTreeSet::new(),
             threshold: u64::MAX,
+            below: 0,
         });
         table
     }
@@ -392,7 +414,7 @@ impl PresenceTable {
         match &self.sample {
             Some(s) if s.threshold < u64::MAX => {
                 let share = (s.threshold as f64 + 1.0) / 2f64.powi(64);
-                ((s.ranked.len() as f64 / share).round() as u64).max(s.ranked.len() as u64)
+                ((s.below as f64 / share).round() as u64).max(s.below as u64)
             }
             _ => self.audience as u64,
         }
@@ -408,8 +430,8 @@ impl PresenceTable {
     /// host's announcement, one number for the whole room, or this table's own estimate):
     /// the threshold becomes the share of the rank space that holds about the sample's size
     /// of them, rounded up to a quarter octave so that small changes in the count leave it
-    /// where it is. Members above a lowered threshold go; those below a raised one come in
-    /// with their next heartbeat.
+    /// where it is. Members above a lowered threshold stay until their presence lapses;
+    /// those below a raised one come in with their next heartbeat.
     pub fn expect_audience(&mut self, audience: u64) {
         let Some(s) = &mut self.sample else {
             return;
@@ -420,17 +442,8 @@ impl PresenceTable {
             let quarters = (4.0 * (audience as f64 / s.size as f64).log2()).ceil();
             (2f64.powf(64.0 - quarters / 4.0)) as u64
         };
-        if threshold == s.threshold {
-            return;
-        }
-        s.threshold = threshold;
-        let out: Vec<PublicKey> = s
-            .ranked
-            .range((threshold, PublicKey([0; 32]))..)
-            .map(|(_, k)| *k)
-            .collect();
-        for k in out {
-            self.remove(&k);
+        if threshold != s.threshold {
+            s.set_threshold(threshold);
         }
     }
 
@@ -511,6 +524,10 @@ impl PresenceTable {
                 self.unintroduce(by, since, &msg.author);
                 (since, Admission::Stage)
             }
+            // Held, but above the sample's threshold now: left to lapse.
+            (Some((_, Admission::Via(_))), Admission::Via(_)) if !self.would_keep(&msg.author) => {
+                return PresenceChange::Unsampled;
+            }
             (Some(known), _) => known,
             (None, Admission::Stage) => (now, Admission::Stage),
             (None, Admission::Via(by)) => {
@@ -527,7 +544,7 @@ impl PresenceTable {
                 self.audience += 1;
                 if let Some(s) = &mut self.sample {
                     let rank = s.rank(&msg.author);
-                    s.ranked.insert((rank, msg.author));
+                    s.add(rank, msg.author);
                 }
                 (now, Admission::Via(by))
             }
@@ -588,10 +605,10 @@ impl PresenceTable {
             return true;
         };
         if highest < rank {
-            s.threshold = rank;
+            s.set_threshold(rank);
             return false;
         }
-        s.threshold = highest;
+        s.set_threshold(highest);
         self.remove(&out);
         true
     }
@@ -602,7 +619,7 @@ impl PresenceTable {
                 self.audience -= 1;
                 if let Some(s) = &mut self.sample {
                     let rank = s.rank(who);
-                    s.ranked.remove(&(rank, *who));
+                    s.take(rank, who);
                 }
             }
             if members.is_empty() {
@@ -1018,10 +1035,25 @@ mod tests {
             t.iter().map(|(k, _)| *k).collect::<BTreeSet<_>>(),
             lowest(salt, &members, 64)
         );
-        // Told the room's size, it keeps about its size.
+        // Told the room's size, it keeps about its size: members above the threshold are not
+        // refreshed, and lapse with their presence.
         t.expect_audience(400);
+        let mut refreshed = 0;
+        for k in &members {
+            match t.insert(&presence(k, 20, 60_000, false), 30_000, ANY) {
+                PresenceChange::Refreshed | PresenceChange::Joined => refreshed += 1,
+                PresenceChange::Unsampled => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(t.len(), 64);
+        t.expire(60_000);
         let sampled = t.len();
+        assert_eq!(sampled, refreshed);
         assert!((15..=45).contains(&sampled), "{sampled}");
+        // A sample of ~30 tells 400 within ~20 % (one standard deviation).
+        let estimate = t.audience_estimate();
+        assert!((240..=560).contains(&estimate), "{estimate}");
         // A small change in the count moves nothing.
         t.expect_audience(410);
         assert_eq!(t.len(), sampled);
