@@ -608,7 +608,10 @@ impl PresenceTable {
             s.set_threshold(rank);
             return false;
         }
-        s.set_threshold(highest);
+        // Those held above the threshold go first (they are the highest); it never rises.
+        if highest < s.threshold {
+            s.set_threshold(highest);
+        }
         self.remove(&out);
         true
     }

@@ -2816,9 +2816,19 @@ impl Core {
             return;
         }
         m.last_announce = mono;
-        // Counted, or estimated from the sample in a room larger than it.
+        // Counted, or estimated from the sample in a room larger than it. The estimate is
+        // announced again only once it moved by an eighth: every member sets its sample's
+        // threshold from this number, and one that went back and forth across a step moved
+        // every threshold with it (a newcomer then missed the heartbeats of listeners near
+        // the edge).
         let listeners = if m.presence.is_sampling() {
-            m.presence.audience_estimate()
+            let estimate = m.presence.audience_estimate();
+            let last = m.announced_listeners;
+            if estimate.abs_diff(last) <= last / 8 {
+                last
+            } else {
+                estimate
+            }
         } else {
             m.presence
                 .iter()
@@ -2840,6 +2850,7 @@ impl Core {
                 SpeakerPreview { name, key: k }
             })
             .collect();
+        m.announced_listeners = listeners;
         let ann = Announcement {
             room: m.room.id(),
             author: me,

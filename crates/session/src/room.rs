@@ -177,6 +177,8 @@ pub struct Membership {
     pub held: Held,
     /// When it last announced the room .
     pub last_announce: u64,
+    /// The listener count it last announced (see `Core::maybe_announce`).
+    pub announced_listeners: u64,
     /// When it last asked a member for missing events .
     pub last_sync: u64,
     /// When it joined .
@@ -299,6 +301,7 @@ impl Membership {
             presence_resent: None,
             held: Held::default(),
             last_announce: 0,
+            announced_listeners: 0,
             last_sync: now,
             joined_at: now,
             host_missing_since: None,
