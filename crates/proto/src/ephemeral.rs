@@ -396,15 +396,16 @@ impl PresenceTable {
     /// room is larger than `size` ([`PresenceTable::expect_audience`]) the table keeps
     /// everyone, and counts them exactly.
     pub fn sampled(size: usize, salt: [u8; 32]) -> Self {
-        let mut table = Self::default();
-        table.sample = Some(Sample {
-            size: size.max(1),
-            salt,
-            ranked: BTreeSet::new(),
-            threshold: u64::MAX,
-            below: 0,
-        });
-        table
+        PresenceTable {
+            sample: Some(Sample {
+                size: size.max(1),
+                salt,
+                ranked: BTreeSet::new(),
+                threshold: u64::MAX,
+                below: 0,
+            }),
+            ..Self::default()
+        }
     }
 
     /// How many members off the stage are present: counted when every one of them is kept,

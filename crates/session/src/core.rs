@@ -1738,10 +1738,7 @@ impl Core {
             return Verdict::Ignore;
         }
         if let EphemeralBody::Presence {
-            name,
-            addresses,
-            leaving,
-            ..
+            name, addresses, ..
         } = &msg.body
         {
             let change = m.presence.insert(&msg, mono, admission);
