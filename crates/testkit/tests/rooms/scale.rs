@@ -157,7 +157,7 @@ fn a_large_room_under_churn_converges() {
 /// departure the rest of the room did not pass on, until it learnt the room's size:
 /// `SEED=4103290885382750647` at 1,000 members and a sample of 128).
 ///
-/// Known to fail with about one seed in eight (26 of 30 passed): a newcomer lacks one member
+/// Known to fail with about one seed in ten (27 of 30 passed): a newcomer lacks one member
 /// of the sample, whose one heartbeat since it joined never reached it. Its neighbours are
 /// members of the sample (the only listeners it knows), whose gossip meshes are full: it is in
 /// none, and hears forwarded messages only by IHAVE (docs/design-changes.md, "A sample of the
