@@ -264,8 +264,15 @@ fn converges(members: usize, minutes: u64, sample: usize, seed: Seed) {
             .filter_map(|k| sim.index_of(k))
             .collect();
         ghosts += extra.len();
+        // A member held above the table's threshold is not refreshed, and nobody passes its
+        // departure on: it lapses within one TTL of its last heartbeat, so of its leaving.
         let wrongly_kept: Vec<usize> = extra
             .into_iter()
+            .filter(|q| {
+                m.presence
+                    .sample_rank(&sim.peers[*q].core.key())
+                    .is_none_or(|r| r < threshold)
+            })
             .filter(|q| {
                 crashed_at
                     .get(q)
