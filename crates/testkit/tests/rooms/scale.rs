@@ -213,6 +213,18 @@ fn converges(members: usize, minutes: u64, sample: usize, seed: Seed) {
     let mut ghosts = 0;
     let mut estimates: Vec<u64> = Vec::new();
     let mut truths: HashMap<u64, HashSet<ruang_proto::PublicKey>> = HashMap::new();
+    // How many tables hold a key (for the debug output).
+    let holders = |key: &ruang_proto::PublicKey| {
+        everyone
+            .iter()
+            .filter(|x| {
+                sim.peers[**x]
+                    .core
+                    .membership()
+                    .is_some_and(|m| m.presence.contains(key))
+            })
+            .count()
+    };
     // Every table ranks a key the same (the room salts it): computed once.
     let ranks: HashMap<_, u64> = {
         let table = &sim.peers[host_p].core.membership().unwrap().presence;
@@ -296,15 +308,7 @@ fn converges(members: usize, minutes: u64, sample: usize, seed: Seed) {
                         qm.presence_undelivered,
                     );
                     let qk = sim.peers[q].core.key();
-                    let holders = everyone
-                        .iter()
-                        .filter(|x| {
-                            sim.peers[**x]
-                                .core
-                                .membership()
-                                .is_some_and(|m| m.presence.contains(&qk))
-                        })
-                        .count();
+                    let holders = holders(&qk);
                     eprintln!(
                         "   {q} is in {holders} tables of {}; rank {:?}, {p}'s threshold {}, \
                          edge {edge}",
@@ -329,15 +333,7 @@ fn converges(members: usize, minutes: u64, sample: usize, seed: Seed) {
                 );
                 for &q in wrongly_kept.iter().take(2) {
                     let qk = sim.peers[q].core.key();
-                    let holders = everyone
-                        .iter()
-                        .filter(|x| {
-                            sim.peers[**x]
-                                .core
-                                .membership()
-                                .is_some_and(|m| m.presence.contains(&qk))
-                        })
-                        .count();
+                    let holders = holders(&qk);
                     eprintln!(
                         "   {q} is in {holders} tables; rank {:?}, {p}'s threshold {}, the \
                          host's {}",
