@@ -315,10 +315,8 @@ pub struct PresenceTable {
 /// room's salt and their key) is below a threshold. The threshold is a share of the rank space
 /// set by the room's size ([`PresenceTable::expect_audience`]), in steps of a quarter octave,
 /// so that every table of the room has the same one and keeps the same members: about `size`
-/// of them. A member above the threshold is not taken in, nor refreshed; one held already
-/// stays until its presence lapses, so that a threshold that moves down and back up (a count
-/// near a step) loses nobody. A table told nothing keeps everyone up to twice `size`, then
-/// pushes out the highest rank.
+/// of them. A table told nothing keeps everyone up to twice `size`, then pushes out the
+/// highest rank.
 struct Sample {
     size: usize,
     salt: [u8; 32],
@@ -431,8 +429,8 @@ impl PresenceTable {
     /// host's announcement, one number for the whole room, or this table's own estimate):
     /// the threshold becomes the share of the rank space that holds about the sample's size
     /// of them, rounded up to a quarter octave so that small changes in the count leave it
-    /// where it is. Members above a lowered threshold stay until their presence lapses;
-    /// those below a raised one come in with their next heartbeat.
+    /// where it is. Members above a lowered threshold go; those below a raised one come in
+    /// with their next heartbeat.
     pub fn expect_audience(&mut self, audience: u64) {
         let Some(s) = &mut self.sample else {
             return;
@@ -443,8 +441,17 @@ impl PresenceTable {
             let quarters = (4.0 * (audience as f64 / s.size as f64).log2()).ceil();
             (2f64.powf(64.0 - quarters / 4.0)) as u64
         };
-        if threshold != s.threshold {
-            s.set_threshold(threshold);
+        if threshold == s.threshold {
+            return;
+        }
+        s.set_threshold(threshold);
+        let out: Vec<PublicKey> = s
+            .ranked
+            .range((threshold, PublicKey([0; 32]))..)
+            .map(|(_, k)| *k)
+            .collect();
+        for k in out {
+            self.remove(&k);
         }
     }
 
@@ -524,10 +531,6 @@ impl PresenceTable {
             (Some((since, Admission::Via(by))), Admission::Stage) => {
                 self.unintroduce(by, since, &msg.author);
                 (since, Admission::Stage)
-            }
-            // Held, but above the sample's threshold now: left to lapse.
-            (Some((_, Admission::Via(_))), Admission::Via(_)) if !self.would_keep(&msg.author) => {
-                return PresenceChange::Unsampled;
             }
             (Some(known), _) => known,
             (None, Admission::Stage) => (now, Admission::Stage),
@@ -1039,22 +1042,14 @@ mod tests {
             t.iter().map(|(k, _)| *k).collect::<BTreeSet<_>>(),
             lowest(salt, &members, 64)
         );
-        // Told the room's size, it keeps about its size: members above the threshold are not
-        // refreshed, and lapse with their presence.
+        // Told the room's size, it keeps about its size, the lowest ranks.
         t.expect_audience(400);
-        let mut refreshed = 0;
-        for k in &members {
-            match t.insert(&presence(k, 20, 60_000, false), 30_000, ANY) {
-                PresenceChange::Refreshed | PresenceChange::Joined => refreshed += 1,
-                PresenceChange::Unsampled => {}
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(t.len(), 64);
-        t.expire(60_000);
         let sampled = t.len();
-        assert_eq!(sampled, refreshed);
         assert!((15..=45).contains(&sampled), "{sampled}");
+        assert_eq!(
+            t.iter().map(|(k, _)| *k).collect::<BTreeSet<_>>(),
+            lowest(salt, &members, sampled)
+        );
         // A sample of ~30 tells 400 within ~20 % (one standard deviation).
         let estimate = t.audience_estimate();
         assert!((240..=560).contains(&estimate), "{estimate}");
