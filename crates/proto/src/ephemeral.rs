@@ -322,10 +322,9 @@ struct Sample {
     salt: [u8; 32],
     /// Members off the stage by rank.
     ranked: BTreeSet<(u64, PublicKey)>,
-    /// Ranks at or above it are not kept (`u64::MAX`: everyone is).
+    /// Ranks at or above it are not kept (`u64::MAX`: everyone is); every member of
+    /// `ranked` is below it.
     threshold: u64,
-    /// How many of `ranked` are below the threshold.
-    below: usize,
 }
 
 impl Sample {
@@ -344,23 +343,6 @@ impl Sample {
     /// Whether a member of rank `rank` would be kept.
     fn keeps(&self, rank: u64) -> bool {
         rank < self.threshold
-    }
-
-    fn set_threshold(&mut self, threshold: u64) {
-        self.threshold = threshold;
-        self.below = self.ranked.range(..(threshold, PublicKey([0; 32]))).count();
-    }
-
-    fn add(&mut self, rank: u64, who: PublicKey) {
-        if self.ranked.insert((rank, who)) && self.keeps(rank) {
-            self.below += 1;
-        }
-    }
-
-    fn take(&mut self, rank: u64, who: &PublicKey) {
-        if self.ranked.remove(&(rank, *who)) && self.keeps(rank) {
-            self.below -= 1;
-        }
     }
 }
 
@@ -400,7 +382,6 @@ impl PresenceTable {
                 salt,
                 ranked: BTreeSet::new(),
                 threshold: u64::MAX,
-                below: 0,
             }),
             ..Self::default()
         }
@@ -412,8 +393,9 @@ impl PresenceTable {
     pub fn audience_estimate(&self) -> u64 {
         match &self.sample {
             Some(s) if s.threshold < u64::MAX => {
+                let held = s.ranked.len();
                 let share = (s.threshold as f64 + 1.0) / 2f64.powi(64);
-                ((s.below as f64 / share).round() as u64).max(s.below as u64)
+                ((held as f64 / share).round() as u64).max(held as u64)
             }
             _ => self.audience as u64,
         }
@@ -444,7 +426,7 @@ impl PresenceTable {
         if threshold == s.threshold {
             return;
         }
-        s.set_threshold(threshold);
+        s.threshold = threshold;
         let out: Vec<PublicKey> = s
             .ranked
             .range((threshold, PublicKey([0; 32]))..)
@@ -548,7 +530,7 @@ impl PresenceTable {
                 self.audience += 1;
                 if let Some(s) = &mut self.sample {
                     let rank = s.rank(&msg.author);
-                    s.add(rank, msg.author);
+                    s.ranked.insert((rank, msg.author));
                 }
                 (now, Admission::Via(by))
             }
@@ -609,13 +591,10 @@ impl PresenceTable {
             return true;
         };
         if highest < rank {
-            s.set_threshold(rank);
+            s.threshold = rank;
             return false;
         }
-        // Those held above the threshold go first (they are the highest); it never rises.
-        if highest < s.threshold {
-            s.set_threshold(highest);
-        }
+        s.threshold = highest;
         self.remove(&out);
         true
     }
@@ -626,7 +605,7 @@ impl PresenceTable {
                 self.audience -= 1;
                 if let Some(s) = &mut self.sample {
                     let rank = s.rank(who);
-                    s.take(rank, who);
+                    s.ranked.remove(&(rank, *who));
                 }
             }
             if members.is_empty() {
