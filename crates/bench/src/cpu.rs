@@ -329,7 +329,7 @@ async fn speakers_room(k: usize) -> Result<(NodeHandle, Vec<NodeHandle>)> {
         let key = s.key();
         // The host must see the new member before it can invite them.
         let mut hev = host.subscribe();
-        let hex = key.to_hex();
+        let hex = key;
         if !host
             .status()
             .await?

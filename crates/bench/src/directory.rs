@@ -112,14 +112,14 @@ async fn in_process(ctx: &Ctx, settle: f64) -> Result<Vec<String>> {
             .host(crate::nodes::room(&format!("dir-{r}")))
             .await?;
         let at = crate::procs::unix_us();
-        let room = joined.room.to_hex();
+        let room = joined.room;
         // Every other node polls its directory every 10 ms, concurrently.
         let mut tasks = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
             if i == host {
                 continue;
             }
-            let (node, room) = (node.clone(), room.clone());
+            let (node, room) = (node.clone(), room);
             tasks.push(tokio::spawn(async move {
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
                 while tokio::time::Instant::now() < deadline {

@@ -135,7 +135,7 @@ pub async fn dir_node(bootstrap: Option<&str>, poll_ms: u64) -> Result<()> {
         "addrs": status.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
     }));
     let mut lines = stdin_lines();
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<ruang_proto::room::RoomId> = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(poll_ms.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let started = std::time::Instant::now();
@@ -147,7 +147,7 @@ pub async fn dir_node(bootstrap: Option<&str>, poll_ms: u64) -> Result<()> {
                     let before = unix_us();
                     let joined = node.host(nodes::room(cmd[5..].trim())).await?;
                     let after = unix_us();
-                    seen.insert(joined.room.to_hex());
+                    seen.insert(joined.room);
                     say(json!({"event": "hosted", "room": joined.room.to_hex(), "before_us": before, "after_us": after}));
                 }
                 Some(cmd) if cmd == "peers" => {
@@ -160,8 +160,8 @@ pub async fn dir_node(bootstrap: Option<&str>, poll_ms: u64) -> Result<()> {
                 if let Ok(Ok(rooms)) = tokio::time::timeout(Duration::from_secs(2), node.rooms()).await {
                     let now = unix_us();
                     for r in rooms {
-                        if seen.insert(r.room_id.clone()) {
-                            say(json!({"event": "seen", "room": r.room_id, "unix_us": now}));
+                        if seen.insert(r.room_id) {
+                            say(json!({"event": "seen", "room": r.room_id.to_hex(), "unix_us": now}));
                         }
                     }
                 }

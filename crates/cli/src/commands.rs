@@ -288,7 +288,7 @@ fn describe_listing(r: &ruang_node::Listing, now: u64) -> String {
     let minutes = now.saturating_sub(r.started_at) / 60_000;
     facts.push(format!("started {minutes} min ago"));
     out.push_str(&format!("  {}\n", facts.join(" · ")));
-    out.push_str(&format!("  ruang join {}\n\n", printable(&r.room_id)));
+    out.push_str(&format!("  ruang join {}\n\n", r.room_id.to_hex()));
     out
 }
 
@@ -489,7 +489,7 @@ mod tests {
     fn a_hostile_listing_prints_no_control_characters() {
         let evil = "\x1b[2J\x1b]0;owned\x07\u{202E}x\ny";
         let listing = ruang_node::Listing {
-            room_id: "ab".repeat(32),
+            room_id: ruang_proto::room::RoomId(ruang_proto::signed::Hash([0xab; 32])),
             title: evil.into(),
             topic: evil.into(),
             tags: vec![evil.into()],

@@ -152,9 +152,7 @@ async fn spawn_member(name: &'static str, frame: FrameDuration) -> Result<Member
                     let mut latest = s.lock().unwrap();
                     latest.by_speaker.clear();
                     for st in speakers {
-                        if let Some(k) = PublicKey::from_hex(&st.key) {
-                            latest.by_speaker.insert(k, st);
-                        }
+                        latest.by_speaker.insert(st.key, st);
                     }
                     latest.at = Some(Instant::now());
                 }
@@ -272,7 +270,7 @@ pub async fn run(nodes: usize, seconds: u64, out: &Path) -> Result<ExitCode> {
     script.at(seconds, 0.15).await;
     members[budi].node.act(EventBody::RaiseHand).await?;
     script.say("Budi raised a hand");
-    let budi_key = members[budi].key.to_hex();
+    let budi_key = members[budi].key;
     let hand_seen = script
         .until(Duration::from_secs(3), || {
             members[ana].sees(|v| v.hands.iter().any(|p| p.key == budi_key))
@@ -364,7 +362,7 @@ pub async fn run(nodes: usize, seconds: u64, out: &Path) -> Result<ExitCode> {
     // The troll gets on stage, then is banned: its audio stops and it cannot come back.
     script.at(seconds, 0.55).await;
     members[troll].node.act(EventBody::RaiseHand).await?;
-    let troll_key = members[troll].key.to_hex();
+    let troll_key = members[troll].key;
     script
         .until(Duration::from_secs(3), || {
             members[ana].sees(|v| v.hands.iter().any(|p| p.key == troll_key))

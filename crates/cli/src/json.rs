@@ -303,11 +303,7 @@ async fn hand_over_before_leaving(
     if view.my_role != ruang_proto::room::Role::Host || view.ended {
         return Ok(());
     }
-    match view
-        .heir
-        .as_ref()
-        .and_then(|p| ruang_proto::PublicKey::from_hex(&p.key))
-    {
+    match view.heir.as_ref().map(|p| p.key) {
         Some(to) => {
             node.act(ruang_proto::room::EventBody::HandOff { to })
                 .await?;

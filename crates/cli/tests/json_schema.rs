@@ -144,7 +144,7 @@ fn a_scripted_room_prints_only_what_the_schema_documents() -> Result<()> {
 
 fn person(role: Role) -> Person {
     Person {
-        key: "ab".repeat(32),
+        key: ruang_proto::PublicKey([0xab; 32]),
         name: "ana".into(),
         fingerprint: "ab12-cd34".into(),
         role,
@@ -157,7 +157,7 @@ fn person(role: Role) -> Person {
 /// until it has an example (and so a place in the schema).
 fn every_node_event() -> Vec<NodeEvent> {
     let view = RoomView {
-        room_id: "cd".repeat(32),
+        room_id: ruang_proto::room::RoomId(ruang_proto::signed::Hash([0xcd; 32])),
         title: "t".into(),
         topic: String::new(),
         tags: vec!["news".into()],
@@ -176,12 +176,12 @@ fn every_node_event() -> Vec<NodeEvent> {
         my_role: Role::Host,
         log_len: 3,
     };
-    let key = "ab".repeat(32);
+    let key = ruang_proto::PublicKey([0xab; 32]);
     let events = vec![
         NodeEvent::State(Box::new(view.clone())),
         NodeEvent::State(Box::new(RoomView { heir: None, ..view })),
         NodeEvent::Speaking {
-            key: key.clone(),
+            key,
             name: "ana".into(),
             active: true,
         },
@@ -189,17 +189,17 @@ fn every_node_event() -> Vec<NodeEvent> {
             ticket: "ruang1xyz".into(),
         },
         NodeEvent::Hearing {
-            key: key.clone(),
+            key,
             name: "ana".into(),
             unix_us: 1,
         },
         NodeEvent::Chat {
-            from: key.clone(),
+            from: key,
             name: "ana".into(),
             text: "hi".into(),
         },
         NodeEvent::Reaction {
-            from: key.clone(),
+            from: key,
             name: "ana".into(),
             reaction: "👏".into(),
         },
@@ -209,7 +209,15 @@ fn every_node_event() -> Vec<NodeEvent> {
         NodeEvent::Stats {
             speakers: vec![SpeakerStats {
                 key,
-                ..SpeakerStats::default()
+                name: "ana".into(),
+                received: 1,
+                played: 1,
+                late: 0,
+                lost: 0,
+                fec: 0,
+                concealed: 0,
+                jitter_ms: 20,
+                depth_ms: 20,
             }],
             peers: 2,
             frames_sent: 3,

@@ -1038,14 +1038,14 @@ impl Driver {
             AudioEvent::Speaking(who, active) => {
                 let key = who.unwrap_or(self.me);
                 self.emit(NodeEvent::Speaking {
-                    key: key.to_hex(),
+                    key,
                     name: self.core.name_of(&key),
                     active,
                 });
             }
             AudioEvent::FirstFrame(key, unix_us) => {
                 self.emit(NodeEvent::Hearing {
-                    key: key.to_hex(),
+                    key,
                     name: self.core.name_of(&key),
                     unix_us,
                 });
@@ -1056,7 +1056,7 @@ impl Driver {
                 let speakers = list
                     .into_iter()
                     .map(|(key, s)| SpeakerStats {
-                        key: key.to_hex(),
+                        key,
                         name: if in_room {
                             self.core.name_of(&key)
                         } else {

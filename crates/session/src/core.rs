@@ -1207,7 +1207,7 @@ impl Core {
         self.maybe_announce(true);
         let ticket = self.ticket().expect("in the room");
         self.emit(NodeEvent::Joined {
-            room_id: id.to_hex(),
+            room_id: id,
             ticket: ticket.to_string(),
         });
         Joined { room: id, ticket }
@@ -1778,7 +1778,7 @@ impl Core {
             return;
         }
         let name = self.name_of(&msg.author);
-        let from = msg.author.to_hex();
+        let from = msg.author;
         match &msg.body {
             EphemeralBody::Chat { text } => self.emit(NodeEvent::Chat {
                 from,
@@ -2936,7 +2936,7 @@ fn truncate_utf8(s: &mut String, max: usize) {
 
 fn listing(ann: &Verified<Announcement>) -> Listing {
     Listing {
-        room_id: ann.room.to_hex(),
+        room_id: ann.room,
         title: ann.info.title.clone(),
         topic: ann.info.topic.clone(),
         tags: ann.info.tags.clone(),

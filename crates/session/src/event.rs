@@ -3,13 +3,40 @@
 use serde::Serialize;
 
 use ruang_proto::PublicKey;
-use ruang_proto::room::{Role, State};
+use ruang_proto::room::{Role, RoomId, State};
+
+/// Keys and room ids as users see them, in hex (the wire carries raw bytes).
+mod hex {
+    use serde::Serializer;
+
+    /// A value shown in hex.
+    pub trait Hex {
+        /// Its hex form.
+        fn hex(&self) -> String;
+    }
+    impl Hex for ruang_proto::PublicKey {
+        fn hex(&self) -> String {
+            self.to_hex()
+        }
+    }
+    impl Hex for ruang_proto::room::RoomId {
+        fn hex(&self) -> String {
+            self.to_hex()
+        }
+    }
+
+    /// `#[serde(serialize_with)]`: as a hex string.
+    pub fn serialize<S: Serializer>(value: &impl Hex, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&value.hex())
+    }
+}
 
 /// Someone in the room, as the UI shows them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Person {
-    /// Their key (hex), which is also their peer id's key.
-    pub key: String,
+    /// Their key, which is also their peer id's key (hex in JSON).
+    #[serde(serialize_with = "hex::serialize")]
+    pub key: PublicKey,
     /// Self-chosen display name ("" if not yet known).
     pub name: String,
     /// Short fingerprint telling two people of the same name apart.
@@ -25,8 +52,9 @@ pub struct Person {
 /// The room as the UI shows it: roles, hands, mutes, bans, info.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RoomView {
-    /// The room id (hex).
-    pub room_id: String,
+    /// The room id (hex in JSON).
+    #[serde(serialize_with = "hex::serialize")]
+    pub room_id: RoomId,
     /// Title.
     pub title: String,
     /// Topic.
@@ -72,7 +100,7 @@ impl RoomView {
     /// when those are a sample of the audience.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        room_id: String,
+        room_id: RoomId,
         state: &State,
         me: &PublicKey,
         log_len: usize,
@@ -82,7 +110,7 @@ impl RoomView {
         estimated_listeners: Option<u64>,
     ) -> RoomView {
         let person = |key: &PublicKey| Person {
-            key: key.to_hex(),
+            key: *key,
             name: name_of(key).unwrap_or_default(),
             fingerprint: key.fingerprint().to_string(),
             role: state.role(key),
@@ -146,10 +174,11 @@ fn heir(state: &State, me: &PublicKey, present: impl Fn(&PublicKey) -> bool) -> 
 }
 
 /// Receive counters of one remote speaker, as the node measures them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SpeakerStats {
-    /// The speaker's key (hex).
-    pub key: String,
+    /// The speaker's key (hex in JSON).
+    #[serde(serialize_with = "hex::serialize")]
+    pub key: PublicKey,
     /// Their display name.
     pub name: String,
     /// Frames received.
@@ -173,8 +202,9 @@ pub struct SpeakerStats {
 /// A directory listing, as the UI shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Listing {
-    /// The room id (hex): `ruang join <room id>` works with it.
-    pub room_id: String,
+    /// The room id (hex in JSON): `ruang join <room id>` works with it.
+    #[serde(serialize_with = "hex::serialize")]
+    pub room_id: RoomId,
     /// Title.
     pub title: String,
     /// Topic.
@@ -239,8 +269,9 @@ impl std::fmt::Display for LeaveReason {
 pub enum NodeEvent {
     /// The node joined or opened a room.
     Joined {
-        /// Room id (hex).
-        room_id: String,
+        /// Room id (hex in JSON).
+        #[serde(serialize_with = "hex::serialize")]
+        room_id: RoomId,
         /// A ticket others can join with.
         ticket: String,
     },
@@ -249,8 +280,9 @@ pub enum NodeEvent {
     /// Someone started or stopped talking (from the levels of the audio actually played, or
     /// for oneself from the microphone).
     Speaking {
-        /// Their key (hex; `ready`'s `key`, not its `peer_id`).
-        key: String,
+        /// Their key (hex in JSON: `ready`'s `key`, not its `peer_id`).
+        #[serde(serialize_with = "hex::serialize")]
+        key: PublicKey,
         /// Their name.
         name: String,
         /// Talking now?
@@ -264,8 +296,9 @@ pub enum NodeEvent {
     },
     /// The first audio of a speaker reached this node (once per speaker and room).
     Hearing {
-        /// Their key (hex).
-        key: String,
+        /// Their key (hex in JSON).
+        #[serde(serialize_with = "hex::serialize")]
+        key: PublicKey,
         /// Their name.
         name: String,
         /// Unix µs at which the first frame arrived.
@@ -273,8 +306,9 @@ pub enum NodeEvent {
     },
     /// A chat line.
     Chat {
-        /// Author key (hex).
-        from: String,
+        /// Author key (hex in JSON).
+        #[serde(serialize_with = "hex::serialize")]
+        from: PublicKey,
         /// Author name.
         name: String,
         /// The text.
@@ -282,8 +316,9 @@ pub enum NodeEvent {
     },
     /// A reaction.
     Reaction {
-        /// Author key (hex).
-        from: String,
+        /// Author key (hex in JSON).
+        #[serde(serialize_with = "hex::serialize")]
+        from: PublicKey,
         /// Author name.
         name: String,
         /// The reaction.
@@ -401,7 +436,7 @@ mod tests {
         let s = state();
         let view = |me: u8, s: &State| {
             RoomView::new(
-                String::new(),
+                RoomId::GENESIS,
                 s,
                 &key(me),
                 1,
@@ -411,7 +446,7 @@ mod tests {
                 None,
             )
         };
-        assert_eq!(view(1, &s).heir.map(|p| p.key), Some(key(7).to_hex()));
+        assert_eq!(view(1, &s).heir.map(|p| p.key), Some(key(7)));
         assert_eq!(view(2, &s).heir, None);
         let mut ended = state();
         ended.ended = true;

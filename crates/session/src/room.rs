@@ -391,7 +391,7 @@ impl Membership {
     /// The UI's view of the room.
     pub fn view(&self, me: &PublicKey, my_name: &str) -> RoomView {
         RoomView::new(
-            self.room.id().to_hex(),
+            self.room.id(),
             self.room.state(),
             me,
             self.room.len(),

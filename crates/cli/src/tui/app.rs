@@ -56,9 +56,9 @@ struct AboutMe {
     role: Role,
     muted: bool,
     invited: bool,
-    host: Option<String>,
+    host: Option<PublicKey>,
     /// Raised hands (keys): a moderator is told of new ones.
-    hands: Vec<String>,
+    hands: Vec<PublicKey>,
 }
 
 /// One line of the chat pane.
@@ -103,18 +103,18 @@ pub struct Health {
 /// Everything the screen shows, built from an initial [`Status`] and the node's events.
 #[derive(Clone, Debug)]
 pub struct App {
-    /// This node's key (hex).
-    pub me: String,
+    /// This node's key.
+    pub me: PublicKey,
     /// The room, as the node last described it.
     pub room: Option<RoomView>,
-    /// Keys (hex) of those talking now, from `Speaking` events.
-    pub talking: BTreeSet<String>,
+    /// Keys of those talking now, from `Speaking` events.
+    pub talking: BTreeSet<PublicKey>,
     /// Connection and audio health.
     pub health: Health,
     /// Whether this node is self-muted (mic off).
     pub self_muted: bool,
-    /// The selected person's key (hex), for moderation keys.
-    pub selected: Option<String>,
+    /// The selected person's key, for moderation keys.
+    pub selected: Option<PublicKey>,
     /// What the keyboard is doing.
     pub mode: InputMode,
     /// Chat pane scroll, in lines up from the newest.
@@ -140,10 +140,10 @@ pub struct App {
 }
 
 impl App {
-    /// An empty app for the node with key `me` (hex), before any room state.
-    pub fn new(me: impl Into<String>) -> Self {
+    /// An empty app for the node with key `me`, before any room state.
+    pub fn new(me: PublicKey) -> Self {
         App {
-            me: me.into(),
+            me,
             room: None,
             talking: BTreeSet::new(),
             health: Health::default(),
@@ -165,7 +165,7 @@ impl App {
 
     /// The app for node `me` from a snapshot of it.
     pub fn from_status(me: &PublicKey, status: &Status) -> Self {
-        let mut app = App::new(me.to_hex());
+        let mut app = App::new(*me);
         app.self_muted = status.self_muted;
         app.health.peers = status.peers;
         app.ticket = status.ticket.as_ref().map(|t| t.to_string());
@@ -310,7 +310,7 @@ impl App {
             Some(i) => self.selected_index = i,
             None if self.selected.is_some() && !keys.is_empty() => {
                 self.selected_index = self.selected_index.min(keys.len() - 1);
-                self.selected = Some(keys[self.selected_index].clone());
+                self.selected = Some(keys[self.selected_index]);
             }
             None => self.selected = None,
         }
@@ -331,7 +331,7 @@ impl App {
                 &p.name
             })
         };
-        let find = |list: &[Person], key: &str| list.iter().find(|p| p.key == key).cloned();
+        let find = |list: &[Person], key: &PublicKey| list.iter().find(|p| p.key == *key).cloned();
         let mut notices = Vec::new();
         for p in room.stage.iter().filter(|p| p.key != self.me) {
             match find(&old.stage, &p.key) {
@@ -355,13 +355,15 @@ impl App {
         }
         let moderating = matches!(room.my_role, Role::Host | Role::Moderator);
         if moderating && settled && room.audience.len() <= AUDIENCE_NOTICES_UP_TO {
-            let was_here =
-                |key: &str| find(&old.audience, key).is_some() || find(&old.stage, key).is_some();
+            let was_here = |key: &PublicKey| {
+                find(&old.audience, key).is_some() || find(&old.stage, key).is_some()
+            };
             for p in room.audience.iter().filter(|p| !was_here(&p.key)) {
                 notices.push(format!("{} joined", name(p)));
             }
-            let is_here =
-                |key: &str| find(&room.audience, key).is_some() || find(&room.stage, key).is_some();
+            let is_here = |key: &PublicKey| {
+                find(&room.audience, key).is_some() || find(&room.stage, key).is_some()
+            };
             for p in old.audience.iter().filter(|p| !is_here(&p.key)) {
                 notices.push(format!("{} left", name(p)));
             }
@@ -423,8 +425,8 @@ impl App {
                 .stage
                 .iter()
                 .find(|p| p.role == Role::Host)
-                .map(|p| p.key.clone()),
-            hands: room.hands.iter().map(|p| p.key.clone()).collect(),
+                .map(|p| p.key),
+            hands: room.hands.iter().map(|p| p.key).collect(),
         })
     }
 
@@ -495,8 +497,7 @@ impl App {
     /// [`RoomView::heir`]), with their display name.
     pub fn heir(&self) -> Option<(PublicKey, String)> {
         let heir = self.room.as_ref()?.heir.as_ref()?;
-        let key = PublicKey::from_hex(&heir.key)?;
-        Some((key, self.name_of(&heir.key)))
+        Some((heir.key, self.name_of(&heir.key)))
     }
 
     /// The banned, as the room state lists them.
@@ -539,15 +540,12 @@ impl App {
             .iter()
             .chain(&room.hands)
             .chain(&room.audience)
-            .filter(|p| seen.insert(p.key.as_str()))
+            .filter(|p| seen.insert(p.key))
             .collect()
     }
 
-    fn selectable_keys(&self) -> Vec<String> {
-        self.selectable()
-            .into_iter()
-            .map(|p| p.key.clone())
-            .collect()
+    fn selectable_keys(&self) -> Vec<PublicKey> {
+        self.selectable().into_iter().map(|p| p.key).collect()
     }
 
     /// The selected person, if they are still in the room.
@@ -574,28 +572,28 @@ impl App {
             Some(i) => i.saturating_add_signed(delta).min(last),
         };
         self.selected_index = next;
-        self.selected = Some(keys[next].clone());
+        self.selected = Some(keys[next]);
     }
 
     /// A person's display name: their name, else their fingerprint, else a short key.
-    pub fn name_of(&self, key: &str) -> String {
+    pub fn name_of(&self, key: &PublicKey) -> String {
         let person = self.room.as_ref().and_then(|r| {
             r.stage
                 .iter()
                 .chain(&r.hands)
                 .chain(&r.audience)
-                .find(|p| p.key == key)
+                .find(|p| p.key == *key)
         });
         match person {
             Some(p) if !p.name.is_empty() => p.name.clone(),
             Some(p) => p.fingerprint.clone(),
-            None => key.chars().take(8).collect(),
+            None => key.to_hex().chars().take(8).collect(),
         }
     }
 
     /// What `action` does, in a few words, for the status line.
     pub fn describe(&self, action: &Action) -> String {
-        let name = |who: &PublicKey| self.name_of(&who.to_hex());
+        let name = |who: &PublicKey| self.name_of(who);
         match action {
             Action::Chat(_) => "chat".into(),
             Action::SelfMute(true) => "turn your mic off".into(),

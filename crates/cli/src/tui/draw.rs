@@ -240,7 +240,7 @@ fn draw_banned(frame: &mut Frame<'_>, app: &App, area: Rect, row: usize) {
             if i == row { ">" } else { " " },
             clean(&name),
             clean(&person.fingerprint),
-            &key[..key.len().min(16)]
+            &key.to_hex()[..16]
         );
         lines.push(if i == row {
             Line::from(text.reversed())

@@ -86,7 +86,7 @@ impl App {
                 self.mode = InputMode::Banned((row + 1).min(last))
             }
             KeyCode::Char('u' | 'U') | KeyCode::Enter => {
-                let who = PublicKey::from_hex(&banned[row].key)?;
+                let who = banned[row].key;
                 self.mode = InputMode::Banned(row);
                 return RoomAction::Unban.event(Some(who)).map(Action::Act);
             }
@@ -296,14 +296,8 @@ impl App {
             self.set_status("select someone first with ↑/↓ (or j/k)", true);
             return None;
         };
-        match PublicKey::from_hex(&person.key) {
-            Some(who) => action.event(Some(who)).map(Action::Act),
-            None => {
-                let text = format!("cannot act on {}: their key is unreadable", person.key);
-                self.set_status(text, true);
-                None
-            }
-        }
+        let who = person.key;
+        action.event(Some(who)).map(Action::Act)
     }
 
     fn refuse(&mut self, why: Refusal) {

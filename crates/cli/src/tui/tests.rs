@@ -26,13 +26,25 @@ fn key(n: u8) -> PublicKey {
     PublicKey([n; 32])
 }
 
-fn hex(n: u8) -> String {
-    key(n).to_hex()
+/// Receive counters of speaker `n`, all zero.
+fn counters(n: u8, name: &str) -> SpeakerStats {
+    SpeakerStats {
+        key: key(n),
+        name: name.into(),
+        received: 0,
+        played: 0,
+        late: 0,
+        lost: 0,
+        fec: 0,
+        concealed: 0,
+        jitter_ms: 0,
+        depth_ms: 0,
+    }
 }
 
 fn person(n: u8, name: &str, role: Role) -> Person {
     Person {
-        key: hex(n),
+        key: key(n),
         name: name.into(),
         fingerprint: key(n).fingerprint().to_string(),
         role,
@@ -60,11 +72,11 @@ fn room(me: u8) -> RoomView {
     let my_role = stage
         .iter()
         .chain(&audience)
-        .find(|p| p.key == hex(me))
+        .find(|p| p.key == key(me))
         .unwrap()
         .role;
     RoomView {
-        room_id: "00ff".into(),
+        room_id: ruang_proto::room::RoomId::GENESIS,
         title: "Morning news".into(),
         topic: "what happened overnight".into(),
         tags: vec!["news".into()],
@@ -86,7 +98,7 @@ fn room(me: u8) -> RoomView {
 }
 
 fn app_as(me: u8) -> App {
-    let mut app = App::new(hex(me));
+    let mut app = App::new(key(me));
     app.set_room(room(me));
     app
 }
@@ -144,17 +156,17 @@ fn row_with<'a>(rows: &'a [String], needle: &str) -> (usize, &'a String) {
 fn renders_stage_hands_audience_chat_health_and_keys() {
     let mut app = app_as(ANA);
     app.apply(NodeEvent::Speaking {
-        key: hex(DEE),
+        key: key(DEE),
         name: "dee".into(),
         active: true,
     });
     app.apply(NodeEvent::Chat {
-        from: hex(BO),
+        from: key(BO),
         name: "bo".into(),
         text: "hello everyone".into(),
     });
     app.apply(NodeEvent::Chat {
-        from: hex(ANA),
+        from: key(ANA),
         name: "ana".into(),
         text: "welcome!".into(),
     });
@@ -164,21 +176,17 @@ fn renders_stage_hands_audience_chat_health_and_keys() {
     app.apply(NodeEvent::Stats {
         speakers: vec![
             SpeakerStats {
-                key: hex(DEE),
-                name: "dee".into(),
                 received: 995,
                 lost: 5,
                 jitter_ms: 60,
-                ..SpeakerStats::default()
+                ..counters(DEE, "dee")
             },
             // Someone who spoke and left: their counters are not the room's health.
             SpeakerStats {
-                key: hex(9),
-                name: "gone".into(),
                 received: 100,
                 lost: 400,
                 jitter_ms: 300,
-                ..SpeakerStats::default()
+                ..counters(9, "gone")
             },
         ],
         peers: 6,
@@ -189,7 +197,7 @@ fn renders_stage_hands_audience_chat_health_and_keys() {
         bitrate_bps: 0,
         sending_copies: false,
     });
-    app.selected = Some(hex(GUS));
+    app.selected = Some(key(GUS));
     let buffer = render_buffer(&app, 110, 32);
     let rows = render(&app, 110, 32);
     let screen = rows.join("\n");
@@ -297,12 +305,12 @@ fn long_chat_lines_wrap_and_tiny_terminals_do_not_panic() {
     let mut app = app_as(EVE);
     let long = format!("{}END", "word ".repeat(40));
     app.apply(NodeEvent::Chat {
-        from: hex(BO),
+        from: key(BO),
         name: "bo".into(),
         text: long,
     });
     app.apply(NodeEvent::Chat {
-        from: hex(BO),
+        from: key(BO),
         name: "bo".into(),
         text: "a\nnew\x1b[2Jline".into(),
     });
@@ -354,12 +362,12 @@ fn moderator_bans_the_selected_listener() {
 #[test]
 fn u_mutes_or_unmutes_the_selected_speaker() {
     let mut app = app_as(ANA);
-    app.selected = Some(hex(CY));
+    app.selected = Some(key(CY));
     assert_eq!(
         ch(&mut app, 'u'),
         Some(Action::Act(EventBody::Unmute { who: key(CY) }))
     );
-    app.selected = Some(hex(DEE));
+    app.selected = Some(key(DEE));
     assert_eq!(
         ch(&mut app, 'u'),
         Some(Action::Act(EventBody::Mute { who: key(DEE) }))
@@ -372,7 +380,7 @@ fn u_mutes_or_unmutes_the_selected_speaker() {
         ch(&mut app, 'p'),
         Some(Action::Act(EventBody::Promote { who: key(DEE) }))
     );
-    app.selected = Some(hex(BO));
+    app.selected = Some(key(BO));
     assert_eq!(
         ch(&mut app, 'd'),
         Some(Action::Act(EventBody::Demote { who: key(BO) }))
@@ -382,7 +390,7 @@ fn u_mutes_or_unmutes_the_selected_speaker() {
 #[test]
 fn moderation_keys_say_why_they_are_not_allowed() {
     let mut listener = app_as(GUS);
-    listener.selected = Some(hex(EVE));
+    listener.selected = Some(key(EVE));
     assert_eq!(ch(&mut listener, 'B'), None);
     let status = listener.status.clone().unwrap();
     assert!(
@@ -393,7 +401,7 @@ fn moderation_keys_say_why_they_are_not_allowed() {
     );
 
     let mut moderator = app_as(BO);
-    moderator.selected = Some(hex(DEE));
+    moderator.selected = Some(key(DEE));
     assert_eq!(ch(&mut moderator, 'p'), None);
     assert!(
         moderator
@@ -665,13 +673,13 @@ fn leave_mute_and_other_self_keys() {
 fn events_update_talking_chat_and_exit() {
     let mut app = app_as(GUS);
     app.apply(NodeEvent::Speaking {
-        key: hex(DEE),
+        key: key(DEE),
         name: "dee".into(),
         active: true,
     });
-    assert!(app.talking.contains(&hex(DEE)));
+    assert!(app.talking.contains(&key(DEE)));
     app.apply(NodeEvent::Speaking {
-        key: hex(DEE),
+        key: key(DEE),
         name: "dee".into(),
         active: false,
     });
@@ -679,7 +687,7 @@ fn events_update_talking_chat_and_exit() {
 
     for i in 0..CHAT_HISTORY_CAP + 50 {
         app.apply(NodeEvent::Chat {
-            from: hex(BO),
+            from: key(BO),
             name: "bo".into(),
             text: format!("line {i}"),
         });
@@ -706,12 +714,12 @@ fn events_update_talking_chat_and_exit() {
 #[test]
 fn selection_follows_the_person_across_state_changes() {
     let mut app = app_as(ANA);
-    app.selected = Some(hex(GUS));
+    app.selected = Some(key(GUS));
     let mut view = room(ANA);
     view.stage.remove(2); // cy leaves the stage
     app.apply(NodeEvent::State(Box::new(view.clone())));
     assert_eq!(app.selected_person().map(|p| p.name.as_str()), Some("gus"));
-    view.audience.retain(|p| p.key != hex(GUS)); // gus leaves: land on a neighbour
+    view.audience.retain(|p| p.key != key(GUS)); // gus leaves: land on a neighbour
     app.apply(NodeEvent::State(Box::new(view)));
     assert_eq!(app.selected_person().map(|p| p.name.as_str()), Some("fay"));
 }
@@ -834,7 +842,7 @@ fn comings_and_goings_are_announced() {
     let gus = view
         .audience
         .iter()
-        .position(|p| p.key == hex(GUS))
+        .position(|p| p.key == key(GUS))
         .unwrap();
     view.audience.remove(gus);
     view.stage.push(person(GUS, "gus", Role::Speaker));
@@ -842,7 +850,7 @@ fn comings_and_goings_are_announced() {
     assert_eq!(new_notices(&app, &mut seen), ["gus is on stage"]);
 
     // Dee (on stage) leaves the room and comes back.
-    let dee = view.stage.iter().position(|p| p.key == hex(DEE)).unwrap();
+    let dee = view.stage.iter().position(|p| p.key == key(DEE)).unwrap();
     view.stage[dee].present = false;
     app.apply(NodeEvent::State(Box::new(view.clone())));
     assert_eq!(
@@ -854,10 +862,10 @@ fn comings_and_goings_are_announced() {
     assert_eq!(new_notices(&app, &mut seen), ["dee is back"]);
 
     // Bo goes back to the audience; hal leaves; ivy joins.
-    let bo = view.stage.iter().position(|p| p.key == hex(BO)).unwrap();
+    let bo = view.stage.iter().position(|p| p.key == key(BO)).unwrap();
     view.stage.remove(bo);
     view.audience.push(person(BO, "bo", Role::Listener));
-    view.audience.retain(|p| p.key != hex(HAL));
+    view.audience.retain(|p| p.key != key(HAL));
     view.audience.push(person(9, "ivy", Role::Listener));
     app.apply(NodeEvent::State(Box::new(view.clone())));
     assert_eq!(

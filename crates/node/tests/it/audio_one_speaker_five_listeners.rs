@@ -67,7 +67,7 @@ async fn five_listeners_hear_one_speaker() -> Result<()> {
         let st = s
             .speakers
             .iter()
-            .find(|x| x.key == speaker.key().to_hex())
+            .find(|x| x.key == speaker.key())
             .context("speaker not in stats")?;
         eprintln!("listener {i}: {st:?}");
         assert!(

@@ -22,17 +22,17 @@ async fn chat_said_to_an_empty_room_reaches_the_first_who_joins_in_order() -> Re
     let mut lines = Vec::new();
     while lines.len() < 2 {
         let line = wait_for(&mut guest_events, SOON, |e| match e {
-            NodeEvent::Chat { text, from, .. } => Some((from.clone(), text.clone())),
+            NodeEvent::Chat { text, from, .. } => Some((*from, text.clone())),
             _ => None,
         })
         .await?;
         lines.push(line);
     }
-    let host_key = host.key().to_hex();
+    let host_key = host.key();
     assert_eq!(
         lines,
         [
-            (host_key.clone(), "anyone there?".to_string()),
+            (host_key, "anyone there?".to_string()),
             (host_key, "hello?".to_string())
         ],
         "both lines, in order"

@@ -55,8 +55,8 @@ async fn rooms_reach_every_directory_and_leave_it_when_ended_or_expired() -> Res
     // The host is the last node spawned: a leaf that knows only the bootstrap node.
     let host = &all[NODES - 1];
     let started = Instant::now();
-    let id = host.host(room("directory test")).await?.room.to_hex();
-    let doomed_id = all[1].host(room("doomed")).await?.room.to_hex();
+    let id = host.host(room("directory test")).await?.room;
+    let doomed_id = all[1].host(room("doomed")).await?.room;
     let seen_after = poll_all(&all, Duration::from_secs(5), started, |rooms| {
         [&id, &doomed_id]
             .iter()

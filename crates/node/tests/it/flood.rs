@@ -160,7 +160,7 @@ async fn a_chat_flood_is_limited_and_the_flooder_cut_off() -> Result<()> {
         let st = s
             .speakers
             .iter()
-            .find(|s| s.key == host.key().to_hex())
+            .find(|s| s.key == host.key())
             .context("host not in the stats")?;
         eprintln!("listener {i}: {st:?} of {frames}");
         assert!(

@@ -88,7 +88,7 @@ async fn the_first_successor_takes_over_and_audio_goes_on() -> Result<()> {
                 n.status().await.ok().and_then(|s| s.room).is_some_and(|r| {
                     r.stage
                         .first()
-                        .is_some_and(|h| h.key == s1.key().to_hex() && h.role == Role::Host)
+                        .is_some_and(|h| h.key == s1.key() && h.role == Role::Host)
                 })
             },
         )
@@ -111,7 +111,7 @@ async fn the_first_successor_takes_over_and_audio_goes_on() -> Result<()> {
         || async {
             listener.rooms().await.is_ok_and(|r| {
                 r.iter()
-                    .any(|l| l.room_id == joined.room.to_hex() && l.host_fingerprint == fingerprint)
+                    .any(|l| l.room_id == joined.room && l.host_fingerprint == fingerprint)
             })
         },
     )
@@ -123,7 +123,7 @@ async fn the_first_successor_takes_over_and_audio_goes_on() -> Result<()> {
     let after = recs[2].stats_after(mark + Duration::from_secs(1)).await?;
     let elapsed_frames = (after.at - before.at).as_millis() as u64 / 20;
     for (key, name) in [(s1.key(), "S1"), (s2.key(), "S2")] {
-        let hex = key.to_hex();
+        let hex = key;
         let b = before
             .speakers
             .iter()

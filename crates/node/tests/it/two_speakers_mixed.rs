@@ -95,7 +95,7 @@ async fn two_speakers_are_mixed_at_every_listener() -> Result<()> {
             stats
                 .speakers
                 .iter()
-                .find(|s| s.key == key.to_hex())
+                .find(|s| s.key == *key)
                 .map(|s| s.received)
         };
         let (low, high) = (got(&host.key()), got(&speaker.key()));

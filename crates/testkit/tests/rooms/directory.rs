@@ -23,7 +23,7 @@ fn a_room_stays_listed_while_announced_and_lapses_after_its_host_is_gone() {
             .core
             .listings(unix)
             .iter()
-            .any(|l| l.room_id == ticket.room.to_hex())
+            .any(|l| l.room_id == ticket.room)
     };
     assert!(
         listed(&mut sim, browser),

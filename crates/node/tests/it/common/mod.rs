@@ -214,7 +214,7 @@ pub async fn bring_on_stage(host: &NodeHandle, who: &NodeHandle) -> Result<()> {
     .await?;
     // The acceptance reaches the host by gossip: wait for it, so the host can act on the new
     // speaker at once (a mute of someone not yet on stage in its state is refused).
-    let key = who.key().to_hex();
+    let key = who.key();
     wait_state(&[host], "the host sees the new speaker", |r| {
         r.stage.iter().any(|p| p.key == key)
     })
@@ -325,7 +325,7 @@ impl Recorder {
 
     /// The last stats of `speaker` (by key), if it was heard.
     pub fn speaker(&self, speaker: &PublicKey) -> Option<SpeakerStats> {
-        let hex = speaker.to_hex();
+        let hex = *speaker;
         self.0
             .lock()
             .unwrap()
@@ -432,7 +432,7 @@ pub async fn hears_in_full(
     let st = stats
         .speakers
         .iter()
-        .find(|s| s.key == host.key().to_hex())
+        .find(|s| s.key == host.key())
         .context("host not in the stats")?;
     eprintln!("{label}: {st:?} of {sent} sent");
     assert!(
