@@ -5,7 +5,7 @@
 mod common;
 
 use common::{forge, identity, replica, room};
-use ruang_proto::room::{EventBody, Insert, Role};
+use ruang_proto::room::{Changes, EventBody, Insert, Role};
 
 #[test]
 fn demote_wins_over_concurrent_ban_in_any_delivery_order() {
@@ -107,4 +107,88 @@ fn a_ban_before_the_demotion_in_causal_order_stands() {
     .unwrap();
     assert!(r.state().banned.contains(&victim.public()));
     assert_eq!(r.state().role(&moderator.public()), Role::Speaker);
+}
+
+/// What each insert changed, as `take_changes` reports it: the ban when it lands first, its
+/// undoing when the demotion that precedes it in the order arrives later, nothing for a ban
+/// that never took effect, and a new host only when the host changes.
+#[test]
+fn changes_report_the_ban_and_its_undoing() {
+    let host = identity(0);
+    let moderator = identity(1);
+    let victim = identity(2);
+    let (mut origin, _) = room(&host, vec![]);
+    let promote = origin
+        .author(
+            &host,
+            EventBody::Promote {
+                who: moderator.public(),
+            },
+            2_000,
+        )
+        .unwrap();
+    let heads = origin.heads();
+    let demote = forge(
+        &origin,
+        &host,
+        heads.clone(),
+        EventBody::Demote {
+            who: moderator.public(),
+        },
+    );
+    let ban = forge(
+        &origin,
+        &moderator,
+        heads,
+        EventBody::Ban {
+            who: victim.public(),
+        },
+    );
+
+    // The ban first: it takes effect, then the demotion undoes it.
+    let mut r = replica(&origin);
+    r.insert(promote.clone());
+    assert!(r.take_changes().state, "the promotion changed the state");
+    assert_eq!(r.take_changes(), Changes::default(), "nothing since");
+    assert_eq!(r.insert(ban.clone()), Insert::New { released: 0 });
+    let changes = r.take_changes();
+    assert_eq!(changes.banned, vec![victim.public()]);
+    assert!(changes.unbanned.is_empty() && changes.previous_host.is_none());
+    assert_eq!(r.insert(demote.clone()), Insert::New { released: 0 });
+    let changes = r.take_changes();
+    assert!(changes.state);
+    assert_eq!(changes.unbanned, vec![victim.public()]);
+    assert!(changes.banned.is_empty());
+
+    // The demotion first: the ban changes nothing.
+    let mut r = replica(&origin);
+    r.insert(promote.clone());
+    r.insert(demote.clone());
+    r.take_changes();
+    assert_eq!(r.insert(ban.clone()), Insert::New { released: 0 });
+    assert_eq!(r.take_changes(), Changes::default());
+
+    // A page of both at once: the ban and its undoing net out to no ban at all.
+    let mut r = replica(&origin);
+    for e in [&promote, &ban, &demote] {
+        r.insert(e.clone());
+    }
+    let changes = r.take_changes();
+    assert!(changes.state && changes.banned.is_empty() && changes.unbanned.is_empty());
+
+    // A hand-off: the previous host is named.
+    let mut r = replica(&origin);
+    r.insert(promote);
+    r.take_changes();
+    r.author(
+        &host,
+        EventBody::HandOff {
+            to: moderator.public(),
+        },
+        4_000,
+    )
+    .unwrap();
+    let changes = r.take_changes();
+    assert_eq!(changes.previous_host, Some(host.public()));
+    assert_eq!(r.state().host, moderator.public());
 }

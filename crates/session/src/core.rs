@@ -18,7 +18,7 @@ use ruang_proto::ephemeral::{
 };
 use ruang_proto::rekey::Rekey;
 use ruang_proto::room::{
-    EventBody, Genesis, Info, Insert, Refusal, Role, Room, RoomId, State, Visibility,
+    Changes, EventBody, Genesis, Info, Insert, Refusal, Role, Room, RoomId, State, Visibility,
 };
 use ruang_proto::seal::{Purpose, RoomKey};
 use ruang_proto::signed::{self, Verified};
@@ -1199,6 +1199,10 @@ impl Core {
         });
         let id = m.room.id();
         self.room = Some(m);
+        if let Some(m) = self.room.as_mut() {
+            // Entering applies the whole state; what it changed on the way here is in it.
+            m.room.take_changes();
+        }
         self.apply_state_effects(None);
         if let Some(m) = self.room.as_mut() {
             m.last_presence = now;
@@ -1265,7 +1269,6 @@ impl Core {
         let Some(m) = self.room.as_mut() else {
             return Err(Error::NotInRoom);
         };
-        let before = m.room.state().clone();
         let event = m
             .room
             .author(&self.config.identity, body, unix)
@@ -1284,7 +1287,7 @@ impl Core {
             payload,
             reply.map(|reply| Publication::Act { reply }),
         );
-        self.apply_state_effects(Some(before));
+        self.apply_changes();
         Ok(())
     }
 
@@ -1613,19 +1616,25 @@ impl Core {
         let Some(m) = self.room.as_mut() else {
             return Verdict::Ignore;
         };
-        let before = m.room.state().clone();
+        // Whoever was banned before this event: a banned author's events are not passed on.
+        let banned_before = |changes: &Changes, state: &State, author: &PublicKey| {
+            (state.banned.contains(author) && !changes.banned.contains(author))
+                || changes.unbanned.contains(author)
+        };
         match m.room.insert_wire(wire) {
             Insert::New { .. } => {
                 // Kept (others may build on it), but a banned author's events are not passed
                 // on: whatever they sign has no effect, and relaying it would let them spam
                 // the room. Nor are an author's events beyond the log rate.
+                let changes = m.room.take_changes();
                 let author = Room::hash_of_wire(wire)
                     .and_then(|h| m.room.get(&h))
                     .map(|e| e.author);
-                let banned_author = author.is_some_and(|a| before.banned.contains(&a));
+                let banned_author =
+                    author.is_some_and(|a| banned_before(&changes, m.room.state(), &a));
                 let over_rate =
                     author.is_some_and(|a| !matches!(m.log_limiter.check(&a, mono), Rate::Allowed));
-                self.apply_state_effects(Some(before));
+                self.apply_state_effects(Some(changes));
                 if banned_author || over_rate {
                     Verdict::Ignore
                 } else {
@@ -1984,7 +1993,6 @@ impl Core {
         let Some(m) = self.room.as_mut() else {
             return;
         };
-        let before = m.room.state().clone();
         let (room_id, key) = (m.room.id(), m.key.clone());
         let log = &mut m.room;
         let applied = apply_page(key.as_ref(), room_id, &events, |wire| {
@@ -1997,7 +2005,7 @@ impl Core {
             && page.added > 0
         {
             debug!(added = page.added, peer = %peer.fingerprint(), "sync added events");
-            self.apply_state_effects(Some(before));
+            self.apply_changes();
         }
         // Go on by position whether or not this page was new to us: with more heads than a
         // request names, a page can repeat what we have and the rest still be missing.
@@ -2116,19 +2124,27 @@ impl Core {
         }
     }
 
-    /// Everything that follows from the room state, after it changed from `before` (or was
-    /// just entered, `None`): audio policy, links, bans, leaving, events.
-    fn apply_state_effects(&mut self, before: Option<State>) {
+    /// Applies what the room's log changed since it was last asked ([`Room::take_changes`]).
+    fn apply_changes(&mut self) {
+        if let Some(m) = self.room.as_mut() {
+            let changes = m.room.take_changes();
+            self.apply_state_effects(Some(changes));
+        }
+    }
+
+    /// Everything that follows from the room state, after `changes` (or when it was just
+    /// entered, `None`): audio policy, links, bans, leaving, events.
+    fn apply_state_effects(&mut self, changes: Option<Changes>) {
         let me = self.me;
         let Some(m) = self.room.as_ref() else {
             return;
         };
+        if changes.as_ref().is_some_and(|c| !c.state) {
+            return;
+        }
         let state = m.room.state().clone();
         let room_id = m.room.id();
         let key = m.key.clone();
-        if before.as_ref() == Some(&state) {
-            return;
-        }
         self.set_dht_server(state.stage().contains(&me));
         let policy = AudioPolicy {
             room: Some(room_id),
@@ -2142,28 +2158,21 @@ impl Core {
         };
         self.set_policy(policy);
 
-        // Bans: close and refuse connections; lifts: allow again.
-        let old_banned = before
-            .as_ref()
-            .map(|b| b.banned.clone())
-            .unwrap_or_default();
-        let newly_banned: Vec<PublicKey> = state
-            .banned
-            .difference(&old_banned)
-            .copied()
-            .filter(|k| *k != me)
-            .collect();
-        let unbanned: Vec<PublicKey> = old_banned.difference(&state.banned).copied().collect();
-        let old_kicked = before
-            .as_ref()
-            .map(|b| b.kicked.clone())
-            .unwrap_or_default();
-        let newly_kicked: Vec<PublicKey> = state
-            .kicked
-            .iter()
-            .filter(|(k, at)| old_kicked.get(k) != Some(at) && before.is_some())
-            .map(|(k, _)| *k)
-            .collect();
+        // Bans: close and refuse connections; lifts: allow again. On entering, everyone
+        // banned is newly banned here; nobody is newly kicked.
+        let (newly_banned, unbanned, newly_kicked): (
+            Vec<PublicKey>,
+            Vec<PublicKey>,
+            Vec<PublicKey>,
+        ) = match &changes {
+            Some(c) => (c.banned.clone(), c.unbanned.clone(), c.kicked.clone()),
+            None => (
+                state.banned.iter().copied().collect(),
+                Vec::new(),
+                Vec::new(),
+            ),
+        };
+        let newly_banned: Vec<PublicKey> = newly_banned.into_iter().filter(|k| *k != me).collect();
         if let Some(m) = self.room.as_mut() {
             for key in newly_banned.iter().chain(&newly_kicked) {
                 m.presence.remove(key);
@@ -2208,13 +2217,12 @@ impl Core {
             self.schedule(mono + AUDIO_ADMISSION_GRACE_MS, Timer::AdmitAudio(key));
         }
 
-        if let Some(b) = &before
-            && b.host != state.host
-        {
+        let host_changed = changes.as_ref().is_some_and(|c| c.previous_host.is_some());
+        if host_changed {
             let name = self.name_of(&state.host);
             self.notice(format!("{name} is now the host"));
         }
-        if before.as_ref().is_some_and(|b| !b.ended) && state.ended {
+        if changes.as_ref().is_some_and(|c| c.ended) {
             if let Some(m) = self.room.as_mut() {
                 m.ended_at = Some(mono);
             }
@@ -2243,10 +2251,10 @@ impl Core {
             self.leave_room(LeaveReason::Kicked);
             return;
         }
-        if before.as_ref().is_some_and(|b| b.host != state.host) && state.host == me {
+        if host_changed && state.host == me {
             self.maybe_announce(true);
         }
-        if state.ended && before.is_some() {
+        if state.ended && changes.is_some() {
             self.maybe_announce(true);
         }
     }

@@ -98,6 +98,67 @@ pub enum Insert {
     Rejected(Reject),
 }
 
+/// What the room's state gained or lost since [`Room::take_changes`] was last called: the
+/// effects a node acts on (closing a banned member's connections, leaving when kicked, telling
+/// the user of a new host). Found by comparing the few sets they concern with their copy at the
+/// first change, never the whole state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Whether the state changed at all.
+    pub state: bool,
+    /// Banned since.
+    pub banned: Vec<PublicKey>,
+    /// No longer banned.
+    pub unbanned: Vec<PublicKey>,
+    /// Kicked since (a first kick, or a later one of someone kicked before).
+    pub kicked: Vec<PublicKey>,
+    /// The host before, if another member is the host now.
+    pub previous_host: Option<PublicKey>,
+    /// The room ended.
+    pub ended: bool,
+}
+
+/// The parts of the state [`Changes`] compares, as they were at the first change since the
+/// last [`Room::take_changes`].
+struct Watched {
+    revision: u64,
+    host: PublicKey,
+    ended: bool,
+    banned: BTreeSet<PublicKey>,
+    kicked: BTreeMap<PublicKey, u64>,
+}
+
+impl Watched {
+    fn of(state: &State, revision: u64) -> Watched {
+        Watched {
+            revision,
+            host: state.host,
+            ended: state.ended,
+            banned: state.banned.clone(),
+            kicked: state.kicked.clone(),
+        }
+    }
+
+    fn changes(self, state: &State, revision: u64) -> Changes {
+        if revision == self.revision {
+            return Changes::default();
+        }
+        Changes {
+            state: true,
+            banned: state.banned.difference(&self.banned).copied().collect(),
+            unbanned: self.banned.difference(&state.banned).copied().collect(),
+            kicked: state
+                .kicked
+                .iter()
+                .filter(|(k, at)| self.kicked.get(k) != Some(at))
+                .map(|(k, _)| *k)
+                .collect(),
+            previous_host: (self.host != state.host).then_some(self.host),
+            ended: state.ended && !self.ended,
+        }
+    }
+}
+
 /// Why an event was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Reject {
@@ -263,6 +324,11 @@ pub struct Room {
     /// Void-rule results while one event is admitted (the rules recurse; without this the
     /// same sub-results are computed many times over).
     memo: std::sync::Mutex<Memo>,
+    /// Counts the changes of `state` (an event that took effect, a re-run order that ended
+    /// elsewhere).
+    revision: u64,
+    /// See [`Room::take_changes`].
+    watched: Option<Watched>,
 }
 
 /// Results of the void rules for the log as it is, by (event, depth).
@@ -370,6 +436,8 @@ impl Room {
             void: HashMapOf::default(),
             displaced: Vec::new(),
             memo: std::sync::Mutex::default(),
+            revision: 0,
+            watched: None,
         };
         room.rebuild_blocks(0);
         Ok(room)
@@ -533,6 +601,16 @@ impl Room {
         }
     }
 
+    /// What the state gained or lost through the events inserted (and authored) since the last
+    /// call; the first call reports everything since the room was opened. A node calls it after
+    /// each insert, or once after a page of them.
+    pub fn take_changes(&mut self) -> Changes {
+        match self.watched.take() {
+            Some(watched) => watched.changes(&self.state, self.revision),
+            None => Changes::default(),
+        }
+    }
+
     /// Drops `hash` from the events waiting for their parents (one a peer sent beyond its
     /// share); whether it was waiting.
     pub fn forget_pending(&mut self, hash: &EventHash) -> bool {
@@ -544,6 +622,9 @@ impl Room {
         let hash = event.hash();
         if self.nodes.contains_key(&hash) || self.pending.events.contains_key(&hash) {
             return Insert::Known;
+        }
+        if self.watched.is_none() {
+            self.watched = Some(Watched::of(&self.state, self.revision));
         }
         if event.room != self.id {
             return Insert::Rejected(Reject::WrongRoom);
@@ -1048,6 +1129,9 @@ impl Room {
             Some(v) => Some(Refusal::Void(*v)),
             None => self.state.apply(&node.event).err(),
         };
+        if outcome.is_none() {
+            self.revision += 1;
+        }
         self.order.push(hash);
         self.outcomes.push(outcome);
         self.keys.push(key);
@@ -1211,7 +1295,7 @@ impl Room {
         suffix.extend(new);
         self.outcomes.truncate(base);
         self.keys.truncate(base);
-        self.state = self.snapshots.truncate_after(snapshot);
+        let before = std::mem::replace(&mut self.state, self.snapshots.truncate_after(snapshot));
         let in_suffix: HashSetOf = suffix.iter().copied().collect();
         let (order, outcomes, keys, snapshots) = (
             &mut self.order,
@@ -1243,6 +1327,9 @@ impl Room {
         let nodes = &self.nodes;
         self.displaced.retain(|h| nodes[h].displaced_from.is_some());
         self.rebuild_blocks(base);
+        if self.state != before {
+            self.revision += 1;
+        }
     }
 
     // ----- sync ------------------------------------------------------------------------------

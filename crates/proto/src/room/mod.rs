@@ -9,5 +9,5 @@ pub mod log;
 pub mod state;
 
 pub use event::{Event, EventBody, EventHash, Genesis, Info, RoomId, Standing, Visibility};
-pub use log::{AuthorError, GenesisError, Insert, Reject, Room};
+pub use log::{AuthorError, Changes, GenesisError, Insert, Reject, Room};
 pub use state::{Hands, KICK_COOLDOWN_MS, Refusal, Role, State, Void};

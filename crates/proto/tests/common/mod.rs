@@ -99,16 +99,47 @@ pub fn outcomes_of(r: &Room) -> Vec<(ruang_proto::room::EventHash, Option<String
 }
 
 /// Feeds `r`'s events to fresh replicas in `orders` shuffled orders and checks each reaches
-/// `expected`.
+/// `expected`, and that what `take_changes` reported on the way adds up to it: following its
+/// bans, lifts and hosts from the genesis gives the final banned set and host.
 pub fn every_order_reaches(r: &Room, expected: &ruang_proto::room::State, orders: u64) {
     let log: Vec<_> = r.events().skip(1).map(|(e, _)| e.clone()).collect();
     for seed in 0..orders {
         let mut delivery = log.clone();
         history::shuffle(&mut delivery, seed);
         let mut other = replica(r);
+        let mut banned = other.state().banned.clone();
+        let mut host = other.state().host;
         for e in delivery {
             other.insert(e);
+            let changes = other.take_changes();
+            for k in &changes.banned {
+                assert!(banned.insert(*k), "order {seed}: {k:?} banned twice");
+            }
+            for k in &changes.unbanned {
+                assert!(
+                    banned.remove(k),
+                    "order {seed}: {k:?} unbanned, never banned"
+                );
+            }
+            if let Some(previous) = changes.previous_host {
+                assert_eq!(previous, host, "order {seed}: the previous host");
+                host = other.state().host;
+            }
+            let named = !changes.banned.is_empty()
+                || !changes.unbanned.is_empty()
+                || !changes.kicked.is_empty()
+                || changes.previous_host.is_some()
+                || changes.ended;
+            assert!(changes.state || !named, "order {seed}: a change of nothing");
         }
         assert_eq!(other.state(), expected, "delivery order {seed}");
+        assert_eq!(
+            &banned, &expected.banned,
+            "order {seed}: the changes add up"
+        );
+        assert_eq!(
+            host, expected.host,
+            "order {seed}: the changes name the host"
+        );
     }
 }
