@@ -5,8 +5,7 @@
 //! [`Network::next`] pops the earliest delivery and advances the virtual clock to it. Timers are
 //! messages a peer sends to itself. Nothing here reads the wall clock.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, VecDeque};
 
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -66,8 +65,14 @@ pub struct Network<M> {
     peers: usize,
     /// Partition group of each peer; messages between groups are dropped. `None`: connected.
     groups: Option<Vec<u32>>,
-    queue: BinaryHeap<Reverse<Queued<M>>>,
-    seq: u64,
+    /// Messages in flight by delivery time, each time's in the order they were sent. (A
+    /// binary heap of millions of entries spent a sixth of a large room's simulation in
+    /// `pop`; a time's messages now come out in one move.)
+    queue: BTreeMap<u64, Vec<Queued<M>>>,
+    /// The messages of the earliest time being delivered (`due_at`), in order.
+    due: VecDeque<Queued<M>>,
+    due_at: u64,
+    in_flight: usize,
     stats: Stats,
 }
 
@@ -80,8 +85,10 @@ impl<M> Network<M> {
             links,
             peers,
             groups: None,
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: BTreeMap::new(),
+            due: VecDeque::new(),
+            due_at: 0,
+            in_flight: 0,
             stats: Stats::default(),
         }
     }
@@ -176,71 +183,61 @@ impl<M> Network<M> {
     }
 
     fn schedule(&mut self, from: usize, to: usize, delay_ms: u64, msg: M) {
-        let seq = self.seq;
-        self.seq += 1;
-        self.queue.push(Reverse(Queued {
-            at: self.now + delay_ms,
-            seq,
-            from,
-            to,
-            msg: Box::new(msg),
-        }));
+        // Never before the time being delivered (`now`): a message sent for `now` goes after
+        // those of `now` already due, as it was sent after them.
+        self.queue
+            .entry(self.now + delay_ms)
+            .or_default()
+            .push(Queued { from, to, msg });
+        self.in_flight += 1;
     }
 
     /// The next delivery, advancing virtual time; `None` when nothing is in flight or the next
-    /// delivery is after `until` (then time advances to `until`).
+    /// delivery is after `until` (then time advances to `until`). Deliveries come in time
+    /// order, and those of one time in the order they were sent.
     pub fn next(&mut self, until: u64) -> Option<Delivery<M>> {
-        let at = self.queue.peek()?.0.at;
-        if at > until {
+        if self.due.is_empty() {
+            let entry = self.queue.first_entry()?;
+            if *entry.key() > until {
+                self.now = self.now.max(until);
+                return None;
+            }
+            let (at, due) = entry.remove_entry();
+            self.due_at = at;
+            self.due = due.into();
+        }
+        if self.due_at > until {
+            // Asked for an earlier time than before: the due go back, ahead of what was sent
+            // for their time since.
+            let mut back: Vec<Queued<M>> = std::mem::take(&mut self.due).into();
+            back.extend(self.queue.remove(&self.due_at).unwrap_or_default());
+            self.queue.insert(self.due_at, back);
             self.now = self.now.max(until);
             return None;
         }
-        let Reverse(q) = self.queue.pop()?;
-        self.now = at;
+        let q = self.due.pop_front()?;
+        self.in_flight -= 1;
+        self.now = self.due_at;
         self.stats.delivered += 1;
         Some(Delivery {
-            at,
+            at: self.due_at,
             from: q.from,
             to: q.to,
-            msg: *q.msg,
+            msg: q.msg,
         })
     }
 
     /// Messages in flight.
     pub fn in_flight(&self) -> usize {
-        self.queue.len()
+        self.in_flight
     }
 }
 
-/// A message in flight, ordered by delivery time, then by when it was sent.
+/// A message in flight.
 struct Queued<M> {
-    at: u64,
-    seq: u64,
     from: usize,
     to: usize,
-    /// Boxed: the heap moves its entries at every push and pop (a third of a large room's
-    /// simulation went to moving messages inline).
-    msg: Box<M>,
-}
-
-impl<M> PartialEq for Queued<M> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-
-impl<M> Eq for Queued<M> {}
-
-impl<M> PartialOrd for Queued<M> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<M> Ord for Queued<M> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
+    msg: M,
 }
 
 /// A uniformly random index below `n` from the network's RNG.
@@ -288,6 +285,29 @@ mod tests {
         net.heal();
         net.send(0, 1, ());
         assert_eq!(net.in_flight(), 2);
+    }
+
+    /// Messages due at one time come out in the order they were sent, a timer set for "now"
+    /// while that time's messages are delivered included; asking for an earlier time keeps
+    /// the order too.
+    #[test]
+    fn one_time_delivers_in_sending_order() {
+        let mut net: Network<u32> = Network::new(1, Links::default(), 3);
+        net.timer(0, 5, 1);
+        net.timer(0, 9, 9);
+        net.timer(0, 5, 2);
+        let first = net.next(u64::MAX).unwrap();
+        assert_eq!((first.at, first.msg), (5, 1));
+        net.timer(0, 0, 3);
+        assert_eq!(net.in_flight(), 3);
+        // An earlier horizon than the time being delivered: nothing yet, order kept.
+        assert!(net.next(4).is_none());
+        net.timer(0, 0, 4);
+        let rest: Vec<(u64, u32)> = std::iter::from_fn(|| net.next(u64::MAX))
+            .map(|d| (d.at, d.msg))
+            .collect();
+        assert_eq!(rest, vec![(5, 2), (5, 3), (5, 4), (9, 9)]);
+        assert_eq!(net.in_flight(), 0);
     }
 
     #[test]
