@@ -485,6 +485,8 @@ enum Timer {
     RekeyAgain { topic: String, data: Vec<u8> },
     /// Move to the private room's pending key (see [`Core::rekey`]).
     SwitchKey,
+    /// Connect again to the member a join fetches from (its connection closed).
+    JoinRedial(PublicKey),
 }
 
 /// A join fetching its room's log, page by page, from the member it connected to.
@@ -1101,10 +1103,14 @@ impl Core {
             // The connection closed under the request (a duplicate one; or the peer dropped
             // us to start afresh, as it does when an older connection of ours is still up
             // from a process with our identity that crashed): connect again and ask again.
+            // Not at once: a member that drops a restarted peer's connections may drop the
+            // one opened right after too (three attempts went in 3 ms).
             Err(SyncFailure::Disconnected) if j.redials + 1 < JOIN_CONNECTIONS => {
                 j.redials += 1;
+                let wait = JOIN_REDIAL_MS << (j.redials - 1);
                 if let Some(peer) = j.peer {
-                    self.push(Output::JoinRedial { peer });
+                    let at = self.time.mono_ms + wait;
+                    self.schedule(at, Timer::JoinRedial(peer));
                 }
                 return;
             }
@@ -2401,6 +2407,11 @@ impl Core {
                 }
             }
             Timer::SwitchKey => self.switch_key(),
+            Timer::JoinRedial(peer) => {
+                if self.joining.as_ref().is_some_and(|j| j.peer == Some(peer)) {
+                    self.push(Output::JoinRedial { peer });
+                }
+            }
             Timer::AdmitAudio(peer) => {
                 let Some(m) = self.room.as_mut() else {
                     return;

@@ -115,6 +115,9 @@ pub const JOIN_LOOKUP_RETRY_MS: u64 = 2_000;
 /// Connections a join makes to the member it fetches from: the first, and again when it
 /// closes under a page request.
 pub const JOIN_CONNECTIONS: u32 = 3;
+/// Wait before a join connects again to the member it fetches from; doubled for each further
+/// attempt.
+pub const JOIN_REDIAL_MS: u64 = 250;
 /// First wait before dialling a stage member we lost the connection to; doubles up to
 /// [`STAGE_REDIAL_MAX_MS`].
 pub const STAGE_REDIAL_MIN_MS: u64 = 500;

@@ -112,12 +112,19 @@ impl EventLoop {
                     return;
                 }
                 let addrs = self.addrs.get(&peer);
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_request_with_addresses(&peer, request, addrs);
-                self.sync_requests.insert(id, reply);
+                let id = self.swarm.behaviour_mut().sync.send_request_with_addresses(
+                    &peer,
+                    request.clone(),
+                    addrs,
+                );
+                self.sync_requests.insert(
+                    id,
+                    super::SyncInFlight {
+                        reply,
+                        peer,
+                        again: Some(request),
+                    },
+                );
             }
             Command::Respond {
                 handle,

@@ -62,6 +62,16 @@ const CLOSE_LINGER: Duration = Duration::from_millis(150);
 
 type Waiter = Reply<Result<(), NetError>>;
 
+/// A sync request waiting for its answer. A copy of the request is kept so that it can be
+/// sent once more when its connection closes while another to the peer stays open (a
+/// connection replaced by a better one takes its requests with it).
+pub(crate) struct SyncInFlight {
+    pub(crate) reply: Reply<Result<Vec<u8>, NetError>>,
+    pub(crate) peer: PeerId,
+    /// The request, while it may still be sent again.
+    pub(crate) again: Option<Vec<u8>>,
+}
+
 /// A dial we started and someone waits for.
 struct PendingDial {
     /// For error messages.
@@ -158,7 +168,7 @@ pub(crate) struct EventLoop {
     dials: HashMap<ConnectionId, PendingDial>,
     /// Callers waiting for any connection to a peer.
     peer_waiters: HashMap<PeerId, Vec<Waiter>>,
-    sync_requests: HashMap<request_response::OutboundRequestId, Reply<Result<Vec<u8>, NetError>>>,
+    sync_requests: HashMap<request_response::OutboundRequestId, SyncInFlight>,
     /// Relays we keep a reservation on, by relay peer id.
     relays: HashMap<PeerId, KeptRelay>,
     /// As a relay server: how many circuits each peer is an end of (bounded by the relay's
@@ -319,7 +329,7 @@ impl EventLoop {
             w.retain(|w| !w.is_closed());
             !w.is_empty()
         });
-        self.sync_requests.retain(|_, r| !r.is_closed());
+        self.sync_requests.retain(|_, r| !r.reply.is_closed());
         self.retry_relays();
         self.listen_waiters.retain(|w| !w.is_closed());
         // gossipsub has dropped these from its cache by now (GOSSIP_VALIDATION_WINDOW).

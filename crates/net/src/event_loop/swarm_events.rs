@@ -470,8 +470,8 @@ impl EventLoop {
                     },
                 ..
             } => {
-                if let Some(reply) = self.sync_requests.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
+                if let Some(pending) = self.sync_requests.remove(&request_id) {
+                    let _ = pending.reply.send(Ok(response));
                 }
             }
             E::OutboundFailure {
@@ -480,6 +480,23 @@ impl EventLoop {
                 error,
                 ..
             } => {
+                let Some(mut pending) = self.sync_requests.remove(&request_id) else {
+                    return;
+                };
+                // Its connection closed, and another to the peer is open: once more on that.
+                if matches!(error, F::ConnectionClosed)
+                    && self.swarm.is_connected(&pending.peer)
+                    && let Some(request) = pending.again.take()
+                {
+                    tracing::debug!(%peer, "sync request sent again: its connection closed");
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_request(&pending.peer, request);
+                    self.sync_requests.insert(id, pending);
+                    return;
+                }
                 let err = match error {
                     F::DialFailure => NetError::NotConnected {
                         peer,
@@ -499,9 +516,7 @@ impl EventLoop {
                     },
                     F::Io(e) => NetError::Stream(e.to_string()),
                 };
-                if let Some(reply) = self.sync_requests.remove(&request_id) {
-                    let _ = reply.send(Err(err));
-                }
+                let _ = pending.reply.send(Err(err));
             }
             E::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "inbound sync request failed");
