@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs each network-namespace topology test of crates/cli/tests/reachability.rs N times and
+# Runs each network-namespace topology test of crates/cli/tests/it/reachability.rs N times and
 # prints a table: runs, passes, failures, and join → first audio (p50, p95, max) from the
 # tests' own "first audio" lines. Needs root (the tests build network namespaces).
 #
@@ -7,7 +7,7 @@
 #
 # REACHABILITY_OUT=DIR keeps logs and timings there instead of target/reachability.
 # RUANG_TEST_LOSS_PCT=N makes every switch of the topologies drop N % of frames (see
-# crates/cli/tests/common/netns.rs). Failed runs keep their output in target/reachability/<test>-<run>.log. The tests run from a
+# crates/cli/tests/it/common/netns.rs). Failed runs keep their output in target/reachability/<test>-<run>.log. The tests run from a
 # copy of the test binary and of `ruang` made at start, so building while it runs changes
 # nothing.
 set -euo pipefail
@@ -24,7 +24,7 @@ if [ ${#tests[@]} -eq 0 ]; then
 fi
 out="${REACHABILITY_OUT:-target/reachability}"
 mkdir -p "$out"
-exe=$(cargo test -p ruang --test reachability --no-run 2>&1 | grep -o 'target/debug/deps/reachability-[0-9a-f]*' | head -1)
+exe=$(cargo test -p ruang --test it --no-run 2>&1 | grep -o 'target/debug/deps/it-[0-9a-f]*' | head -1)
 cargo build -p ruang --bin ruang --quiet
 [ -n "$exe" ] || { echo "could not build the reachability tests" >&2; exit 1; }
 bin="$out/bin"
@@ -35,7 +35,7 @@ export RUANG_BIN="$PWD/$bin/ruang"
 # "label<TAB>ms" for every "<label> → first audio: 80.2ms" (or 1.2s) line of a run's log, and
 # the relay test's "loss noticed" and "audio back" lines.
 timings() {
-  grep -E '(first audio|noticed|audio back[^:]*): [0-9.]+m?s$' "$1" | sed -E 's/^.*test [a-z_]+ \.\.\. //' |
+  grep -E '(first audio|noticed|audio back[^:]*): [0-9.]+m?s$' "$1" | sed -E 's/^.*test [a-z_:]+ \.\.\. //' |
     awk -F': ' '{
       v = $NF; label = $1
       if (v ~ /ms$/) { sub(/ms$/, "", v); ms = v } else { sub(/s$/, "", v); ms = v * 1000 }
@@ -53,7 +53,7 @@ for t in "${tests[@]}"; do
   for i in $(seq 1 "$runs"); do
     log="$out/$t-$i.log"
     # From the crate's folder, as `cargo test` runs it.
-    if (cd crates/cli && timeout 300 "../../$bin/reachability" --exact "$t" --include-ignored --nocapture) \
+    if (cd crates/cli && timeout 300 "../../$bin/reachability" --exact "reachability::$t" --include-ignored --nocapture) \
         >"$log" 2>&1; then
       ok=$((ok + 1))
       timings "$log" >>"$all"

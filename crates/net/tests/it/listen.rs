@@ -1,9 +1,7 @@
 //! Listening: bound addresses are reported (ports resolved, `/p2p` helper), a port in use is a
 //! clear `ListenFailed`, and an address the transport cannot serve is refused.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ruang_net::{Event, NetError, Transport};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

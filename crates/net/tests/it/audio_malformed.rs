@@ -2,11 +2,9 @@
 //! closes its stream and is counted; well-formed frames before it still arrive. The bad peer
 //! is a bare libp2p swarm (memory transport) writing raw bytes.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{SwarmBuilder, futures::StreamExt, noise, yamux};
 use ruang_net::{AUDIO_PROTOCOL, Event, Transport, limits};

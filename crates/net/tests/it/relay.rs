@@ -2,12 +2,10 @@
 //! takes a reservation on R; S, with no direct address of L, dials L's circuit address and an
 //! AudioLink S→L delivers frames through R.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use ruang_net::{Event, NetError, Transport};
 
 /// A relay node on loopback, and its QUIC address.

@@ -1,13 +1,11 @@
 //! `ruang node` for operators: its own identity by default, one process per identity,
 //! periodic stats in JSON mode, Prometheus metrics; and the Debian package.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use crate::common::*;
 use anyhow::{Context, Result};
-use common::*;
 
 const T: Duration = Duration::from_secs(15);
 

@@ -2,9 +2,7 @@
 //! the listener drops it; a speaker can turn it down, and the listener asks again after the
 //! refusal backoff, not at once; a newer request from the same peer replaces the old quietly.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ruang_net::{Event, Transport};
 
 /// A speaker and a listener connected to it.

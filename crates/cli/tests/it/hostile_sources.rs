@@ -1,14 +1,12 @@
 //! One hostile source must not take a room down: real `ruang` processes in network namespaces
 //! (root; skipped otherwise), attacked from an address of their own.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::netns::Lab;
+use crate::common::{Net, Proc};
 use anyhow::{Context, Result};
-use common::netns::Lab;
-use common::{Net, Proc};
 use ruang_testkit::procstat;
 
 const T: Duration = Duration::from_secs(30);

@@ -2,12 +2,10 @@
 //! that does not drain its inbox loses frames (counted) instead of growing memory; a link that
 //! cannot reach its peer keeps only the newest frames; a closed stream reconnects.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use ruang_net::{Event, PeerId, Transport, limits};
 
 fn frame(seq: u32) -> Bytes {

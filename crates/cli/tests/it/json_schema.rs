@@ -3,13 +3,11 @@
 //! every kind of node event, `ruang node --json`, `ruang id --json` and `ruang rooms --json`
 //! match their schema, which allows no field it does not document.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::common::{Proc, Schema, ruang};
 use anyhow::{Context, Result};
-use common::{Proc, Schema, ruang};
 use ruang_node::event::LeaveReason;
 use ruang_node::{NodeEvent, Person, RoomView, SpeakerStats};
 use ruang_proto::room::Role;
@@ -64,14 +62,14 @@ fn a_scripted_room_prints_only_what_the_schema_documents() -> Result<()> {
     send(&mut guest, r#"{"cmd":"raise_hand","id":"h"}"#)?;
     guest.wait_event(T, "done")?;
     host.wait(T, "the hand", |v| {
-        common::state_lists(v, "hands", &guest_key).then_some(())
+        crate::common::state_lists(v, "hands", &guest_key).then_some(())
     })?;
     send(
         &mut host,
         &format!(r#"{{"cmd":"invite","peer":"{guest_key}","id":2}}"#),
     )?;
     guest.wait(T, "the invitation", |v| {
-        common::state_lists(v, "invited", &guest_key).then_some(())
+        crate::common::state_lists(v, "invited", &guest_key).then_some(())
     })?;
     send(&mut guest, r#"{"cmd":"accept_invite"}"#)?;
     host.wait(T, "the guest's audio", |v| {
@@ -83,7 +81,7 @@ fn a_scripted_room_prints_only_what_the_schema_documents() -> Result<()> {
         &format!(r#"{{"cmd":"mute","peer":"{guest_key}"}}"#),
     )?;
     guest.wait(T, "the mute", |v| {
-        common::state_lists(v, "muted", &guest_key).then_some(())
+        crate::common::state_lists(v, "muted", &guest_key).then_some(())
     })?;
     send(
         &mut host,

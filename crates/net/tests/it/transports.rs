@@ -1,13 +1,11 @@
 //! Each transport on its own — TCP only, QUIC only, memory, WebSocket inside TLS — carries a
 //! connection, gossip and audio.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use anyhow::Context;
 use bytes::Bytes;
-use common::*;
 use ruang_net::{Config, Event, Multiaddr, Transport, Verdict};
 
 const TOPIC: &str = "ruang/test/transports";

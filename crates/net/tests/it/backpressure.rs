@@ -2,11 +2,9 @@
 //! then stops reading the network, but keeps answering commands; once the node reads again,
 //! events flow again. Nothing grows without bound.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ruang_net::{Event, Transport, limits};
 
 const TOPIC: &str = "ruang/test/backpressure";

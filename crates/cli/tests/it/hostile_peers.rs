@@ -4,12 +4,10 @@
 //! itself. Each test prints what the issue asks for: honest delivery during the attack, the
 //! victim's answer time to a command, its CPU and memory.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use anyhow::{Context, Result, ensure};
-use common::*;
 use ruang_net::Multiaddr;
 use ruang_proto::Identity;
 use ruang_proto::room::RoomId;

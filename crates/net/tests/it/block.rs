@@ -1,11 +1,9 @@
 //! Blocking: after A blocks B, B's connection is closed, B's redials get no usable connection
 //! (A never admits it), A cannot reach B either; unblocking restores it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ruang_net::{Event, NetError, Transport};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,12 +4,10 @@
 //! on stage and is banned, and its audio stops at the host; the host leaves and the room goes
 //! to the listener, still on stage.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use anyhow::{Context, Result};
-use common::*;
 use ruang_testkit::heard;
 use serde_json::Value;
 
@@ -133,7 +131,10 @@ fn host_listener_and_a_banned_third_process() -> Result<()> {
     );
     host.send(r#"{"cmd":"status"}"#)?;
     let state: Value = host.wait(T, "state", |v| (v["event"] == "state").then(|| v.clone()))?;
-    assert!(common::state_lists(&state, "banned", &third_key), "{state}");
+    assert!(
+        crate::common::state_lists(&state, "banned", &third_key),
+        "{state}"
+    );
 
     step("third's audio stopped");
     // Back with the same identity, after the members blocked it: the room refuses it, and it

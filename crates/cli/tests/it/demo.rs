@@ -1,9 +1,7 @@
 //! `ruang demo --seconds 20` runs the whole story, exits 0 and writes every node's WAV file.
 
-mod common;
-
+use crate::common::*;
 use anyhow::Result;
-use common::*;
 
 #[test]
 fn the_demo_runs_and_every_check_holds() -> Result<()> {

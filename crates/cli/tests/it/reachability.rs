@@ -4,14 +4,12 @@
 //! the source) and prints how long the join took to the first audio. Root only: without it each
 //! test says it was skipped.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::netns::{Lab, Nat};
+use crate::common::*;
 use anyhow::{Context, Result, ensure};
-use common::netns::{Lab, Nat};
-use common::*;
 use ruang_testkit::heard;
 use serde_json::Value;
 
@@ -280,7 +278,7 @@ struct Internet {
 impl Internet {
     /// Adds nftables `rules` on the router namespace `router` of the lab (`a-nat`, `b-nat`).
     fn router_rules(&self, router: &str, rules: &str) -> Result<()> {
-        common::netns::nft(&self.lab.name(router), rules)
+        crate::common::netns::nft(&self.lab.name(router), rules)
     }
 }
 
@@ -636,7 +634,7 @@ fn hidden_ip_listener_reaches_the_host_only_through_the_relay() -> Result<()> {
         return Ok(());
     };
     let host_ns = net.homes[0].namespace.clone().context("namespace")?;
-    common::netns::nft(
+    crate::common::netns::nft(
         &host_ns,
         "table ip watch {\n  chain input {\n    type filter hook input priority filter - 1; policy accept;\n    ip saddr 203.0.113.12 counter\n    ip saddr 203.0.113.1 counter\n  }\n}\n",
     )?;

@@ -2,12 +2,10 @@
 //! a corrupt ticket, a missing WAV file. Each gives a clear error; a running room survives.
 //! And what they rely on: documented exit statuses, completions and manual pages.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use anyhow::{Context, Result};
-use common::*;
 
 const T: Duration = Duration::from_secs(15);
 

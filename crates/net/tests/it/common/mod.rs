@@ -1,8 +1,6 @@
 //! Helpers shared by the integration tests: real nodes on 127.0.0.1 (port 0) or the memory
 //! transport, mDNS off, every wait bounded.
 
-#![allow(dead_code)]
-
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -126,7 +124,6 @@ where
 /// A received gossip message, as a validator task saw it.
 #[derive(Debug, Clone)]
 pub struct Received {
-    pub topic: String,
     pub data: Vec<u8>,
     pub at: tokio::time::Instant,
 }
@@ -142,17 +139,12 @@ pub fn auto_validate(
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             if let Event::Gossip {
-                source,
-                id,
-                topic,
-                data,
-                ..
+                source, id, data, ..
             } = event
             {
                 let v = verdict(&data);
                 let _ = client.report_validation(id, source, v).await;
                 let _ = tx.try_send(Received {
-                    topic,
                     data,
                     at: tokio::time::Instant::now(),
                 });

@@ -1,11 +1,9 @@
 //! Gossipsub with node-side validation: delivery between two QUIC nodes, and in a chain
 //! A–B–C forwarding happens only after B accepts, never after B rejects.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ruang_net::{Event, MessageId, NetError, PeerId, Transport, Verdict};
 
 const TOPIC: &str = "ruang/test/gossip";

@@ -6,16 +6,14 @@
 //! the run loop acting on the node, the ticket shown on screen being usable, and the terminal
 //! being restored when the user leaves.
 
-mod common;
-
 use std::fs::File;
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use anyhow::{Context, Result, bail};
-use common::*;
 use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
 use rustix::termios::{Winsize, tcsetwinsize};
 

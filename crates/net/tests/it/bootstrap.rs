@@ -1,11 +1,9 @@
 //! Twelve nodes, mDNS off, that only know one bootstrap node: all of them get a gossip message
 //! on a shared topic within 5 s, and Kademlia introduces them to each other.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ruang_net::Transport;
 
 const NODES: usize = 12;
