@@ -5,43 +5,62 @@
 mod common;
 
 use common::{forge, identity, replica, room};
-use ruang_proto::room::{Changes, EventBody, Insert, Role};
+use ruang_proto::Identity;
+use ruang_proto::room::{Changes, Event, EventBody, Insert, Role, Room};
+use ruang_proto::signed::Verified;
 
-#[test]
-fn demote_wins_over_concurrent_ban_in_any_delivery_order() {
-    let host = identity(0);
-    let moderator = identity(1);
-    let victim = identity(2);
-    let (mut origin, _) = room(&host, vec![]);
+/// A room of `host` in which `moderator` was promoted: the room and the promotion.
+fn promoted(host: &Identity, moderator: &Identity) -> (Room, Verified<Event>) {
+    let (mut origin, _) = room(host, vec![]);
     let promote = origin
         .author(
-            &host,
+            host,
             EventBody::Promote {
                 who: moderator.public(),
             },
             2_000,
         )
         .unwrap();
-    let hand = origin.author(&victim, EventBody::RaiseHand, 2_500).unwrap();
+    (origin, promote)
+}
 
-    // Both branches start from the same heads: neither author has seen the other's event.
+/// The host's demotion of `moderator` and the moderator's ban of `victim`, both on the same
+/// heads: neither author has seen the other's event.
+fn demote_and_ban(
+    origin: &Room,
+    host: &Identity,
+    moderator: &Identity,
+    victim: &Identity,
+) -> (Verified<Event>, Verified<Event>) {
     let heads = origin.heads();
     let demote = forge(
-        &origin,
-        &host,
+        origin,
+        host,
         heads.clone(),
         EventBody::Demote {
             who: moderator.public(),
         },
     );
     let ban = forge(
-        &origin,
-        &moderator,
+        origin,
+        moderator,
         heads,
         EventBody::Ban {
             who: victim.public(),
         },
     );
+    (demote, ban)
+}
+
+#[test]
+fn demote_wins_over_concurrent_ban_in_any_delivery_order() {
+    let host = identity(0);
+    let moderator = identity(1);
+    let victim = identity(2);
+    let (mut origin, promote) = promoted(&host, &moderator);
+    let hand = origin.author(&victim, EventBody::RaiseHand, 2_500).unwrap();
+
+    let (demote, ban) = demote_and_ban(&origin, &host, &moderator, &victim);
 
     let mut states = Vec::new();
     for order in [[&demote, &ban], [&ban, &demote]] {
@@ -117,33 +136,8 @@ fn changes_report_the_ban_and_its_undoing() {
     let host = identity(0);
     let moderator = identity(1);
     let victim = identity(2);
-    let (mut origin, _) = room(&host, vec![]);
-    let promote = origin
-        .author(
-            &host,
-            EventBody::Promote {
-                who: moderator.public(),
-            },
-            2_000,
-        )
-        .unwrap();
-    let heads = origin.heads();
-    let demote = forge(
-        &origin,
-        &host,
-        heads.clone(),
-        EventBody::Demote {
-            who: moderator.public(),
-        },
-    );
-    let ban = forge(
-        &origin,
-        &moderator,
-        heads,
-        EventBody::Ban {
-            who: victim.public(),
-        },
-    );
+    let (origin, promote) = promoted(&host, &moderator);
+    let (demote, ban) = demote_and_ban(&origin, &host, &moderator, &victim);
 
     // The ban first: it takes effect, then the demotion undoes it.
     let mut r = replica(&origin);

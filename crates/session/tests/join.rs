@@ -4,14 +4,13 @@
 //! seen in `reachability::rejoin_at_once_with_the_same_identity`), and gives up after
 //! `JOIN_CONNECTIONS` connections.
 
-use ruang_proto::Identity;
 use ruang_proto::ticket::Ticket;
 use ruang_session::limits::{JOIN_CONNECTIONS, JOIN_REDIAL_MS};
-use ruang_session::{Command, Config, Core, Input, JoinTarget, Output, SyncFailure, Time, limits};
+use ruang_session::{Command, Core, Input, JoinTarget, Output, SyncFailure, Time};
 
 mod common;
 
-use common::{UNIX, host};
+use common::{UNIX, config, host};
 
 fn at(mono_ms: u64) -> Time {
     Time {
@@ -32,6 +31,18 @@ fn page_request(outputs: &[Output]) -> Option<u64> {
     })
 }
 
+/// The connection closed under page request `request`: what the joiner does at once.
+fn closed_under(joiner: &mut Core, now: u64, request: u64) -> Vec<Output> {
+    joiner.handle(
+        at(now),
+        Input::SyncAnswer {
+            id: request,
+            result: Err(SyncFailure::Disconnected),
+        },
+    );
+    outputs(joiner)
+}
+
 #[test]
 fn a_join_whose_connection_closes_connects_again_later_then_gives_up() {
     let host = host();
@@ -41,20 +52,7 @@ fn a_join_whose_connection_closes_connects_again_later_then_gives_up() {
         addresses: vec![b"somewhere".to_vec()],
         room_key: None,
     };
-    let mut joiner = Core::new(
-        Config {
-            identity: Identity::from_secret_bytes(&[2; 32]),
-            name: "joiner".into(),
-            hide_ip: false,
-            fanout: 64,
-            presence_interval_ms: 2_000,
-            audience_sample: limits::AUDIENCE_SAMPLE,
-            announce_interval_ms: 20_000,
-            sync_interval_ms: 5_000,
-            seed: [9; 32],
-        },
-        at(0),
-    );
+    let mut joiner = Core::new(config(2, "joiner"), at(0));
     joiner.handle(
         at(0),
         Input::Command(5, Command::Join(JoinTarget::Ticket(ticket))),
@@ -66,14 +64,7 @@ fn a_join_whose_connection_closes_connects_again_later_then_gives_up() {
 
     let mut now = 10;
     for attempt in 1..JOIN_CONNECTIONS {
-        joiner.handle(
-            at(now),
-            Input::SyncAnswer {
-                id: request,
-                result: Err(SyncFailure::Disconnected),
-            },
-        );
-        let out = outputs(&mut joiner);
+        let out = closed_under(&mut joiner, now, request);
         assert!(
             !out.iter().any(|o| matches!(o, Output::JoinRedial { .. })),
             "attempt {attempt}: dialled again at once"
@@ -100,14 +91,7 @@ fn a_join_whose_connection_closes_connects_again_later_then_gives_up() {
         request = page_request(&outputs(&mut joiner)).expect("the page asked again");
     }
     // The last connection closes too: the join fails, saying so.
-    joiner.handle(
-        at(now),
-        Input::SyncAnswer {
-            id: request,
-            result: Err(SyncFailure::Disconnected),
-        },
-    );
-    let out = outputs(&mut joiner);
+    let out = closed_under(&mut joiner, now, request);
     let failed = out.iter().any(|o| {
         matches!(o, Output::Reply { id: 5, result: Err(e) } if e.to_string().contains("connection closed"))
     });

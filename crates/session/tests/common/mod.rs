@@ -6,19 +6,24 @@ use ruang_session::{Command, Config, Core, HostOptions, Input, Time};
 /// The tests' unix time at monotonic 0.
 pub const UNIX: u64 = 1_767_225_600_000;
 
-/// A core (key `[1; 32]`) hosting a public room titled "replays", its outputs drained.
-pub fn host() -> Core {
-    let config = Config {
-        identity: Identity::from_secret_bytes(&[1; 32]),
-        name: "host".into(),
+/// The tests' configuration of a core with key `[secret; 32]`.
+pub fn config(secret: u8, name: &str) -> Config {
+    Config {
+        identity: Identity::from_secret_bytes(&[secret; 32]),
+        name: name.into(),
         hide_ip: false,
         fanout: 64,
         presence_interval_ms: 2_000,
         audience_sample: ruang_session::limits::AUDIENCE_SAMPLE,
         announce_interval_ms: 20_000,
         sync_interval_ms: 5_000,
-        seed: [7; 32],
-    };
+        seed: [secret.wrapping_add(6); 32],
+    }
+}
+
+/// A core (key `[1; 32]`) hosting a public room titled "replays", its outputs drained.
+pub fn host() -> Core {
+    let config = config(1, "host");
     let time = Time {
         mono_ms: 0,
         unix_ms: UNIX,
