@@ -1,13 +1,13 @@
 //! `listener-cpu`: what one received frame costs a listener, stage by stage, with the same
 //! code the node runs: the receive task's checks (rate limit, policy lookup, frame decode),
-//! the push into the speaker's jitter buffer (through the playout's frame queue), and the playout's pull
-//! (jitter buffer + Opus decode + voice activity) and mix. One minute of a synthetic voice,
+//! the push into the speaker's jitter buffer (through the playout's frame queue), and the
+//! playout's pull (jitter buffer + Opus decode + voice activity) and mix. One minute of a synthetic voice,
 //! encoded once with the room's settings, is pushed and pulled on a simulated clock (arrivals
 //! with 0–8 ms of jitter, pulls every 20 ms). Network receive (QUIC, libp2p streams, tokio)
 //! is not in here: the `cpu` scenario measures the whole listener process per frame.
 
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -20,10 +20,12 @@ use ruang_audio::send::Sender;
 use ruang_audio::source::{Source, VoiceSource};
 use ruang_audio::wire::Frame;
 use ruang_bench::table::{Table, f};
-use ruang_node::audio::Policy;
-use ruang_node::audio::playout::{Keep, frame_queue};
+use ruang_node::audio::SharedPolicy;
+use ruang_node::audio::playout::frame_queue;
+use ruang_node::session::AudioPolicy;
 use ruang_proto::ephemeral::RateLimiter;
-use ruang_proto::{Identity, PublicKey};
+use ruang_proto::room::RoomId;
+use ruang_proto::{Hash, Identity, PublicKey};
 
 use crate::Ctx;
 
@@ -71,9 +73,11 @@ fn run(speakers: usize, frame: FrameDuration, rounds: usize) -> Result<(Clocks, 
     let wires: Vec<Vec<Vec<u8>>> = (0..speakers)
         .map(|i| encode_voice(60, 40 + i as u64, frame))
         .collect::<Result<_>>()?;
-    let policy = Arc::new(RwLock::new(Policy {
+    let room = RoomId(Hash([9; 32]));
+    let policy = Arc::new(SharedPolicy::new(AudioPolicy {
+        room: Some(room),
         allowed: keys.iter().copied().collect::<HashSet<_>>(),
-        ..Policy::default()
+        ..AudioPolicy::default()
     }));
     let mut limiter: RateLimiter<PublicKey> = RateLimiter::new(100, 100.0, 1_024);
     let mut clocks = Clocks::default();
@@ -81,7 +85,7 @@ fn run(speakers: usize, frame: FrameDuration, rounds: usize) -> Result<(Clocks, 
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let frame_us = frame.as_micros();
     for _ in 0..rounds {
-        let (queue, mut mixing) = frame_queue(frame, Arc::new(Keep::default()));
+        let (queue, mut mixing) = frame_queue(frame, policy.clone());
         let mut streams: Vec<SpeakerStream> = (0..speakers)
             .map(|_| SpeakerStream::new(jitter::Config::new(frame)))
             .collect::<Result<_, _>>()?;
@@ -98,10 +102,7 @@ fn run(speakers: usize, frame: FrameDuration, rounds: usize) -> Result<(Clocks, 
                 let _ = limiter.check(&keys[s], arrival / 1_000);
                 clocks.limit += t.elapsed();
                 let t = Instant::now();
-                let ok = {
-                    let p = policy.read().unwrap_or_else(|e| e.into_inner());
-                    p.allowed.contains(&keys[s])
-                };
+                let ok = policy.load().hears(&room, &keys[s]);
                 clocks.policy += t.elapsed();
                 let t = Instant::now();
                 let fr = Frame::decode(bytes)?;
@@ -109,7 +110,7 @@ fn run(speakers: usize, frame: FrameDuration, rounds: usize) -> Result<(Clocks, 
                 let t = Instant::now();
                 if ok {
                     // Into the playout's queue, as the receive task does.
-                    queue.send(keys[s], fr.clone(), arrival);
+                    queue.send(keys[s], frame, fr.clone(), arrival);
                 }
                 clocks.push += t.elapsed();
                 // The playout side pulls from its own streams (Mixing's pull is private to
@@ -124,8 +125,7 @@ fn run(speakers: usize, frame: FrameDuration, rounds: usize) -> Result<(Clocks, 
             let pull_at = now + 10_000;
             let t = Instant::now();
             for (s, stream) in streams.iter_mut().enumerate() {
-                let p = stream.pull(pull_at);
-                pcm[s].copy_from_slice(p.pcm);
+                stream.pull_into(pull_at, &mut pcm[s]);
             }
             clocks.pull += t.elapsed();
             let t = Instant::now();

@@ -11,8 +11,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -41,9 +41,9 @@ use tracing::{debug, warn};
 
 use crate::addrs::{self, peer_of, relay_part};
 use crate::audio::capture::{Capture, Outbound, Pacing};
-use crate::audio::playout::{FrameSender, Keep, Playout, frame_queue};
+use crate::audio::playout::{FrameSender, Playout, frame_queue};
 use crate::audio::receive::{self, ReceiveCounters};
-use crate::audio::{AUDIO_EVENT_CAP, AudioEvent, FarEnd, Policy, SharedPolicy};
+use crate::audio::{AUDIO_EVENT_CAP, AudioEvent, FarEnd, SharedPolicy};
 use crate::clock::{self, Clock};
 use crate::config::Config;
 use crate::error::NodeError;
@@ -127,7 +127,7 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
     let clock = Clock::new();
     let (audio_tx, audio_rx) = mpsc::channel(AUDIO_EVENT_CAP);
     let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE_CAP);
-    let policy: SharedPolicy = Arc::new(RwLock::new(Policy::default()));
+    let policy = Arc::new(SharedPolicy::default());
     // Frames go to the playout thread while one runs (`Command::Listen`), else nowhere.
     let (frames, frames_rx) = tokio::sync::watch::channel(None);
     let counters = Arc::new(ReceiveCounters::default());
@@ -184,12 +184,10 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
         audio_tx,
         rng,
         clock,
-        outbound: Arc::new(Outbound::default()),
+        outbound: Arc::new(Outbound::new(policy.clone())),
         audio_requests: Vec::new(),
         policy,
-        audio_policy: Arc::new(AudioPolicy::default()),
         frames,
-        keep: Arc::new(Keep::default()),
         counters,
         capture: None,
         playout: None,
@@ -237,13 +235,11 @@ struct Driver {
     outbound: Arc<Outbound>,
     /// Our requests for the stage's audio, one per speaker asked.
     audio_requests: Vec<AudioRequest>,
-    policy: SharedPolicy,
-    /// The core's audio policy, as last handed out.
-    audio_policy: Arc<AudioPolicy>,
+    /// The core's audio policy, as last handed out: read by the receive task, capture and
+    /// playout.
+    policy: Arc<SharedPolicy>,
     /// Where the receive task sends accepted frames: the running playout's queue.
     frames: tokio::sync::watch::Sender<Option<FrameSender>>,
-    /// Whose jitter buffers the playout keeps (from the audio policy).
-    keep: Arc<Keep>,
     counters: Arc<ReceiveCounters>,
     capture: Option<Capture>,
     playout: Option<Playout>,
@@ -681,32 +677,17 @@ impl Driver {
         }
     }
 
-    /// Hands the core's audio policy to the playout, the receive task and capture.
+    /// Hands the core's audio policy to the playout, the receive task and capture (one
+    /// swap), and tells the network layer whose streams go first.
     fn set_audio_policy(&mut self, policy: Arc<AudioPolicy>) {
-        // The playout's first (see `playout::Keep`).
-        self.keep
-            .set(policy.room.is_some().then(|| policy.allowed.clone()));
-        {
-            let mut p = self.policy.write().unwrap_or_else(|e| e.into_inner());
-            p.room = policy.room;
-            p.key = policy.key.clone();
-            p.allowed = policy.allowed.clone();
-        }
         self.client
             .set_audio_priority(policy.allowed.iter().filter_map(crate::ids::peer_id));
-        self.outbound
-            .allowed
-            .store(policy.transmit, Ordering::Relaxed);
-        *self.outbound.seal.lock().unwrap_or_else(|p| p.into_inner()) = policy
-            .room
-            .zip(policy.key.clone())
-            .map(|(room, key)| (key, room.0.0));
-        self.audio_policy = policy;
+        self.policy.set(policy);
     }
 
     /// Opens and closes audio links to match whom the core says this node streams to.
     fn set_audio_targets(&mut self, targets: &[PublicKey]) {
-        let header = self.audio_policy.room.map(|room| {
+        let header = self.policy.load().room.map(|room| {
             AudioHeader {
                 room,
                 speaker: self.me,
@@ -768,7 +749,7 @@ impl Driver {
                 if let Some(old) = self.playout.take() {
                     old.finish();
                 }
-                let (frames, mixing) = frame_queue(self.config.frame, self.keep.clone());
+                let (frames, mixing) = frame_queue(self.config.frame, self.policy.clone());
                 let result = Playout::spawn(
                     sink,
                     mixing,
@@ -815,7 +796,7 @@ impl Driver {
             room: self.core.view(),
             ticket: self.core.ticket(),
             self_muted: self.outbound.self_muted.load(Ordering::Relaxed),
-            transmitting: self.capture.is_some() && self.outbound.allowed.load(Ordering::Relaxed),
+            transmitting: self.capture.is_some() && self.policy.load().transmit,
             listeners_served: self.outbound.links.lock().map(|l| l.len()).unwrap_or(0),
             frames_accepted: self.counters.accepted.load(Ordering::Relaxed),
             frames_refused: self.counters.refused.load(Ordering::Relaxed),

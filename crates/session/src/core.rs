@@ -323,6 +323,18 @@ pub struct AudioPolicy {
     pub transmit: bool,
 }
 
+impl AudioPolicy {
+    /// Whether `speaker`'s frames in `room` may be played.
+    pub fn hears(&self, room: &RoomId, speaker: &PublicKey) -> bool {
+        self.room.as_ref() == Some(room) && self.allowed.contains(speaker)
+    }
+
+    /// Whether `speaker`'s frames in the room this policy is for may be played.
+    pub fn hears_in_room(&self, speaker: &PublicKey) -> bool {
+        self.room.is_some() && self.allowed.contains(speaker)
+    }
+}
+
 /// What the core asks its driver to do, in order.
 #[derive(Debug)]
 pub enum Output {

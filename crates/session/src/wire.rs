@@ -202,7 +202,7 @@ impl SyncResponse {
 }
 
 /// The first message on an audio stream: whose audio, for which room.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AudioHeader {
     /// The room.
     pub room: RoomId,

@@ -102,6 +102,20 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The defaults for a speaker's frames of `frame` played in periods of `period` (the
+    /// listener's own frame length; see [`SpeakerStream::pull_into`]). The smallest delay is
+    /// at least one period: when the speaker's frames are shorter than the period, each
+    /// period plays two of them at once, and the second must have arrived by then.
+    pub fn for_period(frame: FrameDuration, period: FrameDuration) -> Config {
+        let config = Config::new(frame);
+        Config {
+            min_delay_ms: config.min_delay_ms.max(period.as_millis() as u32),
+            ..config
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config::new(FrameDuration::default())

@@ -2,6 +2,7 @@
 
 use super::{Buffer, Config, Playout, Stats};
 use crate::codec::{CodecError, Decoder};
+use crate::format::SAMPLES_PER_MS;
 use crate::level::{Activity, Vad, VadConfig};
 use crate::wire::Frame;
 
@@ -62,7 +63,12 @@ pub struct SpeakerStream {
     buffer: Buffer,
     decoder: Decoder,
     vad: Vad,
+    /// The last frame pulled.
     pcm: Vec<f32>,
+    /// Samples of `pcm` already handed out by [`SpeakerStream::pull_into`].
+    used: usize,
+    /// The activity of the last frame pulled.
+    activity: Activity,
     decode_errors: u64,
 }
 
@@ -76,6 +82,8 @@ impl SpeakerStream {
                 ..VadConfig::default()
             }),
             pcm: vec![0.0; config.frame.samples()],
+            used: config.frame.samples(),
+            activity: Activity::default(),
             buffer: Buffer::new(config),
             decode_errors: 0,
         })
@@ -111,11 +119,35 @@ impl SpeakerStream {
             Playout::Silence => self.silence(),
         };
         let activity = self.vad.update(&self.pcm);
+        self.activity = activity;
+        self.used = self.pcm.len();
         Pulled {
             pcm: &self.pcm,
             kind,
             activity,
         }
+    }
+
+    /// Fills `out` (any length: one period of the playout) with the stream's audio, pulling
+    /// a frame of the stream each time the last one is used up, and returns the activity of
+    /// the latest frame. A playout whose period differs from the speaker's frames plays them
+    /// through this: a 20 ms frame over two 10 ms periods, or two 10 ms frames in one 20 ms
+    /// period (the second pulled at `now_us` plus the samples before it). Call once per
+    /// period; a [`SpeakerStream::pull`] in between drops what was left of a frame.
+    pub fn pull_into(&mut self, now_us: u64, out: &mut [f32]) -> Activity {
+        let mut filled = 0;
+        while filled < out.len() {
+            if self.used >= self.pcm.len() {
+                let at = now_us + filled as u64 * 1_000 / u64::from(SAMPLES_PER_MS);
+                self.pull(at);
+                self.used = 0;
+            }
+            let take = (out.len() - filled).min(self.pcm.len() - self.used);
+            out[filled..filled + take].copy_from_slice(&self.pcm[self.used..self.used + take]);
+            filled += take;
+            self.used += take;
+        }
+        self.activity
     }
 
     /// Counters of the buffer and the decoder.

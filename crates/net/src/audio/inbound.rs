@@ -375,7 +375,7 @@ async fn read_stream(
     };
     tokio::select! {
         _ = &mut cancel => {}
-        () = read_frames(peer, &mut reader, &header, &shared, &inbox) => {}
+        () = read_frames(peer, id, &mut reader, &header, &shared, &inbox) => {}
         () = reports => {}
     }
     shared.unregister(id);
@@ -390,6 +390,7 @@ async fn read_stream(
 /// Reads frames into the inbox until the stream ends or breaks.
 async fn read_frames<R: futures::AsyncRead + Unpin>(
     peer: PeerId,
+    stream: u64,
     reader: &mut R,
     header: &Arc<[u8]>,
     shared: &InboundShared,
@@ -402,6 +403,7 @@ async fn read_frames<R: futures::AsyncRead + Unpin>(
                 bump(&shared.counters.received, 1);
                 let item = AudioIn {
                     peer,
+                    stream,
                     header: header.clone(),
                     frame,
                     received_at: Instant::now(),

@@ -64,6 +64,9 @@ pub const AUDIO_PROTOCOL: StreamProtocol = StreamProtocol::new("/ruang/audio/1")
 pub struct AudioIn {
     /// The peer that sent it (the previous hop, not necessarily the speaker).
     pub peer: PeerId,
+    /// The stream it came on: this node's number for it, never reused while the network
+    /// layer runs (the receive side decides about a stream once, by its number).
+    pub stream: u64,
     /// The header of the stream it came on.
     pub header: Arc<[u8]>,
     /// The frame bytes, as the sender pushed them.

@@ -7,18 +7,16 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use ruang_audio::congestion::{self, LinkLoad, Protection};
 use ruang_audio::loss;
-use ruang_audio::voice::VoiceProcessor;
-use ruang_audio::wire::Frame;
-use ruang_proto::seal::RoomKey;
-use std::sync::mpsc::Receiver;
-
-use crate::audio::frame_aad;
 use ruang_audio::send::Sender;
 use ruang_audio::source::Source;
+use ruang_audio::voice::VoiceProcessor;
+use ruang_audio::wire::Frame;
 use ruang_net::{AudioLink, PeerId};
+use ruang_session::AudioPolicy;
+use std::sync::mpsc::Receiver;
 use tokio::sync::mpsc;
 
-use super::AudioEvent;
+use super::{AudioEvent, SharedPolicy, frame_aad};
 use crate::clock::Clock;
 
 /// How the capture thread keeps time with its source.
@@ -44,20 +42,18 @@ const LOSS_CHECK_EVERY: u64 = 10;
 const REPORT_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the capture thread sends to, shared with the node task that decides it.
-#[derive(Default)]
 pub struct Outbound {
     /// One link per peer this node streams to.
     pub links: Mutex<Vec<AudioLink>>,
-    /// Whether this node may transmit now (on stage, not muted by a moderator, room open).
-    pub allowed: AtomicBool,
+    /// Whether this node may transmit now (on stage, not muted by a moderator, room open),
+    /// and a private room's key to seal frames with.
+    pub policy: Arc<SharedPolicy>,
     /// Whether the user muted themselves.
     pub self_muted: AtomicBool,
     /// Frames handed to links (one count per frame, not per link).
     pub frames: AtomicU64,
     /// This capture session's salt (sent in stream headers; seals private rooms' frames).
     pub salt: AtomicU64,
-    /// A private room's key and id: frame payloads are sealed with them.
-    pub seal: Mutex<Option<(RoomKey, [u8; 32])>>,
     /// The protection the listeners' loss reports call for, as a packet-loss hint, % (set by
     /// the capture thread; read for stats). While copies are sent the encoder's own hint is 0
     /// (no FEC); otherwise it is this.
@@ -70,8 +66,23 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    fn transmitting(&self) -> bool {
-        self.allowed.load(Ordering::Relaxed) && !self.self_muted.load(Ordering::Relaxed)
+    /// Nothing to send to yet, under `policy`.
+    pub fn new(policy: Arc<SharedPolicy>) -> Self {
+        Outbound {
+            links: Mutex::default(),
+            policy,
+            self_muted: AtomicBool::default(),
+            frames: AtomicU64::default(),
+            salt: AtomicU64::default(),
+            loss_hint: AtomicU64::default(),
+            bitrate_bps: AtomicU64::default(),
+            copies: AtomicBool::default(),
+        }
+    }
+
+    /// Whether a frame is sent under `policy`.
+    fn transmitting(&self, policy: &AudioPolicy) -> bool {
+        policy.transmit && !self.self_muted.load(Ordering::Relaxed)
     }
 
     /// The worst loss the listeners reported lately (‰, see [`loss::worst_loss`]); `None`
@@ -116,13 +127,18 @@ impl Outbound {
         congestion::room_congested(&loads)
     }
 
-    /// Seals (private rooms), encodes and queues `frame` on every link; returns the bytes
-    /// sent, for a copy.
-    fn send(&self, mut frame: Frame) -> Bytes {
-        if let Some((key, room)) = self.seal.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+    /// Seals (private rooms, with `policy`'s key), encodes and queues `frame` on every link;
+    /// returns the bytes sent, for a copy.
+    fn send(&self, mut frame: Frame, policy: &AudioPolicy) -> Bytes {
+        if let (Some(room), Some(key)) = (&policy.room, &policy.key) {
             let salt = self.salt.load(Ordering::Relaxed);
-            frame.payload =
-                key.seal_audio(room, salt, frame.seq, &frame_aad(&frame), &frame.payload);
+            frame.payload = key.seal_audio(
+                &room.0.0,
+                salt,
+                frame.seq,
+                &frame_aad(&frame),
+                &frame.payload,
+            );
         }
         let bytes = Bytes::from(frame.encode());
         self.push(&bytes);
@@ -192,7 +208,7 @@ impl Capture {
                     // A paced source that is not being sent (a listener's) is read in
                     // batches: one wake-up per batch instead of one per frame. The schedule
                     // is absolute, so the first frame sent is on time again.
-                    let idle = !was_sending && !outbound.transmitting();
+                    let idle = !was_sending && !outbound.transmitting(&outbound.policy.load());
                     if pacing == Pacing::RealTime && !(idle && i % IDLE_BATCH_FRAMES != 0) {
                         clock.sleep_until(t0 + (i + 1) * frame_us);
                     }
@@ -218,14 +234,16 @@ impl Capture {
                         };
                         let _ = events.try_send(AudioEvent::CaptureStarted(clock.unix_us(started)));
                     }
+                    // One policy for the whole frame: whether it is sent and how it is sealed.
+                    let policy = outbound.policy.load();
                     if !more {
                         if was_sending && let Ok(last) = sender.encode_last(&pcm) {
-                            outbound.send(last);
+                            outbound.send(last, &policy);
                         }
                         let _ = events.try_send(AudioEvent::SourceEnded);
                         break;
                     }
-                    let sending = outbound.transmitting();
+                    let sending = outbound.transmitting(&policy);
                     if sending && i % LOSS_CHECK_EVERY == 0 {
                         // What the listeners' paths call for (`ruang_audio::congestion`).
                         let decision = protection.update(
@@ -259,7 +277,7 @@ impl Capture {
                     if sending {
                         match sender.encode(&pcm) {
                             Ok(Some(frame)) => {
-                                let bytes = outbound.send(frame);
+                                let bytes = outbound.send(frame, &policy);
                                 if copies && let Some(earlier) = previous.take() {
                                     outbound.send_copy(&earlier);
                                 }
@@ -274,7 +292,7 @@ impl Capture {
                         // Stopped (muted, stepped down): one END frame so listeners go quiet
                         // without concealing.
                         if let Ok(last) = sender.encode_last(&pcm) {
-                            outbound.send(last);
+                            outbound.send(last, &policy);
                         }
                         previous = None;
                     } else {
@@ -339,7 +357,8 @@ mod tests {
     #[test]
     fn idle_source_is_read_in_batches_and_sending_is_paced_per_frame() {
         let reads = Arc::new(Mutex::new(Vec::new()));
-        let outbound = Arc::new(Outbound::default());
+        let policy = Arc::new(SharedPolicy::default());
+        let outbound = Arc::new(Outbound::new(policy.clone()));
         let sender = Sender::new(1, EncoderConfig::default(), 0, 0).unwrap();
         let (events, _events_rx) = mpsc::channel(64);
         let start = Instant::now();
@@ -363,7 +382,10 @@ mod tests {
         assert!(wakeups(&idle) <= 14, "{} wake-ups", wakeups(&idle));
 
         // On stage: every frame waits for its own deadline again.
-        outbound.allowed.store(true, Ordering::Relaxed);
+        policy.set(Arc::new(AudioPolicy {
+            transmit: true,
+            ..AudioPolicy::default()
+        }));
         let on_stage_from = reads.lock().unwrap().len() + 5;
         std::thread::sleep(Duration::from_millis(600));
         drop(capture);

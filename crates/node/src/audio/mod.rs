@@ -6,7 +6,7 @@
 //!   time), encodes and pushes frames to every outbound link (drop-oldest queues in
 //!   `ruang-net`).
 //! - [`receive`]: a task that takes frames off the network and drops those from anyone the
-//!   verified room state does not allow to speak ([`Policy`]).
+//!   verified room state does not allow to speak ([`SharedPolicy`]).
 //! - [`playout`]: a thread on an absolute-deadline clock that owns every speaker's jitter
 //!   buffer, takes the frames the receive task queued for it, pulls each buffer once per
 //!   frame, mixes, and writes to the sink. It shares no lock with the tasks: frames come
@@ -16,27 +16,42 @@ pub mod capture;
 pub mod playout;
 pub mod receive;
 
-use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use ruang_proto::PublicKey;
-use ruang_proto::room::RoomId;
+use ruang_session::AudioPolicy;
 
-/// Who may be heard: the room and the speakers its verified state allows (on stage, not
-/// muted, not banned, room open). Written by the node task on every state change; read by the
-/// receive task for every frame.
-#[derive(Debug, Default)]
-pub struct Policy {
-    /// The room whose audio is accepted.
-    pub room: Option<RoomId>,
-    /// Keys that may transmit.
-    pub allowed: HashSet<PublicKey>,
-    /// A private room's key: frame payloads are opened with it.
-    pub key: Option<ruang_proto::seal::RoomKey>,
+/// The audio policy in force: the session core's latest [`AudioPolicy`] (who may be heard,
+/// whether this node may transmit, a private room's key), swapped in whole by the node task
+/// and read lock-free by the receive task and the capture thread (every frame) and the playout
+/// thread (every period). One snapshot: none of them ever sees parts of two policies, and none
+/// waits on another.
+#[derive(Debug)]
+pub struct SharedPolicy(ArcSwap<AudioPolicy>);
+
+impl Default for SharedPolicy {
+    fn default() -> Self {
+        SharedPolicy::new(AudioPolicy::default())
+    }
 }
 
-/// Shared handle on the [`Policy`].
-pub type SharedPolicy = Arc<RwLock<Policy>>;
+impl SharedPolicy {
+    /// A policy cell holding `policy`.
+    pub fn new(policy: AudioPolicy) -> Self {
+        SharedPolicy(ArcSwap::from_pointee(policy))
+    }
+
+    /// Puts `policy` in force (the node task, on every change the core reports).
+    pub fn set(&self, policy: Arc<AudioPolicy>) {
+        self.0.store(policy);
+    }
+
+    /// The policy in force now (no lock; cheap enough for every frame).
+    pub fn load(&self) -> impl std::ops::Deref<Target = Arc<AudioPolicy>> + use<> {
+        self.0.load()
+    }
+}
 
 /// Events the audio threads report to the node task (bounded; dropped when full).
 #[derive(Debug, Clone)]

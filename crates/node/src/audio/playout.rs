@@ -1,10 +1,10 @@
 //! The playout thread: every frame period, on absolute deadlines, pull one frame from each
 //! speaker's jitter buffer, mix, and write to the sink.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use ruang_audio::format::FrameDuration;
@@ -13,9 +13,10 @@ use ruang_audio::mixer::Mixer;
 use ruang_audio::sink::Sink;
 use ruang_audio::wire::Frame;
 use ruang_proto::PublicKey;
+use ruang_session::AudioPolicy;
 use tokio::sync::mpsc;
 
-use super::AudioEvent;
+use super::{AudioEvent, SharedPolicy};
 use crate::clock::Clock;
 
 /// Most remote speakers buffered at once (a stage is small; this bounds memory if a bug or an
@@ -26,6 +27,8 @@ const STATS_EVERY_MS: u64 = 1_000;
 
 struct Slot {
     stream: SpeakerStream,
+    /// The length of the speaker's frames (its own choice; the playout's period may differ).
+    frame: FrameDuration,
     talking: bool,
 }
 
@@ -37,57 +40,10 @@ pub const FRAME_QUEUE: usize = 512;
 /// A frame on its way to the playout thread.
 struct Incoming {
     speaker: PublicKey,
+    /// The length of the speaker's frames, from its stream's header.
+    duration: FrameDuration,
     frame: Frame,
     arrival_us: u64,
-}
-
-/// Whose frames and buffers the playout keeps.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Keeping {
-    /// Whoever the receive task sends (no setting yet).
-    Everyone,
-    /// These speakers only.
-    Only(HashSet<PublicKey>),
-    /// Nobody (not in a room).
-    Nobody,
-}
-
-impl Keeping {
-    fn keeps(&self, speaker: &PublicKey) -> bool {
-        match self {
-            Keeping::Everyone => true,
-            Keeping::Only(speakers) => speakers.contains(speaker),
-            Keeping::Nobody => false,
-        }
-    }
-}
-
-/// Which speakers the playout keeps, set by the node task on every audio-policy change
-/// (before the receive task's policy, so a newly allowed speaker's frames never meet an older
-/// setting) and taken by the playout thread (the latest wins; the thread never waits for it).
-#[derive(Debug, Default)]
-pub struct Keep(Mutex<Option<Keeping>>);
-
-/// The node task holds [`Keep`]'s slot right now.
-#[derive(Debug, PartialEq, Eq)]
-struct Busy;
-
-impl Keep {
-    /// From now on keep only `speakers`' frames and buffers (`None`: nobody's, the room was
-    /// left).
-    pub fn set(&self, speakers: Option<HashSet<PublicKey>>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(speakers.map_or(Keeping::Nobody, Keeping::Only));
-    }
-
-    /// The latest setting not yet taken; [`Busy`] while the node task holds the slot.
-    fn take(&self) -> Result<Option<Keeping>, Busy> {
-        match self.0.try_lock() {
-            Ok(mut slot) => Ok(slot.take()),
-            Err(std::sync::TryLockError::Poisoned(p)) => Ok(p.into_inner().take()),
-            Err(std::sync::TryLockError::WouldBlock) => Err(Busy),
-        }
-    }
 }
 
 /// The receive task's end of the frame queue ([`frame_queue`]).
@@ -97,12 +53,20 @@ pub struct FrameSender {
 }
 
 impl FrameSender {
-    /// Queues a frame of `speaker` that arrived at `arrival_us` (node clock); `false` when the
-    /// queue is full or the playout it fed has stopped.
-    pub fn send(&self, speaker: PublicKey, frame: Frame, arrival_us: u64) -> bool {
+    /// Queues a frame of `speaker` (whose frames are `duration` long) that arrived at
+    /// `arrival_us` (node clock); `false` when the queue is full or the playout it fed has
+    /// stopped.
+    pub fn send(
+        &self,
+        speaker: PublicKey,
+        duration: FrameDuration,
+        frame: Frame,
+        arrival_us: u64,
+    ) -> bool {
         self.tx
             .try_send(Incoming {
                 speaker,
+                duration,
                 frame,
                 arrival_us,
             })
@@ -123,43 +87,63 @@ impl std::fmt::Debug for Incoming {
 /// the playout thread. The receive task reaches them only through the queue, so the real-time
 /// thread shares no lock with it.
 pub struct Mixing {
+    /// The playout's period.
     frame: FrameDuration,
     speakers: HashMap<PublicKey, Slot>,
     frames: Receiver<Incoming>,
-    keep: Arc<Keep>,
-    keeping: Keeping,
+    policy: Arc<SharedPolicy>,
+    /// The policy the buffers were last trimmed to.
+    following: Arc<AudioPolicy>,
 }
 
-/// A queue of frames from the receive task to the playout thread, for streams of `frame`
-/// duration, with `keep` saying whose buffers to keep.
-pub fn frame_queue(frame: FrameDuration, keep: Arc<Keep>) -> (FrameSender, Mixing) {
+/// A queue of frames from the receive task to a playout thread that plays periods of
+/// `frame` (speakers' frames may be longer or shorter); the speakers `policy` allows are
+/// kept, the others' buffers dropped.
+pub fn frame_queue(frame: FrameDuration, policy: Arc<SharedPolicy>) -> (FrameSender, Mixing) {
     let (tx, frames) = sync_channel(FRAME_QUEUE);
+    let following = Arc::clone(&policy.load());
     (
         FrameSender { tx },
         Mixing {
             frame,
             speakers: HashMap::new(),
             frames,
-            keep,
-            keeping: Keeping::Everyone,
+            policy,
+            following,
         },
     )
 }
 
 impl Mixing {
-    /// Buffers a frame of `speaker` that arrived at `arrival_us` (node clock).
-    fn push(&mut self, speaker: PublicKey, frame: Frame, arrival_us: u64) {
+    /// Buffers a frame of `incoming.speaker`. A speaker that restarted with frames of
+    /// another length gets a fresh buffer and decoder.
+    fn push(&mut self, incoming: Incoming) {
+        let Incoming {
+            speaker,
+            duration,
+            frame,
+            arrival_us,
+        } = incoming;
+        if self
+            .speakers
+            .get(&speaker)
+            .is_some_and(|s| s.frame != duration)
+        {
+            self.speakers.remove(&speaker);
+        }
         if !self.speakers.contains_key(&speaker) {
             if self.speakers.len() >= MAX_SPEAKERS {
                 return;
             }
-            let Ok(stream) = SpeakerStream::new(jitter::Config::new(self.frame)) else {
+            let Ok(stream) = SpeakerStream::new(jitter::Config::for_period(duration, self.frame))
+            else {
                 return;
             };
             self.speakers.insert(
                 speaker,
                 Slot {
                     stream,
+                    frame: duration,
                     talking: false,
                 },
             );
@@ -169,25 +153,38 @@ impl Mixing {
         }
     }
 
-    /// Takes what the queue and the node task have for it: the latest speakers to keep, then
-    /// every frame waiting from those (the playout thread, at the start of every period;
-    /// public for the benchmark of a listener's CPU). While the node task is setting whom to
-    /// keep, the frames wait for the next period: one queued after that setting must not meet
-    /// the one before it.
+    /// Takes every frame waiting in the queue into the jitter buffers of the speakers the
+    /// policy in force allows, and drops the buffers of those it no longer allows (the
+    /// playout thread, at the start of every period; public for the benchmark of a listener's
+    /// CPU).
     pub fn take_incoming(&mut self) {
-        match self.keep.take() {
-            Err(Busy) => return,
-            Ok(None) => {}
-            Ok(Some(keeping)) => {
-                self.speakers.retain(|k, _| keeping.keeps(k));
-                self.keeping = keeping;
+        self.follow_policy();
+        while let Ok(incoming) = self.frames.try_recv() {
+            if self.keeps(&incoming.speaker) {
+                self.push(incoming);
             }
         }
-        while let Ok(incoming) = self.frames.try_recv() {
-            // Frames accepted before a mute or a ban may still be queued after it.
-            if self.keeping.keeps(&incoming.speaker) {
-                self.push(incoming.speaker, incoming.frame, incoming.arrival_us);
-            }
+    }
+
+    /// Whether a queued frame of `speaker` is played. Frames accepted before a mute or a ban
+    /// may still be queued after it, and are not. The receive task let the frame through
+    /// under the policy in force then: the one followed here or a later one, so the policy
+    /// is looked at again before the frame is turned away.
+    fn keeps(&mut self, speaker: &PublicKey) -> bool {
+        if !self.following.hears_in_room(speaker) {
+            self.follow_policy();
+        }
+        self.following.hears_in_room(speaker)
+    }
+
+    /// Follows the policy in force, if it changed: drops the buffers of speakers it does not
+    /// allow.
+    fn follow_policy(&mut self) {
+        let in_force = self.policy.load();
+        if !Arc::ptr_eq(&in_force, &self.following) {
+            self.following = Arc::clone(&in_force);
+            let following = &self.following;
+            self.speakers.retain(|k, _| following.hears_in_room(k));
         }
     }
 }
@@ -236,10 +233,9 @@ impl Playout {
                             pcm.resize_with(n, || vec![0.0; frame.samples()]);
                         }
                         for (index, (key, slot)) in m.speakers.iter_mut().enumerate() {
-                            let pulled = slot.stream.pull(now);
-                            pcm[index].copy_from_slice(pulled.pcm);
-                            if pulled.activity.active != slot.talking {
-                                slot.talking = pulled.activity.active;
+                            let activity = slot.stream.pull_into(now, &mut pcm[index]);
+                            if activity.active != slot.talking {
+                                slot.talking = activity.active;
                                 changes.push((*key, slot.talking));
                             }
                         }
@@ -299,7 +295,9 @@ impl Drop for Playout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use FrameDuration::Ms20;
     use ruang_audio::wire::Flags;
+    use ruang_proto::room::RoomId;
 
     fn frame(seq: u32) -> Frame {
         Frame {
@@ -318,24 +316,54 @@ mod tests {
         keys
     }
 
+    fn policy(room: Option<RoomId>, allowed: &[PublicKey]) -> Arc<AudioPolicy> {
+        Arc::new(AudioPolicy {
+            room,
+            allowed: allowed.iter().copied().collect(),
+            ..AudioPolicy::default()
+        })
+    }
+
+    const ROOM: Option<RoomId> = Some(RoomId(ruang_proto::Hash([7; 32])));
+
     #[test]
-    fn queued_frames_reach_the_buffers_and_keep_drops_the_others() {
-        let keep = Arc::new(Keep::default());
-        let (queue, mut mixing) = frame_queue(FrameDuration::Ms20, keep.clone());
+    fn queued_frames_reach_the_buffers_and_the_policy_drops_the_others() {
         let (a, b) = (PublicKey([1; 32]), PublicKey([2; 32]));
-        assert!(queue.send(a, frame(0), 0));
-        assert!(queue.send(b, frame(0), 0));
+        let shared = Arc::new(SharedPolicy::new((*policy(ROOM, &[a, b])).clone()));
+        let (queue, mut mixing) = frame_queue(FrameDuration::Ms20, shared.clone());
+        assert!(queue.send(a, Ms20, frame(0), 0));
+        assert!(queue.send(b, Ms20, frame(0), 0));
         // Nothing reaches the buffers until the playout thread takes it.
         assert!(buffered(&mixing).is_empty());
         mixing.take_incoming();
         assert_eq!(buffered(&mixing), vec![a, b]);
-        // `a` is muted: its frame accepted before that, still queued, is not played.
-        assert!(queue.send(a, frame(1), 20_000));
-        keep.set(Some([b].into_iter().collect()));
+        // `a` is muted: its frame accepted before that, still queued, is not played, and its
+        // buffer goes.
+        assert!(queue.send(a, Ms20, frame(1), 20_000));
+        shared.set(policy(ROOM, &[b]));
         mixing.take_incoming();
         assert_eq!(buffered(&mixing), vec![b]);
-        keep.set(None);
-        assert!(queue.send(b, frame(1), 20_000));
+        // The room is left: nobody's frames are kept, even a speaker still listed.
+        shared.set(policy(None, &[b]));
+        assert!(queue.send(b, Ms20, frame(1), 20_000));
+        mixing.take_incoming();
+        assert!(buffered(&mixing).is_empty());
+    }
+
+    #[test]
+    fn a_frame_let_through_by_a_newer_policy_is_kept() {
+        let (a, b) = (PublicKey([1; 32]), PublicKey([2; 32]));
+        let shared = Arc::new(SharedPolicy::new((*policy(ROOM, &[a])).clone()));
+        let (queue, mut mixing) = frame_queue(FrameDuration::Ms20, shared.clone());
+        assert!(queue.send(a, Ms20, frame(0), 0));
+        mixing.take_incoming();
+        // `b` is invited after the playout's period began: the receive task lets its frame
+        // through under the new policy while the playout still follows the old one.
+        shared.set(policy(ROOM, &[a, b]));
+        assert!(mixing.keeps(&b));
+        assert_eq!(buffered(&mixing), vec![a]);
+        // A speaker dropped since: its buffer goes at the next period.
+        shared.set(policy(ROOM, &[b]));
         mixing.take_incoming();
         assert!(buffered(&mixing).is_empty());
     }
@@ -345,30 +373,12 @@ mod tests {
         let (queue, mixing) = frame_queue(FrameDuration::Ms20, Arc::default());
         let a = PublicKey([1; 32]);
         for seq in 0..FRAME_QUEUE as u32 {
-            assert!(queue.send(a, frame(seq), 0));
+            assert!(queue.send(a, Ms20, frame(seq), 0));
         }
-        assert!(!queue.send(a, frame(FRAME_QUEUE as u32), 0));
+        assert!(!queue.send(a, Ms20, frame(FRAME_QUEUE as u32), 0));
         drop(mixing);
         let (queue, mixing) = frame_queue(FrameDuration::Ms20, Arc::default());
         drop(mixing);
-        assert!(!queue.send(a, frame(0), 0));
-    }
-
-    #[test]
-    fn while_the_node_task_sets_whom_to_keep_frames_wait() {
-        let keep = Arc::new(Keep::default());
-        let (queue, mut mixing) = frame_queue(FrameDuration::Ms20, keep.clone());
-        let a = PublicKey([1; 32]);
-        keep.set(Some([a].into_iter().collect()));
-        assert!(queue.send(a, frame(0), 0));
-        let held = keep.0.lock().unwrap_or_else(|p| p.into_inner());
-        // Never waited for: this period takes nothing.
-        assert_eq!(keep.take(), Err(Busy));
-        mixing.take_incoming();
-        assert!(buffered(&mixing).is_empty());
-        drop(held);
-        mixing.take_incoming();
-        assert_eq!(buffered(&mixing), vec![a]);
-        assert_eq!(keep.take(), Ok(None));
+        assert!(!queue.send(a, Ms20, frame(0), 0));
     }
 }

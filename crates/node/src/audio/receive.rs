@@ -2,7 +2,7 @@
 //! (`playout::frame_queue`; the thread owns the jitter buffers).
 //!
 //! A frame is dropped unless its stream's header names the current room and a speaker the
-//! verified state allows to transmit ([`Policy`]), and the peer that sent it is that speaker
+//! verified state allows to transmit ([`SharedPolicy`]), and the peer that sent it is that speaker
 //! (direct streams only, until forwarding hops exist). A peer sending far above the frame rate
 //! is rate-limited, and reported so the node can close its streams.
 
@@ -10,8 +10,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ruang_audio::codec;
+use ruang_audio::format::FrameDuration;
 use ruang_audio::wire::Frame;
-use ruang_net::{AudioInbox, PeerId};
+use ruang_net::{AudioIn, AudioInbox};
 use ruang_proto::PublicKey;
 use ruang_proto::ephemeral::{Rate, RateLimiter};
 use ruang_proto::room::RoomId;
@@ -29,6 +31,9 @@ const FRAME_BURST: u32 = 100;
 const FLOOD_STRIKES: u32 = 200;
 /// Peers tracked by the frame rate limiter.
 const MAX_TRACKED_PEERS: usize = 1_024;
+/// Streams whose admission is remembered; past this the decisions are forgotten and made
+/// again at each stream's next frame (a stream's number is never reused).
+const MAX_TRACKED_STREAMS: usize = 1_024;
 
 /// Counters of the receive path.
 #[derive(Debug, Default)]
@@ -48,7 +53,7 @@ pub struct ReceiveCounters {
 /// What the receive task works with.
 pub struct Receiver {
     /// Who may be heard.
-    pub policy: SharedPolicy,
+    pub policy: Arc<SharedPolicy>,
     /// Where accepted frames go: the running playout's queue, if any.
     pub frames: tokio::sync::watch::Receiver<Option<FrameSender>>,
     /// The node's clock (arrival times).
@@ -74,8 +79,7 @@ pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
         events,
         counters,
     } = receiver;
-    let mut headers: HashMap<Arc<[u8]>, Option<AudioHeader>> = HashMap::new();
-    let mut speakers: HashMap<PeerId, Option<PublicKey>> = HashMap::new();
+    let mut streams: HashMap<u64, Admission> = HashMap::new();
     // Speakers whose first frame in a room was reported.
     let mut heard: HashSet<(RoomId, PublicKey)> = HashSet::new();
     // Twice the nominal rate on average: a speaker's own rate never trips it.
@@ -89,36 +93,25 @@ pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
                 }
                 break 'verdict Verdict::Limited;
             }
-            if headers.len() > 256 {
-                headers.clear();
+            if streams.len() >= MAX_TRACKED_STREAMS {
+                streams.clear();
             }
-            let header = headers
-                .entry(input.header.clone())
-                .or_insert_with(|| AudioHeader::decode(&input.header).ok());
-            let Some(header) = header.clone() else {
-                break 'verdict Verdict::Malformed;
+            let admission = *streams
+                .entry(input.stream)
+                .or_insert_with(|| Admission::of(&input));
+            let (header, frame_duration) = match admission {
+                Admission::Admitted(header, frame) => (header, frame),
+                Admission::Malformed => break 'verdict Verdict::Malformed,
+                Admission::Refused => break 'verdict Verdict::Refused,
             };
-            if speakers.len() > MAX_TRACKED_PEERS {
-                speakers.clear();
-            }
-            let sender = *speakers
-                .entry(input.peer)
-                .or_insert_with(|| ids::public_key(&input.peer));
-            if sender != Some(header.speaker) {
-                // Only direct streams exist today: the sending peer must be the speaker.
+            let in_force = policy.load();
+            if !in_force.hears(&header.room, &header.speaker) {
                 break 'verdict Verdict::Refused;
             }
-            let key = {
-                let p = policy.read().unwrap_or_else(|e| e.into_inner());
-                if p.room != Some(header.room) || !p.allowed.contains(&header.speaker) {
-                    break 'verdict Verdict::Refused;
-                }
-                p.key.clone()
-            };
             let Ok(mut frame) = Frame::decode(&input.frame) else {
                 break 'verdict Verdict::Malformed;
             };
-            if let Some(key) = key {
+            if let Some(key) = &in_force.key {
                 let aad = crate::audio::frame_aad(&frame);
                 match key.open_audio(
                     &header.room.0.0,
@@ -131,6 +124,13 @@ pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
                     Err(_) => break 'verdict Verdict::Malformed,
                 }
             }
+            // A packet of another length than the stream's frames would only fail to decode
+            // at the playout.
+            if !frame.payload.is_empty()
+                && codec::packet_samples(&frame.payload).ok() != Some(frame_duration.samples())
+            {
+                break 'verdict Verdict::Malformed;
+            }
             if heard.len() > MAX_TRACKED_PEERS {
                 heard.clear();
             }
@@ -140,7 +140,7 @@ pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
             }
             if decode && let Some(queue) = frames.borrow().as_ref() {
                 let arrival = clock.at(input.received_at);
-                if !queue.send(header.speaker, frame, arrival) {
+                if !queue.send(header.speaker, frame_duration, frame, arrival) {
                     counters.queue_full.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -153,6 +153,35 @@ pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
             Verdict::Limited => &counters.limited,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What the receive task decided about a stream at its first frame. A stream's header and
+/// sending peer are fixed for its life, so the decision holds for every frame after; only the
+/// policy is looked at again per frame.
+#[derive(Clone, Copy, Debug)]
+enum Admission {
+    /// A well-formed header naming the sending peer as its speaker, with its frames' length.
+    Admitted(AudioHeader, FrameDuration),
+    /// A header that does not decode, or names a frame length that does not exist.
+    Malformed,
+    /// A header naming someone other than the sending peer (only direct streams exist today:
+    /// the sending peer must be the speaker).
+    Refused,
+}
+
+impl Admission {
+    fn of(input: &AudioIn) -> Admission {
+        let Ok(header) = AudioHeader::decode(&input.header) else {
+            return Admission::Malformed;
+        };
+        let Some(frame) = FrameDuration::from_millis(header.frame_ms.into()) else {
+            return Admission::Malformed;
+        };
+        if ids::public_key(&input.peer) != Some(header.speaker) {
+            return Admission::Refused;
+        }
+        Admission::Admitted(header, frame)
     }
 }
 

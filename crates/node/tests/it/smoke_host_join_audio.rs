@@ -1,5 +1,6 @@
 //! The smallest real room: a host speaks a synthetic voice, a listener joins by ticket, syncs
-//! the log and hears the host.
+//! the log and hears the host. Each node picks its own frame length (`--frame-ms`), so the
+//! host's frames may be twice or half the listener's.
 
 use std::time::Duration;
 
@@ -7,14 +8,30 @@ use crate::common::*;
 use anyhow::Result;
 use ruang_audio::format::FrameDuration;
 use ruang_audio::source::{Limited, VoiceSource};
+use ruang_net::Transport;
 use ruang_node::{JoinTarget, NodeEvent, Pacing};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_joins_by_ticket_and_hears_the_host() -> Result<()> {
-    let host = node("host").await?;
-    let listener = node("listener").await?;
+    hears_the_host(FrameDuration::Ms20, FrameDuration::Ms20).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_at_20_ms_hears_a_host_at_10_ms() -> Result<()> {
+    hears_the_host(FrameDuration::Ms10, FrameDuration::Ms20).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_at_10_ms_hears_a_host_at_20_ms() -> Result<()> {
+    hears_the_host(FrameDuration::Ms20, FrameDuration::Ms10).await
+}
+
+/// A host speaking in frames of `speaking`, heard by a listener playing frames of `playing`.
+async fn hears_the_host(speaking: FrameDuration, playing: FrameDuration) -> Result<()> {
+    let host = node_with("host", Transport::QuicOnly, |b| b.frame(speaking)).await?;
+    let listener = node_with("listener", Transport::QuicOnly, |b| b.frame(playing)).await?;
     let joined = host.host(room("smoke")).await?;
-    let voice = Limited::millis(VoiceSource::new(7, FrameDuration::Ms20), 4_000);
+    let voice = Limited::millis(VoiceSource::new(7, speaking), 4_000);
     let sink = SharedSink::default();
     let mut events = listener.subscribe();
     let j = tokio::time::timeout(
@@ -49,8 +66,10 @@ async fn listener_joins_by_ticket_and_hears_the_host() -> Result<()> {
         .await
     });
     host.speak(Box::new(voice), Pacing::RealTime).await?;
+    // Two seconds of the host's frames played.
+    let frames = 2_000 / speaking.as_millis();
     let stats = wait_for(&mut events, Duration::from_secs(10), |e| match e {
-        NodeEvent::Stats { speakers, .. } if speakers.iter().any(|s| s.played > 150) => {
+        NodeEvent::Stats { speakers, .. } if speakers.iter().any(|s| s.played > frames) => {
             Some(speakers.clone())
         }
         _ => None,
