@@ -124,11 +124,7 @@ pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
                     Err(_) => break 'verdict Verdict::Malformed,
                 }
             }
-            // A packet of another length than the stream's frames would only fail to decode
-            // at the playout.
-            if !frame.payload.is_empty()
-                && codec::packet_samples(&frame.payload).ok() != Some(frame_duration.samples())
-            {
+            if !fits(&frame.payload, frame_duration) {
                 break 'verdict Verdict::Malformed;
             }
             if heard.len() > MAX_TRACKED_PEERS {
@@ -185,9 +181,77 @@ impl Admission {
     }
 }
 
+/// Whether `payload` is an Opus packet of one `frame` (or empty: the end of a talk spurt). A
+/// packet of another length would only fail to decode at the playout.
+fn fits(payload: &[u8], frame: FrameDuration) -> bool {
+    payload.is_empty() || codec::packet_samples(payload).ok() == Some(frame.samples())
+}
+
 enum Verdict {
     Accepted,
     Refused,
     Malformed,
     Limited,
+}
+
+#[cfg(test)]
+mod tests {
+    use ruang_audio::codec::{Encoder, EncoderConfig};
+    use ruang_proto::{Hash, Identity};
+
+    use super::*;
+
+    fn input(peer: &Identity, header: Vec<u8>) -> AudioIn {
+        AudioIn {
+            peer: ids::peer_id(&peer.public()).unwrap(),
+            stream: 1,
+            header: header.into(),
+            frame: bytes::Bytes::new(),
+            received_at: std::time::Instant::now(),
+        }
+    }
+
+    fn header(speaker: &Identity, frame_ms: u8) -> Vec<u8> {
+        AudioHeader {
+            room: RoomId(Hash([4; 32])),
+            speaker: speaker.public(),
+            frame_ms,
+            salt: 9,
+        }
+        .encode()
+    }
+
+    #[test]
+    fn a_stream_is_admitted_by_its_header_and_sender() {
+        let mut rng = rand::rng();
+        let (alice, mallory) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
+        assert!(matches!(
+            Admission::of(&input(&alice, header(&alice, 10))),
+            Admission::Admitted(h, FrameDuration::Ms10) if h.speaker == alice.public()
+        ));
+        // Naming someone else.
+        assert!(matches!(
+            Admission::of(&input(&mallory, header(&alice, 20))),
+            Admission::Refused
+        ));
+        // A frame length that does not exist; a header that does not decode.
+        assert!(matches!(
+            Admission::of(&input(&alice, header(&alice, 15))),
+            Admission::Malformed
+        ));
+        assert!(matches!(
+            Admission::of(&input(&alice, vec![0xff; 7])),
+            Admission::Malformed
+        ));
+    }
+
+    #[test]
+    fn a_packet_must_be_one_frame_of_its_stream() {
+        let mut encoder = Encoder::new(EncoderConfig::default()).unwrap();
+        let packet = encoder.encode(&[0.1; 960]).unwrap();
+        assert!(fits(&packet, FrameDuration::Ms20));
+        assert!(!fits(&packet, FrameDuration::Ms10));
+        assert!(fits(&[], FrameDuration::Ms10));
+        assert!(!fits(&[0xff, 0xff, 0xff], FrameDuration::Ms20));
+    }
 }
