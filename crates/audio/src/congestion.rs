@@ -11,7 +11,8 @@
 //!   path is taken as congested — Google Congestion Control's loss-based rule
 //!   (draft-ietf-rmcat-gcc) lowers the rate above 10 %, but per packet over UDP; here a burst
 //!   of lost packets on a wide path makes a second with a quarter of its frames late, and
-//!   must not count.
+//!   must not count. While no report is fresh the average holds (for [`SILENCE_HELD_MS`]): a
+//!   narrow path carries the reports late or not at all, and silence is not a clean path.
 //! - **The sender's own link queues**: over TCP (and QUIC once its buffers are full) a slow
 //!   path blocks the writes, frames wait in the link's queue of a few frames and the oldest is
 //!   dropped. A backlog of half the queue, or a frame dropped from it, is congestion seen
@@ -91,6 +92,13 @@ impl SmoothedLoss {
         SmoothedLoss::default()
     }
 
+    /// The average, unchanged, at `now_ms`: no listener reported lately, which says nothing
+    /// about the path (its reports may be the first thing a collapsing path stops carrying).
+    pub fn hold(&mut self, now_ms: u64) -> u16 {
+        self.last_ms = Some(now_ms);
+        self.permille.round().clamp(0.0, 1000.0) as u16
+    }
+
     /// Takes the loss in force at `now_ms` (the latest reports, ‰); returns the average.
     pub fn update(&mut self, now_ms: u64, permille: u16) -> u16 {
         let dt = self.last_ms.map_or(0, |t| now_ms.saturating_sub(t));
@@ -151,6 +159,10 @@ impl Bitrate {
     }
 }
 
+/// How long the loss average holds while no listener reports, ms; after that it decays as if
+/// they reported a clean path (they may have left).
+pub const SILENCE_HELD_MS: u64 = 30_000;
+
 /// After a sign that the path is too narrow (a backed-up link, a report of
 /// [`CONGESTED_LOSS_PERMILLE`] or more), no copies for this long, ms: doubling the audio on
 /// such a path makes it collapse before the bitrate can come down.
@@ -180,6 +192,8 @@ pub struct Protection {
     smoothed: SmoothedLoss,
     bitrate: Bitrate,
     no_copies_until_ms: u64,
+    /// When a fresh report was last taken.
+    last_report_ms: Option<u64>,
 }
 
 impl Protection {
@@ -191,6 +205,7 @@ impl Protection {
             smoothed: SmoothedLoss::new(),
             bitrate: Bitrate::new(configured_bps),
             no_copies_until_ms: 0,
+            last_report_ms: None,
         }
     }
 
@@ -211,7 +226,24 @@ impl Protection {
     ) -> Decision {
         let worst = reported.unwrap_or(0);
         self.hint.update(now_ms, worst);
-        let lossy = self.smoothed.update(now_ms, worst) > CONGESTED_LOSS_PERMILLE;
+        // Without a fresh report the average holds: taking silence for a clean path kept the
+        // bitrate up on a path too narrow for the audio, whose reports got through only now
+        // and then (`ruang-node`'s `a_narrow_path_lowers_the_hosts_bitrate…` under load).
+        // The hold lasts [`SILENCE_HELD_MS`]: listeners that left say nothing either.
+        let smoothed = match reported {
+            Some(worst) => {
+                self.last_report_ms = Some(now_ms);
+                self.smoothed.update(now_ms, worst)
+            }
+            None if self
+                .last_report_ms
+                .is_some_and(|at| now_ms.saturating_sub(at) < SILENCE_HELD_MS) =>
+            {
+                self.smoothed.hold(now_ms)
+            }
+            None => self.smoothed.update(now_ms, 0),
+        };
+        let lossy = smoothed > CONGESTED_LOSS_PERMILLE;
         let congested = links_congested || lossy;
         let bitrate_bps = self.bitrate.update(now_ms, congested);
         if congested || worst >= CONGESTED_LOSS_PERMILLE {
@@ -378,6 +410,29 @@ mod tests {
         // A backed-up link lowers the bitrate and stops the copies.
         let narrow = p.update(40_000, Some(50), true);
         assert_eq!((narrow.copies, narrow.bitrate_bps), (false, 24_000));
+    }
+
+    #[test]
+    fn reports_that_get_through_now_and_then_still_lower_the_bitrate() {
+        // A narrow path: the listener misses a quarter of the frames, and its reports, sent
+        // every second, reach the speaker one time in four (each fresh for 5 s there, checked
+        // every 200 ms): fresh for 5 s, then 15 s without.
+        let mut p = Protection::new(32_000);
+        let mut lowest = 32_000;
+        for tick in 0..300u64 {
+            let now = tick * 200;
+            let fresh = now % 20_000 < 5_000;
+            let decision = p.update(now, fresh.then_some(250), false);
+            lowest = lowest.min(decision.bitrate_bps);
+        }
+        assert!(lowest < 32_000, "the bitrate stayed at {lowest}");
+        // The listener leaves: after SILENCE_HELD_MS the average decays, and the bitrate
+        // climbs back to the configured one.
+        let mut last = lowest;
+        for tick in 300..1_500u64 {
+            last = p.update(tick * 200, None, false).bitrate_bps;
+        }
+        assert_eq!(last, 32_000);
     }
 
     #[test]
