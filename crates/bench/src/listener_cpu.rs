@@ -110,7 +110,7 @@ fn run(speakers: usize, frame: FrameDuration, rounds: usize) -> Result<(Clocks, 
                 let t = Instant::now();
                 if ok {
                     // Into the playout's queue, as the receive task does.
-                    queue.send(keys[s], frame, fr.clone(), arrival);
+                    queue.send(room, keys[s], frame, fr.clone(), arrival);
                 }
                 clocks.push += t.elapsed();
                 // The playout side pulls from its own streams (Mixing's pull is private to

@@ -131,14 +131,12 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
     // Frames go to the playout thread while one runs (`Command::Listen`), else nowhere.
     let (frames, frames_rx) = tokio::sync::watch::channel(None);
     let counters = Arc::new(ReceiveCounters::default());
-    let frame_rate = (1_000 / config.frame.as_millis()) as u32;
     tokio::spawn(receive::run(
         inbox,
         receive::Receiver {
             policy: policy.clone(),
             frames: frames_rx,
             clock,
-            frame_rate,
             decode: config.decode_audio,
             events: audio_tx.clone(),
             counters: counters.clone(),

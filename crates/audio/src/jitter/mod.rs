@@ -4,11 +4,13 @@
 //! loudspeaker wants exactly one frame every frame period. A [`Buffer`] sits in between:
 //!
 //! - [`Buffer::push`]`(frame, arrival_us)` whenever a frame comes in;
-//! - [`Buffer::pull`]`(now_us)` exactly once per frame period, from the playout clock, which
-//!   says what to play now: a [`Playout::Packet`], a [`Playout::Fec`] recovery from the next
-//!   packet, a [`Playout::Conceal`] or [`Playout::Silence`].
+//! - [`Buffer::pull`]`(now_us)` exactly once per frame of the stream, on the playout clock,
+//!   which says what to play now: a [`Playout::Packet`], a [`Playout::Fec`] recovery from the
+//!   next packet, a [`Playout::Conceal`] or [`Playout::Silence`].
 //!
-//! [`SpeakerStream`] wraps a buffer and an Opus decoder and hands out PCM directly.
+//! [`SpeakerStream`] wraps a buffer and an Opus decoder and hands out PCM directly, also into
+//! playout periods of another length than the stream's frames
+//! ([`SpeakerStream::pull_into`]).
 //!
 //! # How it decides
 //!
@@ -61,7 +63,7 @@ use crate::wire::Frame;
 /// Settings of a jitter [`Buffer`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Config {
-    /// Frame duration of the stream (and of the pull period).
+    /// Frame duration of the stream (one pull per frame).
     pub frame: FrameDuration,
     /// Smallest target delay in ms (at least one frame). Default: one frame — a clean path
     /// plays each frame at the first pull after it arrives; the estimator grows the target
@@ -98,20 +100,6 @@ impl Config {
             forget_window_frames: 10_000 / frame_ms,
             shrink_ms_per_s: frame_ms,
             max_underrun_frames: 60 / frame_ms,
-        }
-    }
-}
-
-impl Config {
-    /// The defaults for a speaker's frames of `frame` played in periods of `period` (the
-    /// listener's own frame length; see [`SpeakerStream::pull_into`]). The smallest delay is
-    /// at least one period: when the speaker's frames are shorter than the period, each
-    /// period plays two of them at once, and the second must have arrived by then.
-    pub fn for_period(frame: FrameDuration, period: FrameDuration) -> Config {
-        let config = Config::new(frame);
-        Config {
-            min_delay_ms: config.min_delay_ms.max(period.as_millis() as u32),
-            ..config
         }
     }
 }

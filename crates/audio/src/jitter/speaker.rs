@@ -132,13 +132,19 @@ impl SpeakerStream {
     /// a frame of the stream each time the last one is used up, and returns the activity of
     /// the latest frame. A playout whose period differs from the speaker's frames plays them
     /// through this: a 20 ms frame over two 10 ms periods, or two 10 ms frames in one 20 ms
-    /// period (the second pulled at `now_us` plus the samples before it). Call once per
-    /// period; a [`SpeakerStream::pull`] in between drops what was left of a frame.
+    /// period. The frames of a period are pulled at times that end at `now_us`, a frame
+    /// apart (two 10 ms frames in a 20 ms period: at `now_us - 10 ms`, then `now_us`): the
+    /// buffer is never asked about a time that has not come, so the last frame of the period
+    /// gets the whole margin the buffer keeps for the path's jitter. Call once per period; a
+    /// [`SpeakerStream::pull`] in between drops what was left of a frame.
     pub fn pull_into(&mut self, now_us: u64, out: &mut [f32]) -> Activity {
+        let us = |samples: usize| samples as u64 * 1_000 / u64::from(SAMPLES_PER_MS);
+        // How far the period's first frame is pulled before its last.
+        let lead_us = us(out.len().saturating_sub(self.pcm.len()));
         let mut filled = 0;
         while filled < out.len() {
             if self.used >= self.pcm.len() {
-                let at = now_us + filled as u64 * 1_000 / u64::from(SAMPLES_PER_MS);
+                let at = (now_us + us(filled)).saturating_sub(lead_us);
                 self.pull(at);
                 self.used = 0;
             }

@@ -13,6 +13,7 @@ use ruang_audio::mixer::Mixer;
 use ruang_audio::sink::Sink;
 use ruang_audio::wire::Frame;
 use ruang_proto::PublicKey;
+use ruang_proto::room::RoomId;
 use ruang_session::AudioPolicy;
 use tokio::sync::mpsc;
 
@@ -22,6 +23,9 @@ use crate::clock::Clock;
 /// Most remote speakers buffered at once (a stage is small; this bounds memory if a bug or an
 /// attack lets many through).
 pub const MAX_SPEAKERS: usize = 64;
+/// How long a speaker's frames must have stopped before frames of another length start a new
+/// buffer for it, µs.
+const RESTART_QUIET_US: u64 = 1_000_000;
 /// How often, in frames, the playout reports statistics (once a second at 20 ms).
 const STATS_EVERY_MS: u64 = 1_000;
 
@@ -29,6 +33,8 @@ struct Slot {
     stream: SpeakerStream,
     /// The length of the speaker's frames (its own choice; the playout's period may differ).
     frame: FrameDuration,
+    /// When its latest frame arrived (node clock, µs).
+    last_arrival_us: u64,
     talking: bool,
 }
 
@@ -39,6 +45,8 @@ pub const FRAME_QUEUE: usize = 512;
 
 /// A frame on its way to the playout thread.
 struct Incoming {
+    /// The room its stream's header names.
+    room: RoomId,
     speaker: PublicKey,
     /// The length of the speaker's frames, from its stream's header.
     duration: FrameDuration,
@@ -53,11 +61,12 @@ pub struct FrameSender {
 }
 
 impl FrameSender {
-    /// Queues a frame of `speaker` (whose frames are `duration` long) that arrived at
-    /// `arrival_us` (node clock); `false` when the queue is full or the playout it fed has
+    /// Queues a frame of `speaker` in `room` (whose frames are `duration` long) that arrived
+    /// at `arrival_us` (node clock); `false` when the queue is full or the playout it fed has
     /// stopped.
     pub fn send(
         &self,
+        room: RoomId,
         speaker: PublicKey,
         duration: FrameDuration,
         frame: Frame,
@@ -65,6 +74,7 @@ impl FrameSender {
     ) -> bool {
         self.tx
             .try_send(Incoming {
+                room,
                 speaker,
                 duration,
                 frame,
@@ -119,24 +129,28 @@ impl Mixing {
     /// another length gets a fresh buffer and decoder.
     fn push(&mut self, incoming: Incoming) {
         let Incoming {
+            room: _,
             speaker,
             duration,
             frame,
             arrival_us,
         } = incoming;
-        if self
-            .speakers
-            .get(&speaker)
-            .is_some_and(|s| s.frame != duration)
+        if let Some(slot) = self.speakers.get(&speaker)
+            && slot.frame != duration
         {
+            // A speaker that restarted with frames of another length; while its frames of
+            // the old length still come (two streams at once), the new ones are dropped, so
+            // a peer cannot make this thread build a decoder for every frame.
+            if arrival_us.saturating_sub(slot.last_arrival_us) < RESTART_QUIET_US {
+                return;
+            }
             self.speakers.remove(&speaker);
         }
         if !self.speakers.contains_key(&speaker) {
             if self.speakers.len() >= MAX_SPEAKERS {
                 return;
             }
-            let Ok(stream) = SpeakerStream::new(jitter::Config::for_period(duration, self.frame))
-            else {
+            let Ok(stream) = SpeakerStream::new(jitter::Config::new(duration)) else {
                 return;
             };
             self.speakers.insert(
@@ -144,11 +158,13 @@ impl Mixing {
                 Slot {
                     stream,
                     frame: duration,
+                    last_arrival_us: arrival_us,
                     talking: false,
                 },
             );
         }
         if let Some(slot) = self.speakers.get_mut(&speaker) {
+            slot.last_arrival_us = slot.last_arrival_us.max(arrival_us);
             slot.stream.push(frame, arrival_us);
         }
     }
@@ -160,7 +176,7 @@ impl Mixing {
     pub fn take_incoming(&mut self) {
         self.follow_policy();
         while let Ok(incoming) = self.frames.try_recv() {
-            if self.keeps(&incoming.speaker) {
+            if self.keeps(&incoming.room, &incoming.speaker) {
                 self.push(incoming);
             }
         }
@@ -170,11 +186,11 @@ impl Mixing {
     /// may still be queued after it, and are not. The receive task let the frame through
     /// under the policy in force then: the one followed here or a later one, so the policy
     /// is looked at again before the frame is turned away.
-    fn keeps(&mut self, speaker: &PublicKey) -> bool {
-        if !self.following.hears_in_room(speaker) {
+    fn keeps(&mut self, room: &RoomId, speaker: &PublicKey) -> bool {
+        if !self.following.hears(room, speaker) {
             self.follow_policy();
         }
-        self.following.hears_in_room(speaker)
+        self.following.hears(room, speaker)
     }
 
     /// Follows the policy in force, if it changed: drops the buffers of speakers it does not
@@ -324,28 +340,29 @@ mod tests {
         })
     }
 
-    const ROOM: Option<RoomId> = Some(RoomId(ruang_proto::Hash([7; 32])));
+    const IN: RoomId = RoomId(ruang_proto::Hash([7; 32]));
+    const ROOM: Option<RoomId> = Some(IN);
 
     #[test]
     fn queued_frames_reach_the_buffers_and_the_policy_drops_the_others() {
         let (a, b) = (PublicKey([1; 32]), PublicKey([2; 32]));
         let shared = Arc::new(SharedPolicy::new((*policy(ROOM, &[a, b])).clone()));
         let (queue, mut mixing) = frame_queue(FrameDuration::Ms20, shared.clone());
-        assert!(queue.send(a, Ms20, frame(0), 0));
-        assert!(queue.send(b, Ms20, frame(0), 0));
+        assert!(queue.send(IN, a, Ms20, frame(0), 0));
+        assert!(queue.send(IN, b, Ms20, frame(0), 0));
         // Nothing reaches the buffers until the playout thread takes it.
         assert!(buffered(&mixing).is_empty());
         mixing.take_incoming();
         assert_eq!(buffered(&mixing), vec![a, b]);
         // `a` is muted: its frame accepted before that, still queued, is not played, and its
         // buffer goes.
-        assert!(queue.send(a, Ms20, frame(1), 20_000));
+        assert!(queue.send(IN, a, Ms20, frame(1), 20_000));
         shared.set(policy(ROOM, &[b]));
         mixing.take_incoming();
         assert_eq!(buffered(&mixing), vec![b]);
         // The room is left: nobody's frames are kept, even a speaker still listed.
         shared.set(policy(None, &[b]));
-        assert!(queue.send(b, Ms20, frame(1), 20_000));
+        assert!(queue.send(IN, b, Ms20, frame(1), 20_000));
         mixing.take_incoming();
         assert!(buffered(&mixing).is_empty());
     }
@@ -355,12 +372,12 @@ mod tests {
         let (a, b) = (PublicKey([1; 32]), PublicKey([2; 32]));
         let shared = Arc::new(SharedPolicy::new((*policy(ROOM, &[a])).clone()));
         let (queue, mut mixing) = frame_queue(FrameDuration::Ms20, shared.clone());
-        assert!(queue.send(a, Ms20, frame(0), 0));
+        assert!(queue.send(IN, a, Ms20, frame(0), 0));
         mixing.take_incoming();
         // `b` is invited after the playout's period began: the receive task lets its frame
         // through under the new policy while the playout still follows the old one.
         shared.set(policy(ROOM, &[a, b]));
-        assert!(mixing.keeps(&b));
+        assert!(mixing.keeps(&IN, &b));
         assert_eq!(buffered(&mixing), vec![a]);
         // A speaker dropped since: its buffer goes at the next period.
         shared.set(policy(ROOM, &[b]));
@@ -369,16 +386,49 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_queued_for_another_room_is_not_played() {
+        let a = PublicKey([1; 32]);
+        let other = RoomId(ruang_proto::Hash([8; 32]));
+        let shared = Arc::new(SharedPolicy::new((*policy(ROOM, &[a])).clone()));
+        let (queue, mut mixing) = frame_queue(FrameDuration::Ms20, shared);
+        // Queued in the room left, `a` on stage in both.
+        assert!(queue.send(other, a, Ms20, frame(0), 0));
+        mixing.take_incoming();
+        assert!(buffered(&mixing).is_empty());
+        assert!(queue.send(IN, a, Ms20, frame(1), 20_000));
+        mixing.take_incoming();
+        assert_eq!(buffered(&mixing), vec![a]);
+    }
+
+    #[test]
+    fn frames_of_another_length_restart_a_speaker_only_after_a_pause() {
+        let a = PublicKey([1; 32]);
+        let shared = Arc::new(SharedPolicy::new((*policy(ROOM, &[a])).clone()));
+        let (queue, mut mixing) = frame_queue(FrameDuration::Ms20, shared);
+        assert!(queue.send(IN, a, Ms20, frame(0), 0));
+        mixing.take_incoming();
+        // 10 ms frames while 20 ms ones still come (two streams): dropped, the buffer stays.
+        assert!(queue.send(IN, a, FrameDuration::Ms10, frame(1), 20_000));
+        mixing.take_incoming();
+        assert_eq!(mixing.speakers[&a].frame, Ms20);
+        assert_eq!(mixing.speakers[&a].stream.stats().jitter.received, 1);
+        // After a second without frames: the speaker restarted at 10 ms.
+        assert!(queue.send(IN, a, FrameDuration::Ms10, frame(0), 1_000_000));
+        mixing.take_incoming();
+        assert_eq!(mixing.speakers[&a].frame, FrameDuration::Ms10);
+    }
+
+    #[test]
     fn a_full_queue_turns_frames_away_and_a_stopped_playout_takes_none() {
         let (queue, mixing) = frame_queue(FrameDuration::Ms20, Arc::default());
         let a = PublicKey([1; 32]);
         for seq in 0..FRAME_QUEUE as u32 {
-            assert!(queue.send(a, Ms20, frame(seq), 0));
+            assert!(queue.send(IN, a, Ms20, frame(seq), 0));
         }
-        assert!(!queue.send(a, Ms20, frame(FRAME_QUEUE as u32), 0));
+        assert!(!queue.send(IN, a, Ms20, frame(FRAME_QUEUE as u32), 0));
         drop(mixing);
         let (queue, mixing) = frame_queue(FrameDuration::Ms20, Arc::default());
         drop(mixing);
-        assert!(!queue.send(a, Ms20, frame(0), 0));
+        assert!(!queue.send(IN, a, Ms20, frame(0), 0));
     }
 }

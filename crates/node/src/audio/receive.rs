@@ -25,8 +25,13 @@ use crate::clock::Clock;
 use crate::ids;
 use crate::wire::AudioHeader;
 
-/// Frames a peer may send in a burst before its rate is checked (a second of 10 ms frames).
-const FRAME_BURST: u32 = 100;
+/// Frames a peer may send in a burst before its rate is checked (a second of 10 ms frames,
+/// each sent twice).
+const FRAME_BURST: u32 = 200;
+/// Frames a second a peer may send on average: the most an honest speaker sends (10 ms frames,
+/// whatever this node's own frame length, each sent twice on a lossy path: 200) and half
+/// again, so a speaker's own rate never trips it.
+const FRAMES_PER_SECOND: f64 = 300.0;
 /// Consecutive over-rate frames after which the peer is reported as flooding.
 const FLOOD_STRIKES: u32 = 200;
 /// Peers tracked by the frame rate limiter.
@@ -58,8 +63,6 @@ pub struct Receiver {
     pub frames: tokio::sync::watch::Receiver<Option<FrameSender>>,
     /// The node's clock (arrival times).
     pub clock: Clock,
-    /// Frames per second one speaker sends.
-    pub frame_rate: u32,
     /// With `decode` off, accepted frames are counted but not buffered.
     pub decode: bool,
     /// Where to report floods.
@@ -74,7 +77,6 @@ pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
         policy,
         frames,
         clock,
-        frame_rate,
         decode,
         events,
         counters,
@@ -82,8 +84,7 @@ pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
     let mut streams: HashMap<u64, Admission> = HashMap::new();
     // Speakers whose first frame in a room was reported.
     let mut heard: HashSet<(RoomId, PublicKey)> = HashSet::new();
-    // Twice the nominal rate on average: a speaker's own rate never trips it.
-    let mut limiter = RateLimiter::new(FRAME_BURST, f64::from(frame_rate) * 2.0, MAX_TRACKED_PEERS);
+    let mut limiter = RateLimiter::new(FRAME_BURST, FRAMES_PER_SECOND, MAX_TRACKED_PEERS);
     while let Some(input) = inbox.recv().await {
         let now_ms = clock.now_us() / 1_000;
         let verdict = 'verdict: {
@@ -136,7 +137,7 @@ pub async fn run(mut inbox: AudioInbox, receiver: Receiver) {
             }
             if decode && let Some(queue) = frames.borrow().as_ref() {
                 let arrival = clock.at(input.received_at);
-                if !queue.send(header.speaker, frame_duration, frame, arrival) {
+                if !queue.send(header.room, header.speaker, frame_duration, frame, arrival) {
                     counters.queue_full.fetch_add(1, Ordering::Relaxed);
                 }
             }
