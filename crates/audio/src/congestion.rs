@@ -96,7 +96,7 @@ impl SmoothedLoss {
     /// about the path (its reports may be the first thing a collapsing path stops carrying).
     pub fn hold(&mut self, now_ms: u64) -> u16 {
         self.last_ms = Some(now_ms);
-        self.permille.round().clamp(0.0, 1000.0) as u16
+        self.average()
     }
 
     /// Takes the loss in force at `now_ms` (the latest reports, ‰); returns the average.
@@ -105,6 +105,10 @@ impl SmoothedLoss {
         self.last_ms = Some(now_ms);
         let weight = 1.0 - (-(dt as f64) / LOSS_SMOOTHING_MS as f64).exp();
         self.permille += (f64::from(permille) - self.permille) * weight;
+        self.average()
+    }
+
+    fn average(&self) -> u16 {
         self.permille.round().clamp(0.0, 1000.0) as u16
     }
 }

@@ -42,6 +42,7 @@ const LOSS_CHECK_EVERY: u64 = 10;
 const REPORT_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the capture thread sends to, shared with the node task that decides it.
+#[derive(Default)]
 pub struct Outbound {
     /// One link per peer this node streams to.
     pub links: Mutex<Vec<AudioLink>>,
@@ -69,14 +70,8 @@ impl Outbound {
     /// Nothing to send to yet, under `policy`.
     pub fn new(policy: Arc<SharedPolicy>) -> Self {
         Outbound {
-            links: Mutex::default(),
             policy,
-            self_muted: AtomicBool::default(),
-            frames: AtomicU64::default(),
-            salt: AtomicU64::default(),
-            loss_hint: AtomicU64::default(),
-            bitrate_bps: AtomicU64::default(),
-            copies: AtomicBool::default(),
+            ..Outbound::default()
         }
     }
 

@@ -2,9 +2,9 @@
 //! (`playout::frame_queue`; the thread owns the jitter buffers).
 //!
 //! A frame is dropped unless its stream's header names the current room and a speaker the
-//! verified state allows to transmit ([`SharedPolicy`]), and the peer that sent it is that speaker
-//! (direct streams only, until forwarding hops exist). A peer sending far above the frame rate
-//! is rate-limited, and reported so the node can close its streams.
+//! verified state allows to transmit ([`SharedPolicy`]), and the peer that sent it is that
+//! speaker (direct streams only, until forwarding hops exist). A peer sending far above the
+//! frame rate is rate-limited, and reported so the node can close its streams.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
