@@ -74,6 +74,15 @@ struct Started {
 }
 
 impl Window {
+    /// Whether this window delivered at least `share` of its frames, or, on a machine too
+    /// loaded for that, no fewer than `control` (a listener out of the attack's reach, measured
+    /// over the same stretch) less `slack`. The suite runs two tests at once on two cores: a
+    /// late frame counts as lost, and both listeners lose those to the load alike; only the
+    /// difference is the attack's.
+    fn holds_up(&self, control: &Window, share: f64, slack: f64) -> bool {
+        self.delivered() >= share.min(control.delivered() - slack)
+    }
+
     fn start(victim: &mut Proc, key: &str) -> Result<Started> {
         let cpu = procstat::sample(victim.pid()).context("victim gone")?;
         Ok(Started {
@@ -216,6 +225,8 @@ fn a_new_speaker_is_heard_by_a_listener_whose_audio_streams_are_held() -> Result
     let victim_addr = quic_addr(&victim_ready)?;
     let mut speaker = join(dir.path(), &ticket, "speaker")?;
     let speaker_key = speaker.ready_key(T)?;
+    // The control: a listener the attackers leave alone.
+    let (mut bystander, _) = hearing_host(dir.path(), &ticket, "bystander", &host_key)?;
     victim.wait(T, "the host's audio", |v| {
         (v["event"] == "stats" && received_from(v, &host_key).unwrap_or(0) > 50).then_some(())
     })?;
@@ -309,23 +320,27 @@ fn a_new_speaker_is_heard_by_a_listener_whose_audio_streams_are_held() -> Result
         .map(|h| h.stats.opened.load(std::sync::atomic::Ordering::Relaxed))
         .sum::<u64>();
     let later = Window::start(&mut victim, &host_key)?;
+    let control = Window::start(&mut bystander, &host_key)?;
     let answered = answer_time(&mut victim)?;
     let later = later.end(&mut victim, &host_key, Duration::from_secs(10))?;
+    let control = control.end(&mut bystander, &host_key, Duration::from_secs(10))?;
     eprintln!(
         "after the blocks ({taken} streams taken in all, {} held now): {later}; the victim \
-         answered a command in {answered:?}",
+         answered a command in {answered:?}; the bystander: {control}",
         open()
     );
-    // The host's audio goes on (the bound leaves room for a loaded machine, not for an outage).
+    // The host's audio goes on: 90 % of it played (≥ 99 % on an idle machine), or as much as
+    // the bystander played, less 5 points.
     assert!(
-        later.delivered() > 0.9 && later.played as f64 > later.elapsed.as_secs_f64() * 40.0,
-        "the host's audio at the victim: {later}"
+        later.holds_up(&control, 0.9, 0.05)
+            && later.played as f64 > later.elapsed.as_secs_f64() * 40.0,
+        "the host's audio at the victim: {later}; at the bystander: {control}"
     );
     assert_eq!(open(), 0, "a blocked attacker got streams back");
 
     drop(held);
     drop(attackers);
-    leave_all([&mut victim, &mut speaker, &mut host])?;
+    leave_all([&mut victim, &mut bystander, &mut speaker, &mut host])?;
     Ok(())
 }
 
@@ -855,6 +870,12 @@ fn real_listeners_keep_the_host_under_64_ground_key_presences() -> Result<()> {
     }
     let ground = hostile::grind_keys(64, &keys, &mut rand::rng());
     ensure!(ground.len() == 64, "ground only {} keys", ground.len());
+    // The control: a room of its own with one listener, out of the grinder's reach.
+    let control_dir = dir.path().join("control");
+    std::fs::create_dir(&control_dir)?;
+    let control = host_room(&control_dir, "control", 11)?;
+    let (mut control_listener, _) =
+        hearing_host(&control_dir, &control.ticket, "control", &control.key)?;
 
     let grinder = PresenceScript::attach(&ready, room, ground, Vec::new(), "ground")?;
     grinder.beat()?;
@@ -867,6 +888,7 @@ fn real_listeners_keep_the_host_under_64_ground_key_presences() -> Result<()> {
         .iter_mut()
         .map(|p| Window::start(p, &host_hex))
         .collect::<Result<Vec<_>>>()?;
+    let control_window = Window::start(&mut control_listener, &control.key)?;
     let attacking = grinder.keep_up(&mut host, Duration::from_secs(10))?;
     let cost = costing.end(&mut host)?;
     let mut delivered = Vec::new();
@@ -875,16 +897,29 @@ fn real_listeners_keep_the_host_under_64_ground_key_presences() -> Result<()> {
         eprintln!("[{}] {w}", p.name);
         delivered.push(w);
     }
-    eprintln!("64 ground keys' presences: host {cost}");
+    let control_window = control_window.end(&mut control_listener, &control.key, attacking)?;
+    eprintln!(
+        "64 ground keys' presences: host {cost}; the control room's listener: {control_window}"
+    );
+    // Each real listener plays ≥ 99 % of the host's frames (as on an idle machine), or as much
+    // as the control room's listener did less one point.
     for w in &delivered {
-        assert!(w.delivered() >= 0.99, "a real listener: {w}");
+        assert!(
+            w.holds_up(&control_window, 0.99, 0.01),
+            "a real listener: {w}; the control: {control_window}"
+        );
         assert!(
             w.played as f64 > w.elapsed.as_secs_f64() * 45.0,
             "a real listener: {w}"
         );
     }
     drop(grinder);
-    leave_all(listeners.iter_mut().chain([&mut host]))?;
+    let mut control_host = control.host;
+    leave_all(
+        listeners
+            .iter_mut()
+            .chain([&mut host, &mut control_listener, &mut control_host]),
+    )?;
     Ok(())
 }
 
