@@ -29,8 +29,8 @@ use crate::event::{LeaveReason, Listing, NodeEvent, RoomView};
 use crate::limits::*;
 use crate::room::Membership;
 use crate::wire::{
-    AudioRequest, MAX_DIRECTORY_ANSWER, MAX_SYNC_HEADS, RoomMessage, SYNC_PAGE_EVENTS, SyncRefusal,
-    SyncRequest, SyncResponse,
+    AudioRequest, MAX_DIRECTORY_ANSWER, MAX_PRESENCE_ANSWER, MAX_SYNC_HEADS, RoomMessage,
+    SYNC_PAGE_EVENTS, SyncRefusal, SyncRequest, SyncResponse,
 };
 
 /// The directory's gossip topic.
@@ -478,6 +478,8 @@ enum Request {
     },
     /// Attempt `attempt` at `peer`'s directory.
     Directory { peer: PublicKey, attempt: u32 },
+    /// The presences `peer` holds, asked for at our join.
+    Presences { peer: PublicKey },
 }
 
 /// A timer of the core.
@@ -538,6 +540,9 @@ pub struct Core {
     listing_limiter: RateLimiter<PublicKey>,
     /// Sync requests answered per peer.
     sync_limiter: RateLimiter<PublicKey>,
+    /// Presence answers to newcomers, whoever asks ([`PRESENCE_ANSWER_BURST`], then
+    /// [`PRESENCE_ANSWERS_PER_SECOND`]).
+    presence_answers: RateLimiter<()>,
     /// Requests for our audio per peer ([`AUDIO_REQUEST_BURST`], then
     /// [`AUDIO_REQUESTS_PER_SECOND`]).
     request_limiter: RateLimiter<PublicKey>,
@@ -601,6 +606,11 @@ impl Core {
                 SYNC_REQUEST_BURST,
                 SYNC_REQUESTS_PER_SECOND,
                 MAX_RATE_KEYS,
+            ),
+            presence_answers: RateLimiter::new(
+                PRESENCE_ANSWER_BURST,
+                PRESENCE_ANSWERS_PER_SECOND,
+                1,
             ),
             request_limiter: RateLimiter::new(
                 AUDIO_REQUEST_BURST,
@@ -1139,8 +1149,8 @@ impl Core {
             Ok(SyncResponse::Refused(why)) => {
                 return self.fail_join(Error::Unreachable(why.to_string()));
             }
-            Ok(SyncResponse::Directory { .. }) => {
-                return self.fail_join(bad("answered with a directory".into()));
+            Ok(SyncResponse::Directory { .. } | SyncResponse::Presence { .. }) => {
+                return self.fail_join(bad("answered with something else than events".into()));
             }
             Err(e) => return self.fail_join(bad(e.to_string())),
         };
@@ -1197,6 +1207,13 @@ impl Core {
         };
         if result.is_err() {
             self.set_dht_server(true);
+        }
+        // The member we fetched the log from hands us the presences it holds: our table is
+        // full at once, not after a heartbeat interval of each member (minutes in a large
+        // room, where a heartbeat that misses us is missed for another interval).
+        if let (Ok(joined), Some(peer)) = (&result, j.peer) {
+            let request = SyncRequest::Presence { room: joined.room };
+            self.sync_request(peer, request, Request::Presences { peer });
         }
         self.reply(j.command, result.map(Answer::Joined));
     }
@@ -1764,25 +1781,10 @@ impl Core {
             }
             return Verdict::Ignore;
         }
-        if let EphemeralBody::Presence {
-            name, addresses, ..
-        } = &msg.body
-        {
-            let change = m.presence.insert(&msg, mono, admission);
+        if let EphemeralBody::Presence { .. } = &msg.body {
+            let change = self.take_presence(&msg, mono, admission);
             if change == PresenceChange::Unsampled {
                 return Verdict::Ignore;
-            }
-            if !name.is_empty() {
-                m.names.insert(msg.author, name.clone());
-            }
-            if m.known_addrs.get(&msg.author) != Some(addresses) {
-                m.known_addrs.insert(msg.author, addresses.clone());
-                if !addresses.is_empty() {
-                    self.push(Output::AddAddresses {
-                        peer: msg.author,
-                        addresses: addresses.clone(),
-                    });
-                }
             }
             if matches!(change, PresenceChange::Joined | PresenceChange::Left) {
                 debug!(author = %msg.author.fingerprint(), ?change, "presence");
@@ -1798,6 +1800,119 @@ impl Core {
             self.ephemeral_effects(&msg);
         }
         Verdict::Accept
+    }
+
+    /// Takes a verified presence into the table, come by `admission`, as if received at `at`
+    /// (monotonic ms): its author's name and addresses, and the presence as signed (for the
+    /// next newcomer). The caller checked that it is fresh and may be kept.
+    fn take_presence(
+        &mut self,
+        msg: &Verified<Ephemeral>,
+        at: u64,
+        admission: Admission,
+    ) -> PresenceChange {
+        let Some(m) = self.room.as_mut() else {
+            return PresenceChange::Ignored;
+        };
+        let EphemeralBody::Presence {
+            name,
+            addresses,
+            leaving,
+            ..
+        } = &msg.body
+        else {
+            return PresenceChange::Ignored;
+        };
+        let change = m.presence.insert(msg, at, admission);
+        if change == PresenceChange::Unsampled {
+            return change;
+        }
+        if !leaving && matches!(change, PresenceChange::Joined | PresenceChange::Refreshed) {
+            m.keep_signed_presence(msg.author, msg.wire());
+        }
+        if !name.is_empty() {
+            m.names.insert(msg.author, name.clone());
+        }
+        if m.known_addrs.get(&msg.author) != Some(addresses) {
+            m.known_addrs.insert(msg.author, addresses.clone());
+            if !addresses.is_empty() {
+                self.push(Output::AddAddresses {
+                    peer: msg.author,
+                    addresses: addresses.clone(),
+                });
+            }
+        }
+        change
+    }
+
+    /// The presences `peer` handed us at our join ([`SyncRequest::Presence`]): each taken as
+    /// if it had come by gossip when it was signed, while it is still live, and not passed on.
+    /// A departure since is not among them; a peer handing us presences of members that left
+    /// lists them for no longer than their TTL, within the sample, as it could by gossip.
+    fn presences_answered(&mut self, peer: PublicKey, result: Result<Vec<u8>, SyncFailure>) {
+        let presences = match result.map(|bytes| SyncResponse::decode(&bytes)) {
+            Ok(Ok(SyncResponse::Presence { presences })) => presences,
+            other => {
+                debug!(peer = %peer.fingerprint(), answer = ?other.map(|a| a.map(|_| ())), "no presences at our join");
+                return;
+            }
+        };
+        let mut arrived = 0;
+        for sealed in &presences {
+            let Some(wire) = self
+                .room
+                .as_ref()
+                .and_then(|m| m.open(Purpose::Sync, sealed))
+            else {
+                continue;
+            };
+            let Ok(msg) = signed::verify::<Ephemeral>(&wire) else {
+                continue;
+            };
+            if self.handed_presence(peer, &msg) == PresenceChange::Joined {
+                arrived += 1;
+            }
+        }
+        debug!(peer = %peer.fingerprint(), handed = presences.len(), arrived, "presences at our join");
+        if arrived > 0 {
+            self.membership_changed();
+        }
+    }
+
+    /// One presence of [`Core::presences_answered`].
+    fn handed_presence(&mut self, peer: PublicKey, msg: &Verified<Ephemeral>) -> PresenceChange {
+        let (mono, unix) = (self.time.mono_ms, self.time.unix_ms);
+        let Some(m) = self.room.as_ref() else {
+            return PresenceChange::Ignored;
+        };
+        let EphemeralBody::Presence {
+            ttl_ms,
+            leaving: false,
+            ..
+        } = msg.body
+        else {
+            return PresenceChange::Ignored;
+        };
+        let state = m.room.state();
+        if msg.room != m.room.id()
+            || msg.author == self.me
+            || state.banned.contains(&msg.author)
+            || msg.sent_at > unix.saturating_add(ruang_proto::ephemeral::MAX_SKEW_MS)
+        {
+            return PresenceChange::Ignored;
+        }
+        let age = unix.saturating_sub(msg.sent_at);
+        if age >= u64::from(ttl_ms) {
+            return PresenceChange::Ignored;
+        }
+        let admission = if state.on_stage(&msg.author) {
+            Admission::Stage
+        } else if m.presence.contains(&msg.author) || m.presence.would_keep(&msg.author) {
+            Admission::Via(Some(peer))
+        } else {
+            return PresenceChange::Unsampled;
+        };
+        self.take_presence(msg, mono.saturating_sub(age), admission)
     }
 
     fn ephemeral_effects(&mut self, msg: &Verified<Ephemeral>) {
@@ -1888,7 +2003,52 @@ impl Core {
                 }
                 _ => SyncResponse::Refused(SyncRefusal::NotInRoom),
             },
+            Ok(SyncRequest::Presence { room }) => self.serve_presences(from, *room),
         }
+    }
+
+    /// The presences we hold in `room`, for `from`, a newcomer: ours (signed now), the
+    /// stage's, then the audience's, each as its author signed it.
+    fn serve_presences(&mut self, from: Option<PublicKey>, room: RoomId) -> SyncResponse {
+        match self.room.as_ref() {
+            Some(m) if m.room.id() == room => {
+                if from.is_some_and(|k| m.room.state().banned.contains(&k)) {
+                    return SyncResponse::Refused(SyncRefusal::Banned);
+                }
+            }
+            _ => return SyncResponse::Refused(SyncRefusal::NotInRoom),
+        }
+        if let Rate::Limited { .. } = self.presence_answers.check(&(), self.time.mono_ms) {
+            return SyncResponse::Refused(SyncRefusal::Busy);
+        }
+        let ours = signed::sign(
+            &self.config.identity,
+            Ephemeral {
+                room,
+                author: self.me,
+                sent_at: self.time.unix_ms,
+                body: self.presence_body(false),
+            },
+        )
+        .ok();
+        let Some(m) = self.room.as_ref() else {
+            return SyncResponse::Refused(SyncRefusal::NotInRoom);
+        };
+        let state = m.room.state();
+        let mut held: Vec<(&PublicKey, &Vec<u8>)> = m
+            .signed_presence
+            .iter()
+            .filter(|(k, _)| m.presence.contains(k) && Some(**k) != from)
+            .collect();
+        held.sort_by_key(|(k, _)| (!state.on_stage(k), k.0));
+        let presences = ours
+            .iter()
+            .map(|v| v.wire())
+            .chain(held.into_iter().map(|(_, w)| w.as_slice()))
+            .take(MAX_PRESENCE_ANSWER)
+            .map(|w| m.seal(Purpose::Sync, w.to_vec(), &mut self.rng))
+            .collect();
+        SyncResponse::Presence { presences }
     }
 
     /// A member asked us for our room's events naming heads we do not have: it holds events
@@ -1960,6 +2120,7 @@ impl Core {
         match request {
             Request::JoinPage => self.join_page(result),
             Request::RoomPage { peer, from, pages } => self.room_page(peer, from, pages, result),
+            Request::Presences { peer } => self.presences_answered(peer, result),
             Request::Directory { peer, attempt } => match result {
                 Ok(bytes) => {
                     if let Ok(SyncResponse::Directory { announcements }) =

@@ -31,6 +31,14 @@ pub const NEW_LISTINGS_PER_SECOND: f64 = 0.5;
 /// Sync requests (room pages, directories) answered to one peer at once: a join fetches its
 /// log's pages one after the other, 64 pages are 16,384 events.
 pub const SYNC_REQUEST_BURST: u32 = 64;
+/// Presence answers (a newcomer's table, `wire::SyncRequest::Presence`) a member gives at
+/// once, whoever asks.
+pub const PRESENCE_ANSWER_BURST: u32 = 8;
+/// Presence answers a member gives per second after [`PRESENCE_ANSWER_BURST`]; beyond, a
+/// newcomer is told `Busy` and fills its table from heartbeats. An answer is up to
+/// `wire::MAX_PRESENCE_ANSWER` signed presences (~130 KB for a sample of 512): the member a
+/// room's newcomers join through (often the host) sends at most ~1 Mbit/s of them.
+pub const PRESENCE_ANSWERS_PER_SECOND: f64 = 1.0;
 /// Sync requests answered to one peer per second after [`SYNC_REQUEST_BURST`]; beyond, it is
 /// told `Busy`. Each answer costs a page of events to seal and send.
 pub const SYNC_REQUESTS_PER_SECOND: f64 = 8.0;

@@ -189,6 +189,10 @@ pub struct Membership {
     pub ended_at: Option<u64>,
     /// Addresses (multiaddr bytes) already told to the network layer, per member.
     pub known_addrs: HashMap<PublicKey, Vec<Vec<u8>>>,
+    /// The last presence of each member of `presence`, as its author signed it: handed to a
+    /// newcomer that asks (`SyncRequest::Presence`). No larger than the table for long (see
+    /// [`Membership::keep_signed_presence`]).
+    pub signed_presence: HashMap<PublicKey, Vec<u8>>,
     /// Members we dialled to have enough room neighbours, with when.
     pub neighbour_dials: HashMap<PublicKey, u64>,
     /// Hosts (an address's IP or DNS name, see [`dial_host`]) we dialled a member at lately
@@ -255,6 +259,7 @@ impl Membership {
     pub fn forget_departed(&mut self) {
         let presence = &self.presence;
         self.known_addrs.retain(|k, _| presence.contains(k));
+        self.signed_presence.retain(|k, _| presence.contains(k));
         let state = self.room.state();
         self.names.retain(|k, _| {
             presence.contains(k)
@@ -264,6 +269,17 @@ impl Membership {
                 || state.muted.contains(k)
                 || state.recording.contains(k)
         });
+    }
+
+    /// Keeps `author`'s newest presence, as signed (`wire`), once the table took it. The
+    /// table drops members without saying so (a fuller sample, a lapse): when this map holds
+    /// twice as many as the table, those gone are forgotten.
+    pub fn keep_signed_presence(&mut self, author: PublicKey, wire: &[u8]) {
+        self.signed_presence.insert(author, wire.to_vec());
+        if self.signed_presence.len() > 2 * self.presence.len() + 64 {
+            let presence = &self.presence;
+            self.signed_presence.retain(|k, _| presence.contains(k));
+        }
     }
 
     /// A membership of `room`, joined at `now`; `key` for a private room; `fanout_salt` a
@@ -307,6 +323,7 @@ impl Membership {
             host_missing_since: None,
             ended_at: None,
             known_addrs: HashMap::new(),
+            signed_presence: HashMap::new(),
             neighbour_dials: HashMap::new(),
             dialled_hosts: HashMap::new(),
             last_neighbour_check: 0,

@@ -14,6 +14,9 @@ pub const SYNC_PAGE_EVENTS: usize = 256;
 pub const MAX_SYNC_HEADS: usize = 1024;
 /// Most announcements in one directory answer.
 pub const MAX_DIRECTORY_ANSWER: usize = 512;
+/// Most presences in one presence answer: a sampled table holds at most twice
+/// `limits::AUDIENCE_SAMPLE` of the audience, and the stage beside them.
+pub const MAX_PRESENCE_ANSWER: usize = 2 * crate::limits::AUDIENCE_SAMPLE + 64;
 /// Upper bound on a decoded sync request.
 pub const MAX_SYNC_REQUEST_LEN: usize = 64 * 1024;
 /// Upper bound on a decoded sync response.
@@ -116,6 +119,13 @@ pub enum SyncRequest {
     },
     /// "Send me your directory listing."
     Directory,
+    /// "Send me the presences you hold in `room`": a newcomer's table, filled at its join
+    /// instead of over a heartbeat interval (minutes in a large room, and a heartbeat that
+    /// does not reach it is missed for another interval).
+    Presence {
+        /// The room.
+        room: RoomId,
+    },
 }
 
 impl SyncRequest {
@@ -173,6 +183,12 @@ pub enum SyncResponse {
     },
     /// The peer will not answer, and says why.
     Refused(SyncRefusal),
+    /// The presences the answerer holds, each as its author signed it (sealed in a private
+    /// room), its own first and the stage next.
+    Presence {
+        /// Signed presence envelopes.
+        presences: Vec<Vec<u8>>,
+    },
 }
 
 impl SyncResponse {
@@ -194,6 +210,9 @@ impl SyncResponse {
             SyncResponse::Directory { announcements }
                 if announcements.len() > MAX_DIRECTORY_ANSWER =>
             {
+                Err(WireError::Malformed)
+            }
+            SyncResponse::Presence { presences } if presences.len() > MAX_PRESENCE_ANSWER => {
                 Err(WireError::Malformed)
             }
             _ => Ok(answer),
@@ -273,6 +292,14 @@ mod tests {
         assert!(SyncResponse::decode(&directory(MAX_DIRECTORY_ANSWER).encode()).is_ok());
         assert_eq!(
             SyncResponse::decode(&directory(MAX_DIRECTORY_ANSWER + 1).encode()),
+            Err(WireError::Malformed)
+        );
+        let presences = |n| SyncResponse::Presence {
+            presences: vec![vec![9; 100]; n],
+        };
+        assert!(SyncResponse::decode(&presences(MAX_PRESENCE_ANSWER).encode()).is_ok());
+        assert_eq!(
+            SyncResponse::decode(&presences(MAX_PRESENCE_ANSWER + 1).encode()),
             Err(WireError::Malformed)
         );
     }

@@ -4,7 +4,8 @@
 //! that come and go leave no names behind; keys ground to sort first do not take a speaker's
 //! listeners; audio streams from the audience do not hold places; a presence alone gets
 //! nobody a speaker's audio (only a member that asked over its own connection); in a room
-//! larger than the audience sample, presence outside it is not passed on.
+//! larger than the audience sample, presence outside it is not passed on; presence answers to
+//! newcomers are bounded whoever asks.
 
 use ruang_proto::ephemeral::{Ephemeral, EphemeralBody};
 use ruang_proto::{Identity, PublicKey};
@@ -653,6 +654,56 @@ fn one_peer_gets_a_bounded_share_of_sync_answers() {
         .filter(|t| !busy(&ask(&mut core, greedy, 1_010, 600 + *t)))
         .count();
     assert_eq!(later, 8, "8 a second after the burst");
+}
+
+/// Presence answers are the largest a member gives (its whole table): however many peers
+/// ask, it gives `PRESENCE_ANSWER_BURST` at once and `PRESENCE_ANSWERS_PER_SECOND` after.
+#[test]
+fn presence_answers_are_bounded_whoever_asks() {
+    use ruang_session::limits::{PRESENCE_ANSWER_BURST, PRESENCE_ANSWERS_PER_SECOND};
+    use ruang_session::wire::{SyncRefusal, SyncRequest, SyncResponse};
+    let mut core = host();
+    let room = core.membership().unwrap().room.id();
+    let request = SyncRequest::Presence { room }.encode();
+    let mut ask = |n: u32, mono: u64| {
+        let time = Time {
+            mono_ms: mono,
+            unix_ms: UNIX + mono,
+        };
+        let mut secret = [40; 32];
+        secret[..4].copy_from_slice(&n.to_le_bytes());
+        let from = Identity::from_secret_bytes(&secret).public();
+        core.handle(
+            time,
+            Input::SyncRequest {
+                token: u64::from(n),
+                from: Some(from),
+                request: request.clone(),
+            },
+        );
+        let answer = std::iter::from_fn(|| core.poll_output())
+            .find_map(|o| match o {
+                Output::SyncReply { response, .. } => SyncResponse::decode(&response).ok(),
+                _ => None,
+            })
+            .expect("every request is answered");
+        match answer {
+            SyncResponse::Presence { presences } => {
+                assert_eq!(presences.len(), 1, "the host's own presence");
+                true
+            }
+            SyncResponse::Refused(SyncRefusal::Busy) => false,
+            other => panic!("{other:?}"),
+        }
+    };
+    let at_once = (0..100).filter(|n| ask(*n, 10)).count();
+    assert_eq!(at_once, PRESENCE_ANSWER_BURST as usize);
+    let later = (100..200).filter(|n| ask(*n, 2_010)).count();
+    assert_eq!(
+        later,
+        (2.0 * PRESENCE_ANSWERS_PER_SECOND) as usize,
+        "two seconds later"
+    );
 }
 
 /// Presences name any address they like: keys that all name a third party's address get it
