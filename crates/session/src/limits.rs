@@ -39,6 +39,8 @@ pub const PRESENCE_ANSWER_BURST: u32 = 8;
 /// `wire::MAX_PRESENCE_ANSWER` signed presences (~130 KB for a sample of 512): the member a
 /// room's newcomers join through (often the host) sends at most ~1 Mbit/s of them.
 pub const PRESENCE_ANSWERS_PER_SECOND: f64 = 1.0;
+/// Members a newcomer asks for their presences, one after the other while they are busy.
+pub const PRESENCE_ASKS: usize = 3;
 /// Sync requests answered to one peer per second after [`SYNC_REQUEST_BURST`]; beyond, it is
 /// told `Busy`. Each answer costs a page of events to seal and send.
 pub const SYNC_REQUESTS_PER_SECOND: f64 = 8.0;

@@ -312,3 +312,78 @@ fn a_newcomer_takes_only_signed_live_presences_of_its_room() {
     assert_eq!(listed, vec![0]);
     assert!(!lists(&joiner, &banned.public()));
 }
+
+/// The member a newcomer joined through is busy (it answers one newcomer a second): the
+/// newcomer asks a member it is connected to, and then no more once `PRESENCE_ASKS` were.
+#[test]
+fn a_newcomer_told_busy_asks_another_member() {
+    use ruang_session::limits::PRESENCE_ASKS;
+    use ruang_session::wire::SyncRefusal;
+    let mut host = host();
+    let room = host.membership().unwrap().room.id();
+    let now = 1_000;
+    let (mut joiner, asked) = join_through(&mut host, now);
+    let [(id, _)] = asked.as_slice() else {
+        panic!("asked {asked:?}");
+    };
+    let busy = SyncResponse::Refused(SyncRefusal::Busy).encode();
+    joiner.handle(
+        at(now),
+        Input::SyncAnswer {
+            id: *id,
+            result: Ok(busy.clone()),
+        },
+    );
+    outputs(&mut joiner);
+    // Members connected to the newcomer, whose presence it has.
+    let topic = joiner.membership().unwrap().topic.clone();
+    let members: Vec<Identity> = (0..4)
+        .map(|n| Identity::from_secret_bytes(&[50 + n; 32]))
+        .collect();
+    for (n, member) in members.iter().enumerate() {
+        let data = RoomMessage::Ephemeral(signed_presence(member, room, UNIX + now, 60_000, false))
+            .encode();
+        let message: Gossip = joiner.decode(&topic, &data, UNIX + now);
+        joiner.handle(
+            at(now),
+            Input::Gossip {
+                token: n as u64,
+                source: Some(member.public()),
+                message,
+            },
+        );
+        joiner.handle(at(now), Input::Connected(member.public()));
+    }
+    outputs(&mut joiner);
+    let mut asked_whom = vec![host.key()];
+    let mut t = now;
+    for _ in 0..20 {
+        t += 200;
+        joiner.handle(at(t), Input::Timeout);
+        for o in outputs(&mut joiner) {
+            if let Output::SyncRequest { id, to, request } = o
+                && matches!(
+                    SyncRequest::decode(&request),
+                    Ok(SyncRequest::Presence { .. })
+                )
+            {
+                assert!(!asked_whom.contains(&to), "asked {to:?} twice");
+                asked_whom.push(to);
+                joiner.handle(
+                    at(t),
+                    Input::SyncAnswer {
+                        id,
+                        result: Ok(busy.clone()),
+                    },
+                );
+            }
+        }
+    }
+    assert_eq!(asked_whom.len(), PRESENCE_ASKS, "asked {asked_whom:?}");
+    assert!(
+        asked_whom[1..]
+            .iter()
+            .all(|k| members.iter().any(|m| m.public() == *k)),
+        "asked {asked_whom:?}"
+    );
+}
