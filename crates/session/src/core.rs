@@ -464,6 +464,8 @@ enum Publication {
     },
     /// A room event a user authored: the command to answer once it is out.
     Act { reply: CommandId },
+    /// Our room's announcement.
+    Announcement,
 }
 
 /// What an [`Output::SyncRequest`] was.
@@ -1421,7 +1423,9 @@ impl Core {
             } => {
                 self.reply(*reply, Ok(Answer::Sent(delivery)));
             }
-            Publication::Presence { .. } | Publication::Said { reply: None, .. } => {}
+            Publication::Presence { .. }
+            | Publication::Said { reply: None, .. }
+            | Publication::Announcement => {}
         }
         let Some(m) = self.room.as_mut() else {
             return;
@@ -1447,6 +1451,12 @@ impl Core {
                             .into(),
                     });
                 }
+            }
+            Publication::Announcement => {
+                // Nobody on the directory's topic yet: a host's first announcement races its
+                // first connection. Again when a peer subscribes, or within
+                // `ANNOUNCE_RETRY_MS`, not an announce interval (20 s) later.
+                m.announcement_undelivered = !delivered;
             }
             Publication::Said { .. } | Publication::Act { .. } => {}
         }
@@ -2284,6 +2294,16 @@ impl Core {
 
     fn subscribed(&mut self, topic: &str) {
         let now = self.time.mono_ms;
+        if topic == DIRECTORY_TOPIC {
+            if self
+                .room
+                .as_ref()
+                .is_some_and(|m| m.announcement_undelivered)
+            {
+                self.maybe_announce(true);
+            }
+            return;
+        }
         let Some(m) = self.room.as_mut().filter(|m| m.topic == topic) else {
             return;
         };
@@ -2733,7 +2753,10 @@ impl Core {
             m.last_presence = mono;
             self.send_presence(false);
         }
-        self.maybe_announce(false);
+        let retry_announcement = self.room.as_ref().is_some_and(|m| {
+            m.announcement_undelivered && mono >= m.last_announce + ANNOUNCE_RETRY_MS
+        });
+        self.maybe_announce(retry_announcement);
         self.check_succession();
         self.maybe_sync();
         self.keep_stage_connected();
@@ -3109,7 +3132,11 @@ impl Core {
         match signed::sign(&self.config.identity, ann) {
             Ok(signed) => {
                 let _ = self.directory.insert_verified(signed.clone(), unix);
-                self.publish(DIRECTORY_TOPIC.into(), signed.wire().to_vec(), None);
+                self.publish(
+                    DIRECTORY_TOPIC.into(),
+                    signed.wire().to_vec(),
+                    Some(Publication::Announcement),
+                );
             }
             Err(e) => warn!(error = %e, "could not sign the room's announcement"),
         }

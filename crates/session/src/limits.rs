@@ -39,6 +39,10 @@ pub const PRESENCE_ANSWER_BURST: u32 = 8;
 /// `wire::MAX_PRESENCE_ANSWER` signed presences (~130 KB for a sample of 512): the member a
 /// room's newcomers join through (often the host) sends at most ~1 Mbit/s of them.
 pub const PRESENCE_ANSWERS_PER_SECOND: f64 = 1.0;
+/// How soon a room's announcement that reached nobody goes again (at once when a peer
+/// subscribes to the directory's topic): a host's first one races its first connection, and
+/// the next was an announce interval (20 s) later, so a directory listed a new room late.
+pub const ANNOUNCE_RETRY_MS: u64 = 2_000;
 /// Members a newcomer asks for their presences, one after the other while they are busy.
 pub const PRESENCE_ASKS: usize = 3;
 /// Sync requests answered to one peer per second after [`SYNC_REQUEST_BURST`]; beyond, it is

@@ -177,6 +177,8 @@ pub struct Membership {
     pub held: Held,
     /// When it last announced the room .
     pub last_announce: u64,
+    /// Its last announcement reached nobody (no peer on the directory's topic yet).
+    pub announcement_undelivered: bool,
     /// The listener count it last announced (see `Core::maybe_announce`).
     pub announced_listeners: u64,
     /// When it last asked a member for missing events .
@@ -330,6 +332,7 @@ impl Membership {
             ended_at: None,
             known_addrs: HashMap::new(),
             signed_presence: HashMap::new(),
+            announcement_undelivered: false,
             presences_asked: Vec::new(),
             presences_wanted: false,
             neighbour_dials: HashMap::new(),

@@ -1,6 +1,7 @@
 //! What a user's command is answered with: a room action, chat line or reaction is answered
 //! once the network layer has taken it, saying whether anyone in the room got it — never a
-//! plain "done" for something that reached nobody.
+//! plain "done" for something that reached nobody. A room's announcement that reached nobody
+//! goes again soon, not an announce interval later.
 
 use ruang_proto::room::EventBody;
 use ruang_session::{Answer, Command, Delivery, Input, Output, Time};
@@ -84,4 +85,93 @@ fn a_refused_action_is_answered_at_once() {
         }
     }
     assert!(matches!(answer, Some(Err(_))), "{answer:?}");
+}
+
+/// The `Publish` ids of announcements among `core`'s outputs.
+fn announcements(core: &mut ruang_session::Core) -> Vec<u64> {
+    std::iter::from_fn(|| core.poll_output())
+        .filter_map(|o| match o {
+            Output::Publish { id, topic, .. } if topic == ruang_session::core::DIRECTORY_TOPIC => {
+                Some(id.expect("an announcement's fate is tracked"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn at(mono_ms: u64) -> Time {
+    Time {
+        mono_ms,
+        unix_ms: UNIX + mono_ms,
+    }
+}
+
+/// A host's first announcement races its first connection: `ruang rooms` through the node a
+/// new host had just bootstrapped from listed the room only 20 s later (the announce
+/// interval), in `json_schema::id_node_and_rooms_print_what_their_schemas_say`. One that
+/// reached nobody goes again when a peer subscribes to the directory's topic, else within
+/// `ANNOUNCE_RETRY_MS`; one that got through waits for the interval.
+#[test]
+fn an_announcement_that_reached_nobody_goes_again() {
+    use ruang_session::limits::{ANNOUNCE_RETRY_MS, TICK_MS};
+    let mut core = ruang_session::Core::new(common::config(1, "host"), at(0));
+    let options = ruang_session::HostOptions {
+        info: ruang_proto::room::Info {
+            title: "listed".into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    core.handle(at(0), Input::Command(1, Command::Host(options)));
+    let first = announcements(&mut core);
+    assert_eq!(first.len(), 1, "announced at once");
+    core.handle(
+        at(10),
+        Input::Published {
+            id: first[0],
+            delivered: false,
+        },
+    );
+    assert!(announcements(&mut core).is_empty());
+    // A peer subscribes to the directory's topic.
+    let topic = ruang_session::core::DIRECTORY_TOPIC.to_string();
+    core.handle(at(20), Input::Subscribed { topic });
+    let again = announcements(&mut core);
+    assert_eq!(again.len(), 1, "again when a peer subscribes");
+    // That one reached nobody either: again at a tick, ANNOUNCE_RETRY_MS later.
+    core.handle(
+        at(30),
+        Input::Published {
+            id: again[0],
+            delivered: false,
+        },
+    );
+    let mut retried = None;
+    let mut now = 30;
+    while now < 20 + ANNOUNCE_RETRY_MS + 2 * TICK_MS {
+        now += TICK_MS / 2;
+        core.handle(at(now), Input::Timeout);
+        if let [id] = announcements(&mut core).as_slice() {
+            retried = Some((now, *id));
+            break;
+        }
+    }
+    let (when, id) = retried.expect("announced again");
+    assert!(when >= 20 + ANNOUNCE_RETRY_MS, "again at {when} ms");
+    // This one got through: the next waits for the announce interval (20 s).
+    core.handle(
+        at(when),
+        Input::Published {
+            id,
+            delivered: true,
+        },
+    );
+    while now < when + 15_000 {
+        now += TICK_MS;
+        core.handle(at(now), Input::Timeout);
+        assert!(
+            announcements(&mut core).is_empty(),
+            "announced again at {now} ms"
+        );
+    }
 }

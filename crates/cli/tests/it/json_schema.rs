@@ -341,7 +341,7 @@ fn id_node_and_rooms_print_what_their_schemas_say() -> Result<()> {
     let mut rooms = Proc::start(
         dir.path(),
         "browser",
-        &["rooms", "--json", "--wait", "20", "--bootstrap", &addr],
+        &["rooms", "--json", "--wait", "5", "--bootstrap", &addr],
     )?;
     rooms.wait(T, "the room listed", |v| {
         (v["room_id"] == room_id.as_str()).then_some(())
