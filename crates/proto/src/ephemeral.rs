@@ -473,6 +473,19 @@ impl PresenceTable {
         now: u64,
         admission: Admission,
     ) -> PresenceChange {
+        self.insert_aged(msg, now, 0, admission)
+    }
+
+    /// Like [`PresenceTable::insert`], for a presence that was already `age_ms` old at `now`
+    /// (handed over by a member rather than gossiped as it was sent): it lapses `age_ms`
+    /// sooner. A member new to the table is new as of `now` all the same.
+    pub fn insert_aged(
+        &mut self,
+        msg: &Verified<Ephemeral>,
+        now: u64,
+        age_ms: u64,
+        admission: Admission,
+    ) -> PresenceChange {
         let EphemeralBody::Presence {
             name,
             ttl_ms,
@@ -538,7 +551,7 @@ impl PresenceTable {
         let member = Member {
             name: name.clone(),
             addresses: addresses.clone(),
-            expires_at: now.saturating_add(u64::from(*ttl_ms)),
+            expires_at: now.saturating_add(u64::from(*ttl_ms).saturating_sub(age_ms)),
             last_sent_at: msg.sent_at,
             since,
             admission,

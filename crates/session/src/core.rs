@@ -480,8 +480,8 @@ enum Request {
     },
     /// Attempt `attempt` at `peer`'s directory.
     Directory { peer: PublicKey, attempt: u32 },
-    /// The presences `peer` holds, asked for at our join.
-    Presences { peer: PublicKey },
+    /// The presences `peer` holds in `room`, asked for at our join.
+    Presences { peer: PublicKey, room: RoomId },
 }
 
 /// A timer of the core.
@@ -545,6 +545,9 @@ pub struct Core {
     /// Presence answers to newcomers, whoever asks ([`PRESENCE_ANSWER_BURST`], then
     /// [`PRESENCE_ANSWERS_PER_SECOND`]).
     presence_answers: RateLimiter<()>,
+    /// Presence answers per asker ([`PRESENCE_ANSWERS_PER_PEER_PER_MINUTE`]): one peer cannot
+    /// keep the shared bucket empty.
+    presence_askers: RateLimiter<PublicKey>,
     /// Requests for our audio per peer ([`AUDIO_REQUEST_BURST`], then
     /// [`AUDIO_REQUESTS_PER_SECOND`]).
     request_limiter: RateLimiter<PublicKey>,
@@ -613,6 +616,11 @@ impl Core {
                 PRESENCE_ANSWER_BURST,
                 PRESENCE_ANSWERS_PER_SECOND,
                 1,
+            ),
+            presence_askers: RateLimiter::new(
+                1,
+                PRESENCE_ANSWERS_PER_PEER_PER_MINUTE / 60.0,
+                MAX_RATE_KEYS,
             ),
             request_limiter: RateLimiter::new(
                 AUDIO_REQUEST_BURST,
@@ -1791,7 +1799,7 @@ impl Core {
             return Verdict::Ignore;
         }
         if let EphemeralBody::Presence { .. } = &msg.body {
-            let change = self.take_presence(&msg, mono, admission);
+            let change = self.take_presence(&msg, 0, admission);
             if change == PresenceChange::Unsampled {
                 return Verdict::Ignore;
             }
@@ -1811,15 +1819,16 @@ impl Core {
         Verdict::Accept
     }
 
-    /// Takes a verified presence into the table, come by `admission`, as if received at `at`
-    /// (monotonic ms): its author's name and addresses, and the presence as signed (for the
-    /// next newcomer). The caller checked that it is fresh and may be kept.
+    /// Takes a verified presence into the table, come by `admission`, received now and
+    /// `age_ms` old then (0 for gossip): its author's name and addresses, and the presence as
+    /// signed (for the next newcomer). The caller checked that it is fresh and may be kept.
     fn take_presence(
         &mut self,
         msg: &Verified<Ephemeral>,
-        at: u64,
+        age_ms: u64,
         admission: Admission,
     ) -> PresenceChange {
+        let now = self.time.mono_ms;
         let Some(m) = self.room.as_mut() else {
             return PresenceChange::Ignored;
         };
@@ -1832,7 +1841,7 @@ impl Core {
         else {
             return PresenceChange::Ignored;
         };
-        let change = m.presence.insert(msg, at, admission);
+        let change = m.presence.insert_aged(msg, now, age_ms, admission);
         if change == PresenceChange::Unsampled {
             return change;
         }
@@ -1858,7 +1867,15 @@ impl Core {
     /// if it had come by gossip when it was signed, while it is still live, and not passed on.
     /// A departure since is not among them; a peer handing us presences of members that left
     /// lists them for no longer than their TTL, within the sample, as it could by gossip.
-    fn presences_answered(&mut self, peer: PublicKey, result: Result<Vec<u8>, SyncFailure>) {
+    fn presences_answered(
+        &mut self,
+        peer: PublicKey,
+        room: RoomId,
+        result: Result<Vec<u8>, SyncFailure>,
+    ) {
+        if self.room.as_ref().is_none_or(|m| m.room.id() != room) {
+            return;
+        }
         let presences = match result.map(|bytes| SyncResponse::decode(&bytes)) {
             Ok(Ok(SyncResponse::Presence { presences })) => presences,
             other => {
@@ -1923,13 +1940,13 @@ impl Core {
         self.sync_request(
             peer,
             SyncRequest::Presence { room },
-            Request::Presences { peer },
+            Request::Presences { peer, room },
         );
     }
 
     /// One presence of [`Core::presences_answered`].
     fn handed_presence(&mut self, peer: PublicKey, msg: &Verified<Ephemeral>) -> PresenceChange {
-        let (mono, unix) = (self.time.mono_ms, self.time.unix_ms);
+        let unix = self.time.unix_ms;
         let Some(m) = self.room.as_ref() else {
             return PresenceChange::Ignored;
         };
@@ -1960,7 +1977,7 @@ impl Core {
         } else {
             return PresenceChange::Unsampled;
         };
-        self.take_presence(msg, mono.saturating_sub(age), admission)
+        self.take_presence(msg, age, admission)
     }
 
     fn ephemeral_effects(&mut self, msg: &Verified<Ephemeral>) {
@@ -2058,15 +2075,25 @@ impl Core {
     /// The presences we hold in `room`, for `from`, a newcomer: ours (signed now), the
     /// stage's, then the audience's, each as its author signed it.
     fn serve_presences(&mut self, from: Option<PublicKey>, room: RoomId) -> SyncResponse {
+        // A peer we cannot name (its key is not ed25519) gets none: the answers are bounded
+        // per asker.
+        let Some(asker) = from else {
+            return SyncResponse::Refused(SyncRefusal::BadRequest);
+        };
         match self.room.as_ref() {
             Some(m) if m.room.id() == room => {
-                if from.is_some_and(|k| m.room.state().banned.contains(&k)) {
+                if m.room.state().banned.contains(&asker) {
                     return SyncResponse::Refused(SyncRefusal::Banned);
                 }
             }
             _ => return SyncResponse::Refused(SyncRefusal::NotInRoom),
         }
-        if let Rate::Limited { .. } = self.presence_answers.check(&(), self.time.mono_ms) {
+        let mono = self.time.mono_ms;
+        if matches!(
+            self.presence_askers.check(&asker, mono),
+            Rate::Limited { .. }
+        ) || matches!(self.presence_answers.check(&(), mono), Rate::Limited { .. })
+        {
             return SyncResponse::Refused(SyncRefusal::Busy);
         }
         let ours = signed::sign(
@@ -2086,14 +2113,21 @@ impl Core {
         let mut held: Vec<(&PublicKey, &Vec<u8>)> = m
             .signed_presence
             .iter()
-            .filter(|(k, _)| m.presence.contains(k) && Some(**k) != from)
+            .filter(|(k, _)| m.presence.contains(k) && **k != asker)
             .collect();
-        held.sort_by_key(|(k, _)| (!state.on_stage(k), k.0));
+        // The stage, then the sample by rank (what the newcomer's table keeps first), should
+        // the answer be cut.
+        held.sort_by_key(|(k, _)| (!state.on_stage(k), m.presence.sample_rank(k), k.0));
+        let mut bytes = 0;
         let presences = ours
             .iter()
             .map(|v| v.wire())
             .chain(held.into_iter().map(|(_, w)| w.as_slice()))
             .take(MAX_PRESENCE_ANSWER)
+            .take_while(|w| {
+                bytes += w.len();
+                bytes <= MAX_PRESENCE_ANSWER_BYTES
+            })
             .map(|w| m.seal(Purpose::Sync, w.to_vec(), &mut self.rng))
             .collect();
         SyncResponse::Presence { presences }
@@ -2168,7 +2202,7 @@ impl Core {
         match request {
             Request::JoinPage => self.join_page(result),
             Request::RoomPage { peer, from, pages } => self.room_page(peer, from, pages, result),
-            Request::Presences { peer } => self.presences_answered(peer, result),
+            Request::Presences { peer, room } => self.presences_answered(peer, room, result),
             Request::Directory { peer, attempt } => match result {
                 Ok(bytes) => {
                     if let Ok(SyncResponse::Directory { announcements }) =
@@ -3069,6 +3103,8 @@ impl Core {
             return;
         }
         m.last_announce = mono;
+        // Set again if this one reaches nobody either (`Core::published`).
+        m.announcement_undelivered = false;
         // Counted, or estimated from the sample in a room larger than it. The estimate is
         // announced again only once it moved by an eighth: every member sets its sample's
         // threshold from this number, and one that went back and forth across a step moved

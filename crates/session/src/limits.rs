@@ -35,10 +35,16 @@ pub const SYNC_REQUEST_BURST: u32 = 64;
 /// once, whoever asks.
 pub const PRESENCE_ANSWER_BURST: u32 = 8;
 /// Presence answers a member gives per second after [`PRESENCE_ANSWER_BURST`]; beyond, a
-/// newcomer is told `Busy` and fills its table from heartbeats. An answer is up to
-/// `wire::MAX_PRESENCE_ANSWER` signed presences (~130 KB for a sample of 512): the member a
-/// room's newcomers join through (often the host) sends at most ~1 Mbit/s of them.
+/// newcomer is told `Busy` and asks another member. An answer is ~130 KB for a sample of 512
+/// (at most [`MAX_PRESENCE_ANSWER_BYTES`]): the member a room's newcomers join through
+/// (often the host) sends at most ~1 Mbit/s of them, ~2 Mbit/s for the largest presences.
 pub const PRESENCE_ANSWERS_PER_SECOND: f64 = 1.0;
+/// Presence answers one peer gets per minute (a newcomer asks once).
+pub const PRESENCE_ANSWERS_PER_PEER_PER_MINUTE: f64 = 1.0;
+/// Most bytes of signed presences in one answer: a sample of 512 with the stage fits twice
+/// over at the usual ~250 bytes each; presences naming eight addresses of 128 bytes each
+/// (~1.2 KB) are cut there, last ranks first.
+pub const MAX_PRESENCE_ANSWER_BYTES: usize = 256 * 1024;
 /// How soon a room's announcement that reached nobody goes again (at once when a peer
 /// subscribes to the directory's topic): a host's first one races its first connection, and
 /// the next was an announce interval (20 s) later, so a directory listed a new room late.

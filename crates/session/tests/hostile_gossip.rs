@@ -657,7 +657,8 @@ fn one_peer_gets_a_bounded_share_of_sync_answers() {
 }
 
 /// Presence answers are the largest a member gives (its whole table): however many peers
-/// ask, it gives `PRESENCE_ANSWER_BURST` at once and `PRESENCE_ANSWERS_PER_SECOND` after.
+/// ask, it gives `PRESENCE_ANSWER_BURST` at once and `PRESENCE_ANSWERS_PER_SECOND` after,
+/// and one a minute to any one peer.
 #[test]
 fn presence_answers_are_bounded_whoever_asks() {
     use ruang_session::limits::{PRESENCE_ANSWER_BURST, PRESENCE_ANSWERS_PER_SECOND};
@@ -704,6 +705,10 @@ fn presence_answers_are_bounded_whoever_asks() {
         (2.0 * PRESENCE_ANSWERS_PER_SECOND) as usize,
         "two seconds later"
     );
+    // One asker gets one a minute, however full the shared bucket.
+    assert!(!ask(100, 6_000), "the same asker again");
+    assert!(ask(300, 6_000), "another asker");
+    assert!(ask(100, 63_000), "the same asker a minute later");
 }
 
 /// Presences name any address they like: keys that all name a third party's address get it
