@@ -20,19 +20,7 @@ use common::{UNIX, host};
 /// A listener's presence in `core`'s room, sent at `sent_at`, as gossip bytes.
 fn presence(core: &Core, who: &Identity, sent_at: u64) -> Vec<u8> {
     let room = core.membership().unwrap().room.id();
-    let msg = Ephemeral {
-        room,
-        author: who.public(),
-        sent_at,
-        body: EphemeralBody::Presence {
-            name: "listener".into(),
-            ttl_ms: 6_000,
-            addresses: Vec::new(),
-            leaving: false,
-        },
-    };
-    let signed = ruang_proto::signed::sign(who, msg).unwrap();
-    RoomMessage::Ephemeral(signed.wire().to_vec()).encode()
+    RoomMessage::Ephemeral(common::signed_presence(who, room, sent_at, 6_000, false)).encode()
 }
 
 /// Hands `data` to `core` as gossip from `who` at `mono` ms; returns the verdict.

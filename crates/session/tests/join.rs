@@ -5,7 +5,6 @@
 //! `JOIN_CONNECTIONS` connections. A joiner is then handed the presences the member holds,
 //! and takes only those that are signed, live, of its room and not banned.
 
-use ruang_proto::ephemeral::{Ephemeral, EphemeralBody};
 use ruang_proto::room::EventBody;
 use ruang_proto::ticket::Ticket;
 use ruang_proto::{Identity, PublicKey};
@@ -15,7 +14,7 @@ use ruang_session::{Command, Core, Gossip, Input, JoinTarget, Output, SyncFailur
 
 mod common;
 
-use common::{UNIX, config, host};
+use common::{UNIX, config, host, signed_presence};
 
 fn at(mono_ms: u64) -> Time {
     Time {
@@ -101,28 +100,6 @@ fn a_join_whose_connection_closes_connects_again_later_then_gives_up() {
         matches!(o, Output::Reply { id: 5, result: Err(e) } if e.to_string().contains("connection closed"))
     });
     assert!(failed, "{out:?}");
-}
-
-/// `who`'s presence in `room`, signed at `sent_at` with a TTL of `ttl_ms`.
-fn signed_presence(
-    who: &Identity,
-    room: ruang_proto::room::RoomId,
-    sent_at: u64,
-    ttl_ms: u32,
-    leaving: bool,
-) -> Vec<u8> {
-    let msg = Ephemeral {
-        room,
-        author: who.public(),
-        sent_at,
-        body: EphemeralBody::Presence {
-            name: "listener".into(),
-            ttl_ms,
-            addresses: Vec::new(),
-            leaving,
-        },
-    };
-    ruang_proto::signed::sign(who, msg).unwrap().wire().to_vec()
 }
 
 /// A joiner (key `[2; 32]`) that fetched `host`'s log at `now`: what it asks for next, with

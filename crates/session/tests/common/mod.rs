@@ -1,6 +1,8 @@
 //! What the tests of one core share: a core hosting a room, at a fixed time.
 
 use ruang_proto::Identity;
+use ruang_proto::ephemeral::{Ephemeral, EphemeralBody};
+use ruang_proto::room::RoomId;
 use ruang_session::{Command, Config, Core, HostOptions, Input, Time};
 
 /// The tests' unix time at monotonic 0.
@@ -41,4 +43,27 @@ pub fn host() -> Core {
     while core.poll_output().is_some() {}
     assert!(core.membership().is_some(), "hosting failed");
     core
+}
+
+/// `who`'s presence in `room`, signed at `sent_at` with a TTL of `ttl_ms`: the envelope bytes.
+#[allow(dead_code)] // not every test binary uses it
+pub fn signed_presence(
+    who: &Identity,
+    room: RoomId,
+    sent_at: u64,
+    ttl_ms: u32,
+    leaving: bool,
+) -> Vec<u8> {
+    let msg = Ephemeral {
+        room,
+        author: who.public(),
+        sent_at,
+        body: EphemeralBody::Presence {
+            name: "listener".into(),
+            ttl_ms,
+            addresses: Vec::new(),
+            leaving,
+        },
+    };
+    ruang_proto::signed::sign(who, msg).unwrap().wire().to_vec()
 }
