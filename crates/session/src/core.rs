@@ -1221,8 +1221,13 @@ impl Core {
         // The member we fetched the log from hands us the presences it holds: our table is
         // full at once, not after a heartbeat interval of each member (minutes in a large
         // room, where a heartbeat that misses us is missed for another interval).
-        if let (Ok(_), Some(peer)) = (&result, j.peer) {
-            self.ask_for_presences(Some(peer));
+        if let (Ok(joined), Some(peer)) = (&result, j.peer) {
+            let room = joined.room;
+            self.sync_request(
+                peer,
+                SyncRequest::Presence { room },
+                Request::Presences { peer, room },
+            );
         }
         self.reply(j.command, result.map(Answer::Joined));
     }
@@ -1879,11 +1884,8 @@ impl Core {
         let presences = match result.map(|bytes| SyncResponse::decode(&bytes)) {
             Ok(Ok(SyncResponse::Presence { presences })) => presences,
             other => {
+                // Busy (it answers one newcomer a second) or gone: heartbeats fill our table.
                 debug!(peer = %peer.fingerprint(), answer = ?other.map(|a| a.map(|_| ())), "no presences at our join");
-                // Another member, at a later tick.
-                if let Some(m) = self.room.as_mut() {
-                    m.presences_wanted = true;
-                }
                 return;
             }
         };
@@ -1907,41 +1909,6 @@ impl Core {
         if arrived > 0 {
             self.membership_changed();
         }
-    }
-
-    /// Asks a member for the presences it holds ([`SyncRequest::Presence`]): `peer` (the one
-    /// our join fetched the log from), or a connected member not asked yet, until one answers
-    /// or [`PRESENCE_ASKS`] were asked. Each member answers about one newcomer a second: in
-    /// a room with many arriving, the one they join through is often busy.
-    fn ask_for_presences(&mut self, peer: Option<PublicKey>) {
-        let Some(m) = self.room.as_mut() else {
-            return;
-        };
-        m.presences_wanted = false;
-        if m.presences_asked.len() >= PRESENCE_ASKS {
-            return;
-        }
-        let peer = peer.or_else(|| {
-            let mut members: Vec<PublicKey> = self
-                .connected
-                .iter()
-                .filter(|k| m.presence.contains(k) && !m.presences_asked.contains(k))
-                .copied()
-                .collect();
-            members.sort_by_key(|k| k.0);
-            members.choose(&mut self.rng).copied()
-        });
-        let Some(peer) = peer else {
-            m.presences_wanted = true;
-            return;
-        };
-        m.presences_asked.push(peer);
-        let room = m.room.id();
-        self.sync_request(
-            peer,
-            SyncRequest::Presence { room },
-            Request::Presences { peer, room },
-        );
     }
 
     /// One presence of [`Core::presences_answered`].
@@ -2117,7 +2084,7 @@ impl Core {
             .collect();
         // The stage, then the sample by rank (what the newcomer's table keeps first), should
         // the answer be cut.
-        held.sort_by_key(|(k, _)| (!state.on_stage(k), m.presence.sample_rank(k), k.0));
+        held.sort_by_cached_key(|(k, _)| (!state.on_stage(k), m.presence.sample_rank(k), k.0));
         let mut bytes = 0;
         let presences = ours
             .iter()
@@ -2795,9 +2762,6 @@ impl Core {
         self.maybe_sync();
         self.keep_stage_connected();
         self.keep_room_neighbours();
-        if self.room.as_ref().is_some_and(|m| m.presences_wanted) {
-            self.ask_for_presences(None);
-        }
         self.check_fanout_notice();
         if let Some(m) = self.room.as_mut()
             && m.dirty

@@ -35,7 +35,7 @@ pub const SYNC_REQUEST_BURST: u32 = 64;
 /// once, whoever asks.
 pub const PRESENCE_ANSWER_BURST: u32 = 8;
 /// Presence answers a member gives per second after [`PRESENCE_ANSWER_BURST`]; beyond, a
-/// newcomer is told `Busy` and asks another member. An answer is ~130 KB for a sample of 512
+/// newcomer is told `Busy` and fills its table from heartbeats, as before. An answer is ~130 KB for a sample of 512
 /// (at most [`MAX_PRESENCE_ANSWER_BYTES`]): the member a room's newcomers join through
 /// (often the host) sends at most ~1 Mbit/s of them, ~2 Mbit/s for the largest presences.
 pub const PRESENCE_ANSWERS_PER_SECOND: f64 = 1.0;
@@ -49,8 +49,6 @@ pub const MAX_PRESENCE_ANSWER_BYTES: usize = 256 * 1024;
 /// subscribes to the directory's topic): a host's first one races its first connection, and
 /// the next was an announce interval (20 s) later, so a directory listed a new room late.
 pub const ANNOUNCE_RETRY_MS: u64 = 2_000;
-/// Members a newcomer asks for their presences, one after the other while they are busy.
-pub const PRESENCE_ASKS: usize = 3;
 /// Sync requests answered to one peer per second after [`SYNC_REQUEST_BURST`]; beyond, it is
 /// told `Busy`. Each answer costs a page of events to seal and send.
 pub const SYNC_REQUESTS_PER_SECOND: f64 = 8.0;

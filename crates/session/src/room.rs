@@ -195,12 +195,6 @@ pub struct Membership {
     /// newcomer that asks (`SyncRequest::Presence`). No larger than the table for long (see
     /// [`Membership::keep_signed_presence`]).
     pub signed_presence: HashMap<PublicKey, Vec<u8>>,
-    /// The members asked for their presences since we joined (at most
-    /// `limits::PRESENCE_ASKS`).
-    pub presences_asked: Vec<PublicKey>,
-    /// The last member asked for its presences could not answer: ask another at the next
-    /// tick.
-    pub presences_wanted: bool,
     /// Members we dialled to have enough room neighbours, with when.
     pub neighbour_dials: HashMap<PublicKey, u64>,
     /// Hosts (an address's IP or DNS name, see [`dial_host`]) we dialled a member at lately
@@ -333,8 +327,6 @@ impl Membership {
             known_addrs: HashMap::new(),
             signed_presence: HashMap::new(),
             announcement_undelivered: false,
-            presences_asked: Vec::new(),
-            presences_wanted: false,
             neighbour_dials: HashMap::new(),
             dialled_hosts: HashMap::new(),
             last_neighbour_check: 0,

@@ -21,6 +21,12 @@ impl Seed {
         Self { value, name }
     }
 
+    /// A fixed seed (for tests that must always run the same way).
+    pub fn fixed(name: &'static str, value: u64) -> Self {
+        eprintln!("[{name}] seed {value}");
+        Self { value, name }
+    }
+
     /// The seed value.
     pub fn value(&self) -> u64 {
         self.value
