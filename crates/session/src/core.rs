@@ -2063,16 +2063,10 @@ impl Core {
         {
             return SyncResponse::Refused(SyncRefusal::Busy);
         }
-        let ours = signed::sign(
-            &self.config.identity,
-            Ephemeral {
-                room,
-                author: self.me,
-                sent_at: self.time.unix_ms,
-                body: self.presence_body(false),
-            },
-        )
-        .ok();
+        let ours = self
+            .ephemeral_payload(self.presence_body(false), self.time.unix_ms)
+            .ok()
+            .map(|(signed, _)| signed);
         let Some(m) = self.room.as_ref() else {
             return SyncResponse::Refused(SyncRefusal::NotInRoom);
         };
