@@ -65,6 +65,14 @@ const MAX_BACKGROUND: usize = 256;
 const JOIN_DIAL_QUICK_FAILURE: Duration = Duration::from_millis(500);
 /// Dials of a join to one peer when they fail quickly (see [`JOIN_DIAL_QUICK_FAILURE`]).
 const JOIN_DIAL_TRIES: u32 = 3;
+/// A join through a relay that reached no one tries again, after [`JOIN_RETRY_PAUSE`], as long
+/// as this much time has not passed since it began. A relay can be out of reach for a few
+/// seconds (restarting, its connection to us or to the host lost and being replaced); a join
+/// with only direct addresses fails at once, as a refused or unrouted address will not answer
+/// a second time either.
+const JOIN_RELAYED_PATIENCE: Duration = Duration::from_secs(25);
+/// Pause between two rounds of a join's dials through relays.
+const JOIN_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -1217,7 +1225,6 @@ async fn join_dial(
     progress.say(format!("connecting to the host ({tried})"));
     let host_peer = ids::peer_id(&host);
     let mut last_error = String::from("no address answered");
-    let mut reached = None;
     // Every address of a peer at once (direct, LAN and relayed race; the first that works
     // is kept), the host's first. A dial that fails at once (a relayed dial while the
     // connection to its relay is still being set up is cancelled) is tried again.
@@ -1236,31 +1243,21 @@ async fn join_dial(
     // connection to its relay is still being set up (a bootstrap dial to the same node, say)
     // is cancelled. So connect to the relays, all at once, then dial.
     let relays: HashSet<Multiaddr> = addrs.iter().filter_map(relay_part).collect();
-    futures::future::join_all(relays.into_iter().map(|r| client.dial(r))).await;
-    'peers: for (target, list) in by_peer {
-        for attempt in 1..=JOIN_DIAL_TRIES {
-            let started = Instant::now();
-            match client.dial_peer(target, list.clone()).await {
-                Ok(()) => {
-                    reached = Some((target, list));
-                    break 'peers;
-                }
-                Err(e) => {
-                    last_error = e.to_string();
-                    debug!(%target, attempt, error = %e, "join dial failed");
-                    if started.elapsed() > JOIN_DIAL_QUICK_FAILURE {
-                        break;
-                    }
-                    tokio::time::sleep(JOIN_DIAL_QUICK_FAILURE).await;
-                }
-            }
+    let began = Instant::now();
+    let (peer, peer_addrs) = loop {
+        futures::future::join_all(relays.iter().map(|r| client.dial(r.clone()))).await;
+        if let Some(reached) = dial_round(client, &by_peer, &mut last_error).await {
+            break reached;
         }
-    }
-    let Some((peer, peer_addrs)) = reached else {
-        return Err(format!(
-            "tried {tried}: {last_error}. Hint: {}",
-            tried.hint(progress.hide_ip)
-        ));
+        if relays.is_empty() || began.elapsed() + JOIN_RETRY_PAUSE >= JOIN_RELAYED_PATIENCE {
+            return Err(format!(
+                "tried {tried}: {last_error}. Hint: {}",
+                tried.hint(progress.hide_ip)
+            ));
+        }
+        debug!(error = %last_error, "join round failed");
+        progress.say("not reached yet; trying again through the relay".to_string());
+        tokio::time::sleep(JOIN_RETRY_PAUSE).await;
     };
     let Some(key) = ids::public_key(&peer) else {
         return Err(format!("{peer} is not a ruang node"));
@@ -1276,4 +1273,31 @@ async fn join_dial(
     };
     progress.say(format!("{how}; fetching the room's log"));
     Ok((key, peer_addrs))
+}
+
+/// One round of a join's dials: each peer in turn with all its addresses at once, each tried
+/// again while it fails quickly (see [`JOIN_DIAL_QUICK_FAILURE`]). The first peer reached, with
+/// its addresses; `last_error` keeps the last failure.
+async fn dial_round(
+    client: &Client,
+    by_peer: &[(PeerId, Vec<Multiaddr>)],
+    last_error: &mut String,
+) -> Option<(PeerId, Vec<Multiaddr>)> {
+    for (target, list) in by_peer {
+        for attempt in 1..=JOIN_DIAL_TRIES {
+            let started = Instant::now();
+            match client.dial_peer(*target, list.clone()).await {
+                Ok(()) => return Some((*target, list.clone())),
+                Err(e) => {
+                    *last_error = e.to_string();
+                    debug!(%target, attempt, error = %e, "join dial failed");
+                    if started.elapsed() > JOIN_DIAL_QUICK_FAILURE {
+                        break;
+                    }
+                    tokio::time::sleep(JOIN_DIAL_QUICK_FAILURE).await;
+                }
+            }
+        }
+    }
+    None
 }

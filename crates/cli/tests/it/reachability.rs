@@ -788,6 +788,56 @@ fn relayed_room_survives_a_relay_restart() -> Result<()> {
     Ok(())
 }
 
+/// The listener's home loses its route to the relay just as it joins (as when a relay
+/// restarts, or a connection to it times out, in the middle of a join): the join says it is
+/// trying again, and once the route is back the listener hears the host, with no one doing
+/// anything. (It used to give up after its first round of dials.)
+#[test]
+fn a_join_waits_out_a_relay_out_of_reach() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(net) = internet(dir.path(), [Nat::ConeOpenRouter, Nat::Symmetric])? else {
+        return Ok(());
+    };
+    let r = net.relay_addr.as_str();
+    let mut host = start_host(
+        dir.path(),
+        &net.homes[0],
+        &["--bootstrap", r, "--via-relay", r],
+    )?;
+    ensure!(
+        host.ticket_has_circuit(),
+        "the host's ticket has no relay circuit address"
+    );
+    let outage = "table ip outage {\n  chain forward {\n    type filter hook forward priority filter - 1; policy accept;\n    ip daddr 203.0.113.1 drop\n  }\n}\n";
+    net.router_rules("b-nat", outage)?;
+    let mut listener = start_listener(
+        dir.path(),
+        "listener",
+        &host.ticket,
+        &net.homes[1],
+        &["--bootstrap", r],
+    )?;
+    let retried = listener.proc.wait(T, "the join trying again", |v| {
+        (v["event"] == "progress"
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("trying again")))
+        .then(|| arrived(v))
+    });
+    if let Err(e) = retried {
+        listener.show_timeline("no second round");
+        return Err(e);
+    }
+    net.router_rules("b-nat", "delete table ip outage\n")?;
+    let t = listener.hears(&host, 50)?;
+    eprintln!("relay out of reach at the join, then back → first audio: {t:?}");
+    listener.progressed("trying again")?;
+    listener.holds(&host)?;
+    host.proc.close_stdin();
+    host.proc.exit(T)?;
+    Ok(())
+}
+
 fn unix_us_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
