@@ -210,6 +210,7 @@ pub(crate) async fn spawn(config: Config) -> Result<NodeHandle, NodeError> {
         in_flight: None,
         background: FuturesUnordered::new(),
         join_addrs: None,
+        join_dial: None,
         stopped: false,
         heard_before: HashMap::new(),
         far_end: Arc::new(FarEnd::default()),
@@ -271,6 +272,8 @@ struct Driver {
     background: FuturesUnordered<BoxFuture<Finished>>,
     /// The member a join reached and its addresses.
     join_addrs: Option<(PublicKey, Vec<Multiaddr>)>,
+    /// Stops the join's dials in flight (see [`join_dial`]).
+    join_dial: Option<futures::future::AbortHandle>,
     /// The core said [`Output::Stopped`].
     stopped: bool,
     /// The played mix, for the microphone's echo canceller.
@@ -392,6 +395,12 @@ impl Driver {
         self.core.handle(time, input);
         while let Some(output) = self.core.poll_output() {
             self.outbox.push_back(output);
+        }
+        // A join that ended (cancelled by a leave, say) stops dialling and saying so.
+        if !self.core.is_joining()
+            && let Some(dial) = self.join_dial.take()
+        {
+            dial.abort();
         }
     }
 
@@ -554,12 +563,20 @@ impl Driver {
                     hide_ip: self.config.hide_ip,
                 };
                 self.join_addrs = None;
+                let (dial, abort) = futures::future::abortable(async move {
+                    join_dial(&client, host, addrs, &progress).await
+                });
+                if let Some(old) = self.join_dial.replace(abort) {
+                    old.abort();
+                }
                 self.background.push(Box::pin(async move {
-                    match join_dial(&client, host, addrs, &progress).await {
-                        Ok((key, addrs)) => {
+                    match dial.await {
+                        Ok(Ok((key, addrs))) => {
                             Finished::JoinDialed(Input::JoinDialed(Ok(key)), Some((key, addrs)))
                         }
-                        Err(why) => Finished::JoinDialed(Input::JoinDialed(Err(why)), None),
+                        Ok(Err(why)) => Finished::JoinDialed(Input::JoinDialed(Err(why)), None),
+                        // The join was cancelled (or replaced) while dialling.
+                        Err(futures::future::Aborted) => Finished::Nothing,
                     }
                 }));
             }
