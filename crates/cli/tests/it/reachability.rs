@@ -126,6 +126,20 @@ impl Listener {
         });
         if let Err(e) = waited {
             self.show_timeline("no audio");
+            // What each side counted last: requests held, links, frames per speaker.
+            let last_stats = |seen: &[Value]| {
+                seen.iter()
+                    .rev()
+                    .find(|v| v["event"] == "stats")
+                    .map(Value::to_string)
+                    .unwrap_or_default()
+            };
+            eprintln!(
+                "[{}] last stats: {}",
+                self.proc.name,
+                last_stats(&self.proc.seen)
+            );
+            eprintln!("[host] last stats seen: {}", last_stats(&host.proc.seen));
             return Err(e);
         }
         let first = first.context("no hearing event")?;
