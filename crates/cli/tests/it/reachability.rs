@@ -151,6 +151,19 @@ impl Listener {
         Ok(after)
     }
 
+    /// Waits for the host's audio (printing how long after `label` it came), checks that the
+    /// join said `progress`, that the recording holds the host's voice, and that the host
+    /// leaves cleanly.
+    fn hears_holds_and_ends(mut self, mut host: Host, label: &str, progress: &str) -> Result<()> {
+        let t = self.hears(&host, 50)?;
+        eprintln!("{label} → first audio: {t:?}");
+        self.progressed(progress)?;
+        self.holds(&host)?;
+        host.proc.close_stdin();
+        host.proc.exit(T)?;
+        Ok(())
+    }
+
     /// Prints what the join went through (events but stats, with when), for whoever looks
     /// into a slow or failed one.
     fn show_timeline(&self, why: &str) {
@@ -532,14 +545,12 @@ fn host_with_a_forwarded_port() -> Result<()> {
         .find(|v| v["event"] == "ticket" && v["ticket"] == ticket.as_str())
         .map(arrived);
     eprintln!("forwarded port: ticket with it after {confirmed:?}");
-    let mut listener = start_listener(dir.path(), "listener", &ticket, &net.public, &[])?;
-    let t = listener.hears(&host, 50)?;
-    eprintln!("host with a forwarded port, join → first audio: {t:?}");
-    listener.progressed("connected to the host directly over QUIC")?;
-    listener.holds(&host)?;
-    host.proc.close_stdin();
-    host.proc.exit(T)?;
-    Ok(())
+    let listener = start_listener(dir.path(), "listener", &ticket, &net.public, &[])?;
+    listener.hears_holds_and_ends(
+        host,
+        "host with a forwarded port, join",
+        "connected to the host directly over QUIC",
+    )
 }
 
 /// A listener on a network that passes web traffic only (its router drops UDP and every TCP
@@ -813,7 +824,7 @@ fn a_join_waits_out_a_relay_out_of_reach() -> Result<()> {
         return Ok(());
     };
     let r = net.relay_addr.as_str();
-    let mut host = start_host(
+    let host = start_host(
         dir.path(),
         &net.homes[0],
         &["--bootstrap", r, "--via-relay", r],
@@ -843,13 +854,11 @@ fn a_join_waits_out_a_relay_out_of_reach() -> Result<()> {
         return Err(e);
     }
     net.router_rules("b-nat", "delete table ip outage\n")?;
-    let t = listener.hears(&host, 50)?;
-    eprintln!("relay out of reach at the join, then back → first audio: {t:?}");
-    listener.progressed("trying again")?;
-    listener.holds(&host)?;
-    host.proc.close_stdin();
-    host.proc.exit(T)?;
-    Ok(())
+    listener.hears_holds_and_ends(
+        host,
+        "relay out of reach at the join, then back",
+        "trying again",
+    )
 }
 
 fn unix_us_now() -> u64 {
