@@ -35,9 +35,10 @@ pub const SYNC_REQUEST_BURST: u32 = 64;
 /// once, whoever asks.
 pub const PRESENCE_ANSWER_BURST: u32 = 8;
 /// Presence answers a member gives per second after [`PRESENCE_ANSWER_BURST`]; beyond, a
-/// newcomer is told `Busy` and fills its table from heartbeats, as before. An answer is ~130 KB for a sample of 512
-/// (at most [`MAX_PRESENCE_ANSWER_BYTES`]): the member a room's newcomers join through
-/// (often the host) sends at most ~1 Mbit/s of them, ~2 Mbit/s for the largest presences.
+/// newcomer is told `Busy` and fills its table from heartbeats. An answer is ~130 KB for a
+/// sample of 512 (at most [`MAX_PRESENCE_ANSWER_BYTES`]): the member a room's newcomers join
+/// through (often the host) sends at most ~1 Mbit/s of them, ~2 Mbit/s for the largest
+/// presences.
 pub const PRESENCE_ANSWERS_PER_SECOND: f64 = 1.0;
 /// Presence answers one peer gets per minute (a newcomer asks once).
 pub const PRESENCE_ANSWERS_PER_PEER_PER_MINUTE: f64 = 1.0;

@@ -150,8 +150,6 @@ pub struct Peer {
     pub connections: HashSet<usize>,
     /// When each connection came up.
     connected_at: HashMap<usize, u64>,
-    /// Topics it is subscribed to.
-    pub topics: Topics,
     /// What its core said to the user, with when (virtual ms), if recording.
     pub events: Vec<(u64, NodeEvent)>,
     /// Its core's answers to commands.
@@ -231,8 +229,7 @@ pub struct Sim {
     seed: u64,
     /// Messages published in the whole simulation, by kind.
     pub published: std::collections::BTreeMap<&'static str, u64>,
-    /// Who is subscribed to each topic (a mirror of [`Peer::topics`] that gossip delivery
-    /// reads without touching each connected peer).
+    /// Who is subscribed to each topic.
     subscribed: Subscriptions,
 }
 
@@ -295,7 +292,6 @@ impl Sim {
             online: true,
             connections: HashSet::new(),
             connected_at: HashMap::new(),
-            topics: Topics::default(),
             events: Vec::new(),
             replies: Vec::new(),
             audio_targets: Vec::new(),
@@ -451,7 +447,7 @@ impl Sim {
             }
             Msg::Gossip { topic, data, id } => {
                 self.peers[to].traffic.gossip_received += 1;
-                if !self.peers[to].topics.contains(&topic) {
+                if !self.subscribed.contains(&topic, to) {
                     return;
                 }
                 let now = self.now();
@@ -525,10 +521,7 @@ impl Sim {
             let now = self.now();
             self.peers[to].connected_at.insert(from, now);
             self.input(to, Input::Connected(self.key(from)));
-            let mut topics: Vec<Arc<str>> = self.peers[from].topics.iter().cloned().collect();
-            topics.sort_unstable();
-            for topic in topics {
-                let topic = topic.to_string();
+            for topic in self.subscribed.topics_of(from) {
                 self.input(to, Input::Subscribed { topic });
             }
             self.peers[to].refused_by.remove(&from);
@@ -876,8 +869,7 @@ impl Sim {
             }
             Output::Subscribe { topic, .. } => {
                 let topic: Arc<str> = topic.into();
-                if self.peers[index].topics.insert(topic.clone()) {
-                    self.subscribed.insert(&topic, index);
+                if self.subscribed.insert(&topic, index) {
                     let mut peers: Vec<usize> =
                         self.peers[index].connections.iter().copied().collect();
                     peers.sort_unstable();
@@ -895,7 +887,6 @@ impl Sim {
             Output::Unsubscribe(topic) => {
                 // Peers see it at once (the model reads subscriptions from the peers).
                 let topic: Arc<str> = topic.into();
-                self.peers[index].topics.remove(&topic);
                 self.subscribed.remove(&topic, index);
             }
             Output::SyncRequest { id, to, request } => {
@@ -1058,37 +1049,6 @@ fn seen_key(id: &[u8; 32]) -> u64 {
     u64::from_le_bytes(key)
 }
 
-/// The topics a peer is subscribed to: a handful, so a list (a hash set hashed the topic
-/// string for every peer of every message: a fifth of a large room's simulation).
-#[derive(Clone, Debug, Default)]
-pub struct Topics(Vec<Arc<str>>);
-
-impl Topics {
-    /// Whether it holds `topic`.
-    pub fn contains(&self, topic: &str) -> bool {
-        self.0.iter().any(|t| **t == *topic)
-    }
-
-    /// Adds `topic`; whether it was new.
-    pub fn insert(&mut self, topic: Arc<str>) -> bool {
-        if self.contains(&topic) {
-            return false;
-        }
-        self.0.push(topic);
-        true
-    }
-
-    /// Removes `topic`.
-    pub fn remove(&mut self, topic: &str) {
-        self.0.retain(|t| **t != *topic);
-    }
-
-    /// The topics.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.0.iter()
-    }
-}
-
 /// Who is subscribed to each topic: a bit per peer, so that finding a peer's subscribed
 /// connections reads one small bitmap rather than every connected peer's own list (that was
 /// the largest cost of a 10,000-member room's simulation).
@@ -1096,13 +1056,32 @@ impl Topics {
 struct Subscriptions(HashMap<Arc<str>, Vec<u64>>);
 
 impl Subscriptions {
-    /// Marks peer `index` as subscribed to `topic`.
-    fn insert(&mut self, topic: &Arc<str>, index: usize) {
+    /// Marks peer `index` as subscribed to `topic`; whether it was not yet.
+    fn insert(&mut self, topic: &Arc<str>, index: usize) -> bool {
         let bits = self.0.entry(topic.clone()).or_default();
         if bits.len() <= index / 64 {
             bits.resize(index / 64 + 1, 0);
         }
+        let new = bits[index / 64] & (1 << (index % 64)) == 0;
         bits[index / 64] |= 1 << (index % 64);
+        new
+    }
+
+    /// Whether peer `index` is subscribed to `topic`.
+    fn contains(&self, topic: &str, index: usize) -> bool {
+        self.of(topic)(index)
+    }
+
+    /// The topics peer `index` is subscribed to, in order.
+    fn topics_of(&self, index: usize) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .0
+            .keys()
+            .filter(|t| self.contains(t, index))
+            .map(|t| t.to_string())
+            .collect();
+        topics.sort_unstable();
+        topics
     }
 
     /// Marks peer `index` as no longer subscribed to `topic`.

@@ -10,20 +10,20 @@ pub struct Seed {
 impl Seed {
     /// Reads `SEED` from the environment, or draws one; prints it with the test's name.
     pub fn from_env(name: &'static str) -> Self {
+        Self::from_env_or(name, rand::random)
+    }
+
+    /// Reads `SEED` from the environment, or takes `default()` (for a test that runs one
+    /// known seed unless told otherwise); prints it with the test's name.
+    pub fn from_env_or(name: &'static str, default: impl FnOnce() -> u64) -> Self {
         let value = match std::env::var("SEED") {
             Ok(s) => s
                 .trim()
                 .parse()
                 .unwrap_or_else(|_| panic!("SEED must be a u64, got {s:?}")),
-            Err(_) => rand::random(),
+            Err(_) => default(),
         };
         eprintln!("[{name}] seed {value} (replay with SEED={value})");
-        Self { value, name }
-    }
-
-    /// A fixed seed (for tests that must always run the same way).
-    pub fn fixed(name: &'static str, value: u64) -> Self {
-        eprintln!("[{name}] seed {value}");
         Self { value, name }
     }
 
