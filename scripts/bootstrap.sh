@@ -5,6 +5,7 @@
 #   libasound2-dev   ALSA headers for cpal (microphone and speaker)
 #   opus-tools       opusdec, used by a test to check our .opus files play in standard tools
 #   iproute2, nftables  network namespaces and packet loss for the network benchmarks
+# and, once cargo is there, cargo-nextest (the test runner of the README's test command).
 # Idempotent: safe to run any number of times.
 set -euo pipefail
 
@@ -45,3 +46,11 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 echo "bootstrap: $(cargo --version)"
+
+# The README's test command runs the suite with cargo-nextest.
+if cargo nextest --version >/dev/null 2>&1; then
+  echo "bootstrap: $(cargo nextest --version | head -1)"
+else
+  echo "bootstrap: installing cargo-nextest (the test runner; a few minutes to build)"
+  cargo install cargo-nextest --locked
+fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the workspace test suite several times while busy loops take CPU from it, to find
+# Runs the workspace test suite (with cargo-nextest, as the README does) several times while busy loops take CPU from it, to find
 # timing-sensitive tests before a loaded CI machine does. Each run's output goes to
 # DIR/runN.log and a line per run to DIR/summary.txt (failing tests named).
 #
@@ -17,7 +17,7 @@ mkdir -p "$dir"
 : > "$dir/summary.txt"
 export CARGO_INCREMENTAL=0
 echo "building the tests first (without load)"
-cargo test --workspace --no-run -q || exit 1
+cargo nextest run --workspace --no-run || exit 1
 pids=()
 stop_hogs() { [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null; pids=(); }
 trap stop_hogs EXIT
@@ -25,10 +25,10 @@ failed_runs=0
 for i in $(seq 1 "$runs"); do
   for _ in $(seq 1 "$hogs"); do (while :; do :; done) & pids+=($!); done
   start=$(date +%s)
-  timeout 1800 cargo test --workspace --no-fail-fast > "$dir/run$i.log" 2>&1
+  timeout 1800 cargo nextest run --workspace --no-fail-fast > "$dir/run$i.log" 2>&1
   rc=$?
   stop_hogs
-  failing=$(grep -E '^    [A-Za-z0-9_:]+$' "$dir/run$i.log" | tr -d ' ' | tr '\n' ' ')
+  failing=$(grep -E '^ +(FAIL|TIMEOUT) ' "$dir/run$i.log" | awk '{print $NF}' | sort -u | tr '\n' ' ')
   line="run $i: exit $rc after $(( $(date +%s) - start )) s${failing:+; failed: $failing}"
   echo "$line" | tee -a "$dir/summary.txt"
   [ "$rc" -eq 0 ] || failed_runs=$((failed_runs + 1))

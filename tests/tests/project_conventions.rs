@@ -16,7 +16,7 @@ fn read(path: &Path) -> String {
 }
 
 const QUICK_START: &str = "scripts/bootstrap.sh && cargo run --release -p ruang -- demo";
-const TEST_COMMAND: &str = "cargo test --workspace";
+const TEST_COMMAND: &str = "cargo nextest run --workspace && cargo test --workspace --doc";
 
 #[test]
 fn readme_quick_start_is_what_ci_runs() {

@@ -21,7 +21,9 @@ const T: Duration = Duration::from_secs(30);
 const ATTACKERS: usize = 96;
 
 /// One attack at a time: each measures its victim's CPU and the honest audio during it, which
-/// another attack on the same two cores would distort (and an attack saturates a core).
+/// another attack on the same two cores would distort (and an attack saturates a core). This
+/// lock does it under `cargo test`; under cargo-nextest, which runs each test in a process of
+/// its own, the `hostile-peers` test group of `.config/nextest.toml` does.
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static ATTACK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     ATTACK.lock().unwrap_or_else(|e| e.into_inner())
