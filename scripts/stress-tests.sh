@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the workspace test suite (with cargo-nextest, as the README does) several times while busy loops take CPU from it, to find
-# timing-sensitive tests before a loaded CI machine does. Each run's output goes to
-# DIR/runN.log and a line per run to DIR/summary.txt (failing tests named).
+# Runs the workspace test suite (with cargo-nextest, as the README does) several times while
+# busy loops take CPU from it, to find timing-sensitive tests before a loaded CI machine does.
+# Each run's output goes to DIR/runN.log and a line per run to DIR/summary.txt (failing tests
+# named).
 #
 #   scripts/stress-tests.sh [RUNS] [HOGS] [DIR]     defaults: 3 runs, 2 hogs, target/stress
 #
