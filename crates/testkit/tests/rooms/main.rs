@@ -74,20 +74,24 @@ pub fn join_all(sim: &mut Sim, who: &[usize], ticket: &Ticket) {
 }
 
 /// The host invites `speakers` (in the room already) and they accept: a stage of host and
-/// speakers.
+/// speakers. On a lossy network an invitation can be lost and reach a speaker only when the
+/// log is repaired, so a speaker not invited yet tries again, for up to 30 simulated seconds.
 pub fn stage(sim: &mut Sim, host: usize, speakers: &[usize]) {
     for &s in speakers {
         let who = sim.peers[s].core.key();
         sim.command(host, Command::Act(EventBody::InviteSpeaker { who }));
     }
     sim.run_for(2_000);
+    let deadline = sim.now() + 30_000;
     for &s in speakers {
-        let id = sim.command(s, Command::Act(EventBody::AcceptInvite));
-        assert!(
-            matches!(sim.reply(s, id), Some(Ok(_))),
-            "{:?}",
-            sim.reply(s, id)
-        );
+        loop {
+            let id = sim.command(s, Command::Act(EventBody::AcceptInvite));
+            match sim.reply(s, id) {
+                Some(Ok(_)) => break,
+                Some(Err(_)) if sim.now() < deadline => sim.run_for(500),
+                other => panic!("speaker {s} could not accept its invitation: {other:?}"),
+            }
+        }
     }
 }
 
