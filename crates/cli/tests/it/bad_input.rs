@@ -99,12 +99,12 @@ fn bad_json_lines_and_forbidden_actions_are_reported_and_survived() -> Result<()
     host.wait(T, "the chat line", |v| {
         (v["event"] == "chat" && v["text"] == "still here").then_some(())
     })?;
+    // `delivered` is false when the line found nobody connected at that moment and was held
+    // and sent again (while the first connection is being replaced by a QUIC one, rarely):
+    // the host has it either way.
     let done = guest.wait_event(T, "done")?;
-    assert_eq!(
-        (&done["id"], &done["delivered"]),
-        (&"c".into(), &true.into()),
-        "{done}"
-    );
+    assert_eq!(done["id"], "c", "{done}");
+    assert!(done["delivered"].is_boolean(), "{done}");
 
     // EOF leaves, and says so last.
     guest.close_stdin();
