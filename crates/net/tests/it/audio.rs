@@ -28,13 +28,7 @@ async fn five_hundred_frames_in_order() -> anyhow::Result<()> {
     a.client
         .dial(addr_of(&b.client, Some("/tcp/")).await?)
         .await?;
-    let a_client = a.client.clone();
-    let b_id = b.id();
-    eventually(SOON, "connection moved to QUIC", || async {
-        let paths = a_client.connection_addrs(b_id).await.unwrap_or_default();
-        !paths.is_empty() && paths.iter().all(|p| p.to_string().contains("quic-v1"))
-    })
-    .await?;
+    wait_on_quic(&a.client, b.id()).await?;
 
     let link = a.client.open_audio(b.id(), b"speaker-header".to_vec());
     let header = wait_for(&mut b.events, SOON, |e| match e {

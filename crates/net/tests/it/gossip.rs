@@ -174,13 +174,7 @@ async fn messages_flow_at_once_after_the_first_connection_is_replaced() -> anyho
     b.client
         .dial(addr_of(&a.client, Some("/quic-v1")).await?)
         .await?;
-    let a_id = a.id();
-    let b_client = b.client.clone();
-    eventually(SOON, "connection moved to QUIC", || async {
-        let paths = b_client.connection_addrs(a_id).await.unwrap_or_default();
-        !paths.is_empty() && paths.iter().all(|p| p.to_string().contains("quic-v1"))
-    })
-    .await?;
+    wait_on_quic(&b.client, a.id()).await?;
 
     // Delivery within 2 s both ways (milliseconds on loopback; the bug held it for seconds).
     const AT_ONCE: Duration = Duration::from_secs(2);

@@ -158,6 +158,16 @@ pub fn accept_all(_: &[u8]) -> Verdict {
     Verdict::Accept
 }
 
+/// Waits until every connection of `client` to `peer` is QUIC (a node moves a TCP connection
+/// to QUIC once identify tells it the other has QUIC).
+pub async fn wait_on_quic(client: &Client, peer: PeerId) -> anyhow::Result<()> {
+    eventually(SOON, "connection moved to QUIC", || async {
+        let paths = client.connection_addrs(peer).await.unwrap_or_default();
+        !paths.is_empty() && paths.iter().all(|p| p.to_string().contains("quic-v1"))
+    })
+    .await
+}
+
 /// Waits until `client` sees `n` peers subscribed to `topic`.
 pub async fn wait_topic_peers(client: &Client, topic: &str, n: usize) -> anyhow::Result<()> {
     eventually(SOON, &format!("{n} peers on {topic}"), || async {
