@@ -11,6 +11,7 @@
 //! cargo run --release -p ruang-bench -- directory    # announcement propagation, 30 nodes
 //! cargo run --release -p ruang-bench -- listener-cpu # per-frame cost at a listener
 //! cargo run --release -p ruang-bench -- codec        # Opus settings by PESQ-WB on speech
+//! cargo run --release -p ruang-bench -- playout      # jitter buffer on a modelled QUIC path
 //! cargo run --release -p ruang-bench --features dred -- dred   # FEC vs DRED / deep PLC
 //! ```
 //!
@@ -28,6 +29,7 @@ mod listener_cpu;
 mod netns;
 mod nodes;
 mod pair;
+mod playout;
 mod procs;
 mod scale;
 mod smoke;
@@ -126,6 +128,9 @@ enum Scenario {
     },
     /// Opus settings scored with PESQ-WB on spoken sentences (needs espeak-ng, python3, pesq).
     Codec,
+    /// The jitter buffer and decoder over a modelled QUIC path (lanes, copies, FEC,
+    /// retransmissions), by PESQ-WB, in virtual time: reproducible from the seed.
+    Playout,
     /// In-band FEC against libopus's DRED and deep PLC under loss, by PESQ-WB (build with
     /// `--features dred`).
     Dred,
@@ -251,6 +256,7 @@ fn main() -> Result<()> {
         Scenario::Smoke => smoke::smoke(&ctx)?,
         Scenario::Latency => pair::latency(&ctx)?,
         Scenario::Codec => codec::codec(&ctx)?,
+        Scenario::Playout => playout::playout(&ctx)?,
         #[cfg(feature = "dred")]
         Scenario::Dred => dred::dred(&ctx)?,
         #[cfg(not(feature = "dred"))]

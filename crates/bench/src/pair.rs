@@ -462,7 +462,7 @@ pub fn speech_run(ctx: &Ctx, spec: &Spec, reference: &[f32]) -> Result<SpeechSco
 /// Where in `heard` the signal that starts at `zero` (no delay) is best lined up with
 /// `reference`: the lag of 0–1 s (10 ms steps) that maximises the correlation of the two
 /// 10 ms energy envelopes.
-fn align(reference: &[f32], heard: &[f32], zero: i64) -> Option<usize> {
+pub(crate) fn align(reference: &[f32], heard: &[f32], zero: i64) -> Option<usize> {
     const STEP: usize = analysis::RATE / 100;
     let envelope = |x: &[f32]| -> Vec<f64> {
         x.chunks(STEP)

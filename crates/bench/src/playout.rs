@@ -1,0 +1,402 @@
+//! `playout`: the listener's receive path (jitter buffer, concealment, decoder) over a
+//! modelled QUIC path, scored with PESQ-WB. Sans-IO and in virtual time, so every loss pattern
+//! is reproducible from its seed and a run takes seconds, where the `latency` and `loss`
+//! scenarios (real processes, real QUIC) vary from run to run by more than the differences a
+//! change to the jitter buffer makes.
+//!
+//! The model, per 20 ms frame: the speaker's encoder (the node's settings) makes a frame; the
+//! audio link pushes it, round-robin, onto one of [`AUDIO_LANES`] ordered streams, and while
+//! the speaker sends copies (the node does on lossy paths) the previous frame's copy goes
+//! onto the next lane, in the same datagram. Datagrams cross one direction of a
+//! [`Link`] (the impairment relay's model, same scenarios as `latency`); acknowledgements
+//! cross the other. Loss recovery follows QUIC (RFC 9002): a datagram is declared lost once a
+//! later one is acknowledged and it is 3 datagrams older or 9/8 of the smoothed round trip
+//! old, and its stream data goes out again in a new datagram. The receiver acknowledges at
+//! once when a datagram shows a gap, else after [`ACK_DELAY_US`]. A lane delivers its frames
+//! in order, so a lost datagram holds its lanes back until the retransmission arrives. The
+//! listener pushes each frame into a [`SpeakerStream`] when its lane delivers it and pulls
+//! one frame every 20 ms; what it plays is scored like the `latency` scenario's speech runs
+//! (a lead-in, then three repetitions of the reference, each scored).
+//!
+//! Left out: congestion control, probe timeouts, and the listener's loss reports (copies or
+//! FEC are on from the start, as after the first report).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use anyhow::Result;
+use ruang_audio::FrameDuration;
+use ruang_audio::codec::EncoderConfig;
+use ruang_audio::jitter::{Config as JitterConfig, SpeakerStream};
+use ruang_audio::send::Sender;
+use ruang_audio::wire::Frame;
+use ruang_bench::speech::Scorer;
+use ruang_bench::table::{Table, f};
+use ruang_net::limits::AUDIO_LANES;
+use ruang_testkit::impair::{Fate, Link, LinkConfig};
+
+use crate::Ctx;
+use crate::pair;
+
+/// Loss patterns (seeds) per scenario.
+const SEEDS: u64 = 8;
+/// Repetitions of the reference scored per pattern (after one as lead-in).
+const REPEATS: usize = 3;
+/// The receiver's delayed acknowledgement when nothing is missing (quinn's max_ack_delay).
+const ACK_DELAY_US: u64 = 25_000;
+/// Datagrams younger than this many newer acknowledged ones are not declared lost yet.
+const PACKET_THRESHOLD: u64 = 3;
+/// Bytes of QUIC and libp2p framing per datagram and per stream chunk (approximate).
+const DATAGRAM_OVERHEAD: usize = 40;
+const CHUNK_OVERHEAD: usize = 20;
+
+/// How the speaker protects its frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protection {
+    /// Every frame twice (the second copy with the next frame), FEC off.
+    Copies,
+    /// Opus in-band FEC with a 5 % hint, one copy.
+    Fec,
+}
+
+impl Protection {
+    fn label(self) -> &'static str {
+        match self {
+            Protection::Copies => "copies",
+            Protection::Fec => "FEC (hint 5 %)",
+        }
+    }
+}
+
+/// A frame on a lane.
+#[derive(Clone, Debug)]
+struct Chunk {
+    lane: usize,
+    /// Position on its lane (0, 1, 2, ...).
+    index: u64,
+    frame: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Datagram {
+    sent_us: u64,
+    chunks: Vec<Chunk>,
+    acked: bool,
+    lost: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    /// A datagram reaches the listener.
+    Arrive(usize),
+    /// The listener acknowledges everything received up to this datagram.
+    AckSend(usize),
+    /// That acknowledgement reaches the speaker.
+    Ack(usize),
+    /// A datagram's time threshold for loss passes.
+    LossTimer(usize),
+    /// The speaker sends frame n.
+    Send(usize),
+    /// The listener's playout pulls frame period k.
+    Pull(usize),
+}
+
+/// What one pattern gave.
+struct Run {
+    heard: Vec<f32>,
+    concealed: u64,
+    skipped: u64,
+    stretched: u64,
+    late: u64,
+    lost: u64,
+    targets_ms: Vec<u32>,
+    pulls: u64,
+}
+
+/// Plays `frames` over a path with `link` (both directions), seeded.
+fn run(frames: &[Frame], protection: Protection, link: &LinkConfig, seed: u64) -> Result<Run> {
+    let frame_us = FrameDuration::Ms20.as_micros();
+    let mut forward = Link::new(link.clone(), seed);
+    let mut back = Link::new(link.clone(), seed ^ 0x5eed);
+    let mut speaker = SpeakerStream::new(JitterConfig::new(FrameDuration::Ms20))?;
+    let mut events: BinaryHeap<Reverse<(u64, Event)>> = BinaryHeap::new();
+    let pulls = frames.len() + 50;
+    // The playout clock's phase against the speaker's: any, the same for every protection.
+    let phase = seed.wrapping_mul(7_919) % frame_us;
+    for n in 0..frames.len() {
+        events.push(Reverse((n as u64 * frame_us, Event::Send(n))));
+    }
+    for k in 0..pulls {
+        events.push(Reverse((phase + k as u64 * frame_us, Event::Pull(k))));
+    }
+    let mut datagrams: Vec<Datagram> = Vec::new();
+    // Every datagram before this one is acknowledged or declared lost.
+    let mut resolved = 0usize;
+    let mut pushes = 0u64;
+    let mut lane_next_index = [0u64; AUDIO_LANES];
+    // Listener: per lane, what arrived beyond the delivered prefix.
+    let mut lane_delivered = [0u64; AUDIO_LANES];
+    let mut lane_waiting: Vec<BTreeMap<u64, usize>> = vec![BTreeMap::new(); AUDIO_LANES];
+    let mut largest_received: Option<usize> = None;
+    let mut received = Vec::<bool>::new();
+    let mut srtt_us = (2 * link.delay_us + ACK_DELAY_US / 2) as f64;
+    let mut heard = Vec::with_capacity(pulls * 960);
+    let mut targets_ms = Vec::with_capacity(pulls);
+
+    let send = |chunks: Vec<Chunk>,
+                now: u64,
+                datagrams: &mut Vec<Datagram>,
+                received: &mut Vec<bool>,
+                forward: &mut Link,
+                events: &mut BinaryHeap<Reverse<(u64, Event)>>| {
+        let len = DATAGRAM_OVERHEAD
+            + chunks
+                .iter()
+                .map(|c| CHUNK_OVERHEAD + frames[c.frame].encoded_len())
+                .sum::<usize>();
+        let id = datagrams.len();
+        datagrams.push(Datagram {
+            sent_us: now,
+            chunks,
+            acked: false,
+            lost: false,
+        });
+        received.push(false);
+        if let Fate::Deliver { at_us } = forward.on_packet(now, len) {
+            events.push(Reverse((at_us, Event::Arrive(id))));
+        }
+    };
+
+    while let Some(Reverse((now, event))) = events.pop() {
+        match event {
+            Event::Send(n) => {
+                let mut chunks = Vec::with_capacity(2);
+                let mut push = |frame: usize| {
+                    let lane = (pushes % AUDIO_LANES as u64) as usize;
+                    pushes += 1;
+                    let index = lane_next_index[lane];
+                    lane_next_index[lane] += 1;
+                    chunks.push(Chunk { lane, index, frame });
+                };
+                push(n);
+                if protection == Protection::Copies && n > 0 {
+                    push(n - 1);
+                }
+                send(
+                    chunks,
+                    now,
+                    &mut datagrams,
+                    &mut received,
+                    &mut forward,
+                    &mut events,
+                );
+            }
+            Event::Arrive(id) => {
+                let gap = largest_received.is_some_and(|l| id > l + 1);
+                received[id] = true;
+                largest_received = largest_received.max(Some(id));
+                for c in datagrams[id].chunks.clone() {
+                    if c.index >= lane_delivered[c.lane] {
+                        lane_waiting[c.lane].insert(c.index, c.frame);
+                    }
+                    while let Some(frame) = lane_waiting[c.lane].remove(&lane_delivered[c.lane]) {
+                        lane_delivered[c.lane] += 1;
+                        speaker.push(frames[frame].clone(), now);
+                    }
+                }
+                let at = if gap { now } else { now + ACK_DELAY_US };
+                events.push(Reverse((at, Event::AckSend(id))));
+            }
+            Event::AckSend(id) => {
+                if let Fate::Deliver { at_us } = back.on_packet(now, 50) {
+                    events.push(Reverse((at_us, Event::Ack(id))));
+                }
+            }
+            Event::Ack(largest) => {
+                let sample = now.saturating_sub(datagrams[largest].sent_us) as f64;
+                srtt_us = 0.875 * srtt_us + 0.125 * sample;
+                while resolved < datagrams.len()
+                    && (datagrams[resolved].acked || datagrams[resolved].lost)
+                {
+                    resolved += 1;
+                }
+                for id in resolved..=largest {
+                    let d = &mut datagrams[id];
+                    if d.acked || d.lost {
+                        continue;
+                    }
+                    if received[id] {
+                        d.acked = true;
+                        continue;
+                    }
+                    let threshold = d.sent_us + (srtt_us * 9.0 / 8.0) as u64;
+                    if largest as u64 >= id as u64 + PACKET_THRESHOLD || now >= threshold {
+                        d.lost = true;
+                        let chunks = d.chunks.clone();
+                        send(
+                            chunks,
+                            now,
+                            &mut datagrams,
+                            &mut received,
+                            &mut forward,
+                            &mut events,
+                        );
+                    } else {
+                        events.push(Reverse((threshold, Event::LossTimer(id))));
+                    }
+                }
+            }
+            Event::LossTimer(id) => {
+                let d = &mut datagrams[id];
+                if !d.acked && !d.lost && !received[id] {
+                    d.lost = true;
+                    let chunks = d.chunks.clone();
+                    send(
+                        chunks,
+                        now,
+                        &mut datagrams,
+                        &mut received,
+                        &mut forward,
+                        &mut events,
+                    );
+                }
+            }
+            Event::Pull(_) => {
+                let pulled = speaker.pull(now);
+                heard.extend_from_slice(pulled.pcm);
+                targets_ms.push(speaker.stats().jitter.target_delay_ms);
+            }
+        }
+    }
+    let stats = speaker.stats().jitter;
+    Ok(Run {
+        heard,
+        concealed: stats.concealed,
+        skipped: stats.skipped,
+        stretched: stats.stretched,
+        late: stats.late,
+        lost: stats.lost,
+        targets_ms,
+        pulls: pulls as u64,
+    })
+}
+
+/// The reference, repeated, encoded as the node would with `protection`.
+fn encode(samples: &[f32], protection: Protection) -> Result<Vec<Frame>> {
+    let config = EncoderConfig {
+        packet_loss_pct: match protection {
+            Protection::Copies => 0,
+            Protection::Fec => 5,
+        },
+        ..EncoderConfig::default()
+    };
+    let mut sender = Sender::new(1, config, 1_000, 48_000)?;
+    let mut frames = Vec::new();
+    for pcm in samples.chunks_exact(FrameDuration::Ms20.samples()) {
+        if let Some(frame) = sender.encode(pcm)? {
+            frames.push(frame);
+        }
+    }
+    Ok(frames)
+}
+
+fn percentile(values: &mut [u32], q: f64) -> u32 {
+    if values.is_empty() {
+        return 0;
+    }
+    values.sort_unstable();
+    values[((values.len() - 1) as f64 * q).round() as usize]
+}
+
+/// The `playout` scenario.
+pub fn playout(ctx: &Ctx) -> Result<Vec<Table>> {
+    let reference = pair::speech_reference(ctx).map_err(|e| anyhow::anyhow!(e))?;
+    let len = reference.len();
+    let frame = FrameDuration::Ms20.samples();
+    let total = (REPEATS + 1) * len;
+    let mut samples: Vec<f32> = reference.iter().copied().cycle().take(total).collect();
+    samples.resize(total.div_ceil(frame) * frame, 0.0);
+    let mut table = Table::new(
+        format!(
+            "Playout over a modelled QUIC path (20 ms frames, 32 kbps, {SEEDS} loss patterns \
+             × {REPEATS} repetitions)"
+        ),
+        &[
+            "scenario",
+            "protection",
+            "PESQ-WB mean",
+            "PESQ-WB p10",
+            "PESQ-WB min",
+            "concealed %",
+            "lost %",
+            "late",
+            "skipped",
+            "held",
+            "jb target p50 ms",
+            "jb target p95 ms",
+        ],
+    );
+    for (label, link) in pair::relay_scenarios() {
+        if !ctx.wants(label) {
+            continue;
+        }
+        for protection in [Protection::Copies, Protection::Fec] {
+            eprintln!("[playout] {label}, {} ...", protection.label());
+            let frames = encode(&samples, protection)?;
+            let dir = ctx.run_dir(&format!("playout {label} {}", protection.label()))?;
+            let mut scorer = Scorer::new(&dir.join("pesq"), &reference)?;
+            let (mut concealed, mut skipped, mut stretched, mut late, mut lost, mut pulls) =
+                (0, 0, 0, 0, 0, 0);
+            let mut targets = Vec::new();
+            for seed in 0..SEEDS {
+                let r = run(&frames, protection, &link, ctx.seed.wrapping_add(seed))?;
+                concealed += r.concealed;
+                skipped += r.skipped;
+                stretched += r.stretched;
+                late += r.late;
+                lost += r.lost;
+                pulls += r.pulls;
+                targets.extend_from_slice(&r.targets_ms);
+                for k in 1..=REPEATS {
+                    let Some(at) = pair::align(&reference, &r.heard, (k * len) as i64) else {
+                        continue;
+                    };
+                    let mut cut: Vec<f32> = r.heard.iter().skip(at).take(len).copied().collect();
+                    cut.resize(len, 0.0);
+                    scorer.add(&cut)?;
+                }
+            }
+            let mut scores: Vec<f64> = scorer.scores()?.into_iter().flatten().collect();
+            scores.sort_by(f64::total_cmp);
+            let mean = scores.iter().sum::<f64>() / scores.len().max(1) as f64;
+            let p10 = scores
+                .get((scores.len().saturating_sub(1)) / 10)
+                .copied()
+                .unwrap_or(0.0);
+            let pct = |x: u64| 100.0 * x as f64 / pulls.max(1) as f64;
+            table.row(vec![
+                label.to_string(),
+                protection.label().to_string(),
+                f(mean, 2),
+                f(p10, 2),
+                f(scores.first().copied().unwrap_or(0.0), 2),
+                f(pct(concealed), 2),
+                f(pct(lost), 2),
+                late.to_string(),
+                skipped.to_string(),
+                stretched.to_string(),
+                percentile(&mut targets, 0.5).to_string(),
+                percentile(&mut targets, 0.95).to_string(),
+            ]);
+            if !ctx.keep {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+    }
+    table.note(
+        "Each cell is over every loss pattern and repetition; `late` counts frames that came \
+         after their slot (the speaker's copy of a played frame included), `held` the pulls \
+         that held the playout to grow the delay, `skipped` the frames dropped to shrink it.",
+    );
+    Ok(vec![table])
+}
