@@ -26,6 +26,15 @@ struct Slot {
     copies: u8,
 }
 
+/// How far behind its target the playout must be before it drops a voiced frame to catch up
+/// (silent frames go as soon as it is behind at all). After a stall the target shrinks by a
+/// frame a second, so a talker who goes on without a pause would fall a frame further
+/// behind every second; a dropped voiced frame is a cut in a word, which costs more than the
+/// delay: at 3 frames (60 ms) the 2 % bursty path scored a PESQ-WB p10 of 2.87–3.25, at 100 ms
+/// 3.11–3.40 (`ruang-bench playout`, 4 seeds; bench/RESULTS.md). Speech pauses every few
+/// seconds, and the pause takes the rest.
+const VOICED_SKIP_BEHIND_US: i64 = 100_000;
+
 /// Of the last 32 played frames, at least this many came twice: the speaker sends copies (a
 /// path losing 5 % leaves ~90 % of them doubled; without copies, none).
 const COPIES_SEEN_MIN: u32 = 8;
@@ -259,7 +268,7 @@ impl Buffer {
                     let silent = !flags.contains(Flags::VOICE) || flags.contains(Flags::DTX);
                     // Skip only onto a frame that is here, so shrinking never causes a loss.
                     let skip = behind > self.frame_us / 4
-                        && (silent || behind > 3 * self.frame_us)
+                        && (silent || behind > VOICED_SKIP_BEHIND_US)
                         && self.holds(next + 1);
                     let slot = self.take(idx);
                     self.advance_cursor(true, ts);

@@ -30,8 +30,10 @@
 //!
 //! The playout point itself moves in whole frames, because frames are never time-stretched:
 //! to grow, a pull *holds* (plays filler and keeps the frame for the next pull, +1 frame); to
-//! shrink, a pull *skips* a frame (−1 frame), preferably one without voice. So the delay moves
-//! in 20 ms steps (10 ms with 10 ms frames), while the threshold `A` is kept in 1 ms units: a
+//! shrink, a pull *skips* a frame (−1 frame): one without voice as soon as the playout is
+//! behind its target, a voiced one only when it is more than 100 ms behind (a cut in a word
+//! costs more than the delay; speech pauses every few seconds). So the delay moves in 20 ms
+//! steps (10 ms with 10 ms frames), while the threshold `A` is kept in 1 ms units: a
 //! 1 ms jitter costs a frame of delay only when the pull clock's phase makes it necessary,
 //! which keeps a clean loopback at the minimum (the first pull after arrival, ~half a frame on
 //! average) instead of a whole frame more.
