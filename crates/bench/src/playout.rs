@@ -97,8 +97,6 @@ enum Event {
     LossTimer(usize),
     /// The speaker sends frame n.
     Send(usize),
-    /// The listener's playout pulls frame period k.
-    Pull(usize),
 }
 
 /// What one pattern gave.
@@ -113,21 +111,21 @@ struct Run {
     pulls: u64,
 }
 
-/// Plays `frames` over a path with `link` (both directions), seeded.
-fn run(frames: &[Frame], protection: Protection, link: &LinkConfig, seed: u64) -> Result<Run> {
+/// When the listener's lanes hand each frame over: `(time µs, frame index)` in time order
+/// (a frame may come twice: its copy), for frames of `frame_lens` bytes sent every 20 ms
+/// from time 0 over a path with `link` (both directions), seeded.
+fn deliveries(
+    frame_lens: &[usize],
+    protection: Protection,
+    link: &LinkConfig,
+    seed: u64,
+) -> Vec<(u64, usize)> {
     let frame_us = FrameDuration::Ms20.as_micros();
     let mut forward = Link::new(link.clone(), seed);
     let mut back = Link::new(link.clone(), seed ^ 0x5eed);
-    let mut speaker = SpeakerStream::new(JitterConfig::new(FrameDuration::Ms20))?;
     let mut events: BinaryHeap<Reverse<(u64, Event)>> = BinaryHeap::new();
-    let pulls = frames.len() + 50;
-    // The playout clock's phase against the speaker's: any, the same for every protection.
-    let phase = seed.wrapping_mul(7_919) % frame_us;
-    for n in 0..frames.len() {
+    for n in 0..frame_lens.len() {
         events.push(Reverse((n as u64 * frame_us, Event::Send(n))));
-    }
-    for k in 0..pulls {
-        events.push(Reverse((phase + k as u64 * frame_us, Event::Pull(k))));
     }
     let mut datagrams: Vec<Datagram> = Vec::new();
     // Every datagram before this one is acknowledged or declared lost.
@@ -140,8 +138,7 @@ fn run(frames: &[Frame], protection: Protection, link: &LinkConfig, seed: u64) -
     let mut largest_received: Option<usize> = None;
     let mut received = Vec::<bool>::new();
     let mut srtt_us = (2 * link.delay_us + ACK_DELAY_US / 2) as f64;
-    let mut heard = Vec::with_capacity(pulls * 960);
-    let mut targets_ms = Vec::with_capacity(pulls);
+    let mut delivered = Vec::with_capacity(2 * frame_lens.len());
 
     let send = |chunks: Vec<Chunk>,
                 now: u64,
@@ -152,7 +149,7 @@ fn run(frames: &[Frame], protection: Protection, link: &LinkConfig, seed: u64) -
         let len = DATAGRAM_OVERHEAD
             + chunks
                 .iter()
-                .map(|c| CHUNK_OVERHEAD + frames[c.frame].encoded_len())
+                .map(|c| CHUNK_OVERHEAD + frame_lens[c.frame])
                 .sum::<usize>();
         let id = datagrams.len();
         datagrams.push(Datagram {
@@ -201,7 +198,7 @@ fn run(frames: &[Frame], protection: Protection, link: &LinkConfig, seed: u64) -
                     }
                     while let Some(frame) = lane_waiting[c.lane].remove(&lane_delivered[c.lane]) {
                         lane_delivered[c.lane] += 1;
-                        speaker.push(frames[frame].clone(), now);
+                        delivered.push((now, frame));
                     }
                 }
                 let at = if gap { now } else { now + ACK_DELAY_US };
@@ -261,12 +258,32 @@ fn run(frames: &[Frame], protection: Protection, link: &LinkConfig, seed: u64) -
                     );
                 }
             }
-            Event::Pull(_) => {
-                let pulled = speaker.pull(now);
-                heard.extend_from_slice(pulled.pcm);
-                targets_ms.push(speaker.stats().jitter.target_delay_ms);
-            }
         }
+    }
+    delivered
+}
+
+/// Plays `frames` over a path with `link` (both directions), seeded: pushes each frame into
+/// the listener's [`SpeakerStream`] when its lane hands it over, pulls every 20 ms.
+fn run(frames: &[Frame], protection: Protection, link: &LinkConfig, seed: u64) -> Result<Run> {
+    let frame_us = FrameDuration::Ms20.as_micros();
+    let lens: Vec<usize> = frames.iter().map(Frame::encoded_len).collect();
+    let delivered = deliveries(&lens, protection, link, seed);
+    let mut speaker = SpeakerStream::new(JitterConfig::new(FrameDuration::Ms20))?;
+    let pulls = frames.len() + 50;
+    // The playout clock's phase against the speaker's: any, the same for every protection.
+    let phase = seed.wrapping_mul(7_919) % frame_us;
+    let mut heard = Vec::with_capacity(pulls * FrameDuration::Ms20.samples());
+    let mut targets_ms = Vec::with_capacity(pulls);
+    let mut next = 0;
+    for k in 0..pulls as u64 {
+        let now = phase + k * frame_us;
+        while let Some(&(at, frame)) = delivered.get(next).filter(|(at, _)| *at <= now) {
+            speaker.push(frames[frame].clone(), at);
+            next += 1;
+        }
+        heard.extend_from_slice(speaker.pull(now).pcm);
+        targets_ms.push(speaker.stats().jitter.target_delay_ms);
     }
     let stats = speaker.stats().jitter;
     Ok(Run {
@@ -399,4 +416,76 @@ pub fn playout(ctx: &Ctx) -> Result<Vec<Table>> {
          that held the playout to grow the delay, `skipped` the frames dropped to shrink it.",
     );
     Ok(vec![table])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRAMES: usize = 200;
+
+    fn path(loss: f64) -> LinkConfig {
+        LinkConfig {
+            delay_us: 30_000,
+            loss,
+            ..LinkConfig::default()
+        }
+    }
+
+    /// When each frame is first handed over.
+    fn first(delivered: &[(u64, usize)]) -> Vec<Option<u64>> {
+        let mut at = vec![None; FRAMES];
+        for &(t, f) in delivered {
+            at[f] = Some(at[f].unwrap_or(t));
+        }
+        at
+    }
+
+    #[test]
+    fn a_clean_path_hands_every_frame_over_after_its_delay() {
+        let at = first(&deliveries(&[100; FRAMES], Protection::Fec, &path(0.0), 1));
+        for (n, t) in at.iter().enumerate() {
+            assert_eq!(*t, Some(n as u64 * 20_000 + 30_000), "frame {n}");
+        }
+    }
+
+    #[test]
+    fn a_lost_datagram_is_resent_and_holds_back_only_its_lane() {
+        // 10 % loss, seeded: every frame still comes (QUIC resends), the ones whose datagram
+        // was lost at least a round trip late, and a frame on another lane is not held back.
+        let delivered = deliveries(&[100; FRAMES], Protection::Fec, &path(0.10), 3);
+        let at = first(&delivered);
+        let late: Vec<usize> = (0..FRAMES)
+            .filter(|&n| at[n].is_some_and(|t| t > n as u64 * 20_000 + 30_000))
+            .collect();
+        assert!(at.iter().all(Option::is_some), "every frame is handed over");
+        assert!(!late.is_empty() && late.len() < FRAMES / 2, "{late:?}");
+        let resent = late
+            .iter()
+            .filter(|&&n| at[n].is_some_and(|t| t >= n as u64 * 20_000 + 30_000 + 60_000))
+            .count();
+        assert!(resent > 0, "some frames waited a round trip: {late:?}");
+        // The frame after a late one (another lane) came on time at least once.
+        assert!(
+            late.iter()
+                .any(|&n| n + 1 < FRAMES && at[n + 1] == Some((n as u64 + 1) * 20_000 + 30_000)),
+            "{late:?}"
+        );
+    }
+
+    #[test]
+    fn copies_come_with_the_next_frame() {
+        let delivered = deliveries(&[100; FRAMES], Protection::Copies, &path(0.0), 1);
+        // Every frame but the last twice: once on its own, once with the next frame.
+        assert_eq!(delivered.len(), 2 * FRAMES - 1);
+        for n in 0..FRAMES - 1 {
+            let times: Vec<u64> = delivered
+                .iter()
+                .filter(|&&(_, f)| f == n)
+                .map(|&(t, _)| t)
+                .collect();
+            let own = n as u64 * 20_000 + 30_000;
+            assert_eq!(times, vec![own, own + 20_000], "frame {n}");
+        }
+    }
 }
