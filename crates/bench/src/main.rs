@@ -57,7 +57,7 @@ struct Args {
     /// Keep the generated WAV files.
     #[arg(long, global = true)]
     keep: bool,
-    /// Run only the rows whose label contains this text (latency, loss).
+    /// Run only the rows whose label contains this text (latency, loss, playout).
     #[arg(long, global = true)]
     only: Option<String>,
     /// Also append the tables to this Markdown file.
