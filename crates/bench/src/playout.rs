@@ -139,6 +139,7 @@ fn deliveries(
     let mut received = Vec::<bool>::new();
     let mut srtt_us = (2 * link.delay_us + ACK_DELAY_US / 2) as f64;
     let mut delivered = Vec::with_capacity(2 * frame_lens.len());
+    let mut lost_now = Vec::new();
 
     let send = |chunks: Vec<Chunk>,
                 now: u64,
@@ -228,36 +229,31 @@ fn deliveries(
                     }
                     let threshold = d.sent_us + (srtt_us * 9.0 / 8.0) as u64;
                     if largest as u64 >= id as u64 + PACKET_THRESHOLD || now >= threshold {
-                        d.lost = true;
-                        let chunks = d.chunks.clone();
-                        send(
-                            chunks,
-                            now,
-                            &mut datagrams,
-                            &mut received,
-                            &mut forward,
-                            &mut events,
-                        );
+                        lost_now.push(id);
                     } else {
                         events.push(Reverse((threshold, Event::LossTimer(id))));
                     }
                 }
             }
             Event::LossTimer(id) => {
-                let d = &mut datagrams[id];
+                let d = &datagrams[id];
                 if !d.acked && !d.lost && !received[id] {
-                    d.lost = true;
-                    let chunks = d.chunks.clone();
-                    send(
-                        chunks,
-                        now,
-                        &mut datagrams,
-                        &mut received,
-                        &mut forward,
-                        &mut events,
-                    );
+                    lost_now.push(id);
                 }
             }
+        }
+        // Declared lost: its stream data goes out again in a new datagram.
+        for id in lost_now.drain(..) {
+            datagrams[id].lost = true;
+            let chunks = datagrams[id].chunks.clone();
+            send(
+                chunks,
+                now,
+                &mut datagrams,
+                &mut received,
+                &mut forward,
+                &mut events,
+            );
         }
     }
     delivered
