@@ -25,6 +25,13 @@ async fn block_and_unblock() -> anyhow::Result<()> {
     })
     .await?;
     assert_eq!(gone, a.id());
+    // A's side of the close is reported by A's own swarm, which may come after B saw it:
+    // wait for A's event, not for B's (asking A at once failed under load in CI).
+    wait_for(&mut a.events, SOON, |e| match e {
+        Event::PeerDisconnected { peer } if peer == b.id() => Some(()),
+        _ => None,
+    })
+    .await?;
     assert!(!a.client.connected_peers().await?.contains(&b.id()));
 
     // B tries again, over both transports. The handshake may complete on B's side, but A
