@@ -51,6 +51,8 @@ pub struct Spec {
     pub label: String,
     /// Frame duration, ms (10 or 20).
     pub frame_ms: u8,
+    /// The speaker's Opus bitrate, kbit/s (the node's default: 32).
+    pub kbps: u32,
     /// Transport.
     pub proto: Proto,
     /// Path.
@@ -169,6 +171,7 @@ fn play(spec: &Spec, dir: &std::path::Path, samples: &[f32], keep: bool) -> Resu
     analysis::write_wav(&source, samples)?;
     let heard_path = dir.join("heard.wav");
     let frame = spec.frame_ms.to_string();
+    let kbps = spec.kbps.to_string();
     let tunnel = match spec.path {
         Path::Tunnel(_) => Some(netns::Tunnel::create("tun", 41)?),
         _ => None,
@@ -222,6 +225,8 @@ fn play(spec: &Spec, dir: &std::path::Path, samples: &[f32], keep: bool) -> Resu
             "null",
             "--frame-ms",
             &frame,
+            "--bitrate",
+            &kbps,
         ],
         &listen(&ip_a),
         tunnel.as_ref().map(|t| t.a.as_str()),
@@ -555,6 +560,16 @@ pub fn latency(ctx: &Ctx) -> Result<Vec<Table>> {
         Spec {
             label: "loopback QUIC, 20 ms frames".into(),
             frame_ms: 20,
+            kbps: 32,
+            proto: Proto::Quic,
+            path: Path::Direct,
+            seconds,
+            seed: ctx.seed,
+        },
+        Spec {
+            label: "loopback QUIC, 16 kbps, 20 ms frames".into(),
+            frame_ms: 20,
+            kbps: 16,
             proto: Proto::Quic,
             path: Path::Direct,
             seconds,
@@ -563,6 +578,7 @@ pub fn latency(ctx: &Ctx) -> Result<Vec<Table>> {
         Spec {
             label: "loopback QUIC, 10 ms frames".into(),
             frame_ms: 10,
+            kbps: 32,
             proto: Proto::Quic,
             path: Path::Direct,
             seconds,
@@ -573,6 +589,7 @@ pub fn latency(ctx: &Ctx) -> Result<Vec<Table>> {
         specs.push(Spec {
             label: label.into(),
             frame_ms: 20,
+            kbps: 32,
             proto: Proto::Quic,
             path: Path::Relay(link),
             seconds,
@@ -647,6 +664,7 @@ pub fn loss(ctx: &Ctx) -> Result<Vec<Table>> {
         specs.push(Spec {
             label: format!("QUIC, {label}"),
             frame_ms: 20,
+            kbps: 32,
             proto: Proto::Quic,
             path: Path::Relay(link),
             seconds,
@@ -668,6 +686,7 @@ pub fn loss(ctx: &Ctx) -> Result<Vec<Table>> {
                 specs.push(Spec {
                     label: format!("{name}, tunnel {label}"),
                     frame_ms: 20,
+                    kbps: 32,
                     proto,
                     path: Path::Tunnel(i),
                     seconds,
