@@ -18,6 +18,10 @@
 //! one frame every 20 ms; what it plays is scored like the `latency` scenario's speech runs
 //! (a lead-in, then three repetitions of the reference, each scored).
 //!
+//! Beside the lanes the node uses, the model can hand each frame over on its own stream as
+//! soon as it arrives (`a stream per frame`, not built): what a transport without
+//! head-of-line blocking would give, with QUIC still resending what is lost.
+//!
 //! Left out: congestion control, probe timeouts, and the listener's loss reports (copies or
 //! FEC are on from the start, as after the first report).
 
@@ -68,9 +72,32 @@ impl Protection {
     }
 }
 
+/// How the listener's side hands frames over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Delivery {
+    /// [`AUDIO_LANES`] ordered streams, round-robin (the node today): a lost datagram holds
+    /// back the later frames of its lanes until it is resent.
+    Lanes,
+    /// A stream per frame (and per copy): each is handed over when it arrives, so nothing
+    /// waits for another frame's retransmission. Not built; the bound of what any transport
+    /// without head-of-line blocking could give (QUIC still resends what is lost).
+    StreamPerFrame,
+}
+
+impl Delivery {
+    fn label(self) -> &'static str {
+        match self {
+            Delivery::Lanes => "8 ordered lanes",
+            Delivery::StreamPerFrame => "a stream per frame",
+        }
+    }
+}
+
 /// A frame on a lane.
 #[derive(Clone, Debug)]
 struct Chunk {
+    /// Which push this is (0, 1, 2, ...), unique per chunk sent for the first time.
+    id: u64,
     lane: usize,
     /// Position on its lane (0, 1, 2, ...).
     index: u64,
@@ -117,6 +144,7 @@ struct Run {
 fn deliveries(
     frame_lens: &[usize],
     protection: Protection,
+    delivery: Delivery,
     link: &LinkConfig,
     seed: u64,
 ) -> Vec<(u64, usize)> {
@@ -135,6 +163,8 @@ fn deliveries(
     // Listener: per lane, what arrived beyond the delivered prefix.
     let mut lane_delivered = [0u64; AUDIO_LANES];
     let mut lane_waiting: Vec<BTreeMap<u64, usize>> = vec![BTreeMap::new(); AUDIO_LANES];
+    // With a stream per frame: which chunks were handed over.
+    let mut chunk_delivered = Vec::<bool>::new();
     let mut largest_received: Option<usize> = None;
     let mut received = Vec::<bool>::new();
     let mut srtt_us = (2 * link.delay_us + ACK_DELAY_US / 2) as f64;
@@ -174,7 +204,12 @@ fn deliveries(
                     pushes += 1;
                     let index = lane_next_index[lane];
                     lane_next_index[lane] += 1;
-                    chunks.push(Chunk { lane, index, frame });
+                    chunks.push(Chunk {
+                        id: pushes - 1,
+                        lane,
+                        index,
+                        frame,
+                    });
                 };
                 push(n);
                 if protection == Protection::Copies && n > 0 {
@@ -194,6 +229,17 @@ fn deliveries(
                 received[id] = true;
                 largest_received = largest_received.max(Some(id));
                 for c in datagrams[id].chunks.clone() {
+                    if delivery == Delivery::StreamPerFrame {
+                        let i = c.id as usize;
+                        if chunk_delivered.len() <= i {
+                            chunk_delivered.resize(i + 1, false);
+                        }
+                        if !chunk_delivered[i] {
+                            chunk_delivered[i] = true;
+                            delivered.push((now, c.frame));
+                        }
+                        continue;
+                    }
                     if c.index >= lane_delivered[c.lane] {
                         lane_waiting[c.lane].insert(c.index, c.frame);
                     }
@@ -261,10 +307,16 @@ fn deliveries(
 
 /// Plays `frames` over a path with `link` (both directions), seeded: pushes each frame into
 /// the listener's [`SpeakerStream`] when its lane hands it over, pulls every 20 ms.
-fn run(frames: &[Frame], protection: Protection, link: &LinkConfig, seed: u64) -> Result<Run> {
+fn run(
+    frames: &[Frame],
+    protection: Protection,
+    delivery: Delivery,
+    link: &LinkConfig,
+    seed: u64,
+) -> Result<Run> {
     let frame_us = FrameDuration::Ms20.as_micros();
     let lens: Vec<usize> = frames.iter().map(Frame::encoded_len).collect();
-    let delivered = deliveries(&lens, protection, link, seed);
+    let delivered = deliveries(&lens, protection, delivery, link, seed);
     let mut speaker = SpeakerStream::new(JitterConfig::new(FrameDuration::Ms20))?;
     let pulls = frames.len() + 50;
     // The playout clock's phase against the speaker's: any, the same for every protection.
@@ -337,6 +389,7 @@ pub fn playout(ctx: &Ctx) -> Result<Vec<Table>> {
         &[
             "scenario",
             "protection",
+            "delivery",
             "PESQ-WB mean",
             "PESQ-WB p10",
             "PESQ-WB min",
@@ -353,16 +406,35 @@ pub fn playout(ctx: &Ctx) -> Result<Vec<Table>> {
         if !ctx.wants(label) {
             continue;
         }
-        for protection in [Protection::Copies, Protection::Fec] {
-            eprintln!("[playout] {label}, {} ...", protection.label());
+        let rows = [
+            (Protection::Copies, Delivery::Lanes),
+            (Protection::Fec, Delivery::Lanes),
+            (Protection::Copies, Delivery::StreamPerFrame),
+        ];
+        for (protection, delivery) in rows {
+            eprintln!(
+                "[playout] {label}, {}, {} ...",
+                protection.label(),
+                delivery.label()
+            );
             let frames = encode(&samples, protection)?;
-            let dir = ctx.run_dir(&format!("playout {label} {}", protection.label()))?;
+            let dir = ctx.run_dir(&format!(
+                "playout {label} {} {}",
+                protection.label(),
+                delivery.label()
+            ))?;
             let mut scorer = Scorer::new(&dir.join("pesq"), &reference)?;
             let (mut concealed, mut skipped, mut stretched, mut late, mut lost, mut pulls) =
                 (0, 0, 0, 0, 0, 0);
             let mut targets = Vec::new();
             for seed in 0..SEEDS {
-                let r = run(&frames, protection, &link, ctx.seed.wrapping_add(seed))?;
+                let r = run(
+                    &frames,
+                    protection,
+                    delivery,
+                    &link,
+                    ctx.seed.wrapping_add(seed),
+                )?;
                 concealed += r.concealed;
                 skipped += r.skipped;
                 stretched += r.stretched;
@@ -390,6 +462,7 @@ pub fn playout(ctx: &Ctx) -> Result<Vec<Table>> {
             table.row(vec![
                 label.to_string(),
                 protection.label().to_string(),
+                delivery.label().to_string(),
                 f(mean, 2),
                 f(p10, 2),
                 f(scores.first().copied().unwrap_or(0.0), 2),
@@ -409,7 +482,9 @@ pub fn playout(ctx: &Ctx) -> Result<Vec<Table>> {
     table.note(
         "Each cell is over every loss pattern and repetition; `late` counts frames that came \
          after their slot (the speaker's copy of a played frame included), `held` the pulls \
-         that held the playout to grow the delay, `skipped` the frames dropped to shrink it.",
+         that held the playout to grow the delay, `skipped` the frames dropped to shrink it. \
+         `a stream per frame` is not built: it bounds what a transport without head-of-line \
+         blocking would give.",
     );
     Ok(vec![table])
 }
@@ -439,7 +514,13 @@ mod tests {
 
     #[test]
     fn a_clean_path_hands_every_frame_over_after_its_delay() {
-        let at = first(&deliveries(&[100; FRAMES], Protection::Fec, &path(0.0), 1));
+        let at = first(&deliveries(
+            &[100; FRAMES],
+            Protection::Fec,
+            Delivery::Lanes,
+            &path(0.0),
+            1,
+        ));
         for (n, t) in at.iter().enumerate() {
             assert_eq!(*t, Some(n as u64 * 20_000 + 30_000), "frame {n}");
         }
@@ -449,7 +530,13 @@ mod tests {
     fn a_lost_datagram_is_resent_and_holds_back_only_its_lane() {
         // 10 % loss, seeded: every frame still comes (QUIC resends), the ones whose datagram
         // was lost at least a round trip late, and a frame on another lane is not held back.
-        let delivered = deliveries(&[100; FRAMES], Protection::Fec, &path(0.10), 3);
+        let delivered = deliveries(
+            &[100; FRAMES],
+            Protection::Fec,
+            Delivery::Lanes,
+            &path(0.10),
+            3,
+        );
         let at = first(&delivered);
         let late: Vec<usize> = (0..FRAMES)
             .filter(|&n| at[n].is_some_and(|t| t > n as u64 * 20_000 + 30_000))
@@ -470,8 +557,49 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_per_frame_hands_a_frame_over_no_later_than_ordered_lanes() {
+        // Same seed, so the same datagrams are lost and resent in both: only the waiting for
+        // an earlier frame on the same lane differs.
+        let loss = path(0.30);
+        let lanes = first(&deliveries(
+            &[100; FRAMES],
+            Protection::Fec,
+            Delivery::Lanes,
+            &loss,
+            5,
+        ));
+        let own = first(&deliveries(
+            &[100; FRAMES],
+            Protection::Fec,
+            Delivery::StreamPerFrame,
+            &loss,
+            5,
+        ));
+        assert!(
+            own.iter().all(Option::is_some),
+            "every frame is handed over"
+        );
+        for n in 0..FRAMES {
+            assert!(
+                own[n] <= lanes[n],
+                "frame {n}: {:?} > {:?}",
+                own[n],
+                lanes[n]
+            );
+        }
+        let sooner = (0..FRAMES).filter(|&n| own[n] < lanes[n]).count();
+        assert!(sooner > 0, "at 30 % loss some frame waited for its lane");
+    }
+
+    #[test]
     fn copies_come_with_the_next_frame() {
-        let delivered = deliveries(&[100; FRAMES], Protection::Copies, &path(0.0), 1);
+        let delivered = deliveries(
+            &[100; FRAMES],
+            Protection::Copies,
+            Delivery::Lanes,
+            &path(0.0),
+            1,
+        );
         // Every frame but the last twice: once on its own, once with the next frame.
         assert_eq!(delivered.len(), 2 * FRAMES - 1);
         for n in 0..FRAMES - 1 {
