@@ -79,8 +79,9 @@ enum Delivery {
     /// back the later frames of its lanes until it is resent.
     Lanes,
     /// A stream per frame (and per copy): each is handed over when it arrives, so nothing
-    /// waits for another frame's retransmission. Not built; the bound of what any transport
-    /// without head-of-line blocking could give (QUIC still resends what is lost).
+    /// waits for another frame's retransmission. Not built: what a transport without
+    /// head-of-line blocking (QUIC still resending what is lost) would give with this jitter
+    /// buffer.
     StreamPerFrame,
 }
 
@@ -483,8 +484,8 @@ pub fn playout(ctx: &Ctx) -> Result<Vec<Table>> {
         "Each cell is over every loss pattern and repetition; `late` counts frames that came \
          after their slot (the speaker's copy of a played frame included), `held` the pulls \
          that held the playout to grow the delay, `skipped` the frames dropped to shrink it. \
-         `a stream per frame` is not built: it bounds what a transport without head-of-line \
-         blocking would give.",
+         `a stream per frame` is not built: it shows what a transport without head-of-line \
+         blocking would give with this jitter buffer.",
     );
     Ok(vec![table])
 }
