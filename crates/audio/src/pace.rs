@@ -6,9 +6,15 @@
 //! frame). [`Schedule`] only does the arithmetic; the thread that sleeps to it lives where I/O
 //! is allowed (`ruang-device`'s `pace` module, or the node).
 //!
+//! A playout's deadlines keep the phase they started with, which is unrelated to when the
+//! speakers' frames arrive: a frame that arrives just after a tick waits almost a whole period
+//! for the next one. [`Slip`] moves the deadlines earlier, by dropping part of a silent period,
+//! when every frame has been played later than it could have been.
+//!
 //! Times are `u64` microseconds on a monotonic clock chosen by the caller.
 
-use crate::format::FrameDuration;
+use crate::format::{FrameDuration, SAMPLES_PER_MS};
+use crate::jitter::Timing;
 
 /// Absolute frame deadlines from a start time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +64,114 @@ impl Schedule {
     }
 }
 
+/// How long every frame played must have had slack before the playout moves earlier, µs.
+const SLIP_EVIDENCE_US: u64 = 1_000_000;
+/// Frames played in that time, at least.
+const SLIP_EVIDENCE_FRAMES: u32 = 25;
+/// Evidence older than this, with no frame played since, no longer counts (a speaker who
+/// starts after a pause may arrive at another phase), µs.
+const SLIP_STALE_US: u64 = 1_000_000;
+/// Slack left after a slip for the path's jitter beyond what the jitter buffer already
+/// allows for, µs.
+const SLIP_MARGIN_US: u64 = 2_000;
+/// Smallest slip worth making, µs.
+const SLIP_MIN_US: u64 = 1_000;
+/// A period whose every sample is below this (−60 dBFS) is silent: dropping its end cannot
+/// be heard.
+const SILENT_PEAK: f32 = 1e-3;
+
+/// Moves a playout's deadlines earlier when the frames it plays arrive well before their
+/// tick: after a second in which every frame played had at least `s` of slack
+/// ([`jitter::Timing`](crate::jitter::Timing)), the next silent period plays only its first
+/// part (`s` less a margin, in whole milliseconds, at most a period less 1 ms) and the next
+/// period starts that much earlier. Nothing audible is dropped, the listener hears everyone
+/// sooner, and a concealed frame, a stale observation or a slip starts the evidence afresh.
+/// The output stays one continuous track: it is shorter by what was dropped, and each sample
+/// still plays at the time its position says.
+#[derive(Clone, Debug)]
+pub struct Slip {
+    period_samples: usize,
+    /// When the current evidence began, its least slack and its frame count.
+    since_us: Option<u64>,
+    least_us: u64,
+    frames: u32,
+    last_us: u64,
+    slipped_us: u64,
+}
+
+impl Slip {
+    /// A slip for a playout of `period`, with no evidence yet.
+    pub fn new(period: FrameDuration) -> Slip {
+        Slip {
+            period_samples: period.samples(),
+            since_us: None,
+            least_us: 0,
+            frames: 0,
+            last_us: 0,
+            slipped_us: 0,
+        }
+    }
+
+    /// Takes the timing of one speaker's frames in the period starting at `now_us`.
+    pub fn observe(&mut self, now_us: u64, timing: Timing) {
+        if timing.missed {
+            self.since_us = None;
+            return;
+        }
+        let Some(slack) = timing.slack_us else {
+            return;
+        };
+        match self.since_us {
+            Some(_) if now_us.saturating_sub(self.last_us) <= SLIP_STALE_US => {
+                self.least_us = self.least_us.min(slack);
+                self.frames += 1;
+            }
+            _ => {
+                self.since_us = Some(now_us);
+                self.least_us = slack;
+                self.frames = 1;
+            }
+        }
+        self.last_us = now_us;
+    }
+
+    /// How many samples of `pcm`, the mix of the period starting at `now_us`, to play: all
+    /// of them, or fewer when the playout slips earlier now (the next period is then due
+    /// earlier by what was left out, [`samples_to_us`] of the difference).
+    pub fn keep(&mut self, now_us: u64, pcm: &[f32]) -> usize {
+        let n = pcm.len();
+        let Some(since) = self.since_us else {
+            return n;
+        };
+        let ready = now_us.saturating_sub(since) >= SLIP_EVIDENCE_US
+            && self.frames >= SLIP_EVIDENCE_FRAMES
+            && now_us.saturating_sub(self.last_us) <= SLIP_STALE_US;
+        let per_ms = SAMPLES_PER_MS as usize;
+        let most_ms = (n.min(self.period_samples) / per_ms).saturating_sub(1) as u64;
+        let cut_ms = (self.least_us.saturating_sub(SLIP_MARGIN_US) / 1_000).min(most_ms);
+        if !ready || cut_ms * 1_000 < SLIP_MIN_US || !is_silent(pcm) {
+            return n;
+        }
+        self.since_us = None;
+        self.slipped_us += cut_ms * 1_000;
+        n - cut_ms as usize * per_ms
+    }
+
+    /// How far the playout has moved earlier in all, µs.
+    pub fn slipped_us(&self) -> u64 {
+        self.slipped_us
+    }
+}
+
+/// The length of `samples` at 48 kHz, µs (exact for whole milliseconds).
+pub fn samples_to_us(samples: usize) -> u64 {
+    samples as u64 * 1_000 / u64::from(SAMPLES_PER_MS)
+}
+
+fn is_silent(pcm: &[f32]) -> bool {
+    pcm.iter().all(|s| s.abs() < SILENT_PEAK)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +194,81 @@ mod tests {
         assert_eq!(s.lateness(1, 25_000), 4_000);
         assert_eq!(s.lateness(2, 25_000), 0);
         assert_eq!(Schedule::new(0, FrameDuration::Ms10).due(3), 30_000);
+    }
+
+    fn slack(us: u64) -> Timing {
+        Timing {
+            slack_us: Some(us),
+            missed: false,
+        }
+    }
+
+    /// Feeds `frames` 20 ms periods whose frames had `slack_us`, from `t0`; returns the
+    /// time after them.
+    fn feed(slip: &mut Slip, t0: u64, frames: u64, slack_us: u64) -> u64 {
+        for i in 0..frames {
+            slip.observe(t0 + i * 20_000, slack(slack_us));
+        }
+        t0 + frames * 20_000
+    }
+
+    #[test]
+    fn a_second_of_slack_slips_in_the_next_silent_period() {
+        let mut slip = Slip::new(FrameDuration::Ms20);
+        let silent = vec![0.0f32; 960];
+        let loud = vec![0.3f32; 960];
+        // Under a second of evidence: nothing yet.
+        let t = feed(&mut slip, 0, 40, 14_300);
+        assert_eq!(slip.keep(t, &silent), 960);
+        let t = feed(&mut slip, t, 15, 14_300);
+        // Speech is never cut.
+        assert_eq!(slip.keep(t, &loud), 960);
+        // 14.3 ms of slack less the 2 ms margin, in whole ms: 12 ms (576 samples) dropped.
+        assert_eq!(slip.keep(t, &silent), 960 - 576);
+        assert_eq!(slip.slipped_us(), 12_000);
+        assert_eq!(samples_to_us(576), 12_000);
+        // The evidence starts again.
+        assert_eq!(slip.keep(t + 20_000, &silent), 960);
+    }
+
+    #[test]
+    fn the_least_slack_of_any_speaker_bounds_the_slip_and_a_miss_resets_it() {
+        let mut slip = Slip::new(FrameDuration::Ms20);
+        let silent = vec![0.0f32; 960];
+        for i in 0..60 {
+            let now = i * 20_000;
+            slip.observe(now, slack(15_000));
+            // A second speaker whose frames come 10 ms later.
+            slip.observe(now, slack(5_000));
+        }
+        assert_eq!(slip.keep(1_200_000, &silent), 960 - 3 * 48);
+
+        let t = feed(&mut slip, 1_220_000, 60, 15_000);
+        slip.observe(
+            t,
+            Timing {
+                slack_us: None,
+                missed: true,
+            },
+        );
+        assert_eq!(slip.keep(t, &silent), 960, "a concealed frame: no slip");
+        // Slack no larger than the margin plus a millisecond is left alone.
+        let t = feed(&mut slip, t, 60, 2_900);
+        assert_eq!(slip.keep(t, &silent), 960);
+    }
+
+    #[test]
+    fn a_slip_is_at_most_a_period_less_a_millisecond_and_stale_evidence_is_dropped() {
+        let mut slip = Slip::new(FrameDuration::Ms10);
+        let silent = vec![0.0f32; 480];
+        let t = feed(&mut slip, 0, 60, 80_000);
+        assert_eq!(slip.keep(t, &silent), 48);
+        // Evidence, then over a second with no frame played: a new speaker may arrive at
+        // another phase.
+        let t = feed(&mut slip, t, 60, 8_000);
+        assert_eq!(slip.keep(t + 1_100_000, &silent), 480);
+        // A fresh second after the pause counts on its own.
+        let t = feed(&mut slip, t + 1_100_000, 60, 6_000);
+        assert_eq!(slip.keep(t, &silent), 480 - 4 * 48);
     }
 }

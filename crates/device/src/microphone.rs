@@ -225,7 +225,7 @@ impl Source for Microphone {
             });
         }
         match self.queue.pop_into(out, self.timeout) {
-            Pop::Frame => Ok(true),
+            Pop::Frame(_) => Ok(true),
             Pop::Timeout => match self.shared.error() {
                 Some(e) => Err(SourceError::Device(e)),
                 None => Err(SourceError::Timeout(self.timeout)),

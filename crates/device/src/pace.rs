@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ruang_audio::pace::Schedule;
+use ruang_audio::pace::{Schedule, samples_to_us};
 use ruang_audio::{FrameDuration, Sink, SinkError, Source, SourceError};
 
 /// The current unix time in µs (0 if the system clock is before 1970).
@@ -220,23 +220,26 @@ impl<S: Source> Source for PacedSource<S> {
     }
 }
 
-/// Writes to a file [`Sink`] in real time: frame `i` is written at its deadline, as a
-/// loudspeaker would play it.
+/// Writes to a file [`Sink`] in real time, as a loudspeaker would play it: each push is
+/// written when its first sample is due, `t0 + samples before it / 48 kHz` (a frame per
+/// frame period, and a shorter push moves the next one earlier).
 #[derive(Debug)]
 pub struct PacedSink<K> {
     inner: K,
-    frame: FrameDuration,
-    pacer: Option<Pacer>,
+    /// The clock and when the first sample played (on it).
+    start: Option<(Clock, u64)>,
+    /// Samples written so far.
+    samples: u64,
     first_played: Stamp,
 }
 
 impl<K: Sink> PacedSink<K> {
-    /// Paces `inner` in frames of `frame`; the first frame plays as soon as it is pushed.
-    pub fn new(inner: K, frame: FrameDuration) -> PacedSink<K> {
+    /// Paces `inner`; the first push plays as soon as it is made.
+    pub fn new(inner: K) -> PacedSink<K> {
         PacedSink {
             inner,
-            frame,
-            pacer: None,
+            start: None,
+            samples: 0,
             first_played: Stamp::default(),
         }
     }
@@ -260,11 +263,14 @@ impl<K: Sink> PacedSink<K> {
 
 impl<K: Sink> Sink for PacedSink<K> {
     fn push_frame(&mut self, pcm: &[f32]) -> Result<(), SinkError> {
-        let frame = self.frame;
-        let pacer = self.pacer.get_or_insert_with(|| Pacer::start_now(frame));
-        pacer.wait_next();
+        let (clock, t0) = *self.start.get_or_insert_with(|| {
+            let clock = Clock::new();
+            (clock, clock.now_us())
+        });
+        clock.sleep_until(t0 + samples_to_us(self.samples as usize));
         let result = self.inner.push_frame(pcm);
-        self.first_played.set_once(pacer.t0_unix_us());
+        self.samples += pcm.len() as u64;
+        self.first_played.set_once(clock.unix_us(t0));
         result
     }
 
@@ -308,7 +314,7 @@ mod tests {
 
     #[test]
     fn the_sink_records_its_first_sample() {
-        let mut sink = PacedSink::new(MemorySink::new(10_000), FrameDuration::Ms10);
+        let mut sink = PacedSink::new(MemorySink::new(10_000));
         let before = unix_now_us();
         for _ in 0..3 {
             sink.push_frame(&[0.0; 480]).unwrap();

@@ -25,8 +25,9 @@ pub(crate) struct FrameQueue {
 /// Result of waiting for a frame.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Pop {
-    /// A frame was copied out.
-    Frame,
+    /// A frame was copied out: this many samples of it (the rest of `out` is zeroed). The
+    /// speaker's playout may push a shorter frame when it slips earlier.
+    Frame(usize),
     /// Nothing arrived within the timeout.
     Timeout,
     /// The queue is closed and empty.
@@ -83,7 +84,7 @@ impl FrameQueue {
                 if inner.free.len() < self.capacity {
                     inner.free.push(buf);
                 }
-                Pop::Frame
+                Pop::Frame(n)
             }
             None if inner.closed => Pop::Closed,
             None => Pop::Timeout,
@@ -119,9 +120,9 @@ mod tests {
         assert!(q.push(&[3.0]));
         assert_eq!(q.dropped(), 1);
         let mut out = [0.0; 2];
-        assert_eq!(q.pop_into(&mut out, Duration::ZERO), Pop::Frame);
+        assert_eq!(q.pop_into(&mut out, Duration::ZERO), Pop::Frame(1));
         assert_eq!(out, [2.0, 0.0]);
-        assert_eq!(q.pop_into(&mut out, Duration::ZERO), Pop::Frame);
+        assert_eq!(q.pop_into(&mut out, Duration::ZERO), Pop::Frame(1));
         assert_eq!(out, [3.0, 0.0]);
         assert_eq!(q.pop_into(&mut out, Duration::from_millis(1)), Pop::Timeout);
         q.close();
@@ -138,6 +139,6 @@ mod tests {
         });
         std::thread::sleep(Duration::from_millis(20));
         q.push(&[7.0]);
-        assert_eq!(t.join().unwrap(), (Pop::Frame, 7.0));
+        assert_eq!(t.join().unwrap(), (Pop::Frame(1), 7.0));
     }
 }

@@ -293,13 +293,14 @@ impl Worker {
         loop {
             self.buffered
                 .store(self.producer.occupied_len(), Ordering::Release);
-            match self.queue.pop_into(&mut frame, IDLE_WAIT) {
-                Pop::Frame => {}
+            let len = match self.queue.pop_into(&mut frame, IDLE_WAIT) {
+                Pop::Frame(len) => len,
                 Pop::Timeout if self.shared.stop.load(Ordering::Acquire) => break,
                 Pop::Timeout => continue,
                 Pop::Closed => break,
-            }
-            if let Err(e) = self.resampler.push(&frame) {
+            };
+            // A short frame is played short: the playout slipped earlier in a silence.
+            if let Err(e) = self.resampler.push(&frame[..len]) {
                 self.shared.fail(e.to_string());
                 break;
             }

@@ -76,6 +76,8 @@ pub struct Buffer {
     doubled: u32,
     estimator: Estimator,
     stats: Stats,
+    /// How much earlier the last pull could have come and played the same frame.
+    slack_us: Option<u64>,
 }
 
 impl Buffer {
@@ -103,6 +105,7 @@ impl Buffer {
             doubled: 0,
             estimator: Estimator::new(&config),
             stats: Stats::default(),
+            slack_us: None,
             config,
         }
     }
@@ -110,6 +113,14 @@ impl Buffer {
     /// The settings in force.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// How much earlier the last [`pull`](Self::pull) could have come and still played the
+    /// frame it played, µs: the frame had arrived and the target delay was met by then.
+    /// `None` when it played no packet (silence, concealment, FEC or a held frame). A playout
+    /// whose every frame comes with slack is ticking later than the path needs.
+    pub fn slack_us(&self) -> Option<u64> {
+        self.slack_us
     }
 
     /// Frames held now (never more than [`capacity`](Self::capacity)).
@@ -235,6 +246,7 @@ impl Buffer {
     /// What to play for the frame period starting at `now_us`. Call exactly once per frame
     /// period.
     pub fn pull(&mut self, now_us: u64) -> Playout {
+        self.slack_us = None;
         self.estimator.decay(now_us);
         let now = now_us as i64;
         if self.state == State::Idle && !self.try_start(now) {
@@ -281,6 +293,10 @@ impl Buffer {
                         return Playout::Silence;
                     };
                     self.stats.played += 1;
+                    // Earlier, the frame must have been here and the target met.
+                    let here_for = now_us.saturating_sub(slot.arrival_us);
+                    let over_target = u64::try_from(wait - allowance).unwrap_or(0);
+                    self.slack_us = Some(here_for.min(over_target));
                     self.note_copies(slot.copies);
                     self.stats.delay_ms = (now_us.saturating_sub(slot.arrival_us) / 1_000) as u32;
                     self.underrun = 0;

@@ -57,7 +57,7 @@ mod estimator;
 mod speaker;
 
 pub use buffer::Buffer;
-pub use speaker::{Kind, Pulled, SpeakerStats, SpeakerStream};
+pub use speaker::{Kind, Pulled, SpeakerStats, SpeakerStream, Timing};
 
 use crate::format::FrameDuration;
 use crate::wire::Frame;

@@ -30,6 +30,17 @@ pub enum Kind {
     Silence,
 }
 
+/// How the frames pulled in one playout period were timed (see
+/// [`SpeakerStream::timing`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// The least [`Buffer::slack_us`] of the packets played: how much earlier the period
+    /// could have started and played the same. `None` when no packet was played.
+    pub slack_us: Option<u64>,
+    /// A frame was concealed or rebuilt from FEC: one the playout wanted was not here.
+    pub missed: bool,
+}
+
 /// Counters of a [`SpeakerStream`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SpeakerStats {
@@ -69,6 +80,8 @@ pub struct SpeakerStream {
     used: usize,
     /// The activity of the last frame pulled.
     activity: Activity,
+    /// The timing of the frames pulled by the last [`SpeakerStream::pull_into`].
+    timing: Timing,
     decode_errors: u64,
 }
 
@@ -84,6 +97,7 @@ impl SpeakerStream {
             pcm: vec![0.0; config.frame.samples()],
             used: config.frame.samples(),
             activity: Activity::default(),
+            timing: Timing::default(),
             buffer: Buffer::new(config),
             decode_errors: 0,
         })
@@ -142,10 +156,15 @@ impl SpeakerStream {
         // How far the period's first frame is pulled before its last.
         let lead_us = us(out.len().saturating_sub(self.pcm.len()));
         let mut filled = 0;
+        let mut timing = Timing::default();
         while filled < out.len() {
             if self.used >= self.pcm.len() {
                 let at = (now_us + us(filled)).saturating_sub(lead_us);
-                self.pull(at);
+                let kind = self.pull(at).kind;
+                timing.missed |= matches!(kind, Kind::Conceal | Kind::Fec);
+                if let Some(slack) = self.buffer.slack_us() {
+                    timing.slack_us = Some(timing.slack_us.map_or(slack, |s| s.min(slack)));
+                }
                 self.used = 0;
             }
             let take = (out.len() - filled).min(self.pcm.len() - self.used);
@@ -153,7 +172,14 @@ impl SpeakerStream {
             filled += take;
             self.used += take;
         }
+        self.timing = timing;
         self.activity
+    }
+
+    /// How the frames pulled by the last [`SpeakerStream::pull_into`] were timed (nothing
+    /// pulled, when that period played the rest of an earlier frame).
+    pub fn timing(&self) -> Timing {
+        self.timing
     }
 
     /// Counters of the buffer and the decoder.

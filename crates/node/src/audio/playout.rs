@@ -1,5 +1,6 @@
 //! The playout thread: every frame period, on absolute deadlines, pull one frame from each
-//! speaker's jitter buffer, mix, and write to the sink.
+//! speaker's jitter buffer, mix, and write to the sink. The deadlines move earlier, in
+//! silence, when the frames arrive well before them ([`Slip`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::thread::JoinHandle;
 use ruang_audio::format::FrameDuration;
 use ruang_audio::jitter::{self, SpeakerStream};
 use ruang_audio::mixer::Mixer;
+use ruang_audio::pace::Slip;
 use ruang_audio::sink::Sink;
 use ruang_audio::wire::Frame;
 use ruang_proto::PublicKey;
@@ -233,12 +235,14 @@ impl Playout {
                 let mut out = vec![0.0f32; frame.samples()];
                 let mut pcm: Vec<Vec<f32>> = Vec::new();
                 let mut changes: Vec<(PublicKey, bool)> = Vec::new();
+                let mut slip = Slip::new(frame);
                 let t0 = clock.now_us();
                 for i in 0u64.. {
                     if stopping.load(Ordering::Relaxed) {
                         break;
                     }
-                    let due = t0 + i * frame_us;
+                    // Every slip so far moved this period earlier.
+                    let due = (t0 + i * frame_us).saturating_sub(slip.slipped_us());
                     clock.sleep_until(due);
                     let now = clock.now_us().max(due);
                     {
@@ -250,6 +254,7 @@ impl Playout {
                         }
                         for (index, (key, slot)) in m.speakers.iter_mut().enumerate() {
                             let activity = slot.stream.pull_into(now, &mut pcm[index]);
+                            slip.observe(now, slot.stream.timing());
                             if activity.active != slot.talking {
                                 slot.talking = activity.active;
                                 changes.push((*key, slot.talking));
@@ -265,8 +270,11 @@ impl Playout {
                             let _ = events.try_send(AudioEvent::Stats(stats));
                         }
                     }
-                    far_end.push(&out);
-                    if let Err(e) = sink.push_frame(&out) {
+                    // In a silent period after a second of frames played later than they
+                    // could be, only its start is played: the next period comes earlier.
+                    let played = &out[..slip.keep(now, &out)];
+                    far_end.push(played);
+                    if let Err(e) = sink.push_frame(played) {
                         let _ = events.try_send(AudioEvent::Error(format!("audio output: {e}")));
                         break;
                     }
