@@ -71,9 +71,11 @@ const SLIP_EVIDENCE_FRAMES: u32 = 25;
 /// Evidence older than this, with no frame played since, no longer counts (a speaker who
 /// starts after a pause may arrive at another phase), µs.
 const SLIP_STALE_US: u64 = 1_000_000;
-/// Slack left after a slip for the path's jitter beyond what the jitter buffer already
-/// allows for, µs.
-const SLIP_MARGIN_US: u64 = 2_000;
+/// Slack first left after a slip for the path's jitter beyond what the jitter buffer allows
+/// for, µs. Before slipping, the playout's phase hid a jitter tail the buffer's target does
+/// not cover (on loopback, a frame a few ms late once in a minute); every frame missed after
+/// a slip doubles the margin, up to half a period.
+const SLIP_MARGIN_US: u64 = 3_000;
 /// Smallest slip worth making, µs.
 const SLIP_MIN_US: u64 = 1_000;
 /// A period whose every sample is below this (−60 dBFS) is silent: dropping its end cannot
@@ -86,6 +88,8 @@ const SILENT_PEAK: f32 = 1e-3;
 /// part (`s` less a margin, in whole milliseconds, at most a period less 1 ms) and the next
 /// period starts that much earlier. Nothing audible is dropped, the listener hears everyone
 /// sooner, and a concealed frame, a stale observation or a slip starts the evidence afresh.
+/// A frame missed after a slip doubles the margin (up to half a period): the path's jitter
+/// tail needed it.
 /// The output stays one continuous track: it is shorter by what was dropped, and each sample
 /// still plays at the time its position says.
 #[derive(Clone, Debug)]
@@ -97,6 +101,10 @@ pub struct Slip {
     frames: u32,
     last_us: u64,
     slipped_us: u64,
+    /// Slack a slip leaves, µs.
+    margin_us: u64,
+    /// The most `margin_us` grows to.
+    most_margin_us: u64,
 }
 
 impl Slip {
@@ -109,6 +117,8 @@ impl Slip {
             frames: 0,
             last_us: 0,
             slipped_us: 0,
+            margin_us: SLIP_MARGIN_US,
+            most_margin_us: (period.as_micros() / 2).max(SLIP_MARGIN_US),
         }
     }
 
@@ -116,6 +126,9 @@ impl Slip {
     pub fn observe(&mut self, now_us: u64, timing: Timing) {
         if timing.missed {
             self.since_us = None;
+            if self.slipped_us > 0 {
+                self.margin_us = (self.margin_us * 2).min(self.most_margin_us);
+            }
             return;
         }
         let Some(slack) = timing.slack_us else {
@@ -148,7 +161,7 @@ impl Slip {
             && now_us.saturating_sub(self.last_us) <= SLIP_STALE_US;
         let per_ms = SAMPLES_PER_MS as usize;
         let most_ms = (n.min(self.period_samples) / per_ms).saturating_sub(1) as u64;
-        let cut_ms = (self.least_us.saturating_sub(SLIP_MARGIN_US) / 1_000).min(most_ms);
+        let cut_ms = (self.least_us.saturating_sub(self.margin_us) / 1_000).min(most_ms);
         if !ready || cut_ms * 1_000 < SLIP_MIN_US || !is_silent(pcm) {
             return n;
         }
@@ -160,6 +173,11 @@ impl Slip {
     /// How far the playout has moved earlier in all, µs.
     pub fn slipped_us(&self) -> u64 {
         self.slipped_us
+    }
+
+    /// The slack the next slip leaves, µs.
+    pub fn margin_us(&self) -> u64 {
+        self.margin_us
     }
 }
 
@@ -223,10 +241,10 @@ mod tests {
         let t = feed(&mut slip, t, 15, 14_300);
         // Speech is never cut.
         assert_eq!(slip.keep(t, &loud), 960);
-        // 14.3 ms of slack less the 2 ms margin, in whole ms: 12 ms (576 samples) dropped.
-        assert_eq!(slip.keep(t, &silent), 960 - 576);
-        assert_eq!(slip.slipped_us(), 12_000);
-        assert_eq!(samples_to_us(576), 12_000);
+        // 14.3 ms of slack less the 3 ms margin, in whole ms: 11 ms (528 samples) dropped.
+        assert_eq!(slip.keep(t, &silent), 960 - 528);
+        assert_eq!(slip.slipped_us(), 11_000);
+        assert_eq!(samples_to_us(528), 11_000);
         // The evidence starts again.
         assert_eq!(slip.keep(t + 20_000, &silent), 960);
     }
@@ -241,7 +259,7 @@ mod tests {
             // A second speaker whose frames come 10 ms later.
             slip.observe(now, slack(5_000));
         }
-        assert_eq!(slip.keep(1_200_000, &silent), 960 - 3 * 48);
+        assert_eq!(slip.keep(1_200_000, &silent), 960 - 2 * 48);
 
         let t = feed(&mut slip, 1_220_000, 60, 15_000);
         slip.observe(
@@ -252,9 +270,30 @@ mod tests {
             },
         );
         assert_eq!(slip.keep(t, &silent), 960, "a concealed frame: no slip");
+        // It came after a slip: the next slip leaves twice the margin.
+        assert_eq!(slip.margin_us(), 6_000);
+        let t = feed(&mut slip, t, 60, 7_000);
+        assert_eq!(slip.keep(t, &silent), 960 - 48);
         // Slack no larger than the margin plus a millisecond is left alone.
-        let t = feed(&mut slip, t, 60, 2_900);
+        let t = feed(&mut slip, t, 60, 6_900);
         assert_eq!(slip.keep(t, &silent), 960);
+    }
+
+    #[test]
+    fn misses_before_any_slip_leave_the_margin_and_it_grows_to_half_a_period() {
+        let mut slip = Slip::new(FrameDuration::Ms20);
+        let missed = Timing {
+            slack_us: None,
+            missed: true,
+        };
+        slip.observe(0, missed);
+        assert_eq!(slip.margin_us(), 3_000, "a lost frame, not a slip's doing");
+        let t = feed(&mut slip, 20_000, 60, 6_000);
+        assert_eq!(slip.keep(t, &[0.0; 960]), 960 - 3 * 48);
+        for i in 0..5 {
+            slip.observe(t + i, missed);
+        }
+        assert_eq!(slip.margin_us(), 10_000);
     }
 
     #[test]
@@ -269,6 +308,6 @@ mod tests {
         assert_eq!(slip.keep(t + 1_100_000, &silent), 480);
         // A fresh second after the pause counts on its own.
         let t = feed(&mut slip, t + 1_100_000, 60, 6_000);
-        assert_eq!(slip.keep(t, &silent), 480 - 4 * 48);
+        assert_eq!(slip.keep(t, &silent), 480 - 3 * 48);
     }
 }

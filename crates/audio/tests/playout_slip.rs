@@ -180,9 +180,9 @@ fn assert_slips(frame: FrameDuration, period: FrameDuration) -> u64 {
         "{}",
         fixed.last_spurt_slack_us
     );
-    // With it, no more than the 2 ms margin, the whole-millisecond rounding and the jitter.
+    // With it, no more than the 3 ms margin, the whole-millisecond rounding and the jitter.
     assert!(
-        slipped.last_spurt_slack_us <= 4_000,
+        slipped.last_spurt_slack_us <= 5_000,
         "{}",
         slipped.last_spurt_slack_us
     );
@@ -206,7 +206,8 @@ fn ten_ms_frames_and_mixed_lengths_slip_too() {
         (FrameDuration::Ms20, FrameDuration::Ms10),
         (FrameDuration::Ms10, FrameDuration::Ms20),
     ] {
+        // 7–9 ms of slack less the 3 ms margin.
         let slipped = assert_slips(frame, period);
-        assert!(slipped >= 5_000, "{frame:?} in {period:?}: {slipped} µs");
+        assert!(slipped >= 4_000, "{frame:?} in {period:?}: {slipped} µs");
     }
 }
