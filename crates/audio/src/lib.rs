@@ -26,7 +26,8 @@
 //!   voice, tone, silence, WAV sink and Ogg Opus recording.
 //! - [`voice`]: echo cancellation, noise suppression and gain control for microphones.
 //! - [`resample`]: rate and channel conversion at the edges (files, sound cards).
-//! - [`pace`]: the real-time schedule (absolute deadlines), as arithmetic.
+//! - [`pace`]: the real-time schedule (absolute deadlines), as arithmetic, and the playout's
+//!   [`pace::Slip`] towards the arrivals.
 //!
 //! # Time model
 //!
@@ -52,7 +53,8 @@
 //! for each speaker: pulled = stream.pull(now_us)  // PCM (decoded / FEC / concealed / silence)
 //!                   talking[speaker] = pulled.activity.active
 //! mixer.mix(all pulled PCM, &mut out)
-//! sink.push_frame(&out)                           // loudspeaker, WAV or Ogg Opus file
+//! keep = slip.keep(now_us, &out)                  // pace::Slip: a silent period may be cut
+//! sink.push_frame(&out[..keep])                   // loudspeaker, WAV or Ogg Opus file
 //! ```
 //!
 //! # Example

@@ -146,8 +146,10 @@ pub struct Stats {
     pub lost: u64,
     /// Lost frames rebuilt from the next frame's FEC.
     pub fec_recovered: u64,
-    /// Frames played from one copy while the speaker sends two (the other was late or lost):
-    /// the loss a listener reports counts them (see `loss::measured_loss`).
+    /// Frames played from one copy while the speaker sends two whose other copy did not come
+    /// within a frame and 10 ms of the playout (lost, or resent a round trip later): the loss
+    /// a listener reports counts them (see `loss::measured_loss`). Counted once that time
+    /// has passed.
     pub copy_missing: u64,
     /// Whether the speaker sends each frame twice now (seen in the last frames played).
     pub copies_sent: bool,
