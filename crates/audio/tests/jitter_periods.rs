@@ -7,11 +7,13 @@
 //! Timing: frame `i` is sent at `T + i × frame` and arrives 3 ms later (plus the jitter); the
 //! playout pulls at `T + k × period + 6 ms`.
 
+mod support;
+
 use ruang_audio::FrameDuration;
-use ruang_audio::codec::{Decoder, Encoder, EncoderConfig};
+use ruang_audio::codec::EncoderConfig;
 use ruang_audio::jitter::{Config, SpeakerStream};
-use ruang_audio::source::{Source, VoiceSource};
 use ruang_audio::wire::{Flags, Frame};
+use support::{encode_frames, voice};
 
 const T: u64 = 1_000_000;
 /// Frames of speech sent.
@@ -19,34 +21,18 @@ const FRAMES: u32 = 150;
 
 /// `FRAMES` frames of a synthetic voice at `frame`, encoded, with what each decodes to.
 fn speech(frame: FrameDuration) -> (Vec<Frame>, Vec<f32>) {
-    let mut source = VoiceSource::new(3, frame);
-    let mut encoder = Encoder::new(EncoderConfig {
+    let pcm = voice(3, FRAMES as f32 * frame.as_millis() as f32 / 1_000.0, frame);
+    let config = EncoderConfig {
         frame,
         ..EncoderConfig::default()
+    };
+    encode_frames(config, &pcm, |_, last| {
+        if last {
+            Flags::VOICE | Flags::END
+        } else {
+            Flags::VOICE
+        }
     })
-    .unwrap();
-    let mut decoder = Decoder::new(frame).unwrap();
-    let mut pcm = vec![0.0; frame.samples()];
-    let mut frames = Vec::new();
-    let mut decoded = Vec::new();
-    for seq in 0..FRAMES {
-        source.next_frame(&mut pcm).unwrap();
-        let payload = encoder.encode(&pcm).unwrap();
-        decoded.extend_from_slice(decoder.decode(&payload).unwrap());
-        frames.push(Frame {
-            speaker: 1,
-            seq,
-            timestamp: seq * frame.ticks(),
-            level: 20,
-            flags: if seq + 1 == FRAMES {
-                Flags::VOICE | Flags::END
-            } else {
-                Flags::VOICE
-            },
-            payload,
-        });
-    }
-    (frames, decoded)
 }
 
 /// Plays a speaker at `frame` in periods of `period` over a path that delays each frame by

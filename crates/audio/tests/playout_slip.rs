@@ -6,11 +6,14 @@
 //! jitter); the playout's periods start 1 ms before the earliest arrivals (at `T + 2 ms +
 //! period`), so without a slip a frame waits almost a whole period for its tick.
 
+mod support;
+
 use ruang_audio::FrameDuration;
-use ruang_audio::codec::{Decoder, Encoder, EncoderConfig};
+use ruang_audio::codec::EncoderConfig;
 use ruang_audio::jitter::{Config, SpeakerStream};
 use ruang_audio::pace::{Slip, samples_to_us};
 use ruang_audio::wire::{Flags, Frame};
+use support::encode_frames;
 
 const T: u64 = 1_000_000;
 /// Talk spurts of 1.5 s, each followed by 0.3 s of silence.
@@ -25,46 +28,28 @@ fn talking(ms: u64) -> bool {
 
 /// The frames of the spurts and pauses at `frame`, encoded, with what each decodes to.
 fn speech(frame: FrameDuration) -> (Vec<Frame>, Vec<f32>) {
-    let n = frame.samples();
-    let count = SPURTS * (SPURT_MS + PAUSE_MS) / (frame.as_micros() / 1_000);
-    let mut encoder = Encoder::new(EncoderConfig {
+    let samples = SPURTS * (SPURT_MS + PAUSE_MS) * 48;
+    let pcm: Vec<f32> = (0..samples)
+        .map(|t| {
+            if talking(t / 48) {
+                0.3 * (t as f32 * 0.05).sin()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let config = EncoderConfig {
         frame,
         dtx: false,
         ..EncoderConfig::default()
+    };
+    encode_frames(config, &pcm, |pcm, last| {
+        match (pcm.iter().any(|s| *s != 0.0), last) {
+            (_, true) => Flags::END,
+            (true, false) => Flags::VOICE,
+            (false, false) => Flags::empty(),
+        }
     })
-    .unwrap();
-    let mut decoder = Decoder::new(frame).unwrap();
-    let mut frames = Vec::new();
-    let mut decoded = Vec::new();
-    for seq in 0..count as u32 {
-        let start = u64::from(seq) * n as u64;
-        let pcm: Vec<f32> = (0..n as u64)
-            .map(|s| {
-                let t = start + s;
-                if talking(t / 48) {
-                    0.3 * (t as f32 * 0.05).sin()
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let voiced = pcm.iter().any(|s| *s != 0.0);
-        let payload = encoder.encode(&pcm).unwrap();
-        decoded.extend_from_slice(decoder.decode(&payload).unwrap());
-        frames.push(Frame {
-            speaker: 1,
-            seq,
-            timestamp: seq * frame.ticks(),
-            level: if voiced { 30 } else { 0 },
-            flags: match (voiced, u64::from(seq) + 1 == count) {
-                (_, true) => Flags::END,
-                (true, false) => Flags::VOICE,
-                (false, false) => Flags::empty(),
-            },
-            payload,
-        });
-    }
-    (frames, decoded)
 }
 
 struct Played {

@@ -2,7 +2,40 @@
 #![allow(dead_code)]
 
 use ruang_audio::FrameDuration;
+use ruang_audio::codec::{Decoder, Encoder, EncoderConfig};
 use ruang_audio::source::{Source, VoiceSource};
+use ruang_audio::wire::{Flags, Frame};
+
+/// Encodes `pcm`, whole frames of `config.frame`, as speaker 1's wire frames numbered from 0,
+/// each with the flags `flags` gives its PCM and whether it is the last (level 20 when voiced,
+/// else 0); returns them with what they decode to.
+pub fn encode_frames(
+    config: EncoderConfig,
+    pcm: &[f32],
+    flags: impl Fn(&[f32], bool) -> Flags,
+) -> (Vec<Frame>, Vec<f32>) {
+    let frame = config.frame;
+    let mut encoder = Encoder::new(config).unwrap();
+    let mut decoder = Decoder::new(frame).unwrap();
+    let chunks: Vec<&[f32]> = pcm.chunks_exact(frame.samples()).collect();
+    let mut frames = Vec::new();
+    let mut decoded = Vec::new();
+    for (seq, chunk) in chunks.iter().enumerate() {
+        let seq = seq as u32;
+        let payload = encoder.encode(chunk).unwrap();
+        decoded.extend_from_slice(decoder.decode(&payload).unwrap());
+        let flags = flags(chunk, seq as usize + 1 == chunks.len());
+        frames.push(Frame {
+            speaker: 1,
+            seq,
+            timestamp: seq * frame.ticks(),
+            level: if flags.contains(Flags::VOICE) { 20 } else { 0 },
+            flags,
+            payload,
+        });
+    }
+    (frames, decoded)
+}
 
 /// `seconds` of the synthetic voice `seed` at 48 kHz.
 pub fn voice(seed: u64, seconds: f32, frame: FrameDuration) -> Vec<f32> {
