@@ -38,9 +38,10 @@ const VOICED_SKIP_BEHIND_US: i64 = 100_000;
 /// A frame played from one copy counts as [`Stats::copy_missing`] only if its other copy has
 /// not come this long (past one frame) after it was played, µs. The copy is sent a frame after
 /// the original, so on a jittery path it is often a little late; a lost one is resent a round
-/// trip after it was sent, later than this on any path where copies matter. Counting the late
-/// ones made the 5 % loss path report 10–25 % loss, over the 15 % at which the speaker stops
-/// sending copies (`ruang-bench loss`, 30±10 ms relay).
+/// trip after it was sent, later than this on any path where copies matter. Counted as lost,
+/// late copies inflate the report (a path losing 5 % of the copies, a quarter of them a little
+/// late, reported 17.5 %: test `copies_a_little_late_are_not_reported_as_lost`), and one
+/// report of 15 % stops the copies for 30 s.
 const COPY_LATE_GRACE_US: u64 = 10_000;
 
 /// Frames played from one copy whose other copy may still come, at most.
