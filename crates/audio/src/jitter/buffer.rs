@@ -44,8 +44,21 @@ const VOICED_SKIP_BEHIND_US: i64 = 100_000;
 /// report of 15 % stops the copies for 30 s.
 const COPY_LATE_GRACE_US: u64 = 10_000;
 
-/// Frames played from one copy whose other copy may still come, at most.
-const PENDING_COPIES: usize = 8;
+/// Late copies that arrive within this of the previous late copy were released by the same
+/// resend, µs: on a striped QUIC link a lost packet holds back every later frame of its lane
+/// until its resend comes, and they are read at once. They count as one loss (test
+/// `a_stalled_lane_counts_as_one_loss`): counted apart, one lost packet made two or three
+/// late copies, and a path losing 5 % reported 10–25 %.
+const SAME_RELEASE_US: u64 = 2_000;
+
+/// How long a frame played from one copy waits for its other copy before that copy counts
+/// as lost, µs: longer than a resend takes (a round trip plus loss detection), so that a
+/// resent copy is counted when it comes, with the late copies it releases.
+const COPY_RESEND_HORIZON_US: u64 = 500_000;
+
+/// Frames played from one copy whose other copy may still come, at most (a 5 % path keeps
+/// two or three waiting for their resend at a time).
+const PENDING_COPIES: usize = 16;
 
 /// Of the last 32 played frames, at least this many came twice: the speaker sends copies (a
 /// path losing 5 % leaves ~90 % of them doubled; without copies, none).
@@ -91,8 +104,10 @@ pub struct Buffer {
     /// How much earlier the last pull could have come and played the same frame.
     slack_us: Option<u64>,
     /// Frames played from one copy while copies are sent, with when: their other copy may
-    /// still come (within [`COPY_LATE_GRACE_US`]).
+    /// still come (within [`COPY_RESEND_HORIZON_US`]).
     single: [Option<(u64, u64)>; PENDING_COPIES],
+    /// When the last copy that came after its grace arrived ([`SAME_RELEASE_US`]).
+    last_late_copy_us: Option<u64>,
 }
 
 impl Buffer {
@@ -122,6 +137,7 @@ impl Buffer {
             stats: Stats::default(),
             slack_us: None,
             single: [None; PENDING_COPIES],
+            last_late_copy_us: None,
             config,
         }
     }
@@ -180,6 +196,7 @@ impl Buffer {
         self.history = 0;
         self.doubled = 0;
         self.single = [None; PENDING_COPIES];
+        self.last_late_copy_us = None;
         self.last_flags = Flags::empty();
         self.underrun = 0;
         self.estimator.reset_clock();
@@ -217,14 +234,7 @@ impl Buffer {
                 let back = next - 1 - seq;
                 if back < HISTORY_BITS && self.history & (1 << back) != 0 {
                     self.stats.duplicate += 1;
-                    // The other copy of a frame played from one: late, not lost.
-                    if let Some(p) = self
-                        .single
-                        .iter_mut()
-                        .find(|p| p.is_some_and(|(s, _)| s == seq))
-                    {
-                        *p = None;
-                    }
+                    self.other_copy_came(seq, arrival_us);
                 } else {
                     self.stats.late += 1;
                     // A straggler: a later frame came first, so this one was lost in transit
@@ -272,7 +282,7 @@ impl Buffer {
     /// period.
     pub fn pull(&mut self, now_us: u64) -> Playout {
         self.slack_us = None;
-        self.count_missing_copies(now_us, false);
+        self.count_missing_copies(now_us);
         self.estimator.decay(now_us);
         let now = now_us as i64;
         if self.state == State::Idle && !self.try_start(now) {
@@ -491,27 +501,59 @@ impl Buffer {
     }
 
     /// Counts the copies a played frame had: while the speaker sends copies, a frame played
-    /// from one copy means the other was late or lost ([`Stats::copy_missing`]).
+    /// from one copy means the other was late or lost ([`Stats::copy_missing`]); it waits
+    /// for the other copy to tell which.
     fn note_copies(&mut self, seq: u64, copies: u8, now_us: u64) {
         let sending_copies = self.doubled.count_ones() >= COPIES_SEEN_MIN;
         if sending_copies && copies < 2 {
-            if self.single.iter().all(Option::is_some) {
-                self.count_missing_copies(now_us, true);
-            }
-            if let Some(free) = self.single.iter_mut().find(|p| p.is_none()) {
-                *free = Some((seq, now_us));
-            }
+            let slot = match self.single.iter().position(Option::is_none) {
+                Some(free) => free,
+                None => {
+                    // Full: the longest waiting copy counts as lost.
+                    let oldest = (0..PENDING_COPIES)
+                        .min_by_key(|&i| self.single[i].map_or(0, |(_, at)| at))
+                        .unwrap_or(0);
+                    self.stats.copy_missing += 1;
+                    oldest
+                }
+            };
+            self.single[slot] = Some((seq, now_us));
         }
         self.stats.copies_sent = sending_copies;
         self.doubled = (self.doubled << 1) | u32::from(copies >= 2);
     }
 
-    /// Counts as [`Stats::copy_missing`] the frames played from one copy whose other copy
-    /// has not come within the grace (all of them when `all`, to make room).
-    fn count_missing_copies(&mut self, now_us: u64, all: bool) {
+    /// The other copy of frame `seq`, already played, came at `arrival_us`. If the frame
+    /// was played from one copy, this one was late (within the grace, [`COPY_LATE_GRACE_US`])
+    /// or lost and resent: a loss, unless the same resend released one counted already.
+    fn other_copy_came(&mut self, seq: u64, arrival_us: u64) {
+        let Some(p) = self
+            .single
+            .iter_mut()
+            .find(|p| p.is_some_and(|(s, _)| s == seq))
+        else {
+            return;
+        };
+        let played_at = p.map_or(arrival_us, |(_, at)| at);
+        *p = None;
         let grace = self.frame_us as u64 + COPY_LATE_GRACE_US;
+        if arrival_us.saturating_sub(played_at) <= grace {
+            return;
+        }
+        let same_release = self
+            .last_late_copy_us
+            .is_some_and(|last| arrival_us.abs_diff(last) <= SAME_RELEASE_US);
+        if !same_release {
+            self.stats.copy_missing += 1;
+        }
+        self.last_late_copy_us = Some(arrival_us);
+    }
+
+    /// Counts as [`Stats::copy_missing`] the frames played from one copy whose other copy
+    /// has not come within [`COPY_RESEND_HORIZON_US`]: not resent in time, or never sent.
+    fn count_missing_copies(&mut self, now_us: u64) {
         for p in &mut self.single {
-            if p.is_some_and(|(_, at)| all || now_us.saturating_sub(at) > grace) {
+            if p.is_some_and(|(_, at)| now_us.saturating_sub(at) > COPY_RESEND_HORIZON_US) {
                 *p = None;
                 self.stats.copy_missing += 1;
             }
