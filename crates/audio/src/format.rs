@@ -80,6 +80,11 @@ pub const fn ticks_to_micros(ticks: u64) -> u64 {
     ticks * 125 / 6
 }
 
+/// The length of `samples` of 48 kHz PCM (one sample a tick), µs.
+pub const fn samples_to_micros(samples: usize) -> u64 {
+    ticks_to_micros(samples as u64)
+}
+
 /// Converts microseconds to 48 kHz ticks, rounding down.
 pub const fn micros_to_ticks(us: u64) -> u64 {
     us * 6 / 125

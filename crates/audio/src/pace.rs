@@ -150,7 +150,7 @@ impl Slip {
 
     /// How many samples of `pcm`, the mix of the period starting at `now_us`, to play: all
     /// of them, or fewer when the playout slips earlier now (the next period is then due
-    /// earlier by what was left out, [`samples_to_us`] of the difference).
+    /// earlier by what was left out, [`samples_to_micros`](crate::format::samples_to_micros) of the difference).
     pub fn keep(&mut self, now_us: u64, pcm: &[f32]) -> usize {
         let n = pcm.len();
         let Some(since) = self.since_us else {
@@ -179,11 +179,6 @@ impl Slip {
     pub fn margin_us(&self) -> u64 {
         self.margin_us
     }
-}
-
-/// The length of `samples` at 48 kHz, µs (exact for whole milliseconds).
-pub fn samples_to_us(samples: usize) -> u64 {
-    samples as u64 * 1_000 / u64::from(SAMPLES_PER_MS)
 }
 
 fn is_silent(pcm: &[f32]) -> bool {
@@ -244,7 +239,7 @@ mod tests {
         // 14.3 ms of slack less the 3 ms margin, in whole ms: 11 ms (528 samples) dropped.
         assert_eq!(slip.keep(t, &silent), 960 - 528);
         assert_eq!(slip.slipped_us(), 11_000);
-        assert_eq!(samples_to_us(528), 11_000);
+        assert_eq!(crate::format::samples_to_micros(528), 11_000);
         // The evidence starts again.
         assert_eq!(slip.keep(t + 20_000, &silent), 960);
     }

@@ -211,7 +211,9 @@ fn a_stalled_lane_counts_as_one_loss() {
     for seed in 1..=4 {
         let (report, lost, sent, repaired) = striped(seed, 3_000, 0.05, 150);
         let path = lost * 1000 / sent;
-        eprintln!("seed {seed}: path lost {path} ‰ of messages, reported {report} ‰, {repaired} repaired");
+        eprintln!(
+            "seed {seed}: path lost {path} ‰ of messages, reported {report} ‰, {repaired} repaired"
+        );
         assert!((40..=60).contains(&path), "{path}");
         assert!(
             u64::from(report) <= path * 13 / 10 && u64::from(report) >= path * 7 / 10,

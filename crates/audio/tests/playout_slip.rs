@@ -10,8 +10,9 @@ mod support;
 
 use ruang_audio::FrameDuration;
 use ruang_audio::codec::EncoderConfig;
+use ruang_audio::format::samples_to_micros;
 use ruang_audio::jitter::{Config, SpeakerStream};
-use ruang_audio::pace::{Slip, samples_to_us};
+use ruang_audio::pace::Slip;
 use ruang_audio::wire::{Flags, Frame};
 use support::encode_frames;
 
@@ -102,7 +103,7 @@ fn play(frame: FrameDuration, period: FrameDuration, slipping: bool) -> Played {
             out.len()
         };
         track.extend_from_slice(&out[..keep]);
-        slipped_us += samples_to_us(out.len() - keep);
+        slipped_us += samples_to_micros(out.len() - keep);
     }
     assert_eq!(slipped_us, slip.slipped_us());
     Played {
@@ -174,7 +175,7 @@ fn assert_slips(frame: FrameDuration, period: FrameDuration) -> u64 {
     // The track is one continuous clock from its first sample: the last spurt starts
     // earlier in it by what was slipped.
     let earlier = last_spurt_start(&fixed.track) - last_spurt_start(&slipped.track);
-    assert_eq!(samples_to_us(earlier), slipped.slipped_us);
+    assert_eq!(samples_to_micros(earlier), slipped.slipped_us);
     slipped.slipped_us
 }
 

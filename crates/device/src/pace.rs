@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ruang_audio::pace::{Schedule, samples_to_us};
+use ruang_audio::format::samples_to_micros;
+use ruang_audio::pace::Schedule;
 use ruang_audio::{FrameDuration, Sink, SinkError, Source, SourceError};
 
 /// The current unix time in µs (0 if the system clock is before 1970).
@@ -267,7 +268,7 @@ impl<K: Sink> Sink for PacedSink<K> {
             let clock = Clock::new();
             (clock, clock.now_us())
         });
-        clock.sleep_until(t0 + samples_to_us(self.samples as usize));
+        clock.sleep_until(t0 + samples_to_micros(self.samples as usize));
         let result = self.inner.push_frame(pcm);
         self.samples += pcm.len() as u64;
         self.first_played.set_once(clock.unix_us(t0));

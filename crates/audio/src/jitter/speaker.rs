@@ -2,7 +2,7 @@
 
 use super::{Buffer, Config, Playout, Stats};
 use crate::codec::{CodecError, Decoder};
-use crate::format::SAMPLES_PER_MS;
+use crate::format::samples_to_micros;
 use crate::level::{Activity, Vad, VadConfig};
 use crate::wire::Frame;
 
@@ -152,14 +152,13 @@ impl SpeakerStream {
     /// gets the whole margin the buffer keeps for the path's jitter. Call once per period; a
     /// [`SpeakerStream::pull`] in between drops what was left of a frame.
     pub fn pull_into(&mut self, now_us: u64, out: &mut [f32]) -> Activity {
-        let us = |samples: usize| samples as u64 * 1_000 / u64::from(SAMPLES_PER_MS);
         // How far the period's first frame is pulled before its last.
-        let lead_us = us(out.len().saturating_sub(self.pcm.len()));
+        let lead_us = samples_to_micros(out.len().saturating_sub(self.pcm.len()));
         let mut filled = 0;
         let mut timing = Timing::default();
         while filled < out.len() {
             if self.used >= self.pcm.len() {
-                let at = (now_us + us(filled)).saturating_sub(lead_us);
+                let at = (now_us + samples_to_micros(filled)).saturating_sub(lead_us);
                 let kind = self.pull(at).kind;
                 timing.missed |= matches!(kind, Kind::Conceal | Kind::Fec);
                 if let Some(slack) = self.buffer.slack_us() {
