@@ -42,7 +42,9 @@ pub fn hint_for_loss(permille: u16) -> u8 {
 }
 
 /// Loss a listener's playout saw between two snapshots of one speaker's counters, in ‰ of the
-/// frame slots it moved past (late frames count as lost: they were not there in time).
+/// frame slots it moved past (late frames count as lost: they were not there in time), or
+/// the frames held back for a resend ([`Stats::held_back`]) if more: a buffer that has grown
+/// to wait for resends loses no frame, and the path would look clean.
 /// While the speaker sends every frame twice ([`Stats::copies_sent`]), in ‰ of the copies:
 /// the loss of the path, not the little left after the copies repaired it (or the speaker
 /// would stop sending them). `None` when no slot passed (the speaker was silent or the stream
@@ -58,7 +60,8 @@ pub fn measured_loss(before: &Stats, now: &Stats) -> Option<u16> {
         let one_copy = now.copy_missing.checked_sub(before.copy_missing)?;
         (one_copy + 2 * lost, 2 * slots)
     } else {
-        (lost, slots)
+        let held_back = now.held_back.checked_sub(before.held_back)?;
+        (lost.max(held_back), slots)
     };
     Some(((missing * 1000) / expected).min(1000) as u16)
 }
@@ -146,6 +149,19 @@ mod tests {
         assert_eq!(measured_loss(&stats(95, 5), &stats(95, 5)), None);
         // Counters that went backwards (a restarted stream) measure nothing.
         assert_eq!(measured_loss(&stats(95, 5), &stats(10, 0)), None);
+    }
+
+    #[test]
+    fn frames_held_back_for_a_resend_count_when_more_than_the_lost() {
+        let held = |played, lost, held_back| Stats {
+            held_back,
+            ..stats(played, lost)
+        };
+        // 100 slots, none lost, 6 frames held back for their resend.
+        assert_eq!(measured_loss(&held(0, 0, 0), &held(100, 0, 6)), Some(60));
+        // A held-back frame that also missed its playout counts once.
+        assert_eq!(measured_loss(&held(0, 0, 0), &held(97, 3, 3)), Some(30));
+        assert_eq!(measured_loss(&held(0, 0, 0), &held(95, 5, 2)), Some(50));
     }
 
     #[test]

@@ -108,6 +108,8 @@ pub struct Buffer {
     single: [Option<(u64, u64)>; PENDING_COPIES],
     /// When the last copy that came after its grace arrived ([`SAME_RELEASE_US`]).
     last_late_copy_us: Option<u64>,
+    /// When the last frame that came after a later one arrived ([`SAME_RELEASE_US`]).
+    last_held_back_us: Option<u64>,
 }
 
 impl Buffer {
@@ -138,6 +140,7 @@ impl Buffer {
             slack_us: None,
             single: [None; PENDING_COPIES],
             last_late_copy_us: None,
+            last_held_back_us: None,
             config,
         }
     }
@@ -197,6 +200,7 @@ impl Buffer {
         self.doubled = 0;
         self.single = [None; PENDING_COPIES];
         self.last_late_copy_us = None;
+        self.last_held_back_us = None;
         self.last_flags = Flags::empty();
         self.underrun = 0;
         self.estimator.reset_clock();
@@ -237,6 +241,7 @@ impl Buffer {
                     self.other_copy_came(seq, arrival_us);
                 } else {
                     self.stats.late += 1;
+                    self.note_held_back(seq, arrival_us);
                     // A straggler: a later frame came first, so this one was lost in transit
                     // and resent (on a striped QUIC link, its own lane's retransmission). With
                     // FEC its slot was rebuilt from that later frame; waiting a round trip for
@@ -264,6 +269,7 @@ impl Buffer {
             self.stats.duplicate += 1;
             return;
         }
+        self.note_held_back(seq, arrival_us);
         let j = self.estimator.observe(d, arrival_us);
         if self.underrun > 0 && Some(seq) == self.next {
             // The playout has been waiting for exactly this frame.
@@ -547,6 +553,22 @@ impl Buffer {
             self.stats.copy_missing += 1;
         }
         self.last_late_copy_us = Some(arrival_us);
+    }
+
+    /// Counts frame `seq`, new to the buffer and arrived at `arrival_us`, as
+    /// [`Stats::held_back`] if a later frame came before it, unless the same resend released
+    /// one counted already.
+    fn note_held_back(&mut self, seq: u64, arrival_us: u64) {
+        if self.seq_ref.is_none_or(|(newest, _)| seq >= newest) {
+            return;
+        }
+        let same_release = self
+            .last_held_back_us
+            .is_some_and(|last| arrival_us.abs_diff(last) <= SAME_RELEASE_US);
+        if !same_release {
+            self.stats.held_back += 1;
+        }
+        self.last_held_back_us = Some(arrival_us);
     }
 
     /// Counts as [`Stats::copy_missing`] the frames played from one copy whose other copy

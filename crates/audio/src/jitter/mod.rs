@@ -148,9 +148,14 @@ pub struct Stats {
     pub fec_recovered: u64,
     /// Frames played from one copy while the speaker sends two whose other copy did not come
     /// within a frame and 10 ms of the playout (lost, or resent a round trip later): the loss
-    /// a listener reports counts them (see `loss::measured_loss`). Counted once that time
-    /// has passed.
+    /// a listener reports counts them (see `loss::measured_loss`). Counted when the other
+    /// copy comes (late copies one resend releases at once count once) or after 500 ms.
     pub copy_missing: u64,
+    /// Frames that came after a later frame, in time for their playout or not: their packet,
+    /// or one before it on their lane, was lost and resent (or the path reordered them).
+    /// Frames one resend releases at once count once. The loss a listener reports counts
+    /// them: a buffer that waits long enough for resends loses nothing, yet the path does.
+    pub held_back: u64,
     /// Whether the speaker sends each frame twice now (seen in the last frames played).
     pub copies_sent: bool,
     /// Pulls that returned [`Playout::Conceal`] (lost frames and waits for a late one).
