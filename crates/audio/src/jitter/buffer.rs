@@ -64,6 +64,23 @@ const PENDING_COPIES: usize = 16;
 /// path losing 5 % leaves ~90 % of them doubled; without copies, none).
 const COPIES_SEEN_MIN: u32 = 8;
 
+/// Arrivals of one kind grouped by the resend that released them ([`SAME_RELEASE_US`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct Releases {
+    last_us: Option<u64>,
+}
+
+impl Releases {
+    /// Notes an arrival at `at_us`; whether it starts a release (is not part of the last).
+    fn new_release(&mut self, at_us: u64) -> bool {
+        let same = self
+            .last_us
+            .is_some_and(|last| at_us.abs_diff(last) <= SAME_RELEASE_US);
+        self.last_us = Some(at_us);
+        !same
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Waiting for a frame to start (or restart) playout with.
@@ -106,10 +123,10 @@ pub struct Buffer {
     /// Frames played from one copy while copies are sent, with when: their other copy may
     /// still come (within [`COPY_RESEND_HORIZON_US`]).
     single: [Option<(u64, u64)>; PENDING_COPIES],
-    /// When the last copy that came after its grace arrived ([`SAME_RELEASE_US`]).
-    last_late_copy_us: Option<u64>,
-    /// When the last frame that came after a later one arrived ([`SAME_RELEASE_US`]).
-    last_held_back_us: Option<u64>,
+    /// Copies that came after their grace, by release.
+    late_copies: Releases,
+    /// Frames that came after a later one, by release.
+    held_back: Releases,
 }
 
 impl Buffer {
@@ -139,8 +156,8 @@ impl Buffer {
             stats: Stats::default(),
             slack_us: None,
             single: [None; PENDING_COPIES],
-            last_late_copy_us: None,
-            last_held_back_us: None,
+            late_copies: Releases::default(),
+            held_back: Releases::default(),
             config,
         }
     }
@@ -199,8 +216,8 @@ impl Buffer {
         self.history = 0;
         self.doubled = 0;
         self.single = [None; PENDING_COPIES];
-        self.last_late_copy_us = None;
-        self.last_held_back_us = None;
+        self.late_copies = Releases::default();
+        self.held_back = Releases::default();
         self.last_flags = Flags::empty();
         self.underrun = 0;
         self.estimator.reset_clock();
@@ -546,13 +563,9 @@ impl Buffer {
         if arrival_us.saturating_sub(played_at) <= grace {
             return;
         }
-        let same_release = self
-            .last_late_copy_us
-            .is_some_and(|last| arrival_us.abs_diff(last) <= SAME_RELEASE_US);
-        if !same_release {
+        if self.late_copies.new_release(arrival_us) {
             self.stats.copy_missing += 1;
         }
-        self.last_late_copy_us = Some(arrival_us);
     }
 
     /// Counts frame `seq`, new to the buffer and arrived at `arrival_us`, as
@@ -562,13 +575,9 @@ impl Buffer {
         if self.seq_ref.is_none_or(|(newest, _)| seq >= newest) {
             return;
         }
-        let same_release = self
-            .last_held_back_us
-            .is_some_and(|last| arrival_us.abs_diff(last) <= SAME_RELEASE_US);
-        if !same_release {
+        if self.held_back.new_release(arrival_us) {
             self.stats.held_back += 1;
         }
-        self.last_held_back_us = Some(arrival_us);
     }
 
     /// Counts as [`Stats::copy_missing`] the frames played from one copy whose other copy
