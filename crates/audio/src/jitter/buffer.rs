@@ -547,8 +547,9 @@ impl Buffer {
     }
 
     /// The other copy of frame `seq`, already played, came at `arrival_us`. If the frame
-    /// was played from one copy, this one was late (within the grace, [`COPY_LATE_GRACE_US`])
-    /// or lost and resent: a loss, unless the same resend released one counted already.
+    /// was played from one copy, this one is a little late within [`COPY_LATE_GRACE_US`]
+    /// (not counted) and lost and resent after it: a loss, unless the same resend released
+    /// one counted already.
     fn other_copy_came(&mut self, seq: u64, arrival_us: u64) {
         let Some(p) = self
             .single
