@@ -258,7 +258,8 @@ impl Buffer {
                     self.other_copy_came(seq, arrival_us);
                 } else {
                     self.stats.late += 1;
-                    self.note_held_back(seq, arrival_us);
+                    // Its slot passed: later frames came (and played) before it.
+                    self.note_held_back(seq, arrival_us, true);
                     // A straggler: a later frame came first, so this one was lost in transit
                     // and resent (on a striped QUIC link, its own lane's retransmission). With
                     // FEC its slot was rebuilt from that later frame; waiting a round trip for
@@ -286,7 +287,8 @@ impl Buffer {
             self.stats.duplicate += 1;
             return;
         }
-        self.note_held_back(seq, arrival_us);
+        let waited = self.newer_came_before(seq, arrival_us);
+        self.note_held_back(seq, arrival_us, waited);
         let j = self.estimator.observe(d, arrival_us);
         if self.underrun > 0 && Some(seq) == self.next {
             // The playout has been waiting for exactly this frame.
@@ -547,9 +549,9 @@ impl Buffer {
     }
 
     /// The other copy of frame `seq`, already played, came at `arrival_us`. If the frame
-    /// was played from one copy, this one is a little late within [`COPY_LATE_GRACE_US`]
-    /// (not counted) and lost and resent after it: a loss, unless the same resend released
-    /// one counted already.
+    /// was played from one copy, this one is either a little late, within
+    /// [`COPY_LATE_GRACE_US`] (not counted), or was lost and resent: a loss, unless the same
+    /// resend released one counted already.
     fn other_copy_came(&mut self, seq: u64, arrival_us: u64) {
         let Some(p) = self
             .single
@@ -569,11 +571,27 @@ impl Buffer {
         }
     }
 
-    /// Counts frame `seq`, new to the buffer and arrived at `arrival_us`, as
-    /// [`Stats::held_back`] if a later frame came before it, unless the same resend released
-    /// one counted already.
-    fn note_held_back(&mut self, seq: u64, arrival_us: u64) {
-        if self.seq_ref.is_none_or(|(newest, _)| seq >= newest) {
+    /// Whether a frame later than `seq` (held, not yet played) arrived before `arrival_us`
+    /// by more than [`SAME_RELEASE_US`]. Frames delivered together (a burst after a queue
+    /// drained) reach the buffer in any order, one lane's reader before another's: that is
+    /// not a resend.
+    fn newer_came_before(&self, seq: u64, arrival_us: u64) -> bool {
+        let Some((newest, _)) = self.seq_ref else {
+            return false;
+        };
+        let cap = self.capacity() as u64;
+        (seq + 1..=newest).take(cap as usize).any(|s| {
+            self.slots[(s % cap) as usize]
+                .as_ref()
+                .is_some_and(|slot| slot.seq == s && slot.arrival_us + SAME_RELEASE_US < arrival_us)
+        })
+    }
+
+    /// Counts a frame new to the buffer, arrived at `arrival_us` after a later frame
+    /// (`after_later`), as [`Stats::held_back`], unless the same resend released one counted
+    /// already.
+    fn note_held_back(&mut self, seq: u64, arrival_us: u64, after_later: bool) {
+        if !after_later || self.seq_ref.is_none_or(|(newest, _)| seq >= newest) {
             return;
         }
         if self.held_back.new_release(arrival_us) {

@@ -149,12 +149,15 @@ pub struct Stats {
     /// Frames played from one copy while the speaker sends two whose other copy did not come
     /// within a frame and 10 ms of the playout (lost, or resent a round trip later): the loss
     /// a listener reports counts them (see `loss::measured_loss`). Counted when the other
-    /// copy comes (late copies one resend releases at once count once) or after 500 ms.
+    /// copy comes, or after 500 ms, or at once when 16 such frames wait already. Late copies
+    /// arriving within 2 ms of the last one count once: one resend released them (so does
+    /// a burst of losses resent together).
     pub copy_missing: u64,
-    /// Frames that came after a later frame, in time for their playout or not: their packet,
-    /// or one before it on their lane, was lost and resent (or the path reordered them).
-    /// Frames one resend releases at once count once. The loss a listener reports counts
-    /// them: a buffer that waits long enough for resends loses nothing, yet the path does.
+    /// Frames that came more than 2 ms after a later frame, in time for their playout or
+    /// not: their packet, or one before it on their lane, was lost and resent (or the path
+    /// reordered them). Arrivals within 2 ms of the last one counted count once, as for
+    /// [`Stats::copy_missing`]. Without copies the loss a listener reports counts them: a
+    /// buffer that waits long enough for resends loses nothing, yet the path does.
     pub held_back: u64,
     /// Whether the speaker sends each frame twice now (seen in the last frames played).
     pub copies_sent: bool,
