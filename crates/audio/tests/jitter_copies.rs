@@ -222,11 +222,18 @@ fn striped(seed: u64, n: u32, loss: f64, resend_ms: u64, copies: bool) -> (u16, 
 /// late copies one resend releases at once count once.
 #[test]
 fn a_stalled_lane_counts_as_one_loss() {
+    reports_the_paths_loss(true);
+}
+
+/// Over four seeds of a striped path losing 5 % (resends 150 ms late), the listener's report
+/// is the path's loss within ±30 %.
+fn reports_the_paths_loss(copies: bool) {
     for seed in 1..=4 {
-        let (report, lost, sent, repaired) = striped(seed, 3_000, 0.05, 150, true);
+        let (report, lost, sent, repaired) = striped(seed, 3_000, 0.05, 150, copies);
         let path = lost * 1000 / sent;
         eprintln!(
-            "seed {seed}: path lost {path} ‰ of messages, reported {report} ‰, {repaired} repaired"
+            "seed {seed}, copies {copies}: path lost {path} ‰ of messages, reported {report} ‰, \
+             {repaired} repaired"
         );
         assert!((40..=60).contains(&path), "{path}");
         assert!(
@@ -249,16 +256,7 @@ fn a_buffer_that_waits_for_resends_still_reports_the_loss() {
         let (report, lost, _, _) = striped(9, 1_000, 0.0, 150, copies);
         assert_eq!((report, lost), (0, 0), "copies: {copies}");
     }
-    for seed in 1..=4 {
-        let (report, lost, sent, repaired) = striped(seed, 3_000, 0.05, 150, false);
-        let path = lost * 1000 / sent;
-        eprintln!("seed {seed}: path lost {path} ‰, reported {report} ‰, {repaired} repaired");
-        assert!((40..=60).contains(&path), "{path}");
-        assert!(
-            u64::from(report) <= path * 13 / 10 && u64::from(report) >= path * 7 / 10,
-            "seed {seed}: reported {report} ‰ on a path losing {path} ‰"
-        );
-    }
+    reports_the_paths_loss(false);
 }
 
 /// Frames delivered together reach the buffer in any order: each lane has its own reader, and
