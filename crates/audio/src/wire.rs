@@ -6,7 +6,7 @@
 //! ```text
 //! offset size field
 //!      0    1 version        (= VERSION; anything else is refused)
-//!      1    1 flags          (Flags: VOICE, FEC, DTX, END; unknown bits are kept)
+//!      1    1 flags          (Flags: VOICE, FEC, DTX, END, COPIED; unknown bits kept)
 //!      2    1 level          (0..=127: -dBov of the frame, RFC 6464 style; 127 = silence)
 //!      3    8 speaker        (u64 LE: a short id of the speaker key, chosen by the caller)
 //!     11    4 seq            (u32 LE: +1 per frame sent, wraps)
@@ -74,6 +74,10 @@ impl Flags {
     /// The last frame before the speaker stops sending (mute, step down, end of file): a
     /// receiver should not conceal after it.
     pub const END: Flags = Flags(0b0000_1000);
+    /// The speaker sends this frame twice: its copy, byte for byte, goes out with the next
+    /// frame on another lane (a lossy path). A receiver that plays it from one copy expects
+    /// the other and counts it lost if it does not come (`jitter::Stats::copy_missing`).
+    pub const COPIED: Flags = Flags(0b0001_0000);
 
     /// No flags.
     pub const fn empty() -> Flags {

@@ -40,6 +40,14 @@ fn frame_plain(seq: u32, n: u32) -> Frame {
     }
 }
 
+/// `f` as a speaker sending copies marks it: its copy follows.
+fn copied(f: Frame) -> Frame {
+    Frame {
+        flags: f.flags.with(Flags::COPIED),
+        ..f
+    }
+}
+
 /// Plays `n` frames; `held(i)` says whether frame i's original is resent (150 ms late) and
 /// `copies` whether copies are sent. Returns (frames played from a packet, FEC or concealed
 /// slots, the loss the listener measures in ‰).
@@ -61,7 +69,8 @@ fn run(n: u32, copies: bool, held: impl Fn(u32) -> bool) -> (u64, u64, u16) {
     for j in 0..u64::from(n) + 20 {
         let now = T + j * FRAME_US + 45_000;
         while next < arrivals.len() && arrivals[next].0 <= now {
-            buf.push(frame(arrivals[next].1, n), arrivals[next].0);
+            let f = frame(arrivals[next].1, n);
+            buf.push(if copies { copied(f) } else { f }, arrivals[next].0);
             next += 1;
         }
         match buf.pull(now) {
@@ -131,7 +140,7 @@ fn copies_a_little_late_are_not_reported_as_lost() {
         // The pull comes 5 ms after the copy that is on time.
         let now = T + j * FRAME_US + 55_000;
         while next < arrivals.len() && arrivals[next].0 <= now {
-            buf.push(frame(arrivals[next].1, n), arrivals[next].0);
+            buf.push(copied(frame(arrivals[next].1, n)), arrivals[next].0);
             next += 1;
         }
         if matches!(buf.pull(now), Playout::Fec(_) | Playout::Conceal) {
@@ -199,7 +208,7 @@ fn striped(seed: u64, n: u32, loss: f64, resend_ms: u64, copies: bool) -> (u16, 
         while next < arrivals.len() && arrivals[next].0 <= now {
             let seq = arrivals[next].1;
             let f = if copies {
-                frame(seq, n)
+                copied(frame(seq, n))
             } else {
                 frame_plain(seq, n)
             };
@@ -295,4 +304,66 @@ fn frames_delivered_together_in_any_order_are_not_held_back() {
         Some(0),
         "{stats:?}"
     );
+}
+
+/// A speaker whose listeners' path turned clean stops its copies (the hint fell to 0). The
+/// listener must go on reporting a clean path. It guessed copies from the last 32 frames
+/// played, so it took the ~24 frames after the change for frames whose copy was lost: when
+/// its report fell within them, it said 10–90 ‰ (9 of these 50 phases), and the speaker's
+/// hint, and its copies, came back on for 10 s. A frame now says whether its copy follows
+/// ([`Flags::COPIED`]).
+#[test]
+fn a_speaker_that_stops_its_copies_still_hears_a_clean_path() {
+    // Wherever the change falls within the listener's second of reports.
+    for copies_until in 480..530 {
+        let reports = clean_path_reports(copies_until);
+        assert!(reports.iter().take(9).skip(1).all(|&(_, copies)| copies));
+        assert!(reports.iter().skip(11).all(|&(_, copies)| !copies));
+        for (i, &(loss, _)) in reports.iter().enumerate() {
+            assert!(
+                loss.unwrap_or(0) < ruang_audio::loss::CLEAN_BELOW_PERMILLE,
+                "copies until frame {copies_until}, report {i}: {loss:?} ‰ on a clean path: \
+                 {reports:?}"
+            );
+        }
+    }
+}
+
+/// A clean path, originals 30 ms and copies 50 ms after the send, copies of the frames
+/// before `copies_until`: a report a second (‰, and whether copies were seen), as the node
+/// sends them.
+fn clean_path_reports(copies_until: u32) -> Vec<(Option<u16>, bool)> {
+    let n = 1_000u32;
+    let mut arrivals: Vec<(u64, Frame)> = Vec::new();
+    for i in 0..n {
+        let sent = T + u64::from(i) * FRAME_US;
+        let f = if i < copies_until {
+            copied(frame_plain(i, n))
+        } else {
+            frame_plain(i, n)
+        };
+        arrivals.push((sent + 30_000, f.clone()));
+        if i < copies_until {
+            arrivals.push((sent + FRAME_US + 30_000, f));
+        }
+    }
+    arrivals.sort_by_key(|(at, f)| (*at, f.seq));
+    let mut buf = Buffer::new(Config::new(FrameDuration::Ms20));
+    let mut next = 0;
+    let mut before = buf.stats();
+    let mut reports = Vec::new();
+    for j in 0..u64::from(n) + 20 {
+        let now = T + j * FRAME_US + 55_000;
+        while next < arrivals.len() && arrivals[next].0 <= now {
+            buf.push(arrivals[next].1.clone(), arrivals[next].0);
+            next += 1;
+        }
+        buf.pull(now);
+        if j % 50 == 49 {
+            let now_stats = buf.stats();
+            reports.push((measured_loss(&before, &now_stats), now_stats.copies_sent));
+            before = now_stats;
+        }
+    }
+    reports
 }

@@ -33,7 +33,7 @@ use ruang_audio::FrameDuration;
 use ruang_audio::codec::EncoderConfig;
 use ruang_audio::jitter::{Config as JitterConfig, SpeakerStream};
 use ruang_audio::send::Sender;
-use ruang_audio::wire::Frame;
+use ruang_audio::wire::{Flags, Frame};
 use ruang_bench::speech::Scorer;
 use ruang_bench::table::{Table, f};
 use ruang_net::limits::AUDIO_LANES;
@@ -359,7 +359,10 @@ fn encode(samples: &[f32], protection: Protection) -> Result<Vec<Frame>> {
     let mut sender = Sender::new(1, config, 1_000, 48_000)?;
     let mut frames = Vec::new();
     for pcm in samples.chunks_exact(FrameDuration::Ms20.samples()) {
-        if let Some(frame) = sender.encode(pcm)? {
+        if let Some(mut frame) = sender.encode(pcm)? {
+            // The node marks a frame whose copy follows.
+            let copied = protection == Protection::Copies;
+            frame.flags = frame.flags.set(Flags::COPIED, copied);
             frames.push(frame);
         }
     }

@@ -60,10 +60,6 @@ const COPY_RESEND_HORIZON_US: u64 = 500_000;
 /// two or three waiting for their resend at a time).
 const PENDING_COPIES: usize = 16;
 
-/// Of the last 32 played frames, at least this many came twice: the speaker sends copies (a
-/// path losing 5 % leaves ~90 % of them doubled; without copies, none).
-const COPIES_SEEN_MIN: u32 = 8;
-
 /// Arrivals of one kind grouped by the resend that released them ([`SAME_RELEASE_US`]).
 #[derive(Clone, Copy, Debug, Default)]
 struct Releases {
@@ -114,8 +110,6 @@ pub struct Buffer {
     underrun: u32,
     /// Frames of this stream carry FEC.
     fec_seen: bool,
-    /// Bit i set: the (i+1)-th last frame played had arrived twice.
-    doubled: u32,
     estimator: Estimator,
     stats: Stats,
     /// How much earlier the last pull could have come and played the same frame.
@@ -151,7 +145,6 @@ impl Buffer {
             last_flags: Flags::empty(),
             underrun: 0,
             fec_seen: false,
-            doubled: 0,
             estimator: Estimator::new(&config),
             stats: Stats::default(),
             slack_us: None,
@@ -214,7 +207,6 @@ impl Buffer {
         self.state = State::Idle;
         self.started = false;
         self.history = 0;
-        self.doubled = 0;
         self.single = [None; PENDING_COPIES];
         self.late_copies = Releases::default();
         self.held_back = Releases::default();
@@ -358,7 +350,7 @@ impl Buffer {
                     let here_for = now_us.saturating_sub(slot.arrival_us);
                     let over_target = u64::try_from(wait - allowance).unwrap_or(0);
                     self.slack_us = Some(here_for.min(over_target));
-                    self.note_copies(slot.seq, slot.copies, now_us);
+                    self.note_copies(&slot, now_us);
                     self.stats.delay_ms = (now_us.saturating_sub(slot.arrival_us) / 1_000) as u32;
                     self.underrun = 0;
                     self.last_flags = slot.frame.flags;
@@ -525,13 +517,13 @@ impl Buffer {
             .is_some_and(|s| s.seq == seq)
     }
 
-    /// Counts the copies a played frame had: while the speaker sends copies, a frame played
-    /// from one copy means the other was late or lost ([`Stats::copy_missing`]); it waits
-    /// for the other copy to tell which.
-    fn note_copies(&mut self, seq: u64, copies: u8, now_us: u64) {
-        let sending_copies = self.doubled.count_ones() >= COPIES_SEEN_MIN;
-        if sending_copies && copies < 2 {
-            let slot = match self.single.iter().position(Option::is_none) {
+    /// Counts the copies a played frame had: a frame the speaker sent twice
+    /// ([`Flags::COPIED`]) played from one copy means the other was late or lost
+    /// ([`Stats::copy_missing`]); it waits for the other copy to tell which.
+    fn note_copies(&mut self, slot: &Slot, now_us: u64) {
+        let sending_copies = slot.frame.flags.contains(Flags::COPIED);
+        if sending_copies && slot.copies < 2 {
+            let free_or_oldest = match self.single.iter().position(Option::is_none) {
                 Some(free) => free,
                 None => {
                     // Full: the longest waiting copy counts as lost.
@@ -542,10 +534,9 @@ impl Buffer {
                     oldest
                 }
             };
-            self.single[slot] = Some((seq, now_us));
+            self.single[free_or_oldest] = Some((slot.seq, now_us));
         }
         self.stats.copies_sent = sending_copies;
-        self.doubled = (self.doubled << 1) | u32::from(copies >= 2);
     }
 
     /// The other copy of frame `seq`, already played, came at `arrival_us`. If the frame

@@ -159,7 +159,8 @@ pub struct Stats {
     /// [`Stats::copy_missing`]. Without copies the loss a listener reports counts them: a
     /// buffer that waits long enough for resends loses nothing, yet the path does.
     pub held_back: u64,
-    /// Whether the speaker sends each frame twice now (seen in the last frames played).
+    /// Whether the speaker sends each frame twice now (the last frame played carried
+    /// [`crate::wire::Flags::COPIED`]).
     pub copies_sent: bool,
     /// Pulls that returned [`Playout::Conceal`] (lost frames and waits for a late one).
     pub concealed: u64,

@@ -10,7 +10,7 @@ use ruang_audio::loss;
 use ruang_audio::send::Sender;
 use ruang_audio::source::Source;
 use ruang_audio::voice::VoiceProcessor;
-use ruang_audio::wire::Frame;
+use ruang_audio::wire::{Flags, Frame};
 use ruang_net::{AudioLink, PeerId};
 use ruang_session::AudioPolicy;
 use std::sync::mpsc::Receiver;
@@ -193,7 +193,7 @@ impl Capture {
                     Ordering::Relaxed,
                 );
                 let mut overflowed = Vec::new();
-                // The last frame sent, for its copy (sent with the next frame).
+                // The last frame sent, if marked for a copy (sent with the next frame).
                 let mut previous: Option<Bytes> = None;
                 let mut copies = false;
                 for i in 0u64.. {
@@ -271,12 +271,16 @@ impl Capture {
                     }
                     if sending {
                         match sender.encode(&pcm) {
-                            Ok(Some(frame)) => {
+                            Ok(Some(mut frame)) => {
+                                // Marked, so a listener expects the copy (and counts it lost
+                                // if it does not come); a marked frame's copy goes out even
+                                // if the copies stop now.
+                                frame.flags = frame.flags.set(Flags::COPIED, copies);
                                 let bytes = outbound.send(frame, &policy);
-                                if copies && let Some(earlier) = previous.take() {
+                                if let Some(earlier) = previous.take() {
                                     outbound.send_copy(&earlier);
                                 }
-                                previous = Some(bytes);
+                                previous = copies.then_some(bytes);
                             }
                             Ok(None) => previous = None,
                             Err(e) => {
