@@ -250,8 +250,9 @@ impl Buffer {
                     self.other_copy_came(seq, arrival_us);
                 } else {
                     self.stats.late += 1;
-                    // Its slot passed: later frames came (and played) before it.
-                    self.note_held_back(seq, arrival_us, true);
+                    // Its slot passed; if a later frame came, it was held back.
+                    let after_later = self.seq_ref.is_some_and(|(newest, _)| seq < newest);
+                    self.note_held_back(arrival_us, after_later);
                     // A straggler: a later frame came first, so this one was lost in transit
                     // and resent (on a striped QUIC link, its own lane's retransmission). With
                     // FEC its slot was rebuilt from that later frame; waiting a round trip for
@@ -280,7 +281,7 @@ impl Buffer {
             return;
         }
         let waited = self.newer_came_before(seq, arrival_us);
-        self.note_held_back(seq, arrival_us, waited);
+        self.note_held_back(arrival_us, waited);
         let j = self.estimator.observe(d, arrival_us);
         if self.underrun > 0 && Some(seq) == self.next {
             // The playout has been waiting for exactly this frame.
@@ -581,8 +582,8 @@ impl Buffer {
     /// Counts a frame new to the buffer, arrived at `arrival_us` after a later frame
     /// (`after_later`), as [`Stats::held_back`], unless the same resend released one counted
     /// already.
-    fn note_held_back(&mut self, seq: u64, arrival_us: u64, after_later: bool) {
-        if !after_later || self.seq_ref.is_none_or(|(newest, _)| seq >= newest) {
+    fn note_held_back(&mut self, arrival_us: u64, after_later: bool) {
+        if !after_later {
             return;
         }
         if self.held_back.new_release(arrival_us) {
