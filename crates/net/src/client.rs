@@ -103,6 +103,7 @@ pub(crate) enum Command {
         peer: PeerId,
         reply: Reply<Option<Duration>>,
     },
+    AutonatServed(Reply<crate::event::AutonatServed>),
     ListenViaRelay {
         relay: Multiaddr,
         reply: Reply<Result<Multiaddr, NetError>>,
@@ -404,6 +405,13 @@ impl Client {
     /// The last ping round trip to `peer`, if connected and measured.
     pub async fn rtt(&self, peer: PeerId) -> Result<Option<Duration>, NetError> {
         self.call("rtt", CALL_TIMEOUT, |reply| Command::Rtt { peer, reply })
+            .await
+    }
+
+    /// The reachability probes this node answered for its peers, and the dial data they
+    /// sent for them.
+    pub async fn autonat_served(&self) -> Result<crate::event::AutonatServed, NetError> {
+        self.call("autonat counters", CALL_TIMEOUT, Command::AutonatServed)
             .await
     }
 

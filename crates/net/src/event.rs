@@ -5,6 +5,17 @@ use std::sync::Arc;
 use libp2p::{Multiaddr, PeerId, gossipsub::MessageId, request_response::ResponseChannel};
 use tokio::sync::mpsc;
 
+/// Reachability probes (AutoNAT v2) this node answered for its peers, from
+/// `Client::autonat_served`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AutonatServed {
+    /// Probes answered (the address dialled back, or the dial refused or failed).
+    pub probes: u64,
+    /// Bytes of dial data the clients had to send first: asked only for an address on
+    /// another IP than the client's connection comes from (vendor/README.md).
+    pub dial_data_bytes: u64,
+}
+
 /// The node's verdict on a gossip message, reported with `Client::report_validation`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {

@@ -111,7 +111,7 @@ pub use behaviour::{IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 pub use client::{Client, with_peer};
 pub use config::{Config, DEFAULT_AUTO_RELAYS, DEFAULT_IDLE_CONNECTION_TIMEOUT, Transport};
 pub use error::NetError;
-pub use event::{Event, Events, SyncReply, Verdict};
+pub use event::{AutonatServed, Event, Events, SyncReply, Verdict};
 pub use sync::SYNC_PROTOCOL;
 pub use tls::WebSocketTls;
 pub use transport::connection_rank;

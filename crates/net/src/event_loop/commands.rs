@@ -190,6 +190,9 @@ impl EventLoop {
             Command::Rtt { peer, reply } => {
                 let _ = reply.send(self.rtt.get(&peer).copied());
             }
+            Command::AutonatServed(reply) => {
+                let _ = reply.send(self.autonat_served);
+            }
             Command::ListenViaRelay { relay, reply } => self.listen_via_relay(relay, reply),
             // Handled in `run`.
             Command::Shutdown(reply) => {

@@ -184,6 +184,8 @@ pub(crate) struct EventLoop {
     listen_waiters: Vec<Reply<Result<(), NetError>>>,
     listen_error: Option<NetError>,
     rtt: HashMap<PeerId, Duration>,
+    /// Reachability probes answered for peers.
+    autonat_served: crate::event::AutonatServed,
     /// Gossip handed to the node and not yet judged, with when (a verdict is taken once).
     awaiting_verdict: HashMap<gossipsub::MessageId, tokio::time::Instant>,
     inbound: Arc<InboundShared>,
@@ -226,6 +228,7 @@ impl EventLoop {
             listen_waiters: Vec::new(),
             listen_error: None,
             rtt: HashMap::new(),
+            autonat_served: crate::event::AutonatServed::default(),
             awaiting_verdict: HashMap::new(),
             inbound,
             acceptors,

@@ -441,7 +441,16 @@ impl EventLoop {
             BehaviourEvent::AutonatClient(event) => {
                 tracing::debug!(addr = %event.tested_addr, result = ?event.result, "autonat probe");
             }
-            BehaviourEvent::AutonatServer(_) => {}
+            BehaviourEvent::AutonatServer(event) => {
+                self.autonat_served.probes += 1;
+                self.autonat_served.dial_data_bytes += event.data_amount as u64;
+                tracing::debug!(
+                    client = %event.client,
+                    addr = %event.tested_addr,
+                    dial_data = event.data_amount,
+                    "autonat probe answered"
+                );
+            }
             BehaviourEvent::BlockList(never) => match never {},
             BehaviourEvent::Limits(never) => match never {},
             BehaviourEvent::Stream(()) => {}

@@ -4,6 +4,7 @@
 mod audio;
 mod audio_malformed;
 mod audio_request;
+mod autonat;
 mod backpressure;
 mod block;
 mod bootstrap;
