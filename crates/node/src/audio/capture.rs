@@ -193,8 +193,7 @@ impl Capture {
                     Ordering::Relaxed,
                 );
                 let mut overflowed = Vec::new();
-                // The last frame sent, if marked for a copy (sent with the next frame).
-                let mut previous: Option<Bytes> = None;
+                let mut pending = PendingCopy::default();
                 let mut copies = false;
                 for i in 0u64.. {
                     if stopping.load(Ordering::Relaxed) {
@@ -232,6 +231,9 @@ impl Capture {
                     // One policy for the whole frame: whether it is sent and how it is sealed.
                     let policy = outbound.policy.load();
                     if !more {
+                        if let Some(copy) = pending.flush() {
+                            outbound.send_copy(&copy);
+                        }
                         if was_sending && let Ok(last) = sender.encode_last(&pcm) {
                             outbound.send(last, &policy);
                         }
@@ -277,23 +279,29 @@ impl Capture {
                                 // if the copies stop now.
                                 frame.flags = frame.flags.set(Flags::COPIED, copies);
                                 let bytes = outbound.send(frame, &policy);
-                                if let Some(earlier) = previous.take() {
-                                    outbound.send_copy(&earlier);
+                                if let Some(copy) = pending.sent(bytes, copies) {
+                                    outbound.send_copy(&copy);
                                 }
-                                previous = copies.then_some(bytes);
                             }
-                            Ok(None) => previous = None,
+                            // A pause (DTX): nothing for the copy to go with.
+                            Ok(None) => {
+                                if let Some(copy) = pending.flush() {
+                                    outbound.send_copy(&copy);
+                                }
+                            }
                             Err(e) => {
                                 let _ = events.try_send(AudioEvent::Error(format!("encoder: {e}")));
                             }
                         }
                     } else if was_sending {
-                        // Stopped (muted, stepped down): one END frame so listeners go quiet
-                        // without concealing.
+                        // Stopped (muted, stepped down): the last copy due, then one END
+                        // frame so listeners go quiet without concealing.
+                        if let Some(copy) = pending.flush() {
+                            outbound.send_copy(&copy);
+                        }
                         if let Ok(last) = sender.encode_last(&pcm) {
                             outbound.send(last, &policy);
                         }
-                        previous = None;
                     } else {
                         sender.skip(1);
                     }
@@ -309,6 +317,29 @@ impl Capture {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+/// The copy of the last frame sent, if it was marked for one ([`Flags::COPIED`]). It goes out
+/// with the next frame, or before the speaker stops or pauses: a marked frame whose copy
+/// never comes counts as a lost copy at every listener (one report of ~10 ‰ per mute turned
+/// the copies back on).
+#[derive(Default)]
+struct PendingCopy(Option<Bytes>);
+
+impl PendingCopy {
+    /// `frame` went out, `marked` for a copy or not; returns the copy due with it.
+    fn sent(&mut self, frame: Bytes, marked: bool) -> Option<Bytes> {
+        let due = self.0.take();
+        if marked {
+            self.0 = Some(frame);
+        }
+        due
+    }
+
+    /// Nothing goes out after this for now: the copy still due.
+    fn flush(&mut self) -> Option<Bytes> {
+        self.0.take()
     }
 }
 
@@ -330,6 +361,23 @@ mod tests {
     use ruang_audio::source::SourceError;
 
     use super::*;
+
+    #[test]
+    fn every_marked_frame_gets_its_copy_even_when_the_speaker_stops() {
+        let frame = |i: u8| Bytes::from(vec![i]);
+        let mut pending = PendingCopy::default();
+        // Copies on for frames 1 and 2: each copy goes with the next frame.
+        assert_eq!(pending.sent(frame(0), false), None);
+        assert_eq!(pending.sent(frame(1), true), None);
+        assert_eq!(pending.sent(frame(2), true), Some(frame(1)));
+        // Copies off from frame 3: frame 2's still goes, and nothing after it.
+        assert_eq!(pending.sent(frame(3), false), Some(frame(2)));
+        assert_eq!(pending.sent(frame(4), false), None);
+        // A marked frame and then a stop (mute, END): its copy is still due.
+        assert_eq!(pending.sent(frame(5), true), None);
+        assert_eq!(pending.flush(), Some(frame(5)));
+        assert_eq!(pending.flush(), None);
+    }
 
     /// Silence that records when each frame was read.
     struct Stamped(Arc<Mutex<Vec<Instant>>>);
