@@ -322,8 +322,8 @@ impl Capture {
 
 /// The copy of the last frame sent, if it was marked for one ([`Flags::COPIED`]). It goes out
 /// with the next frame, or before the speaker stops or pauses: a marked frame whose copy
-/// never comes counts as a lost copy at every listener (one report of ~10 ‰ per mute turned
-/// the copies back on).
+/// never comes counts as a lost copy at every listener (one copy in a second of ~50 frames
+/// is a report of ~10 ‰, enough to turn the hint and the copies back on).
 #[derive(Default)]
 struct PendingCopy(Option<Bytes>);
 
