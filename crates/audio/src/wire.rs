@@ -74,9 +74,10 @@ impl Flags {
     /// The last frame before the speaker stops sending (mute, step down, end of file): a
     /// receiver should not conceal after it.
     pub const END: Flags = Flags(0b0000_1000);
-    /// The speaker sends this frame twice: its copy, byte for byte, goes out with the next
-    /// frame on another lane (a lossy path). A receiver that plays it from one copy expects
-    /// the other and counts it lost if it does not come (`jitter::Stats::copy_missing`).
+    /// The speaker sends this frame twice (a lossy path): its copy, byte for byte, goes out
+    /// after it, with the next frame (so on another lane while several are open), or alone
+    /// before the speaker stops or pauses. A receiver that plays it from one copy expects the
+    /// other and counts it lost if it does not come (`jitter::Stats::copy_missing`).
     pub const COPIED: Flags = Flags(0b0001_0000);
 
     /// No flags.

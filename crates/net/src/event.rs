@@ -9,7 +9,8 @@ use tokio::sync::mpsc;
 /// `Client::autonat_served`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AutonatServed {
-    /// Probes answered (the address dialled back, or the dial refused or failed).
+    /// Probe requests handled, whatever their outcome (dialled back, refused, failed, or
+    /// given up before the dial).
     pub probes: u64,
     /// Bytes of dial data the clients had to send first: asked only for an address on
     /// another IP than the client's connection comes from (vendor/README.md).

@@ -159,8 +159,9 @@ pub struct Stats {
     /// [`Stats::copy_missing`]. Without copies the loss a listener reports counts them: a
     /// buffer that waits long enough for resends loses nothing, yet the path does.
     pub held_back: u64,
-    /// Whether the speaker sends each frame twice now (the last frame played carried
-    /// [`crate::wire::Flags::COPIED`]).
+    /// Whether the speaker sends each frame twice now: the last frame played carried
+    /// [`crate::wire::Flags::COPIED`] (after a mute's END frame, which is never marked, it
+    /// is false, and a report then counts lost frames, not copies).
     pub copies_sent: bool,
     /// Pulls that returned [`Playout::Conceal`] (lost frames and waits for a late one).
     pub concealed: u64,

@@ -231,9 +231,7 @@ impl Capture {
                     // One policy for the whole frame: whether it is sent and how it is sealed.
                     let policy = outbound.policy.load();
                     if !more {
-                        if let Some(copy) = pending.flush() {
-                            outbound.send_copy(&copy);
-                        }
+                        pending.send_due(&outbound);
                         if was_sending && let Ok(last) = sender.encode_last(&pcm) {
                             outbound.send(last, &policy);
                         }
@@ -285,9 +283,7 @@ impl Capture {
                             }
                             // A pause (DTX): nothing for the copy to go with.
                             Ok(None) => {
-                                if let Some(copy) = pending.flush() {
-                                    outbound.send_copy(&copy);
-                                }
+                                pending.send_due(&outbound);
                             }
                             Err(e) => {
                                 let _ = events.try_send(AudioEvent::Error(format!("encoder: {e}")));
@@ -296,9 +292,7 @@ impl Capture {
                     } else if was_sending {
                         // Stopped (muted, stepped down): the last copy due, then one END
                         // frame so listeners go quiet without concealing.
-                        if let Some(copy) = pending.flush() {
-                            outbound.send_copy(&copy);
-                        }
+                        pending.send_due(&outbound);
                         if let Ok(last) = sender.encode_last(&pcm) {
                             outbound.send(last, &policy);
                         }
@@ -340,6 +334,13 @@ impl PendingCopy {
     /// Nothing goes out after this for now: the copy still due.
     fn flush(&mut self) -> Option<Bytes> {
         self.0.take()
+    }
+
+    /// Sends the copy still due, if any (before a stop or a pause).
+    fn send_due(&mut self, outbound: &Outbound) {
+        if let Some(copy) = self.flush() {
+            outbound.send_copy(&copy);
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Loss-adaptive protection end to end: a listener behind a path that loses 10 % of its
 //! packets reports the loss it hears, and the host's encoder turns its loss hint (and with it
-//! in-band FEC, and copies of every frame) on; a listener behind a path narrower than the audio makes the host lower its
-//! bitrate. (Lowering the hint on clean reports and raising the bitrate again are
+//! in-band FEC, and copies of every frame) on; a listener behind a path narrower than the
+//! audio makes the host lower its bitrate. (Lowering the hint on clean reports and raising the bitrate again are
 //! `ruang_audio::loss`'s and `ruang_audio::congestion`'s unit tests.)
 
 use std::net::SocketAddr;
@@ -158,7 +158,8 @@ async fn a_narrow_path_lowers_the_hosts_bitrate_until_the_listener_hears_it() ->
     };
     // Then the listener hears it: three seconds in a row with under 5 % of the slots missed.
     // The queue that built up in the narrow path drains first, and the audio lanes that timed
-    // out in it open again (runs took 2–20 s after the bitrate came down).
+    // out in it open again, while the bitrate steps down until it fits (the whole test took
+    // 17–26 s at 36 kbit/s).
     let mut window: std::collections::VecDeque<(u64, u64)> = Default::default();
     let heard = wait_for(&mut listener_events, Duration::from_secs(90), |e| {
         let NodeEvent::Stats { speakers, .. } = e else {
@@ -187,9 +188,10 @@ async fn a_narrow_path_lowers_the_hosts_bitrate_until_the_listener_hears_it() ->
 
 /// The relay's rate in each direction: 32 kbps Opus in 20 ms QUIC packets takes about 49 kbps
 /// with every header (~125 bytes a packet, measured through this relay uncapped), and 24 kbps
-/// about 41, so neither fits; the host goes on down (18, then 13.5 kbps). At 56 kbps the audio fitted once the start-up
-/// burst had drained, and whether the listener's early misses lowered the bitrate was a
-/// matter of timing: under load the test failed about one run in three. At 36 kbps the
-/// listener never heard the host again (2 of 2 runs, 150 s each): its reachability probes
-/// uploaded 30–100 KB each through the same path (`ruang-net`'s `autonat` test).
+/// about 41, so neither fits; the host goes on down (18, then 13.5 kbps). At 56 kbps the
+/// audio fitted once the start-up burst had drained, and whether the listener's early misses
+/// lowered the bitrate was a matter of timing: under load the test failed about one run in
+/// three. At 36 kbps the listener never heard the host again (2 of 2 runs, 150 s each): its
+/// reachability probes uploaded 30–100 KB each through the same path (`ruang-net`'s
+/// `autonat` test).
 const NARROW_BPS: u64 = 36_000;

@@ -280,9 +280,14 @@ where
     *data_amount = 0;
     // ruang patch: dial data only for an address on another IP than the client's observed one,
     // as the AutoNAT v2 spec says; comparing whole addresses asked it of every client whose
-    // candidate differed in port alone (behind any NAT, through a relay), and a client paid
-    // 30–100 KB of its uplink per probe.
-    if ip_of(&addr) != ip_of(&observed_multiaddr) || ip_of(&addr).is_none() {
+    // candidate differed in port alone (behind any NAT or UDP forwarder), and a client paid
+    // 30–100 KB of its uplink per probe. Addresses without an IP (DNS; a client seen through
+    // a circuit relay as `/p2p/…`) still pay.
+    let same_ip = matches!(
+        (ip_of(&addr), ip_of(&observed_multiaddr)),
+        (Some(a), Some(o)) if a == o
+    );
+    if !same_ip {
         let dial_data_request = DialDataRequest::from_rng(idx, &mut rng);
         let mut rem_data = dial_data_request.num_bytes;
         coder
@@ -333,11 +338,12 @@ where
     })
 }
 
-/// The IP address a multiaddr starts with (ruang patch).
+/// The IP address a multiaddr starts with, IPv4-mapped IPv6 as IPv4 (ruang patch).
 fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
-    match addr.iter().next()? {
-        libp2p_core::multiaddr::Protocol::Ip4(ip) => Some(ip.into()),
-        libp2p_core::multiaddr::Protocol::Ip6(ip) => Some(ip.into()),
-        _ => None,
-    }
+    let ip: std::net::IpAddr = match addr.iter().next()? {
+        libp2p_core::multiaddr::Protocol::Ip4(ip) => ip.into(),
+        libp2p_core::multiaddr::Protocol::Ip6(ip) => ip.into(),
+        _ => return None,
+    };
+    Some(ip.to_canonical())
 }
