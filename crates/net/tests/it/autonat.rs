@@ -2,8 +2,8 @@
 //! KB of "dial data" before it dials an address on another IP than the client's connection
 //! comes from (so nobody can aim its dials at a third party). libp2p compared whole addresses,
 //! port included, so it asked it of a client whose connection came through a NAT or a UDP
-//! forwarder from another port of its own IP: a listener behind a 36 kbit/s path spent its uplink on
-//! those uploads, the ACKs of its audio waited behind them, and it never heard the room
+//! forwarder from another port of its own IP: a listener behind a 36 kbit/s path spent its
+//! uplink on those uploads, the ACKs of its audio waited behind them, and it never heard the room
 //! (`ruang-node`'s `a_narrow_path_lowers_the_hosts_bitrate…`). The vendored server
 //! (vendor/README.md) compares the IPs, as the AutoNAT v2 spec says.
 
