@@ -13,7 +13,7 @@
 //! - Outbound: [`AudioRequest`] owns a task that connects, asks, waits, and asks again with
 //!   backoff when the stream ends ([`REFUSED_RETRY_MIN`] doubling to [`REFUSED_RETRY_MAX`]
 //!   after a refusal; 10 ms doubling when it was dropped unread, as libp2p-stream does when
-//!   several arrive at once), or when a connection to the speaker closes.
+//!   several arrive at once).
 //! - Inbound: an acceptor task takes every stream; one request per peer is held (a new one
 //!   replaces the old), at most [`MAX_AUDIO_REQUESTS`] in all; the node hears of each through
 //!   [`Event::AudioRequested`] and [`Event::AudioRequestEnded`].
@@ -30,9 +30,7 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{
-    AUDIO_ACK, bump, connection_closed, inbound::InboundShared, load, put_chunk, read_chunk,
-};
+use super::{AUDIO_ACK, bump, inbound::InboundShared, load, put_chunk, read_chunk};
 use crate::{
     client::Client,
     event::Event,
@@ -204,8 +202,6 @@ async fn ask(
     shared: &Shared,
 ) -> Asked {
     let not_taken = Asked::Ended { taken: false };
-    // From before the stream opens: it may open on a connection that is closing.
-    let mut closes = client.inbound.closes.subscribe();
     if let Err(e) = client.connect(peer).await {
         tracing::debug!(%peer, error = %e, "cannot reach a speaker to ask for its audio");
         return not_taken;
@@ -260,20 +256,13 @@ async fn ask(
     shared
         .held
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    // Held: nothing more comes but a refusal; the stream's end is the request's end. A
-    // connection to the speaker closing may have carried it without ending it here (a
-    // relayed one replaced by a hole-punched one: the speaker saw the end, this side never
-    // did, and waited for audio that was not coming), so that asks again too; the speaker
-    // holds one request per peer and a new one replaces the old.
-    tokio::select! {
-        read = stream.read(&mut byte) => match read {
-            Ok(1) if byte[0] == REQUEST_REFUSED => Asked::Refused,
-            _ => Asked::Ended { taken: true },
-        },
-        () = connection_closed(&mut closes, peer) => {
-            tracing::debug!(%peer, "a connection to the speaker closed: asking again");
-            Asked::Ended { taken: true }
-        }
+    // Held: nothing more comes but a refusal; the stream's end is the request's end. The
+    // stream ends with the connection that carries it, whichever side closes it (yamux's
+    // graceful close is patched for that, vendor/README.md); a connection closing beside it
+    // changes nothing.
+    match stream.read(&mut byte).await {
+        Ok(1) if byte[0] == REQUEST_REFUSED => Asked::Refused,
+        _ => Asked::Ended { taken: true },
     }
 }
 

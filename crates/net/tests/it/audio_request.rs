@@ -1,20 +1,62 @@
 //! Audio by request: a listener's request reaches the speaker as an event and is held until
 //! the listener drops it; a speaker can turn it down, and the listener asks again after the
-//! refusal backoff, not at once; a newer request from the same peer replaces the old quietly.
+//! refusal backoff, not at once; a newer request from the same peer replaces the old quietly;
+//! a request ends with the connection that carries it, whichever side closes it.
 
 use crate::common::*;
+use anyhow::Context;
 use ruang_net::{Event, Transport};
 
-/// A speaker and a listener connected to it.
+/// A speaker and a listener connected to it over QUIC, the connection both keep (dialled
+/// over TCP, they would move to QUIC in the middle of a test).
 async fn connected_pair() -> anyhow::Result<(Node, Node)> {
+    pair(Transport::QuicAndTcp, "/quic-v1").await
+}
+
+/// A speaker and a listener that dialled its first address containing `via`.
+async fn pair(transport: Transport, via: &str) -> anyhow::Result<(Node, Node)> {
     init_tracing();
-    let speaker = node(config(Transport::QuicAndTcp)).await?;
-    let listener = node(config(Transport::QuicAndTcp)).await?;
+    let speaker = node(config(transport)).await?;
+    let listener = node(config(transport)).await?;
     listener
         .client
-        .dial(addr_of(&speaker.client, None).await?)
+        .dial(addr_of(&speaker.client, Some(via)).await?)
         .await?;
     Ok((speaker, listener))
+}
+
+/// The first thing the speaker hears about `peer`'s request after now: `true` if it ended,
+/// `false` if it was asked (again).
+async fn next_request_news(speaker: &mut Node, peer: libp2p::PeerId) -> anyhow::Result<bool> {
+    wait_for(&mut speaker.events, SOON, |e| match e {
+        Event::AudioRequested { peer: p, .. } if p == peer => Some(false),
+        Event::AudioRequestEnded { peer: p } if p == peer => Some(true),
+        _ => None,
+    })
+    .await
+}
+
+/// Over TCP (Noise + Yamux), the side that closes a connection used to keep its streams
+/// open: yamux's graceful close never ended them (rust-yamux#216). The speaker held the
+/// request of a peer it had disconnected until that peer asked again, and held it for good if
+/// the peer never did (a listener gone, or one whose request had moved to a better
+/// connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_ends_when_the_speaker_closes_its_connection() -> anyhow::Result<()> {
+    let (mut speaker, listener) = pair(Transport::TcpOnly, "/tcp/").await?;
+    let request = listener
+        .client
+        .ask_for_audio(speaker.id(), b"room-7".to_vec());
+    assert!(!next_request_news(&mut speaker, listener.id()).await?);
+    speaker.client.disconnect(listener.id()).await?;
+    assert!(
+        next_request_news(&mut speaker, listener.id()).await?,
+        "the request was asked again before its end was heard"
+    );
+    // The listener hears the end too, and asks again (over a new connection).
+    assert!(!next_request_news(&mut speaker, listener.id()).await?);
+    assert!(request.stats().asked >= 2);
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,5 +156,44 @@ async fn a_new_request_replaces_the_old_one_quietly() -> anyhow::Result<()> {
     })
     .await?;
     assert_eq!(ended, listener.id());
+    Ok(())
+}
+
+/// A connection to the speaker that opens and closes beside the one carrying the request (a
+/// TCP dial moved to QUIC, an AutoNAT dial-back) leaves the request alone: the listener used
+/// to ask again at every close, and the speaker heard the request end and come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_outlives_a_connection_closing_beside_it() -> anyhow::Result<()> {
+    let (mut speaker, listener) = connected_pair().await?;
+    let request = listener
+        .client
+        .ask_for_audio(speaker.id(), b"room-7".to_vec());
+    assert!(!next_request_news(&mut speaker, listener.id()).await?);
+    eventually(SOON, "the listener sees its request held", || async {
+        request.stats().held
+    })
+    .await?;
+    // A TCP connection opens (an address without the peer id is dialled even when
+    // connected), and both sides close it for the QUIC one.
+    let tcp = speaker.client.listen_addrs().await?;
+    let tcp = tcp
+        .into_iter()
+        .find(|a| a.to_string().contains("/tcp/"))
+        .context("the speaker listens on TCP")?;
+    listener.client.dial(tcp).await?;
+    eventually(SOON, "the TCP connection is closed again", || async {
+        let addrs = listener.client.connection_addrs(speaker.id()).await;
+        addrs.is_ok_and(|a| a.iter().all(|a| !a.to_string().contains("/tcp/")))
+    })
+    .await?;
+    // Asking again took 100 ms after the close; give it five times that.
+    let news = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        next_request_news(&mut speaker, listener.id()),
+    )
+    .await;
+    assert!(news.is_err(), "the request was disturbed: {news:?}");
+    assert_eq!(request.stats().asked, 1);
+    assert_eq!(speaker.client.audio_requesters(), vec![listener.id()]);
     Ok(())
 }
