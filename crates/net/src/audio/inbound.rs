@@ -10,7 +10,7 @@ use std::{
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt, io::BufReader};
 use libp2p::{PeerId, Stream};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AUDIO_ACK, AUDIO_LOSS_REPORT, AudioIn, AudioInStats, InboundCounters, ReadError, bump, load,
@@ -36,26 +36,10 @@ const REPORT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_mill
 
 /// State shared by the acceptor, the readers, the [`AudioInbox`](super::AudioInbox) and the
 /// `Client` (which closes streams by peer).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct InboundShared {
     streams: Mutex<Streams>,
     pub(crate) counters: InboundCounters,
-    /// Peers whose connection (one of them) just closed, for lanes waiting for an ack (see
-    /// `link::open_lane`); bounded, and a lagging reader assumes the worst.
-    pub(crate) closes: broadcast::Sender<PeerId>,
-}
-
-/// Connection closes kept for lanes that have not read them yet.
-const CLOSES_CAP: usize = 256;
-
-impl Default for InboundShared {
-    fn default() -> Self {
-        InboundShared {
-            streams: Mutex::default(),
-            counters: InboundCounters::default(),
-            closes: broadcast::channel(CLOSES_CAP).0,
-        }
-    }
 }
 
 /// One open inbound stream.

@@ -17,11 +17,9 @@ use futures::{
     stream::FuturesUnordered,
 };
 use libp2p::{PeerId, Stream};
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{Notify, watch};
 
-use super::{
-    AUDIO_ACK, AUDIO_LOSS_REPORT, AUDIO_PROTOCOL, bump, connection_closed, load, put_chunk,
-};
+use super::{AUDIO_ACK, AUDIO_LOSS_REPORT, AUDIO_PROTOCOL, bump, load, put_chunk};
 use crate::{
     client::Client,
     error::NetError,
@@ -260,7 +258,6 @@ async fn run(
                             peer,
                             hello.clone(),
                             shared.clone(),
-                            client.inbound.closes.clone(),
                             in_session.clone(),
                         ))
                     })
@@ -316,7 +313,6 @@ async fn open(
         peer,
         hello.to_vec(),
         shared.clone(),
-        client.inbound.closes.clone(),
         session.clone(),
     )
     .await?;
@@ -324,16 +320,13 @@ async fn open(
 }
 
 /// Opens one lane: the stream, the header, the receiver's ack; again after a short pause when
-/// the receiver dropped the stream unread, when no ack came in [`AUDIO_ACK_TIMEOUT`], or at
-/// once when a connection to the peer closed meanwhile (`closes`): a stream opened on a
-/// connection that is being replaced (a relayed one, by a hole-punched one) is never answered,
-/// and waiting for the timeout held the first audio of punched joins back by 1.5 s.
+/// the stream ended unanswered (the receiver dropped it unread, or its connection closed: a
+/// relayed one replaced by a hole-punched one) or no ack came in [`AUDIO_ACK_TIMEOUT`].
 async fn open_lane(
     mut control: libp2p_stream::Control,
     peer: PeerId,
     hello: Vec<u8>,
     shared: Arc<Shared>,
-    closes: broadcast::Sender<PeerId>,
     session: watch::Receiver<()>,
 ) -> Result<Lane, NetError> {
     let mut why = String::new();
@@ -343,8 +336,6 @@ async fn open_lane(
             let pause = std::time::Duration::from_millis(10 << attempt);
             tokio::time::sleep(pause).await;
         }
-        let mut closed = closes.subscribe();
-        let gone = connection_closed(&mut closed, peer);
         let opened = async {
             let mut stream = open_stream(&mut control, peer, &hello).await?;
             let mut ack = [0u8; 1];
@@ -357,18 +348,15 @@ async fn open_lane(
                 Err(e) => Ok(Err(e.to_string())),
             }
         };
-        tokio::select! {
-            r = tokio::time::timeout(AUDIO_ACK_TIMEOUT, opened) => match r {
-                Ok(Ok(Ok(stream))) => {
-                    let (reports, lane) = stream.split();
-                    tokio::spawn(read_reports(reports, shared.clone(), session));
-                    return Ok(lane);
-                }
-                Ok(Ok(Err(e))) => why = e,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => why = format!("no ack within {AUDIO_ACK_TIMEOUT:?}"),
-            },
-            () = gone => why = "a connection to the peer closed meanwhile".into(),
+        match tokio::time::timeout(AUDIO_ACK_TIMEOUT, opened).await {
+            Ok(Ok(Ok(stream))) => {
+                let (reports, lane) = stream.split();
+                tokio::spawn(read_reports(reports, shared.clone(), session));
+                return Ok(lane);
+            }
+            Ok(Ok(Err(e))) => why = e,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => why = format!("no ack within {AUDIO_ACK_TIMEOUT:?}"),
         }
         tracing::debug!(%peer, attempt, %why, "audio lane not taken");
     }

@@ -168,24 +168,6 @@ pub(crate) fn put_chunk(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(data);
 }
 
-/// Resolves when a connection to `peer` closes (or when closes were missed: one may have been
-/// `peer`'s). A stream on a connection being replaced (a relayed one, by a hole-punched one)
-/// may never be answered nor end, so waits on such streams end here too.
-pub(crate) async fn connection_closed(
-    closes: &mut tokio::sync::broadcast::Receiver<PeerId>,
-    peer: PeerId,
-) {
-    use tokio::sync::broadcast::error::RecvError;
-    loop {
-        match closes.recv().await {
-            Ok(p) if p == peer => return,
-            Ok(_) => {}
-            Err(RecvError::Lagged(_)) => return,
-            Err(RecvError::Closed) => std::future::pending().await,
-        }
-    }
-}
-
 pub(crate) fn load(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }

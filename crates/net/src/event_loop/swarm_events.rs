@@ -59,8 +59,6 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, ?cause, "connection closed");
-                // Audio lanes waiting for an ack from this peer try again at once.
-                let _ = self.inbound.closes.send(peer_id);
                 let mut oldest = false;
                 let mut relay = None;
                 if let Some(list) = self.connections.get_mut(&peer_id) {
